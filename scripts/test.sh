@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds, runs every test.
+#   ./scripts/test.sh            all tests (unit, model, server) + sanitizer builds of the server tests
+#   SAFEROUTE_QUICK=1 ./scripts/test.sh   skip the sanitizer builds
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+jobs="$(nproc)"
+
+bash scripts/install-deps.sh
+
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release > build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
+rm -f build-configure.log
+cmake --build build/release -j"$jobs"
+ctest --test-dir build/release --output-on-failure -j"$jobs" --timeout 900
+
+if [[ "${SAFEROUTE_QUICK:-0}" != "1" ]]; then
+  # The service (and what it calls) under AddressSanitizer+UBSan and ThreadSanitizer.
+  for san in address thread; do
+    cmake -S . -B "build/$san" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAFEROUTE_SANITIZE=$san \
+      -DSAFEROUTE_BUILD_BENCH=OFF > /dev/null
+    cmake --build "build/$san" -j"$jobs" --target saferoute_server_tests
+    ctest --test-dir "build/$san" --output-on-failure -L server --timeout 900
+  done
+fi

@@ -1,0 +1,49 @@
+// `saferoute`: the command-line front end. The table below is the whole
+// command surface; each entry's flags are declared in its cmd_<name>.cc.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+
+namespace saferoute::cli {
+namespace {
+
+// Commands, in the order `saferoute --help` lists them. Add a command by
+// writing cli/cmd_<name>.cc and adding one line here.
+const std::vector<CommandEntry> kCommands = {
+    // {"fit", "Score, label, train, calibrate and evaluate a router (the whole recipe)", SetupFitCommand},
+};
+
+}  // namespace
+}  // namespace saferoute::cli
+
+int main(int argc, char** argv) {
+  using namespace saferoute::cli;
+  CLI::App app{"SafeRoute: a small guard on every input, a large guard only where it is needed"};
+  app.set_version_flag("--version", std::string("saferoute ") + SAFEROUTE_VERSION);
+  app.require_subcommand(1);
+  CommandRunner runner;
+  std::string chosen;
+  for (const CommandEntry& entry : kCommands) {
+    CLI::App* sub = app.add_subcommand(entry.name, entry.help);
+    CommandRunner run = entry.setup(*sub);
+    sub->callback([&runner, &chosen, run, name = entry.name] {
+      runner = run;
+      chosen = name;
+    });
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);  // usage errors: exit code from CLI11 (non-zero), message on stderr
+  }
+  if (!runner) return 2;
+  absl::Status status = runner();
+  if (!status.ok()) {
+    std::fprintf(stderr, "saferoute %s: error: %s\n", chosen.c_str(),
+                 std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

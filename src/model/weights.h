@@ -1,0 +1,60 @@
+// A loaded model: config + typed weight views + the storage behind them.
+#ifndef SAFEROUTE_MODEL_WEIGHTS_H_
+#define SAFEROUTE_MODEL_WEIGHTS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/tensor.h"
+#include "model/config.h"
+#include "util/status.h"
+
+namespace saferoute {
+
+// Weights of one decoder layer. Shapes as in HF (Linear stores [out, in]):
+//   attn_norm [H]; wq [nH*d, H]; wk, wv [nKV*d, H]; wo [H, nH*d];
+//   q_norm, k_norm [d] (Qwen3 only, else empty); ffn_norm [H];
+//   w_gate, w_up [I, H]; w_down [H, I].
+struct LayerWeights {
+  TensorView attn_norm, wq, wk, wv, wo, q_norm, k_norm, ffn_norm, w_gate, w_up, w_down;
+};
+
+struct ModelWeights {
+  TensorView token_embd;    // [V, H]
+  std::vector<LayerWeights> layers;
+  TensorView output_norm;   // [H]
+  TensorView lm_head;       // [V, H]; same data as token_embd when tied
+};
+
+// Owns whatever keeps the tensor data alive (memory-mapped shards or owned
+// buffers). Immutable after construction; safe to share across threads.
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual const ModelWeights& weights() const = 0;
+  // Stable identity of the checkpoint: a hash of config.json and every
+  // tensor's name, dtype, shape and bytes sampled across the data.
+  virtual const std::string& fingerprint() const = 0;
+  // Bytes of weight data (what "resident memory ≤ 1.3× weights" refers to).
+  virtual size_t weight_bytes() const = 0;
+};
+
+// Loads a Hugging Face model directory: config.json plus model.safetensors or
+// the shards listed in model.safetensors.index.json. Memory-mapped, never
+// copied. Every error names the file and tensor.
+absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir);
+
+// A model with random weights of the given shape, held in memory (bench,
+// tests, stand-in guards). Deterministic for a seed. dtype: kF32 or kBF16.
+absl::StatusOr<std::shared_ptr<const Model>> MakeRandomModel(const ModelConfig& config,
+                                                             DType dtype, uint64_t seed);
+
+// Writes `model` as a Hugging Face directory (config.json + model.safetensors)
+// that LoadModel reads back; used to make stand-in guards on disk.
+absl::Status WriteModelDirectory(const Model& model, const std::string& dir);
+
+}  // namespace saferoute
+
+#endif  // SAFEROUTE_MODEL_WEIGHTS_H_
