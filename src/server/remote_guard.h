@@ -1,0 +1,57 @@
+// A large guard on a remote inference server (vLLM OpenAI-compatible
+// /v1/completions with token-id prompts and logprobs, or llama.cpp server's
+// /completion with n_probs), behind timeouts, bounded retries with jitter and
+// a circuit breaker. Request/response shapes: ../shared/docs/guard-models.md §6.
+//
+// Thread-safe: Classify may be called concurrently.
+#ifndef SAFEROUTE_SERVER_REMOTE_GUARD_H_
+#define SAFEROUTE_SERVER_REMOTE_GUARD_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "guard/guard.h"
+
+namespace saferoute {
+
+enum class RemoteKind { kVllm, kLlamaCpp };
+enum class CircuitState { kClosed, kOpen, kHalfOpen };
+
+struct RemoteGuardOptions {
+  RemoteKind kind = RemoteKind::kVllm;
+  std::string base_url;              // "http://127.0.0.1:8000"
+  std::string model;                 // model name sent to vLLM
+  double timeout_ms = 2000;          // per attempt
+  int max_retries = 2;               // attempts after the first, on 5xx/timeouts/garbage
+  double backoff_ms = 50;            // base of exponential backoff, with full jitter
+  int breaker_failure_threshold = 5; // consecutive failures that open the circuit
+  double breaker_open_ms = 5000;     // how long it stays open before a half-open probe
+  int top_logprobs = 20;
+};
+
+// Renders and tokenizes a request into the large guard's prompt ids, ending
+// with the verdict position (token 271 appended) — supplied by guard/.
+using PromptEncoder =
+    std::function<absl::StatusOr<std::vector<int32_t>>(const GuardRequest& request)>;
+
+struct RemoteGuardStats {
+  uint64_t requests = 0, errors = 0, retries = 0, timeouts = 0, bad_responses = 0,
+           short_circuited = 0;
+};
+
+class RemoteGuard : public Guard {
+ public:
+  static absl::StatusOr<std::unique_ptr<RemoteGuard>> Create(const RemoteGuardOptions& options,
+                                                            PromptEncoder encoder);
+  virtual CircuitState circuit_state() const = 0;
+  virtual RemoteGuardStats stats() const = 0;
+  // Cheap reachability probe for /readyz (GET /health or /v1/models).
+  virtual absl::Status Ping() = 0;
+};
+
+}  // namespace saferoute
+
+#endif  // SAFEROUTE_SERVER_REMOTE_GUARD_H_
