@@ -1,0 +1,398 @@
+#include "router/network.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "oneapi/dnnl/dnnl.h"
+#include "router/random.h"
+
+namespace saferoute {
+namespace {
+
+constexpr float kLayerNormEps = 1e-5f;  // torch nn.LayerNorm default
+
+// Row-major C[m, n] = op(A)[m, k] * op(B)[k, n] (+ beta * C) via oneDNN.
+void Sgemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  dnnl_status_t status = dnnl_sgemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  SR_CHECK(status == dnnl_success);  // only fails on bad arguments: a programming error
+}
+
+// out[j] = sum_i m[i, j] * (mult ? mult[i, j] : 1), m: [rows, cols]. Each
+// column is summed by one thread in row order, so the result does not depend
+// on the thread count.
+void ColumnSums(const float* m, const float* mult, int64_t rows, int64_t cols, float* out) {
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (cols + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t begin = blk * kBlock, end = std::min(cols, begin + kBlock);
+    double acc[kBlock] = {};
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* row = m + i * cols;
+      const float* mrow = mult ? mult + i * cols : nullptr;
+      for (int64_t j = begin; j < end; ++j) acc[j - begin] += mrow ? row[j] * mrow[j] : row[j];
+    }
+    for (int64_t j = begin; j < end; ++j) out[j] = static_cast<float>(acc[j - begin]);
+  }
+}
+
+int64_t Numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+std::string_view RouterTypeName(RouterType type) {
+  switch (type) {
+    case RouterType::kBayesianMlp: return "bnn";
+    case RouterType::kMlp: return "mlp";
+    case RouterType::kLogistic: return "logistic";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<RouterType> ParseRouterType(std::string_view name) {
+  if (name == "bnn") return RouterType::kBayesianMlp;
+  if (name == "mlp") return RouterType::kMlp;
+  if (name == "logistic") return RouterType::kLogistic;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown router type '", std::string(name), "' (expected bnn, mlp or logistic)"));
+}
+
+float Sigmoid(float logit) {
+  if (logit >= 0) return 1.0f / (1.0f + std::exp(-logit));
+  const float e = std::exp(logit);
+  return e / (1.0f + e);
+}
+
+// torch BCEWithLogits: max(z, 0) - z*t + log(1 + exp(-|z|)).
+double BceWithLogits(double logit, double target) {
+  return std::max(logit, 0.0) - logit * target + std::log1p(std::exp(-std::abs(logit)));
+}
+
+struct RouterNetwork::ForwardCache {
+  // Per hidden layer l (each [n, H] unless noted):
+  std::vector<std::vector<float>> normalized;  // x̂ = (h - mean) * rstd
+  std::vector<std::vector<float>> rstd;        // [n]
+  std::vector<std::vector<float>> activated;   // ReLU(gamma * x̂ + beta)
+  std::vector<float> logits;                   // [n]
+};
+
+RouterNetwork::RouterNetwork(RouterType type, int feature_dim, int hidden_dim,
+                             BayesSettings bayes)
+    : type_(type),
+      feature_dim_(feature_dim),
+      hidden_dim_(type == RouterType::kLogistic ? 0 : hidden_dim),
+      bayes_(bayes) {
+  SR_CHECK(feature_dim > 0);
+  SR_CHECK(type == RouterType::kLogistic || hidden_dim > 0);
+  std::vector<std::pair<int, int>> layer_dims;  // (in, out)
+  if (type == RouterType::kLogistic) {
+    layer_dims = {{feature_dim, 1}};
+  } else {
+    layer_dims = {{feature_dim, hidden_dim}, {hidden_dim, hidden_dim}, {hidden_dim, 1}};
+  }
+  for (size_t i = 0; i < layer_dims.size(); ++i) {
+    const auto [in, out] = layer_dims[i];
+    Dense dense{.in = in, .out = out};
+    const std::string prefix = absl::StrCat("fc", i, ".");
+    dense.weight = AddParam(prefix + "weight", {out, in});
+    dense.bias = AddParam(prefix + "bias", {out});
+    if (bayesian()) {
+      dense.weight_log_sigma = AddParam(prefix + "weight_log_sigma", {out, in});
+      dense.bias_log_sigma = AddParam(prefix + "bias_log_sigma", {out});
+    }
+    dense_.push_back(dense);
+    if (i + 1 < layer_dims.size()) {
+      const std::string ln = absl::StrCat("ln", i, ".");
+      norms_.push_back({.gamma = AddParam(ln + "weight", {out}), .beta = AddParam(ln + "bias", {out})});
+    }
+  }
+}
+
+int RouterNetwork::AddParam(std::string name, std::vector<int64_t> shape) {
+  ParamTensor p{.name = std::move(name), .shape = std::move(shape), .values = {}};
+  p.values.assign(Numel(p.shape), 0.0f);
+  params_.push_back(std::move(p));
+  return static_cast<int>(params_.size()) - 1;
+}
+
+const ParamTensor* RouterNetwork::FindParam(std::string_view name) const {
+  for (const ParamTensor& p : params_) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+void RouterNetwork::Initialize(uint64_t seed) {
+  for (const Dense& d : dense_) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(d.in));
+    std::vector<float>& w = params_[d.weight].values;
+    std::vector<float>& b = params_[d.bias].values;
+    const uint64_t key = MixKey(seed, /*stream=*/0x1417, d.weight);
+    if (type_ == RouterType::kLogistic) {
+      FillUniform(key, -bound, bound, w.data(), w.size());
+    } else {
+      FillNormal(key, w.data(), w.size());
+      const float std_dev = static_cast<float>(std::sqrt(2.0 / d.in));  // kaiming, fan_in, ReLU gain
+      for (float& v : w) v *= std_dev;
+    }
+    FillUniform(MixKey(seed, 0x1417, d.bias), -bound, bound, b.data(), b.size());
+    if (bayesian()) {
+      std::fill(params_[d.weight_log_sigma].values.begin(), params_[d.weight_log_sigma].values.end(),
+                static_cast<float>(bayes_.init_log_sigma));
+      std::fill(params_[d.bias_log_sigma].values.begin(), params_[d.bias_log_sigma].values.end(),
+                static_cast<float>(bayes_.init_log_sigma));
+    }
+  }
+  for (const Norm& n : norms_) {
+    std::fill(params_[n.gamma].values.begin(), params_[n.gamma].values.end(), 1.0f);
+    std::fill(params_[n.beta].values.begin(), params_[n.beta].values.end(), 0.0f);
+  }
+}
+
+int64_t RouterNetwork::num_bayesian_params() const {
+  if (!bayesian()) return 0;
+  int64_t n = 0;
+  for (const Dense& d : dense_) {
+    n += static_cast<int64_t>(params_[d.weight].values.size() + params_[d.bias].values.size());
+  }
+  return n;
+}
+
+double RouterNetwork::MeanKl() const {
+  if (!bayesian()) return 0.0;
+  // KL(N(mu, s^2) || N(0, p^2)) = log p - log s + (s^2 + mu^2) / (2 p^2) - 1/2.
+  const double log_prior = std::log(bayes_.prior_sigma);
+  const double inv_two_prior_var = 1.0 / (2.0 * bayes_.prior_sigma * bayes_.prior_sigma);
+  double total = 0;
+  for (const Dense& d : dense_) {
+    for (auto [mu_index, ls_index] : {std::pair{d.weight, d.weight_log_sigma},
+                                      std::pair{d.bias, d.bias_log_sigma}}) {
+      const std::vector<float>& mu = params_[mu_index].values;
+      const std::vector<float>& ls = params_[ls_index].values;
+      // Fixed chunks summed in order: deterministic for any thread count.
+      constexpr int64_t kChunk = 4096;
+      const int64_t size = static_cast<int64_t>(mu.size());
+      const int64_t chunks = (size + kChunk - 1) / kChunk;
+      std::vector<double> partial(chunks, 0.0);
+#pragma omp parallel for schedule(static)
+      for (int64_t c = 0; c < chunks; ++c) {
+        double acc = 0;
+        for (int64_t i = c * kChunk; i < std::min(size, (c + 1) * kChunk); ++i) {
+          const double s2 = std::exp(2.0 * ls[i]);
+          acc += log_prior - ls[i] + (s2 + double(mu[i]) * mu[i]) * inv_two_prior_var - 0.5;
+        }
+        partial[c] = acc;
+      }
+      for (double p : partial) total += p;
+    }
+  }
+  return total / static_cast<double>(num_bayesian_params());
+}
+
+WeightNoise RouterNetwork::DrawNoise(uint64_t seed, uint64_t step) const {
+  WeightNoise noise(params_.size());
+  if (!bayesian()) return noise;
+  for (const Dense& d : dense_) {
+    for (int index : {d.weight, d.bias}) {
+      noise[index].resize(params_[index].values.size());
+      FillNormal(MixKey(seed, step, index), noise[index].data(), noise[index].size());
+    }
+  }
+  return noise;
+}
+
+void RouterNetwork::Forward(const float* features, int64_t n,
+                            const std::vector<const float*>& weights,
+                            const std::vector<const float*>& biases, ForwardCache* cache) const {
+  const size_t hidden_layers = norms_.size();
+  cache->normalized.resize(hidden_layers);
+  cache->rstd.resize(hidden_layers);
+  cache->activated.resize(hidden_layers);
+  const float* input = features;  // [n, in]
+  for (size_t l = 0; l < hidden_layers; ++l) {
+    const Dense& d = dense_[l];
+    const int64_t h = d.out;
+    std::vector<float>& xhat = cache->normalized[l];
+    std::vector<float>& rstd = cache->rstd[l];
+    std::vector<float>& act = cache->activated[l];
+    xhat.resize(n * h);
+    rstd.resize(n);
+    act.resize(n * h);
+    // pre = input @ W^T: [n, h]; written into xhat, normalised in place below.
+    Sgemm('N', 'T', n, h, d.in, input, d.in, weights[l], d.in, 0.0f, xhat.data(), h);
+    const float* bias = biases[l];
+    const float* gamma = params_[norms_[l].gamma].values.data();
+    const float* beta = params_[norms_[l].beta].values.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = xhat.data() + i * h;
+      double sum = 0;
+      for (int64_t j = 0; j < h; ++j) {
+        row[j] += bias[j];
+        sum += row[j];
+      }
+      const double mean = sum / h;
+      double sq = 0;
+      for (int64_t j = 0; j < h; ++j) sq += (row[j] - mean) * (row[j] - mean);
+      const float r = static_cast<float>(1.0 / std::sqrt(sq / h + kLayerNormEps));  // biased var
+      rstd[i] = r;
+      float* out = act.data() + i * h;
+      for (int64_t j = 0; j < h; ++j) {
+        row[j] = static_cast<float>((row[j] - mean) * r);
+        out[j] = std::max(0.0f, gamma[j] * row[j] + beta[j]);
+      }
+    }
+    input = act.data();
+  }
+  const Dense& last = dense_.back();
+  cache->logits.resize(n);
+  Sgemm('N', 'T', n, 1, last.in, input, last.in, weights.back(), last.in, 0.0f,
+        cache->logits.data(), 1);
+  for (int64_t i = 0; i < n; ++i) cache->logits[i] += biases.back()[0];
+}
+
+void RouterNetwork::Logits(const float* features, int64_t n, float* logits) const {
+  std::vector<const float*> weights, biases;
+  for (const Dense& d : dense_) {
+    weights.push_back(params_[d.weight].values.data());
+    biases.push_back(params_[d.bias].values.data());
+  }
+  // Bounded memory: activations for at most kChunk rows at a time.
+  constexpr int64_t kChunk = 256;
+  ForwardCache cache;
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int64_t rows = std::min(kChunk, n - begin);
+    Forward(features + begin * feature_dim_, rows, weights, biases, &cache);
+    std::copy(cache.logits.begin(), cache.logits.end(), logits + begin);
+  }
+}
+
+double RouterNetwork::LossAndGradients(const float* features, const float* targets, int64_t n,
+                                       const WeightNoise* noise, double kl_weight,
+                                       std::vector<std::vector<float>>* grads,
+                                       double* bce_out) const {
+  SR_CHECK(n > 0);
+  const bool sample = bayesian() && noise != nullptr;
+  if (sample) SR_CHECK(noise->size() == params_.size());
+  // Effective weights: w = mu + exp(log_sigma) * eps for a sampled Bayesian layer.
+  std::vector<std::vector<float>> sampled(params_.size());
+  auto effective = [&](int mu_index, int ls_index) -> const float* {
+    if (!sample) return params_[mu_index].values.data();
+    const std::vector<float>& mu = params_[mu_index].values;
+    const std::vector<float>& ls = params_[ls_index].values;
+    const std::vector<float>& eps = (*noise)[mu_index];
+    SR_CHECK(eps.size() == mu.size());
+    std::vector<float>& w = sampled[mu_index];
+    w.resize(mu.size());
+    const int64_t size = static_cast<int64_t>(mu.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < size; ++i) w[i] = mu[i] + std::exp(ls[i]) * eps[i];
+    return w.data();
+  };
+  std::vector<const float*> weights, biases;
+  for (const Dense& d : dense_) {
+    weights.push_back(effective(d.weight, d.weight_log_sigma));
+    biases.push_back(effective(d.bias, d.bias_log_sigma));
+  }
+  ForwardCache cache;
+  Forward(features, n, weights, biases, &cache);
+
+  grads->resize(params_.size());
+  for (size_t p = 0; p < params_.size(); ++p) (*grads)[p].assign(params_[p].values.size(), 0.0f);
+
+  // d mean-BCE / d logit = (sigmoid(z) - t) / n.
+  double bce = 0;
+  std::vector<float> d_out(n);  // [n, 1]
+  for (int64_t i = 0; i < n; ++i) {
+    bce += BceWithLogits(cache.logits[i], targets[i]);
+    d_out[i] = static_cast<float>((Sigmoid(cache.logits[i]) - targets[i]) / n);
+  }
+  bce /= n;
+
+  // Walk the layers backwards. d_out holds d loss / d (output of dense l).
+  std::vector<float> d_input;
+  for (int l = static_cast<int>(dense_.size()) - 1; l >= 0; --l) {
+    const Dense& d = dense_[l];
+    const float* input = l == 0 ? features : cache.activated[l - 1].data();  // [n, in]
+    // dW [out, in] = d_out^T @ input; db [out] = column sums of d_out.
+    Sgemm('T', 'N', d.out, d.in, n, d_out.data(), d.out, input, d.in, 0.0f,
+          (*grads)[d.weight].data(), d.in);
+    ColumnSums(d_out.data(), nullptr, n, d.out, (*grads)[d.bias].data());
+    if (l == 0) break;
+    // d input [n, in] = d_out @ W.
+    d_input.assign(n * d.in, 0.0f);
+    Sgemm('N', 'N', n, d.in, d.out, d_out.data(), d.out, weights[l], d.in, 0.0f,
+          d_input.data(), d.in);
+    // Back through ReLU and LayerNorm of hidden layer l-1 (width h = d.in).
+    const int64_t h = d.in;
+    const Norm& norm = norms_[l - 1];
+    const std::vector<float>& xhat = cache.normalized[l - 1];
+    const std::vector<float>& act = cache.activated[l - 1];
+    const std::vector<float>& rstd = cache.rstd[l - 1];
+    // ReLU mask: act > 0 exactly where gamma*x̂+beta > 0.
+    for (int64_t i = 0; i < n * h; ++i) {
+      if (act[i] <= 0.0f) d_input[i] = 0.0f;
+    }
+    ColumnSums(d_input.data(), xhat.data(), n, h, (*grads)[norm.gamma].data());
+    ColumnSums(d_input.data(), nullptr, n, h, (*grads)[norm.beta].data());
+    const float* gamma = params_[norm.gamma].values.data();
+    d_out.assign(n * h, 0.0f);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      // dh = rstd * (dx̂ - mean(dx̂) - x̂ * mean(dx̂ * x̂)), dx̂ = dy * gamma.
+      const float* dy = d_input.data() + i * h;
+      const float* xh = xhat.data() + i * h;
+      double mean_dxhat = 0, mean_dxhat_xhat = 0;
+      for (int64_t j = 0; j < h; ++j) {
+        const double dxh = double(dy[j]) * gamma[j];
+        mean_dxhat += dxh;
+        mean_dxhat_xhat += dxh * xh[j];
+      }
+      mean_dxhat /= h;
+      mean_dxhat_xhat /= h;
+      float* dh = d_out.data() + i * h;
+      for (int64_t j = 0; j < h; ++j) {
+        dh[j] = static_cast<float>(rstd[i] * (double(dy[j]) * gamma[j] - mean_dxhat -
+                                              xh[j] * mean_dxhat_xhat));
+      }
+    }
+  }
+
+  double kl = 0;
+  if (bayesian()) {
+    kl = MeanKl();
+    // d/d mu = dL/dw + c * mu / p^2;  d/d log_sigma = dL/dw * eps * sigma + c * (sigma^2/p^2 - 1),
+    // c = kl_weight / num_bayesian_params.
+    const double c = kl_weight / static_cast<double>(num_bayesian_params());
+    const double inv_prior_var = 1.0 / (bayes_.prior_sigma * bayes_.prior_sigma);
+    for (const Dense& d : dense_) {
+      for (auto [mu_index, ls_index] : {std::pair{d.weight, d.weight_log_sigma},
+                                        std::pair{d.bias, d.bias_log_sigma}}) {
+        std::vector<float>& g_mu = (*grads)[mu_index];
+        std::vector<float>& g_ls = (*grads)[ls_index];
+        const std::vector<float>& mu = params_[mu_index].values;
+        const std::vector<float>& ls = params_[ls_index].values;
+        const float* eps = sample ? (*noise)[mu_index].data() : nullptr;
+        const int64_t size = static_cast<int64_t>(mu.size());
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < size; ++i) {
+          const double sigma = std::exp(double(ls[i]));
+          const double g_w = g_mu[i];
+          g_ls[i] = static_cast<float>((eps ? g_w * eps[i] * sigma : 0.0) +
+                                       c * (sigma * sigma * inv_prior_var - 1.0));
+          g_mu[i] = static_cast<float>(g_w + c * mu[i] * inv_prior_var);
+        }
+      }
+    }
+  }
+  if (bce_out) *bce_out = bce;
+  return bce + kl_weight * kl;
+}
+
+}  // namespace saferoute
