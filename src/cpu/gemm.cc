@@ -1,0 +1,114 @@
+#include "cpu/gemm.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "cpu/convert.h"
+
+namespace saferoute::cpu {
+namespace {
+
+// Rows of x per sgemm call: the x block (<= 512 x K fp32) stays cache-friendly
+// while the widened panel is reused for every block.
+constexpr int64_t kRowBlock = 512;
+
+float WeightAt(const WeightMatrix& w, int64_t row, int64_t col) {
+  const size_t index = static_cast<size_t>(row * w.cols + col);
+  switch (w.type) {
+    case WeightType::kF32:
+      return static_cast<const float*>(w.data)[index];
+    case WeightType::kBF16:
+      return Bf16ToF32(static_cast<const uint16_t*>(w.data)[index]);
+    case WeightType::kF16:
+      return F16ToF32(static_cast<const uint16_t*>(w.data)[index]);
+  }
+  return 0.0f;
+}
+
+}  // namespace
+
+GemmRunner::GemmRunner(int num_threads)
+    : num_threads_(std::max(1, num_threads)), scratch_(static_cast<size_t>(num_threads_)) {}
+
+absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
+                             std::span<const GemmJob> jobs) {
+  if (m <= 0 || jobs.empty()) return absl::OkStatus();
+  // Panel height: as many weight rows as fit the per-thread scratch, a
+  // multiple of 16 (sgemm micro-kernel width), at least 16.
+  const int64_t panel_rows =
+      std::max<int64_t>(16, (static_cast<int64_t>(kPanelScratchBytes / sizeof(float)) / k) / 16 * 16);
+  std::vector<Panel>& panels = panels_;
+  panels.clear();
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const WeightMatrix& w = jobs[j].weight;
+    if (w.cols != k || w.rows <= 0 || w.data == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "gemm: weight %d is [%d, %d], input has K=%d", j, w.rows, w.cols, k));
+    }
+    for (int64_t r = 0; r < w.rows; r += panel_rows) {
+      panels.push_back({static_cast<int32_t>(j), r, std::min(panel_rows, w.rows - r)});
+    }
+  }
+  for (auto& s : scratch_) {
+    if (s.size() < static_cast<size_t>(panel_rows * k)) s.resize(static_cast<size_t>(panel_rows * k));
+  }
+  std::atomic<int> failure{dnnl_success};
+  const int64_t n_panels = static_cast<int64_t>(panels.size());
+#pragma omp parallel num_threads(num_threads_)
+  {
+    float* scratch = scratch_[static_cast<size_t>(omp_get_thread_num())].data();
+    // Each panel is widened once, then multiplied by every row block of x.
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < n_panels; ++p) {
+      const Panel& panel = panels[static_cast<size_t>(p)];
+      const GemmJob& job = jobs[static_cast<size_t>(panel.job)];
+      const WeightMatrix& w = job.weight;
+      const size_t offset = static_cast<size_t>(panel.row0 * k);
+      const size_t count = static_cast<size_t>(panel.rows * k);
+      const float* b = nullptr;  // [panel.rows, K] fp32
+      switch (w.type) {
+        case WeightType::kF32:
+          b = static_cast<const float*>(w.data) + offset;
+          break;
+        case WeightType::kBF16:
+          WidenBf16(static_cast<const uint16_t*>(w.data) + offset, scratch, count);
+          b = scratch;
+          break;
+        case WeightType::kF16:
+          WidenF16(static_cast<const uint16_t*>(w.data) + offset, scratch, count);
+          b = scratch;
+          break;
+      }
+      for (int64_t m0 = 0; m0 < m; m0 += kRowBlock) {
+        const int64_t rows = std::min(kRowBlock, m - m0);
+        // Inside a parallel region oneDNN's sgemm runs on this thread only.
+        dnnl_status_t st = dnnl_sgemm('N', 'T', rows, panel.rows, k, 1.0f, x + m0 * ldx, ldx, b,
+                                      k, job.accumulate ? 1.0f : 0.0f,
+                                      job.y + m0 * job.ldy + panel.row0, job.ldy);
+        if (st != dnnl_success) failure.store(st);
+      }
+    }
+  }
+  if (failure.load() != dnnl_success) {
+    return absl::InternalError(absl::StrFormat("gemm: oneDNN sgemm failed with status %d (M=%d K=%d)",
+                                               failure.load(), m, k));
+  }
+  return absl::OkStatus();
+}
+
+void ReferenceGemm(const float* x, int64_t m, int64_t k, const WeightMatrix& w, float* y,
+                   int64_t ldy, bool accumulate) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t n = 0; n < w.rows; ++n) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < k; ++c) sum += static_cast<double>(x[i * k + c]) * WeightAt(w, n, c);
+      float* out = y + i * ldy + n;
+      *out = static_cast<float>(accumulate ? *out + sum : sum);
+    }
+  }
+}
+
+}  // namespace saferoute::cpu

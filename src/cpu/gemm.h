@@ -1,0 +1,75 @@
+// y[M,N] (+)= x[M,K] * W^T with W stored [N,K] row-major (HF Linear layout),
+// fp32 activations, weights in F32, BF16 or F16.
+//
+// How: the N rows of W are cut into panels; the threads share the panels of
+// all jobs of one call (e.g. q, k and v projections of the same input), and
+// each thread runs oneDNN's single-threaded sgemm on its panel. BF16/F16
+// panels are first widened into that thread's fp32 scratch (bounded by
+// kPanelScratchBytes, reused across calls): never a whole-model fp32 copy.
+// Widening costs O(N*K) per M-block against O(M*N*K) of GEMM work.
+//
+// bf16 x bf16 -> fp32 semantics: a bf16 GEMM multiplies bf16 activations by
+// bf16 weights with fp32 accumulation. Rounding x to bf16 first (the caller
+// does, with Precision::kBf16) and using the widened weights gives the same
+// products exactly (bf16*bf16 fits fp32), so the numbers are those of a bf16
+// GEMM; oneDNN 2.6 has no bf16 matmul on AVX2-only CPUs, so this runs there.
+//
+// Thread safety: one GemmRunner per engine; calls must not overlap.
+#ifndef SAFEROUTE_CPU_GEMM_H_
+#define SAFEROUTE_CPU_GEMM_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "util/status.h"
+
+namespace saferoute::cpu {
+
+enum class WeightType : uint8_t { kF32, kBF16, kF16 };
+
+// A [rows, cols] row-major weight matrix in checkpoint memory.
+struct WeightMatrix {
+  WeightType type = WeightType::kF32;
+  const void* data = nullptr;
+  int64_t rows = 0;  // N (output features)
+  int64_t cols = 0;  // K (input features)
+};
+
+// One output of a multi-job GEMM: y[M, w.rows] at `y` with row stride ldy.
+struct GemmJob {
+  WeightMatrix weight;
+  float* y = nullptr;
+  int64_t ldy = 0;
+  bool accumulate = false;  // y += x W^T (fuses a residual add) instead of y = x W^T
+};
+
+class GemmRunner {
+ public:
+  static constexpr size_t kPanelScratchBytes = size_t{2} << 20;  // per thread
+  explicit GemmRunner(int num_threads);
+
+  // All jobs read the same x [M, K] (row stride ldx); every job's weight must
+  // have cols == K. Returns InvalidArgument on shape mismatch or a oneDNN error.
+  absl::Status Run(const float* x, int64_t m, int64_t k, int64_t ldx, std::span<const GemmJob> jobs);
+
+  int num_threads() const { return num_threads_; }
+
+ private:
+  int num_threads_;
+  struct Panel {
+    int32_t job;
+    int64_t row0, rows;
+  };
+  std::vector<std::vector<float>> scratch_;  // [thread] panel of widened weights
+  std::vector<Panel> panels_;                 // work list of the current call (reused)
+};
+
+// Plain triple-loop reference (tests only; slow).
+void ReferenceGemm(const float* x, int64_t m, int64_t k, const WeightMatrix& w, float* y,
+                   int64_t ldy, bool accumulate);
+
+}  // namespace saferoute::cpu
+
+#endif  // SAFEROUTE_CPU_GEMM_H_

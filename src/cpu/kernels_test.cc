@@ -1,0 +1,216 @@
+// Optimised kernels against plain scalar references on random input.
+#include "cpu/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cpu/convert.h"
+
+namespace saferoute::cpu {
+namespace {
+
+std::vector<float> RandomVector(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+TEST(Convert, Bf16RoundTripAndRounding) {
+  EXPECT_EQ(F32ToBf16(1.0f), 0x3f80);
+  // 1 + 2^-8 is exactly between two bf16 values: ties to even (down to 1.0).
+  EXPECT_EQ(F32ToBf16(1.00390625f), 0x3f80);
+  // 1 + 3*2^-8 ties up to the even neighbour 1 + 2^-6.
+  EXPECT_EQ(F32ToBf16(1.01171875f), 0x3f82);
+  EXPECT_TRUE(std::isnan(Bf16ToF32(F32ToBf16(std::nanf("")))));
+  EXPECT_TRUE(std::isinf(Bf16ToF32(F32ToBf16(INFINITY))));
+  // Bulk (vector + tail) equals scalar for random values, odd length.
+  std::vector<float> x = RandomVector(1003, 1, 100.0f);
+  x[5] = std::nanf("");
+  x[17] = -INFINITY;
+  std::vector<uint16_t> bits(x.size());
+  NarrowToBf16(x.data(), bits.data(), x.size());
+  std::vector<float> rounded = x;
+  RoundToBf16InPlace(rounded.data(), rounded.size());
+  std::vector<float> widened(x.size());
+  WidenBf16(bits.data(), widened.data(), bits.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) {
+      EXPECT_TRUE(std::isnan(widened[i]) && std::isnan(rounded[i]));
+      continue;
+    }
+    ASSERT_EQ(bits[i], F32ToBf16(x[i])) << i;
+    ASSERT_EQ(widened[i], Bf16ToF32(bits[i])) << i;
+    ASSERT_EQ(rounded[i], widened[i]) << i;
+    if (std::isfinite(x[i])) {
+      ASSERT_LE(std::fabs(widened[i] - x[i]), std::fabs(x[i]) * (1.0f / 256)) << i;
+    }
+  }
+}
+
+TEST(Convert, F16MatchesDefinition) {
+  // Every half bit pattern: vector path equals the scalar definition.
+  std::vector<uint16_t> all(65536);
+  for (uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> wide(all.size());
+  WidenF16(all.data(), wide.data(), all.size());
+  for (uint32_t i = 0; i < 65536; ++i) {
+    const float ref = F16ToF32(static_cast<uint16_t>(i));
+    if (std::isnan(ref)) {
+      ASSERT_TRUE(std::isnan(wide[i])) << i;
+    } else {
+      ASSERT_EQ(wide[i], ref) << i;
+    }
+  }
+  EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
+  EXPECT_EQ(F16ToF32(0xc000), -2.0f);
+  EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));
+}
+
+TEST(Kernels, ExpAccurate) {
+  std::vector<float> x;
+  for (float v = -100.0f; v < 88.37f; v += 0.0137f) x.push_back(v);
+  std::vector<float> y = x;
+  ExpInPlace(y.data(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double ref = std::exp(static_cast<double>(x[i]));
+    if (x[i] < -87.3365447504f) {  // below the smallest normal result: flushed to 0
+      ASSERT_EQ(y[i], 0.0f) << x[i];
+      continue;
+    }
+    ASSERT_TRUE(std::isfinite(y[i])) << x[i];
+    ASSERT_NEAR(y[i] / ref, 1.0, 3e-7) << x[i];
+  }
+}
+
+TEST(Kernels, RmsNormMatchesReference) {
+  for (bool round : {false, true}) {
+    const int64_t rows = 5, width = 77;  // odd width exercises the tail
+    auto x = RandomVector(rows * width, 2, 3.0f);
+    auto w = RandomVector(width, 3);
+    std::vector<float> out(rows * width);
+    RmsNorm(x.data(), width, w.data(), rows, width, 1e-5f, round, out.data(), width);
+    std::vector<float> ref(rows * width);
+    for (int64_t r = 0; r < rows; ++r) {
+      double ss = 0;
+      for (int64_t i = 0; i < width; ++i) ss += double(x[r * width + i]) * x[r * width + i];
+      const double inv = 1.0 / std::sqrt(ss / width + 1e-5);
+      for (int64_t i = 0; i < width; ++i) {
+        float y = float(x[r * width + i] * inv);
+        ref[r * width + i] = round ? RoundToBf16(w[i] * RoundToBf16(y)) : w[i] * y;
+      }
+    }
+    // fp32: a few ulp of O(1) values; bf16: one bf16 ulp at most where the
+    // fp32 difference crosses a rounding boundary.
+    EXPECT_LT(MaxAbsDiff(out, ref), round ? 0.05f : 2e-6f) << round;
+    if (round) {
+      for (float v : out) ASSERT_EQ(v, RoundToBf16(v));
+    }
+  }
+}
+
+TEST(Kernels, RopeMatchesRotateHalfReference) {
+  const int64_t d = 16, heads = 3, rows = 4, stride = heads * d + 5, first = 7;
+  std::vector<float> inv_freq(d / 2);
+  for (int64_t j = 0; j < d / 2; ++j) inv_freq[j] = float(1.0 / std::pow(10000.0, 2.0 * j / d));
+  RopeTable table = MakeRopeTable(inv_freq, 64, false);
+  auto x = RandomVector(rows * stride, 4);
+  auto ref = x;
+  ApplyRope(table, x.data(), rows, stride, heads, first, false);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* in = ref.data() + r * stride + h * d;
+      std::vector<float> rotated(d);
+      for (int64_t i = 0; i < d; ++i) {
+        // HF: x * cos(emb) + rotate_half(x) * sin(emb), emb = cat(freqs, freqs)
+        const double angle = double(float(first + r) * inv_freq[i % (d / 2)]);
+        const double rh = i < d / 2 ? -in[i + d / 2] : in[i - d / 2];
+        rotated[i] = float(in[i] * std::cos(angle) + rh * std::sin(angle));
+      }
+      for (int64_t i = 0; i < d; ++i) {
+        ASSERT_NEAR(x[r * stride + h * d + i], rotated[i], 1e-5) << r << " " << h << " " << i;
+      }
+    }
+    // Padding between rows is untouched.
+    for (int64_t i = heads * d; i < stride; ++i) ASSERT_EQ(x[r * stride + i], ref[r * stride + i]);
+  }
+}
+
+TEST(Kernels, SiluMulMatchesReference) {
+  const int64_t rows = 3, n = 45;
+  auto g = RandomVector(rows * 2 * n, 5, 4.0f);
+  std::vector<float> out(rows * n);
+  SiluMul(g.data(), g.data() + n, rows, n, 2 * n, false, out.data(), n);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < n; ++i) {
+      const double gv = g[r * 2 * n + i], uv = g[r * 2 * n + n + i];
+      const double ref = gv / (1.0 + std::exp(-gv)) * uv;
+      ASSERT_NEAR(out[r * n + i], ref, 1e-5 * (1 + std::fabs(ref)));
+    }
+  }
+}
+
+// Attention reference: dense scores with explicit causal mask, double math.
+std::vector<float> ReferenceAttention(const AttentionShape& s, const std::vector<float>& q,
+                                      const std::vector<float>& k, const std::vector<float>& v) {
+  const int64_t d = s.head_dim, group = s.n_heads / s.n_kv_heads;
+  std::vector<float> out(s.tokens * s.out_stride, 0.0f);
+  for (int64_t h = 0; h < s.n_heads; ++h) {
+    const int64_t g = h / group;
+    for (int64_t i = 0; i < s.tokens; ++i) {
+      const int64_t keys = s.past + s.tokens;
+      std::vector<double> p(keys);
+      double mx = -1e300;
+      for (int64_t j = 0; j < keys; ++j) {
+        if (j > s.past + i) { p[j] = -1e300; continue; }  // masked
+        double dot = 0;
+        for (int64_t c = 0; c < d; ++c) dot += double(q[i * s.q_stride + h * d + c]) * k[g * s.kv_head_stride + j * d + c];
+        p[j] = dot * s.scale;
+        mx = std::max(mx, p[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < keys; ++j) { p[j] = j > s.past + i ? 0 : std::exp(p[j] - mx); sum += p[j]; }
+      for (int64_t c = 0; c < d; ++c) {
+        double acc = 0;
+        for (int64_t j = 0; j < keys; ++j) acc += p[j] / sum * v[g * s.kv_head_stride + j * d + c];
+        out[i * s.out_stride + h * d + c] = float(acc);
+      }
+    }
+  }
+  return out;
+}
+
+TEST(Kernels, AttentionCausalGqaWithPast) {
+  for (int64_t past : {0, 9}) {
+    AttentionShape s;
+    s.tokens = 13;
+    s.past = past;
+    s.n_heads = 8;
+    s.n_kv_heads = 2;
+    s.head_dim = 24;
+    s.q_stride = s.n_heads * s.head_dim + 3;
+    s.out_stride = s.n_heads * s.head_dim;
+    s.kv_head_stride = (past + s.tokens + 4) * s.head_dim;  // spare capacity after the keys
+    s.scale = 1.0f / std::sqrt(float(s.head_dim));
+    auto q = RandomVector(s.tokens * s.q_stride, 6, 2.0f);
+    auto k = RandomVector(s.n_kv_heads * s.kv_head_stride, 7, 2.0f);
+    auto v = RandomVector(s.n_kv_heads * s.kv_head_stride, 8);
+    std::vector<float> out(s.tokens * s.out_stride);
+    Attention(s, q.data(), k.data(), v.data(), out.data(), 2, false);
+    EXPECT_LT(MaxAbsDiff(out, ReferenceAttention(s, q, k, v)), 2e-6f) << past;
+  }
+}
+
+}  // namespace
+}  // namespace saferoute::cpu
