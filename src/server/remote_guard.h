@@ -30,6 +30,14 @@ struct RemoteGuardOptions {
   int breaker_failure_threshold = 5; // consecutive failures that open the circuit
   double breaker_open_ms = 5000;     // how long it stays open before a half-open probe
   int top_logprobs = 20;
+  // Additions (remote helper):
+  double backoff_max_ms = 1000;      // cap of one backoff sleep before jitter
+  int max_parallel = 8;              // concurrent HTTP calls for one batch
+  int32_t safe_token_id = 19193;     // Llama Guard 3 verdict tokens (guard-models.md §1.5)
+  int32_t unsafe_token_id = 39257;
+  int categories_max_tokens = 12;    // decode length when categories are asked for
+  bool vllm_return_token_ids = true; // vLLM extra "return_tokens_as_token_ids"
+  bool llama_cpp_cache_prompt = false;
 };
 
 // Renders and tokenizes a request into the large guard's prompt ids, ending
@@ -40,6 +48,12 @@ using PromptEncoder =
 struct RemoteGuardStats {
   uint64_t requests = 0, errors = 0, retries = 0, timeouts = 0, bad_responses = 0,
            short_circuited = 0;
+  // Additions (remote helper): per-attempt failure reasons and breaker events.
+  uint64_t attempts = 0;          // HTTP calls made (first tries + retries)
+  uint64_t connect_errors = 0;    // refused / unreachable / reset
+  uint64_t server_errors = 0;     // HTTP 5xx (retried)
+  uint64_t client_errors = 0;     // HTTP 4xx (not retried)
+  uint64_t circuit_opened = 0;    // transitions to open
 };
 
 class RemoteGuard : public Guard {

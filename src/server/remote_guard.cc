@@ -1,0 +1,424 @@
+// RemoteGuard over cpp-httplib: one HTTP call per guard request (a batch runs
+// its calls concurrently), per-attempt timeouts, bounded retries with full
+// jitter, and a CircuitBreaker that every attempt reports to.
+#include "server/remote_guard.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "httplib.h"
+#include "server/circuit_breaker.h"
+#include "server/remote_protocol.h"
+
+namespace saferoute {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// A hostile server may stream without end; no guard answer is this large.
+constexpr uint64_t kMaxResponseBytes = 8u << 20;
+constexpr int kMaxRetries = 10;
+
+struct BaseUrl {
+  std::string scheme_host_port;  // "http://127.0.0.1:8000", what httplib::Client takes
+  std::string path_prefix;       // "" or "/prefix" (no trailing slash)
+};
+
+absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("remote guard: field 'base_url' (\"", url, "\"): ", why));
+  };
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return bad("expected http://host:port[/prefix]");
+  std::string scheme = url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") return bad("scheme must be http or https");
+#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
+  if (scheme == "https") return bad("https needs cpp-httplib built with OpenSSL support");
+#endif
+  std::string rest = url.substr(scheme_end + 3);
+  size_t slash = rest.find('/');
+  std::string authority = rest.substr(0, slash);
+  std::string prefix = slash == std::string::npos ? "" : rest.substr(slash);
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  if (authority.empty()) return bad("missing host");
+  if (authority.find_first_of("@?#") != std::string::npos ||
+      prefix.find_first_of("?#") != std::string::npos) {
+    return bad("credentials, queries and fragments are not supported");
+  }
+  // Port, if any, must be a number in range ("[::1]:8000" keeps its brackets).
+  size_t colon = authority.rfind(':');
+  if (colon != std::string::npos && authority.find(']', colon) == std::string::npos) {
+    int port = 0;
+    if (!absl::SimpleAtoi(authority.substr(colon + 1), &port) || port < 1 || port > 65535) {
+      return bad("port must be a number in 1..65535");
+    }
+  }
+  return BaseUrl{scheme + "://" + authority, prefix};
+}
+
+// How one attempt ended.
+enum class AttemptKind { kOk, kConnect, kTimeout, kServerError, kBadResponse, kClientError };
+
+struct AttemptResult {
+  AttemptKind kind = AttemptKind::kOk;
+  absl::Status status;  // error detail when kind != kOk
+  RemoteScore score;
+};
+
+bool Retryable(AttemptKind kind) {
+  return kind == AttemptKind::kConnect || kind == AttemptKind::kTimeout ||
+         kind == AttemptKind::kServerError || kind == AttemptKind::kBadResponse;
+}
+
+std::string Excerpt(absl::string_view body) {
+  std::string out(body.substr(0, 200));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  return out;
+}
+
+class RemoteGuardImpl final : public RemoteGuard {
+ public:
+  RemoteGuardImpl(const RemoteGuardOptions& options, BaseUrl url, PromptEncoder encoder)
+      : options_(options),
+        url_(std::move(url)),
+        encoder_(std::move(encoder)),
+        breaker_(options.breaker_failure_threshold, options.breaker_open_ms) {
+    tokens_.safe_id = options.safe_token_id;
+    tokens_.unsafe_id = options.unsafe_token_id;
+    endpoint_ = url_.path_prefix +
+                (options.kind == RemoteKind::kVllm ? "/v1/completions" : "/completion");
+    name_ = options.kind == RemoteKind::kVllm
+                ? absl::StrCat("vllm:", options.model, "@", options.base_url)
+                : absl::StrCat("llamacpp@", options.base_url);
+  }
+
+  absl::StatusOr<std::vector<GuardVerdict>> Classify(
+      const std::vector<GuardRequest>& requests) override {
+    const size_t n = requests.size();
+    std::vector<GuardVerdict> verdicts(n);
+    std::vector<std::vector<int32_t>> prompt_ids(n);
+    for (size_t i = 0; i < n; ++i) {
+      Clock::time_point start = Clock::now();
+      absl::StatusOr<std::vector<int32_t>> ids = encoder_(requests[i]);
+      if (!ids.ok()) return Annotate(ids.status(), i, "encoding the prompt");
+      if (ids->empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("request ", i, ": the prompt encoder returned no tokens"));
+      }
+      prompt_ids[i] = *std::move(ids);
+      verdicts[i].timings.tokenize_ms = MsSince(start);
+      verdicts[i].n_tokens = static_cast<int>(prompt_ids[i].size());
+    }
+
+    std::vector<absl::Status> statuses(n);
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t i = next++; i < n; i = next++) {
+        statuses[i] = ClassifyOne(requests[i], prompt_ids[i], verdicts[i]);
+      }
+    };
+    const size_t n_threads =
+        std::min<size_t>(n, static_cast<size_t>(std::max(1, options_.max_parallel)));
+    std::vector<std::thread> helpers;
+    for (size_t t = 1; t < n_threads; ++t) helpers.emplace_back(worker);
+    worker();
+    for (std::thread& t : helpers) t.join();
+
+    for (size_t i = 0; i < n; ++i) {
+      if (!statuses[i].ok()) return Annotate(statuses[i], i, name_);
+    }
+    return verdicts;
+  }
+
+  int feature_dim() const override { return 0; }  // a remote guard gives no router feature
+  std::string fingerprint() const override { return "remote:" + name_; }
+  std::string name() const override { return name_; }
+  CircuitState circuit_state() const override { return breaker_.state(); }
+
+  RemoteGuardStats stats() const override {
+    RemoteGuardStats s;
+    s.requests = requests_.load();
+    s.errors = errors_.load();
+    s.retries = retries_.load();
+    s.timeouts = timeouts_.load();
+    s.bad_responses = bad_responses_.load();
+    s.short_circuited = short_circuited_.load();
+    s.attempts = attempts_.load();
+    s.connect_errors = connect_errors_.load();
+    s.server_errors = server_errors_.load();
+    s.client_errors = client_errors_.load();
+    s.circuit_opened = breaker_.times_opened();
+    return s;
+  }
+
+  absl::Status Ping() override {
+    std::unique_ptr<httplib::Client> client = TakeClient();
+    httplib::Result result = client->Get(url_.path_prefix + "/health");
+    if (!result) {
+      return absl::UnavailableError(absl::StrCat("remote guard ", name_, ": GET /health: ",
+                                                 httplib::to_string(result.error())));
+    }
+    if (result->status != 200) {
+      return absl::UnavailableError(absl::StrCat("remote guard ", name_, ": GET /health: HTTP ",
+                                                 result->status, " ", Excerpt(result->body)));
+    }
+    ReturnClient(std::move(client));
+    return absl::OkStatus();
+  }
+
+ private:
+  static absl::Status Annotate(const absl::Status& status, size_t index, absl::string_view what) {
+    return absl::Status(status.code(),
+                        absl::StrCat("request ", index, ": ", what, ": ", status.message()));
+  }
+
+  // One guard request: attempts until success, a non-retryable error, the
+  // retry budget is spent, or the breaker refuses.
+  absl::Status ClassifyOne(const GuardRequest& request, const std::vector<int32_t>& ids,
+                           GuardVerdict& verdict) {
+    ++requests_;
+    RemoteQuery query{&ids, request.want_categories ? options_.categories_max_tokens : 1};
+    const std::string body = options_.kind == RemoteKind::kVllm
+                                 ? BuildVllmRequestBody(options_, query)
+                                 : BuildLlamaCppRequestBody(options_, query);
+    Clock::time_point start = Clock::now();
+    absl::Status last_error;
+    const int max_attempts = 1 + std::clamp(options_.max_retries, 0, kMaxRetries);
+    for (int attempt = 0; attempt < max_attempts; ++attempt) {
+      if (!breaker_.Allow()) {
+        ++short_circuited_;
+        ++errors_;
+        std::string why = absl::StrCat(
+            "circuit breaker open (", options_.breaker_failure_threshold,
+            " consecutive failures; next probe after ", options_.breaker_open_ms, " ms)");
+        if (!last_error.ok()) absl::StrAppend(&why, "; last error: ", last_error.message());
+        return absl::UnavailableError(why);
+      }
+      if (attempt > 0) ++retries_;
+      ++attempts_;
+      AttemptResult result = Attempt(body);
+      if (result.kind == AttemptKind::kOk) {
+        breaker_.RecordSuccess();
+        FillVerdictFromScore(result.score, verdict);
+        if (request.want_categories) FillCategoriesFromText(result.score.text, verdict);
+        verdict.timings.forward_ms = MsSince(start);
+        return absl::OkStatus();
+      }
+      if (!Retryable(result.kind)) {
+        // The remote answered, so it is alive: a 4xx is about this request.
+        breaker_.RecordSuccess();
+        ++errors_;
+        return result.status;
+      }
+      breaker_.RecordFailure();
+      last_error = result.status;
+      if (attempt + 1 < max_attempts) SleepBackoff(attempt);
+    }
+    ++errors_;
+    return absl::Status(last_error.code(), absl::StrCat("after ", max_attempts, " attempts: ",
+                                                        last_error.message()));
+  }
+
+  // Full jitter: uniform in [0, min(cap, base * 2^attempt)].
+  void SleepBackoff(int attempt) {
+    double ceiling = std::min(options_.backoff_max_ms,
+                              options_.backoff_ms * std::ldexp(1.0, std::min(attempt, 30)));
+    if (!(ceiling > 0)) return;
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    double ms = std::uniform_real_distribution<double>(0.0, ceiling)(rng);
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
+  }
+
+  AttemptResult Attempt(const std::string& body) {
+    AttemptResult out;
+    auto fail = [&](AttemptKind kind, absl::Status status) {
+      out.kind = kind;
+      out.status = std::move(status);
+      switch (kind) {
+        case AttemptKind::kConnect: ++connect_errors_; break;
+        case AttemptKind::kTimeout: ++timeouts_; break;
+        case AttemptKind::kServerError: ++server_errors_; break;
+        case AttemptKind::kBadResponse: ++bad_responses_; break;
+        case AttemptKind::kClientError: ++client_errors_; break;
+        case AttemptKind::kOk: break;
+      }
+      return out;
+    };
+    const std::string where = absl::StrCat("POST ", options_.base_url, endpoint_.substr(url_.path_prefix.size()));
+    std::unique_ptr<httplib::Client> client = TakeClient();
+
+    // httplib's timeouts apply per socket operation; the progress callback
+    // also bounds the whole body read by the attempt's deadline and size.
+    const Clock::time_point start = Clock::now();
+    const Clock::time_point deadline =
+        start + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double, std::milli>(options_.timeout_ms));
+    bool deadline_hit = false, too_large = false;
+    httplib::Request req;
+    req.method = "POST";
+    req.path = endpoint_;
+    req.body = body;
+    req.set_header("Content-Type", "application/json");
+    req.progress = [&](uint64_t current, uint64_t /*total*/) {
+      if (current > kMaxResponseBytes) too_large = true;
+      if (Clock::now() > deadline) deadline_hit = true;
+      return !too_large && !deadline_hit;
+    };
+    httplib::Response res;
+    httplib::Error error = httplib::Error::Success;
+    bool sent = client->send(req, res, error);
+    const double elapsed_ms = MsSince(start);
+
+    if (!sent) {
+      if (too_large) {
+        return fail(AttemptKind::kBadResponse,
+                    absl::UnavailableError(absl::StrCat(where, ": bad response: body over ",
+                                                        kMaxResponseBytes, " bytes")));
+      }
+      const bool timed_out = deadline_hit || error == httplib::Error::ConnectionTimeout ||
+                             ((error == httplib::Error::Read || error == httplib::Error::Write) &&
+                              elapsed_ms >= 0.9 * options_.timeout_ms);
+      if (timed_out) {
+        return fail(AttemptKind::kTimeout,
+                    absl::DeadlineExceededError(absl::StrCat(
+                        where, ": no answer within ", options_.timeout_ms, " ms (", 
+                        httplib::to_string(error), ")")));
+      }
+      if (error == httplib::Error::SSLLoadingCerts ||
+          error == httplib::Error::SSLServerVerification ||
+          error == httplib::Error::ExceedRedirectCount ||
+          error == httplib::Error::BindIPAddress) {
+        // Configuration problems: retrying cannot help.
+        return fail(AttemptKind::kClientError,
+                    absl::FailedPreconditionError(absl::StrCat(where, ": ",
+                                                               httplib::to_string(error))));
+      }
+      return fail(AttemptKind::kConnect,
+                  absl::UnavailableError(absl::StrCat(where, ": ", httplib::to_string(error))));
+    }
+    if (res.status >= 500) {
+      return fail(AttemptKind::kServerError,
+                  absl::UnavailableError(
+                      absl::StrCat(where, ": HTTP ", res.status, ": ", Excerpt(res.body))));
+    }
+    if (res.status >= 400) {
+      // 400/413/422: the remote refused this input (e.g. over its context
+      // length); other 4xx (401/403/404) point at the configuration.
+      std::string message = absl::StrCat(where, ": HTTP ", res.status, ": ", Excerpt(res.body));
+      bool input_problem = res.status == 400 || res.status == 413 || res.status == 422;
+      ReturnClient(std::move(client));
+      return fail(AttemptKind::kClientError, input_problem
+                                                 ? absl::InvalidArgumentError(message)
+                                                 : absl::FailedPreconditionError(message));
+    }
+    if (res.status != 200) {
+      return fail(AttemptKind::kBadResponse,
+                  absl::UnavailableError(absl::StrCat(where, ": bad response: HTTP ", res.status)));
+    }
+    absl::StatusOr<RemoteScore> score = options_.kind == RemoteKind::kVllm
+                                            ? ParseVllmResponse(res.body, tokens_)
+                                            : ParseLlamaCppResponse(res.body, tokens_);
+    if (!score.ok()) {
+      return fail(AttemptKind::kBadResponse,
+                  absl::UnavailableError(
+                      absl::StrCat(where, ": bad response: ", score.status().message())));
+    }
+    ReturnClient(std::move(client));
+    out.score = *std::move(score);
+    return out;
+  }
+
+  // Clients are pooled so keep-alive connections are reused; a client that
+  // saw a transport error is dropped rather than returned.
+  std::unique_ptr<httplib::Client> TakeClient() {
+    {
+      std::lock_guard<std::mutex> lock(pool_mu_);
+      if (!pool_.empty()) {
+        std::unique_ptr<httplib::Client> client = std::move(pool_.back());
+        pool_.pop_back();
+        return client;
+      }
+    }
+    auto client = std::make_unique<httplib::Client>(url_.scheme_host_port);
+    const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::duration<double, std::milli>(options_.timeout_ms));
+    client->set_connection_timeout(timeout);
+    client->set_read_timeout(timeout);
+    client->set_write_timeout(timeout);
+    client->set_keep_alive(true);
+    return client;
+  }
+
+  void ReturnClient(std::unique_ptr<httplib::Client> client) {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (pool_.size() < static_cast<size_t>(std::max(1, options_.max_parallel)) * 2) {
+      pool_.push_back(std::move(client));
+    }
+  }
+
+  const RemoteGuardOptions options_;
+  const BaseUrl url_;
+  const PromptEncoder encoder_;
+  VerdictTokens tokens_;
+  std::string endpoint_;
+  std::string name_;
+  CircuitBreaker breaker_;
+
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<httplib::Client>> pool_;  // guarded by pool_mu_
+
+  std::atomic<uint64_t> requests_{0}, errors_{0}, retries_{0}, timeouts_{0}, bad_responses_{0},
+      short_circuited_{0}, attempts_{0}, connect_errors_{0}, server_errors_{0},
+      client_errors_{0};
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RemoteGuard>> RemoteGuard::Create(const RemoteGuardOptions& options,
+                                                                 PromptEncoder encoder) {
+  auto bad = [](absl::string_view field, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("remote guard: field '", field, "': ", why));
+  };
+  if (!encoder) return bad("encoder", "no prompt encoder given");
+  SR_ASSIGN_OR_RETURN(BaseUrl url, ParseBaseUrl(options.base_url));
+  if (options.kind == RemoteKind::kVllm && options.model.empty()) {
+    return bad("model", "vLLM needs the served model name");
+  }
+  if (!(options.timeout_ms > 0) || options.timeout_ms > 3600e3) {
+    return bad("timeout_ms", absl::StrCat(options.timeout_ms, " is not in (0, 3600000]"));
+  }
+  if (options.max_retries < 0 || options.max_retries > kMaxRetries) {
+    return bad("max_retries", absl::StrCat(options.max_retries, " is not in [0, ", kMaxRetries, "]"));
+  }
+  if (!(options.backoff_ms >= 0) || !(options.backoff_max_ms >= 0)) {
+    return bad("backoff_ms", "must be >= 0");
+  }
+  if (options.breaker_failure_threshold < 1) {
+    return bad("breaker_failure_threshold", "must be >= 1");
+  }
+  if (!(options.breaker_open_ms >= 0)) return bad("breaker_open_ms", "must be >= 0");
+  if (options.top_logprobs < 1 || options.top_logprobs > 1000) {
+    return bad("top_logprobs", "must be in [1, 1000]");
+  }
+  if (options.max_parallel < 1) return bad("max_parallel", "must be >= 1");
+  if (options.categories_max_tokens < 2) return bad("categories_max_tokens", "must be >= 2");
+  return std::unique_ptr<RemoteGuard>(
+      new RemoteGuardImpl(options, std::move(url), std::move(encoder)));
+}
+
+}  // namespace saferoute

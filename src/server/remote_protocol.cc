@@ -1,0 +1,344 @@
+#include "server/remote_protocol.h"
+
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+
+namespace saferoute {
+namespace {
+
+using json = nlohmann::json;
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+absl::Status FieldError(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("field '", field, "': ", what));
+}
+
+absl::StatusOr<json> ParseJsonObject(absl::string_view body) {
+  // No exceptions: a parse failure yields a discarded value.
+  json root = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) {
+    std::string excerpt(body.substr(0, 80));
+    for (char& c : excerpt) {
+      if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("response is not valid JSON (", body.size(), " bytes, starts with \"",
+                     excerpt, "\")"));
+  }
+  if (!root.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("response is JSON ", root.type_name(), ", expected an object"));
+  }
+  // A 200 with an error object (some proxies do this) is still not an answer.
+  if (auto it = root.find("error"); it != root.end() && !it->is_null()) {
+    std::string message = it->is_object() && it->contains("message") && (*it)["message"].is_string()
+                              ? (*it)["message"].get<std::string>()
+                              : it->dump();
+    return absl::InvalidArgumentError(absl::StrCat("response carries an error: ", message));
+  }
+  return root;
+}
+
+const json* FindField(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it == object.end() ? nullptr : &*it;
+}
+
+// A log-prob must be a finite number <= 0 (a tiny positive value from
+// rounding is tolerated and clamped).
+absl::StatusOr<double> CheckedLogprob(const json& value, absl::string_view field) {
+  if (!value.is_number()) {
+    return FieldError(field, absl::StrCat("expected a number, got ", value.type_name()));
+  }
+  double logprob = value.get<double>();
+  if (!std::isfinite(logprob)) return FieldError(field, "log-prob is not finite");
+  if (logprob > 1e-4) return FieldError(field, absl::StrCat("log-prob ", logprob, " > 0"));
+  return std::min(logprob, 0.0);
+}
+
+// A probability must be finite and in [0, 1]; returned as a log-prob.
+absl::StatusOr<double> CheckedProbAsLogprob(const json& value, absl::string_view field) {
+  if (!value.is_number()) {
+    return FieldError(field, absl::StrCat("expected a number, got ", value.type_name()));
+  }
+  double prob = value.get<double>();
+  if (!std::isfinite(prob) || prob < 0 || prob > 1 + 1e-6) {
+    return FieldError(field, absl::StrCat("probability ", prob, " is outside [0, 1]"));
+  }
+  return prob <= 0 ? kNegInf : std::log(std::min(prob, 1.0));
+}
+
+// Collects the verdict tokens out of one top-k list. Tracks the smallest
+// log-prob listed, the bound for a verdict token that is not in the list.
+struct TopKScan {
+  std::optional<double> safe, unsafe;
+  double min_logprob = 0;
+  int entries = 0;
+
+  void Add(bool is_safe, bool is_unsafe, double logprob) {
+    if (entries == 0 || logprob < min_logprob) min_logprob = logprob;
+    ++entries;
+    if (is_safe && !safe) safe = logprob;
+    if (is_unsafe && !unsafe) unsafe = logprob;
+  }
+
+  absl::StatusOr<RemoteScore> Finish(absl::string_view field, const VerdictTokens& tokens) const {
+    if (!safe && !unsafe) {
+      return FieldError(field, absl::StrCat("neither '", tokens.safe_text, "' (", tokens.safe_id,
+                                            ") nor '", tokens.unsafe_text, "' (", tokens.unsafe_id,
+                                            ") is among the ", entries,
+                                            " top tokens: not a Llama Guard verdict position"));
+    }
+    RemoteScore score;
+    score.logprob_safe = safe ? *safe : min_logprob;
+    score.logprob_unsafe = unsafe ? *unsafe : min_logprob;
+    score.safe_bounded = !safe;
+    score.unsafe_bounded = !unsafe;
+    if (score.logprob_safe == kNegInf && score.logprob_unsafe == kNegInf) {
+      return FieldError(field, "both verdict tokens have probability 0");
+    }
+    return score;
+  }
+};
+
+// "token_id:39257" (vLLM with return_tokens_as_token_ids) -> 39257.
+std::optional<int32_t> TokenIdFromKey(absl::string_view key) {
+  constexpr absl::string_view kPrefix = "token_id:";
+  if (key.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  int32_t id = 0;
+  if (!absl::SimpleAtoi(key.substr(kPrefix.size()), &id)) return std::nullopt;
+  return id;
+}
+
+}  // namespace
+
+std::string BuildVllmRequestBody(const RemoteGuardOptions& options, const RemoteQuery& query) {
+  json body = {
+      {"model", options.model},
+      {"prompt", *query.prompt_ids},  // token ids: no template or BOS added by the server
+      {"max_tokens", query.max_tokens},
+      {"temperature", 0},
+      {"logprobs", options.top_logprobs},
+  };
+  // vLLM extra: top_logprobs keys become "token_id:N", no string matching.
+  if (options.vllm_return_token_ids) body["return_tokens_as_token_ids"] = true;
+  return body.dump();
+}
+
+std::string BuildLlamaCppRequestBody(const RemoteGuardOptions& options, const RemoteQuery& query) {
+  json body = {
+      {"prompt", *query.prompt_ids},
+      {"n_predict", query.max_tokens},
+      {"n_probs", options.top_logprobs},
+      {"temperature", 0},
+      // Prompt-cache reuse changes logits slightly (batch-size dependent, per
+      // llama.cpp's README); off unless the deployment opts in.
+      {"cache_prompt", options.llama_cpp_cache_prompt},
+      {"return_tokens", true},
+  };
+  return body.dump();
+}
+
+absl::StatusOr<RemoteScore> ParseVllmResponse(absl::string_view body, const VerdictTokens& tokens) {
+  SR_ASSIGN_OR_RETURN(json root, ParseJsonObject(body));
+  const json* choices = FindField(root, "choices");
+  if (choices == nullptr || !choices->is_array() || choices->empty()) {
+    return FieldError("choices", "missing or not a non-empty array");
+  }
+  // With one prompt there is one choice; pick index 0 explicitly if labelled.
+  const json* choice = &(*choices)[0];
+  for (const json& c : *choices) {
+    if (c.is_object() && c.contains("index") && c["index"] == 0) {
+      choice = &c;
+      break;
+    }
+  }
+  if (!choice->is_object()) return FieldError("choices[0]", "not an object");
+  const json* logprobs = FindField(*choice, "logprobs");
+  if (logprobs == nullptr || !logprobs->is_object()) {
+    return FieldError("choices[0].logprobs",
+                      "missing or null (does the server honour 'logprobs'?)");
+  }
+  const json* top = FindField(*logprobs, "top_logprobs");
+  if (top == nullptr || !top->is_array() || top->empty()) {
+    return FieldError("choices[0].logprobs.top_logprobs", "missing or not a non-empty array");
+  }
+  const json& first = (*top)[0];
+  if (!first.is_object() || first.empty()) {
+    return FieldError("choices[0].logprobs.top_logprobs[0]",
+                      "expected a non-empty object {token: logprob}");
+  }
+  TopKScan scan;
+  for (const auto& [key, value] : first.items()) {
+    std::string field = absl::StrCat("choices[0].logprobs.top_logprobs[0][\"", key, "\"]");
+    SR_ASSIGN_OR_RETURN(double logprob, CheckedLogprob(value, field));
+    std::optional<int32_t> id = TokenIdFromKey(key);
+    bool is_safe = id ? *id == tokens.safe_id : key == tokens.safe_text;
+    bool is_unsafe = id ? *id == tokens.unsafe_id : key == tokens.unsafe_text;
+    scan.Add(is_safe, is_unsafe, logprob);
+  }
+  SR_ASSIGN_OR_RETURN(RemoteScore score,
+                      scan.Finish("choices[0].logprobs.top_logprobs[0]", tokens));
+  if (const json* text = FindField(*choice, "text"); text != nullptr) {
+    if (!text->is_string()) return FieldError("choices[0].text", "not a string");
+    score.text = text->get<std::string>();
+  }
+  // Generated ids are only known in the token-id form.
+  if (const json* toks = FindField(*logprobs, "tokens"); toks != nullptr && toks->is_array()) {
+    std::vector<int32_t> ids;
+    for (const json& t : *toks) {
+      std::optional<int32_t> id = t.is_string() ? TokenIdFromKey(t.get<std::string>()) : std::nullopt;
+      if (!id) {
+        ids.clear();
+        break;
+      }
+      ids.push_back(*id);
+    }
+    score.generated_ids = std::move(ids);
+  }
+  return score;
+}
+
+absl::StatusOr<RemoteScore> ParseLlamaCppResponse(absl::string_view body,
+                                                  const VerdictTokens& tokens) {
+  SR_ASSIGN_OR_RETURN(json root, ParseJsonObject(body));
+
+  // Locate the top-k list of the first generated position in one of the
+  // three shapes llama-server has used (guard-models.md §6.2):
+  //   completion_probabilities[0].top_logprobs[{id,token,logprob}]  (current)
+  //   completion_probabilities[0].top_probs[{id,token,prob}]        (post_sampling_probs)
+  //   completion_probabilities[0].probs[{tok_str,prob}] or probs[...] (before ~Dec 2024)
+  const json* list = nullptr;
+  std::string field;
+  bool values_are_probs = false;
+  if (const json* cp = FindField(root, "completion_probabilities"); cp != nullptr) {
+    if (!cp->is_array() || cp->empty() || !(*cp)[0].is_object()) {
+      return FieldError("completion_probabilities",
+                        "not a non-empty array of objects (does the server honour 'n_probs'?)");
+    }
+    const json& first = (*cp)[0];
+    if (const json* v = FindField(first, "top_logprobs"); v != nullptr) {
+      list = v, field = "completion_probabilities[0].top_logprobs";
+    } else if (const json* v2 = FindField(first, "top_probs"); v2 != nullptr) {
+      list = v2, field = "completion_probabilities[0].top_probs", values_are_probs = true;
+    } else if (const json* v3 = FindField(first, "probs"); v3 != nullptr) {
+      list = v3, field = "completion_probabilities[0].probs", values_are_probs = true;
+    } else {
+      return FieldError("completion_probabilities[0]",
+                        "has none of 'top_logprobs', 'top_probs', 'probs'");
+    }
+  } else if (const json* probs = FindField(root, "probs"); probs != nullptr) {
+    if (!probs->is_array() || probs->empty()) {
+      return FieldError("probs", "not a non-empty array");
+    }
+    // Either the per-position list (each with its own "probs") or directly
+    // the top-k list of the only position.
+    const json& first = (*probs)[0];
+    if (first.is_object() && first.contains("probs")) {
+      list = &first["probs"], field = "probs[0].probs";
+    } else {
+      list = probs, field = "probs";
+    }
+    values_are_probs = true;
+  } else {
+    return FieldError("completion_probabilities",
+                      "missing (and no legacy 'probs'): does the server honour 'n_probs'?");
+  }
+  if (!list->is_array() || list->empty()) return FieldError(field, "not a non-empty array");
+
+  TopKScan scan;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const json& entry = (*list)[i];
+    std::string entry_field = absl::StrCat(field, "[", i, "]");
+    if (!entry.is_object()) return FieldError(entry_field, "not an object");
+    const char* value_key = values_are_probs ? "prob" : "logprob";
+    const json* value = FindField(entry, value_key);
+    if (value == nullptr) return FieldError(entry_field, absl::StrCat("missing '", value_key, "'"));
+    std::string value_field = absl::StrCat(entry_field, ".", value_key);
+    SR_ASSIGN_OR_RETURN(double logprob, values_are_probs ? CheckedProbAsLogprob(*value, value_field)
+                                                         : CheckedLogprob(*value, value_field));
+    bool is_safe = false, is_unsafe = false;
+    if (const json* id = FindField(entry, "id"); id != nullptr) {
+      if (!id->is_number_integer()) return FieldError(entry_field + ".id", "not an integer");
+      is_safe = *id == tokens.safe_id;
+      is_unsafe = *id == tokens.unsafe_id;
+    } else {
+      const json* text = FindField(entry, "token");
+      if (text == nullptr) text = FindField(entry, "tok_str");
+      if (text == nullptr || !text->is_string()) {
+        return FieldError(entry_field, "has neither 'id' nor a string 'token'/'tok_str'");
+      }
+      is_safe = *text == tokens.safe_text;
+      is_unsafe = *text == tokens.unsafe_text;
+    }
+    scan.Add(is_safe, is_unsafe, logprob);
+  }
+  SR_ASSIGN_OR_RETURN(RemoteScore score, scan.Finish(field, tokens));
+  if (const json* content = FindField(root, "content"); content != nullptr) {
+    if (!content->is_string()) return FieldError("content", "not a string");
+    score.text = content->get<std::string>();
+  }
+  if (const json* toks = FindField(root, "tokens"); toks != nullptr && toks->is_array()) {
+    for (const json& t : *toks) {
+      if (!t.is_number_integer()) return FieldError("tokens", "not an array of integers");
+      score.generated_ids.push_back(t.get<int32_t>());
+    }
+  }
+  return score;
+}
+
+void FillVerdictFromScore(const RemoteScore& score, GuardVerdict& verdict) {
+  const double ls = score.logprob_safe, lu = score.logprob_unsafe;
+  // Two-way softmax over {safe, unsafe}: 1 / (1 + e^(ls - lu)); log-probs
+  // differ from logits by the same constant, so this equals the logit form.
+  double p_unsafe;
+  if (ls == kNegInf) {
+    p_unsafe = 1.0;
+  } else if (lu == kNegInf) {
+    p_unsafe = 0.0;
+  } else {
+    p_unsafe = 1.0 / (1.0 + std::exp(ls - lu));
+  }
+  verdict.p_unsafe = static_cast<float>(p_unsafe);
+  verdict.unsafe = p_unsafe > 0.5;
+  verdict.p_unsafe_full = static_cast<float>(std::exp(lu));
+  verdict.p_safe_full = static_cast<float>(std::exp(ls));
+  verdict.logit_safe = static_cast<float>(ls);
+  verdict.logit_unsafe = static_cast<float>(lu);
+  verdict.generated_ids = score.generated_ids;
+}
+
+void FillCategoriesFromText(absl::string_view text, GuardVerdict& verdict) {
+  verdict.categories.clear();
+  verdict.unparsed_output.reset();
+  absl::string_view stripped = absl::StripAsciiWhitespace(text);
+  std::vector<absl::string_view> lines = absl::StrSplit(stripped, '\n');
+  for (absl::string_view& line : lines) line = absl::StripAsciiWhitespace(line);
+  auto unparsed = [&] { verdict.unparsed_output = std::string(text); };
+  if (lines.empty()) return unparsed();
+  if (lines[0] == "safe") {
+    if (lines.size() != 1) unparsed();
+    return;
+  }
+  if (lines[0] != "unsafe" || lines.size() > 2) return unparsed();
+  if (lines.size() == 1) return;  // "unsafe" without a category line
+  std::vector<std::string> codes;
+  for (absl::string_view code : absl::StrSplit(lines[1], ',')) {
+    code = absl::StripAsciiWhitespace(code);
+    int number = 0;
+    if (code.size() < 2 || code.size() > 3 || code[0] != 'S' ||
+        !absl::SimpleAtoi(code.substr(1), &number) || number < 1 || number > 99 ||
+        !absl::ascii_isdigit(code[1])) {
+      return unparsed();
+    }
+    codes.emplace_back(code);
+  }
+  verdict.categories = std::move(codes);
+}
+
+}  // namespace saferoute
