@@ -5,17 +5,58 @@
 #include <numbers>
 
 #include "oneapi/dnnl/dnnl.h"
+#include "router/parallel.h"
 #include "router/random.h"
 
 namespace saferoute {
 namespace {
 
 constexpr float kLayerNormEps = 1e-5f;  // torch nn.LayerNorm default
+// Multiply-adds below which a GEMM runs on the calling thread (~1 ms of work).
+constexpr int64_t kMinParallelGemm = int64_t{1} << 22;
 
-// Row-major C[m, n] = op(A)[m, k] * op(B)[k, n] (+ beta * C) via oneDNN.
+// Dot product with 8 independent partial sums (vectorisable without
+// -ffast-math; fixed order, so deterministic).
+float Dot(const float* x, const float* y, int64_t n) {
+  float lanes[8] = {};
+  int64_t p = 0;
+  for (; p + 8 <= n; p += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += x[p + l] * y[p + l];
+  }
+  float sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+              ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  for (; p < n; ++p) sum += x[p] * y[p];
+  return sum;
+}
+
+// Row-major C[m, n] = op(A)[m, k] * op(B)[k, n] (+ beta * C): oneDNN for
+// large products, a plain loop on the calling thread for small ones.
 void Sgemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  dnnl_status_t status = dnnl_sgemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  if (m * n * k < kMinParallelGemm) {
+    // Waking a thread team costs more than the work here, and stalls when
+    // the cores are busy.
+    for (int64_t i = 0; i < m; ++i) {
+      float* c_row = c + i * ldc;
+      for (int64_t j = 0; j < n; ++j) c_row[j] = beta == 0.0f ? 0.0f : beta * c_row[j];
+      if (trans_a == 'N' && trans_b == 'T') {  // rows of A against rows of B: dot products
+        for (int64_t j = 0; j < n; ++j) c_row[j] += Dot(a + i * lda, b + j * ldb, k);
+        continue;
+      }
+      for (int64_t p = 0; p < k; ++p) {
+        const float a_ip = trans_a == 'N' ? a[i * lda + p] : a[p * lda + i];
+        if (trans_b == 'N') {
+          const float* b_row = b + p * ldb;
+          for (int64_t j = 0; j < n; ++j) c_row[j] += a_ip * b_row[j];
+        } else {
+          for (int64_t j = 0; j < n; ++j) c_row[j] += a_ip * b[j * ldb + p];
+        }
+      }
+    }
+    return;
+  }
+  const dnnl_status_t status =
+      dnnl_sgemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
   SR_CHECK(status == dnnl_success);  // only fails on bad arguments: a programming error
 }
 
@@ -25,7 +66,7 @@ void Sgemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const fl
 void ColumnSums(const float* m, const float* mult, int64_t rows, int64_t cols, float* out) {
   constexpr int64_t kBlock = 64;
   const int64_t blocks = (cols + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(rows * cols >= kMinParallelWork)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t begin = blk * kBlock, end = std::min(cols, begin + kBlock);
     double acc[kBlock] = {};
@@ -180,7 +221,7 @@ double RouterNetwork::MeanKl() const {
       const int64_t size = static_cast<int64_t>(mu.size());
       const int64_t chunks = (size + kChunk - 1) / kChunk;
       std::vector<double> partial(chunks, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size >= kMinParallelWork)
       for (int64_t c = 0; c < chunks; ++c) {
         double acc = 0;
         for (int64_t i = c * kChunk; i < std::min(size, (c + 1) * kChunk); ++i) {
@@ -229,7 +270,7 @@ void RouterNetwork::Forward(const float* features, int64_t n,
     const float* bias = biases[l];
     const float* gamma = params_[norms_[l].gamma].values.data();
     const float* beta = params_[norms_[l].beta].values.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n * h >= kMinParallelWork)
     for (int64_t i = 0; i < n; ++i) {
       float* row = xhat.data() + i * h;
       double sum = 0;
@@ -291,7 +332,7 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
     std::vector<float>& w = sampled[mu_index];
     w.resize(mu.size());
     const int64_t size = static_cast<int64_t>(mu.size());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size >= kMinParallelWork)
     for (int64_t i = 0; i < size; ++i) w[i] = mu[i] + std::exp(ls[i]) * eps[i];
     return w.data();
   };
@@ -343,7 +384,7 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
     ColumnSums(d_input.data(), nullptr, n, h, (*grads)[norm.beta].data());
     const float* gamma = params_[norm.gamma].values.data();
     d_out.assign(n * h, 0.0f);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n * h >= kMinParallelWork)
     for (int64_t i = 0; i < n; ++i) {
       // dh = rstd * (dx̂ - mean(dx̂) - x̂ * mean(dx̂ * x̂)), dx̂ = dy * gamma.
       const float* dy = d_input.data() + i * h;
@@ -380,7 +421,7 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
         const std::vector<float>& ls = params_[ls_index].values;
         const float* eps = sample ? (*noise)[mu_index].data() : nullptr;
         const int64_t size = static_cast<int64_t>(mu.size());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size >= kMinParallelWork)
         for (int64_t i = 0; i < size; ++i) {
           const double sigma = std::exp(double(ls[i]));
           const double g_w = g_mu[i];

@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <numbers>
 
+#include "router/parallel.h"
+
 namespace saferoute {
 
 void FillNormal(uint64_t key, float* out, size_t n) {
   const int64_t pairs = static_cast<int64_t>((n + 1) / 2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(pairs >= kMinParallelWork)
   for (int64_t k = 0; k < pairs; ++k) {
     // u1 in (0, 1] so log(u1) is finite.
     const double u1 = 1.0 - UniformAt(key, 2 * static_cast<uint64_t>(k));
@@ -22,7 +24,7 @@ void FillNormal(uint64_t key, float* out, size_t n) {
 
 void FillUniform(uint64_t key, double low, double high, float* out, size_t n) {
   const int64_t size = static_cast<int64_t>(n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size >= kMinParallelWork)
   for (int64_t i = 0; i < size; ++i) {
     out[i] = static_cast<float>(low + (high - low) * UniformAt(key, static_cast<uint64_t>(i)));
   }

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "router/metrics.h"
+#include "router/parallel.h"
 #include "router/random.h"
 
 namespace saferoute {
@@ -62,7 +63,7 @@ class AdamW {
       float* m = m_[p].data();
       float* v = v_[p].data();
       const int64_t size = static_cast<int64_t>(params[p].values.size());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size >= kMinParallelWork)
       for (int64_t i = 0; i < size; ++i) {
         w[i] *= decay;
         m[i] = kBeta1 * m[i] + (1 - kBeta1) * g[i];
@@ -82,7 +83,7 @@ class AdamW {
 void GatherRows(std::span<const float> features, int dim, std::span<const int64_t> rows,
                 float* out) {
   const int64_t n = static_cast<int64_t>(rows.size());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n * dim >= kMinParallelWork)
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(out + i * dim, features.data() + rows[i] * dim, sizeof(float) * dim);
   }
