@@ -1,0 +1,151 @@
+#include "eval/csv.h"
+
+#include <algorithm>
+
+namespace saferoute::eval {
+
+bool IsBlank(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; });
+}
+
+bool IsValidUtf8(std::string_view text, size_t* bad_offset) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  auto fail = [&](size_t at) {
+    if (bad_offset != nullptr) *bad_offset = at;
+    return false;
+  };
+  while (i < n) {
+    const unsigned char c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int extra = 0;
+    uint32_t cp = 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+      extra = 1;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      extra = 2;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      extra = 3;
+      cp = c & 0x07;
+    } else {
+      return fail(i);  // continuation byte, overlong lead (C0/C1) or > F4
+    }
+    if (n - i <= static_cast<size_t>(extra)) return fail(i);
+    for (int k = 1; k <= extra; ++k) {
+      if ((s[i + k] & 0xC0) != 0x80) return fail(i);
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    // Overlong 3/4-byte forms, UTF-16 surrogates, and code points > U+10FFFF.
+    if ((extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return fail(i);
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+absl::StatusOr<std::vector<CsvRecord>> ParseCsv(std::string_view text, std::string_view origin) {
+  size_t bad = 0;
+  if (!IsValidUtf8(text, &bad)) {
+    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s:%d: invalid UTF-8 (byte offset %d)", origin, line, bad));
+  }
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+
+  std::vector<CsvRecord> records;
+  CsvRecord record;
+  std::string field;
+  int line = 1;
+  size_t i = 0;
+  const size_t n = text.size();
+  bool record_has_content = false;  // distinguishes a blank line from a record of one empty field
+
+  auto end_field = [&] {
+    record.fields.push_back(std::move(field));
+    field.clear();
+  };
+  auto end_record = [&] {
+    if (record_has_content) {
+      end_field();
+      records.push_back(std::move(record));
+    }
+    record = CsvRecord{};
+    field.clear();
+    record_has_content = false;
+  };
+
+  while (i < n) {
+    if (!record_has_content) record.line = line;
+    const char c = text[i];
+    if (c == '"') {
+      if (!field.empty()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s:%d: quote inside an unquoted field (RFC 4180 requires the whole field quoted)",
+            origin, line));
+      }
+      record_has_content = true;
+      const int quote_line = line;
+      ++i;
+      bool closed = false;
+      while (i < n) {
+        if (text[i] == '"') {
+          if (i + 1 < n && text[i + 1] == '"') {
+            field.push_back('"');
+            i += 2;
+            continue;
+          }
+          ++i;
+          closed = true;
+          break;
+        }
+        if (text[i] == '\n') ++line;
+        field.push_back(text[i]);
+        ++i;
+      }
+      if (!closed) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s:%d: quoted field is never closed (reached end of file)", origin, quote_line));
+      }
+      // After a closing quote only a separator or a record end may follow.
+      if (i < n && text[i] != ',' && text[i] != '\n' &&
+          !(text[i] == '\r' && i + 1 < n && text[i + 1] == '\n') && !(text[i] == '\r' && i + 1 == n)) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s:%d: unexpected text after a closing quote", origin, line));
+      }
+      continue;
+    }
+    if (c == ',') {
+      record_has_content = true;
+      end_field();
+      ++i;
+      continue;
+    }
+    if (c == '\r' && (i + 1 == n || text[i + 1] == '\n')) {
+      ++i;  // CR of a CRLF (or a final CR): the LF, if any, ends the record
+      if (i == n) end_record();
+      continue;
+    }
+    if (c == '\n') {
+      end_record();
+      ++line;
+      ++i;
+      continue;
+    }
+    record_has_content = true;
+    field.push_back(c);
+    ++i;
+  }
+  end_record();
+  return records;
+}
+
+}  // namespace saferoute::eval
