@@ -1,0 +1,402 @@
+#include "model/forward.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_join.h"
+#include "cpu/convert.h"
+
+namespace saferoute {
+namespace {
+
+// Tokens per MLP chunk: bounds the [chunk, 2I] gate|up buffer (32 MB for the
+// 1B shape) while keeping the GEMMs large enough to run near peak.
+constexpr int64_t kFfnChunkRows = 512;
+
+absl::StatusOr<cpu::WeightType> WeightTypeOf(const TensorView& t) {
+  switch (t.dtype) {
+    case DType::kF32:
+      return cpu::WeightType::kF32;
+    case DType::kBF16:
+      return cpu::WeightType::kBF16;
+    case DType::kF16:
+      return cpu::WeightType::kF16;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': unsupported dtype"));
+}
+
+absl::Status CheckShape(const TensorView& t, std::vector<int64_t> expected, const std::string& slot) {
+  if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("engine: missing tensor for ", slot));
+  if (t.shape != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: tensor '", t.name, "' (", slot, ") has shape [", absl::StrJoin(t.shape, ", "),
+        "], config implies [", absl::StrJoin(expected, ", "), "]"));
+  }
+  if (t.nbytes != static_cast<size_t>(t.numel()) * DTypeSize(t.dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine: tensor '", t.name, "' holds ", t.nbytes, " bytes, shape needs ",
+                     static_cast<size_t>(t.numel()) * DTypeSize(t.dtype)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<cpu::WeightMatrix> Matrix(const TensorView& t, int64_t rows, int64_t cols,
+                                         const std::string& slot) {
+  SR_RETURN_IF_ERROR(CheckShape(t, {rows, cols}, slot));
+  SR_ASSIGN_OR_RETURN(cpu::WeightType type, WeightTypeOf(t));
+  return cpu::WeightMatrix{type, t.data, rows, cols};
+}
+
+// A 1-D gain vector widened to fp32 (tiny: H or d floats).
+absl::StatusOr<std::vector<float>> Gain(const TensorView& t, int64_t n, const std::string& slot) {
+  SR_RETURN_IF_ERROR(CheckShape(t, {n}, slot));
+  std::vector<float> out(static_cast<size_t>(n));
+  const auto* bits = reinterpret_cast<const uint16_t*>(t.data);
+  switch (t.dtype) {
+    case DType::kF32:
+      std::memcpy(out.data(), t.data, out.size() * sizeof(float));
+      break;
+    case DType::kBF16:
+      cpu::WidenBf16(bits, out.data(), out.size());
+      break;
+    case DType::kF16:
+      cpu::WidenF16(bits, out.data(), out.size());
+      break;
+  }
+  return out;
+}
+
+// One row of a weight matrix as fp32.
+void WidenRow(const cpu::WeightMatrix& w, int64_t row, float* out) {
+  const size_t offset = static_cast<size_t>(row * w.cols);
+  const auto n = static_cast<size_t>(w.cols);
+  switch (w.type) {
+    case cpu::WeightType::kF32:
+      std::memcpy(out, static_cast<const float*>(w.data) + offset, n * sizeof(float));
+      break;
+    case cpu::WeightType::kBF16:
+      cpu::WidenBf16(static_cast<const uint16_t*>(w.data) + offset, out, n);
+      break;
+    case cpu::WeightType::kF16:
+      cpu::WidenF16(static_cast<const uint16_t*>(w.data) + offset, out, n);
+      break;
+  }
+}
+
+template <typename T>
+void Grow(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+}
+
+}  // namespace
+
+std::vector<float> RopeInverseFrequencies(const ModelConfig& config) {
+  const int64_t d = config.head_dim;
+  std::vector<float> inv_freq(static_cast<size_t>(d / 2));
+  for (int64_t j = 0; j < d / 2; ++j) {
+    // 1 / base ** (arange(0, d, 2).float() / d), fp32 tensor math.
+    const float exponent = static_cast<float>(2 * j) / static_cast<float>(d);
+    const float power = static_cast<float>(std::pow(config.rope_theta, static_cast<double>(exponent)));
+    inv_freq[j] = 1.0f / power;
+  }
+  if (config.rope_scaling.type == RopeScaling::Type::kLlama3) {
+    const RopeScaling& s = config.rope_scaling;
+    const float factor = static_cast<float>(s.factor);
+    const float low = static_cast<float>(s.low_freq_factor);
+    const float high = static_cast<float>(s.high_freq_factor);
+    const float old_context = static_cast<float>(s.original_max_position_embeddings);
+    const float low_freq_wavelen = old_context / low;
+    const float high_freq_wavelen = old_context / high;
+    for (float& f : inv_freq) {
+      const float wavelen = static_cast<float>(2 * M_PI) / f;
+      // Low frequencies (long wavelengths) are divided by the factor...
+      float adjusted = wavelen > low_freq_wavelen ? f / factor : f;
+      // ...and the band between the two wavelengths is blended smoothly.
+      const bool medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+      if (medium) {
+        const float smooth = (old_context / wavelen - low) / (high - low);
+        adjusted = (1 - smooth) * adjusted / factor + smooth * adjusted;
+      }
+      f = adjusted;
+    }
+  }
+  return inv_freq;
+}
+
+CpuForward::CpuForward(const Model& model, const EngineOptions& options, int num_threads)
+    : config_(model.config()),
+      weights_(model.weights()),
+      num_threads_(num_threads),
+      round_bf16_(options.precision == Precision::kBf16),
+      h_(config_.hidden_size),
+      n_heads_(config_.num_heads),
+      n_kv_(config_.num_kv_heads),
+      d_(config_.head_dim),
+      ffn_(config_.intermediate_size),
+      vocab_(config_.vocab_size),
+      eps_(static_cast<float>(config_.rms_norm_eps)),
+      attn_scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)))),
+      gemm_(num_threads) {}
+
+absl::StatusOr<std::unique_ptr<CpuForward>> CpuForward::Create(const Model& model,
+                                                               const EngineOptions& options,
+                                                               int num_threads) {
+  std::unique_ptr<CpuForward> forward(new CpuForward(model, options, num_threads));
+  SR_RETURN_IF_ERROR(forward->Prepare(model));
+  forward->rope_ = cpu::MakeRopeTable(RopeInverseFrequencies(model.config()), options.max_tokens,
+                                      forward->round_bf16_);
+  return forward;
+}
+
+absl::Status CpuForward::Prepare(const Model& model) {
+  const ModelConfig& c = config_;
+  if (h_ <= 0 || n_heads_ <= 0 || n_kv_ <= 0 || d_ <= 0 || d_ % 2 != 0 || n_heads_ % n_kv_ != 0 ||
+      ffn_ <= 0 || vocab_ <= 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "engine: unusable config (hidden %d, heads %d/%d, head_dim %d, ffn %d, vocab %d)", h_,
+        n_heads_, n_kv_, d_, ffn_, vocab_));
+  }
+  if (static_cast<int64_t>(weights_.layers.size()) != c.num_layers) {
+    return absl::InvalidArgumentError(absl::StrFormat("engine: model has %d layers, config says %d",
+                                                      weights_.layers.size(), c.num_layers));
+  }
+  const bool qwen3 = c.architecture == Architecture::kQwen3;
+  layers_.resize(weights_.layers.size());
+  for (size_t l = 0; l < weights_.layers.size(); ++l) {
+    const LayerWeights& w = weights_.layers[l];
+    LayerPlan& p = layers_[l];
+    const std::string at = absl::StrCat("layer ", l, " ");
+    SR_ASSIGN_OR_RETURN(p.attn_norm, Gain(w.attn_norm, h_, at + "attn_norm"));
+    SR_ASSIGN_OR_RETURN(p.ffn_norm, Gain(w.ffn_norm, h_, at + "ffn_norm"));
+    if (qwen3) {
+      SR_ASSIGN_OR_RETURN(p.q_norm, Gain(w.q_norm, d_, at + "q_norm"));
+      SR_ASSIGN_OR_RETURN(p.k_norm, Gain(w.k_norm, d_, at + "k_norm"));
+    }
+    SR_ASSIGN_OR_RETURN(p.wq, Matrix(w.wq, n_heads_ * d_, h_, at + "wq"));
+    SR_ASSIGN_OR_RETURN(p.wk, Matrix(w.wk, n_kv_ * d_, h_, at + "wk"));
+    SR_ASSIGN_OR_RETURN(p.wv, Matrix(w.wv, n_kv_ * d_, h_, at + "wv"));
+    SR_ASSIGN_OR_RETURN(p.wo, Matrix(w.wo, h_, n_heads_ * d_, at + "wo"));
+    SR_ASSIGN_OR_RETURN(p.w_gate, Matrix(w.w_gate, ffn_, h_, at + "w_gate"));
+    SR_ASSIGN_OR_RETURN(p.w_up, Matrix(w.w_up, ffn_, h_, at + "w_up"));
+    SR_ASSIGN_OR_RETURN(p.w_down, Matrix(w.w_down, h_, ffn_, at + "w_down"));
+  }
+  SR_ASSIGN_OR_RETURN(output_norm_, Gain(weights_.output_norm, h_, "output_norm"));
+  SR_RETURN_IF_ERROR(CheckShape(weights_.token_embd, {vocab_, h_}, "token_embd"));
+  SR_RETURN_IF_ERROR(WeightTypeOf(weights_.token_embd).status());
+  SR_ASSIGN_OR_RETURN(lm_head_, Matrix(weights_.lm_head, vocab_, h_, "lm_head"));
+  (void)model;
+  return absl::OkStatus();
+}
+
+template <typename Fn>
+void CpuForward::ParallelRows(int64_t rows, Fn fn) {
+  if (rows <= 0) return;
+  const int64_t parts = std::min<int64_t>(num_threads_, rows);
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static)
+  for (int64_t p = 0; p < parts; ++p) {
+    fn(rows * p / parts, rows * (p + 1) / parts);
+  }
+}
+
+void CpuForward::Embed(std::span<const ForwardSequence> sequences) {
+  cpu::WeightMatrix table{};
+  table.data = weights_.token_embd.data;
+  table.rows = vocab_;
+  table.cols = h_;
+  table.type = *WeightTypeOf(weights_.token_embd);
+  for (size_t s = 0; s < sequences.size(); ++s) {
+    const ForwardSequence& seq = sequences[s];
+    for (size_t t = 0; t < seq.tokens.size(); ++t) {
+      WidenRow(table, seq.tokens[t], x_.data() + (seq_offset_[s] + static_cast<int64_t>(t)) * h_);
+    }
+  }
+}
+
+absl::Status CpuForward::Run(std::span<const ForwardSequence> sequences) {
+  // Workspace sizes for this batch (grown, never shrunk: steady-state calls
+  // allocate nothing).
+  seq_offset_.assign(sequences.size() + 1, 0);
+  kv_offset_.assign(sequences.size() + 1, 0);
+  for (size_t s = 0; s < sequences.size(); ++s) {
+    const ForwardSequence& seq = sequences[s];
+    const auto t = static_cast<int64_t>(seq.tokens.size());
+    seq_offset_[s + 1] = seq_offset_[s] + t;
+    // Sequences without a persistent store attend in a per-layer scratch
+    // area: [nKV][past + T][d].
+    kv_offset_[s + 1] = kv_offset_[s] + (seq.store ? 0 : n_kv_ * (seq.past + t) * d_);
+    if (seq.past + t > rope_.max_positions) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "engine: sequence %d needs %d positions, max_tokens is %d", s, seq.past + t,
+          rope_.max_positions));
+    }
+  }
+  rows_ = seq_offset_.back();
+  Grow(x_, rows_ * h_);
+  Grow(xn_, rows_ * h_);
+  Grow(q_, rows_ * n_heads_ * d_);
+  Grow(k_, rows_ * n_kv_ * d_);
+  Grow(v_, rows_ * n_kv_ * d_);
+  Grow(attn_, rows_ * n_heads_ * d_);
+  Grow(ffn_buf_, std::min(rows_, kFfnChunkRows) * 2 * ffn_);
+  Grow(kv_scratch_, 2 * kv_offset_.back());
+  for (const ForwardSequence& seq : sequences) {
+    if (seq.layer_taps) {
+      seq.layer_taps->assign(static_cast<size_t>(config_.num_layers), {});
+    }
+  }
+  Embed(sequences);
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    SR_RETURN_IF_ERROR(Layer(l, sequences));
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      const ForwardSequence& seq = sequences[s];
+      if (!seq.layer_taps) continue;
+      const float* begin = x_.data() + seq_offset_[s] * h_;
+      (*seq.layer_taps)[static_cast<size_t>(l)].assign(
+          begin, begin + static_cast<int64_t>(seq.tokens.size()) * h_);
+    }
+  }
+  for (const ForwardSequence& seq : sequences) {
+    if (seq.store) seq.store->length = seq.past + static_cast<int64_t>(seq.tokens.size());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> sequences) {
+  const LayerPlan& p = layers_[static_cast<size_t>(layer)];
+  const int64_t q_width = n_heads_ * d_, kv_width = n_kv_ * d_;
+  const bool round = round_bf16_;
+
+  // --- attention block ---
+  ParallelRows(rows_, [&](int64_t r0, int64_t r1) {
+    cpu::RmsNorm(x_.data() + r0 * h_, h_, p.attn_norm.data(), r1 - r0, h_, eps_, round,
+                 xn_.data() + r0 * h_, h_);
+  });
+  const cpu::GemmJob qkv[] = {{p.wq, q_.data(), q_width, false},
+                              {p.wk, k_.data(), kv_width, false},
+                              {p.wv, v_.data(), kv_width, false}};
+  SR_RETURN_IF_ERROR(gemm_.Run(xn_.data(), rows_, h_, h_, qkv));
+
+  // Qwen3: RMSNorm over each head of q and k, before RoPE. RoPE per sequence
+  // (positions continue after its past).
+  ParallelRows(rows_, [&](int64_t r0, int64_t r1) {
+    if (!p.q_norm.empty()) {
+      cpu::RmsNorm(q_.data() + r0 * q_width, d_, p.q_norm.data(), (r1 - r0) * n_heads_, d_, eps_,
+                   round, q_.data() + r0 * q_width, d_);
+      cpu::RmsNorm(k_.data() + r0 * kv_width, d_, p.k_norm.data(), (r1 - r0) * n_kv_, d_, eps_,
+                   round, k_.data() + r0 * kv_width, d_);
+    }
+    // Find the sequence of each row range piecewise.
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      const int64_t a = std::max(r0, seq_offset_[s]), b = std::min(r1, seq_offset_[s + 1]);
+      if (a >= b) continue;
+      const int64_t first_position = sequences[s].past + (a - seq_offset_[s]);
+      cpu::ApplyRope(rope_, q_.data() + a * q_width, b - a, q_width, n_heads_, first_position,
+                     round);
+      cpu::ApplyRope(rope_, k_.data() + a * kv_width, b - a, kv_width, n_kv_, first_position,
+                     round);
+      if (round) cpu::RoundToBf16InPlace(v_.data() + a * kv_width, static_cast<size_t>((b - a) * kv_width));
+    }
+  });
+
+  for (size_t s = 0; s < sequences.size(); ++s) {
+    const ForwardSequence& seq = sequences[s];
+    const auto t = static_cast<int64_t>(seq.tokens.size());
+    const int64_t total = seq.past + t;
+    float *k_area, *v_area;
+    int64_t head_stride;
+    if (seq.store) {
+      k_area = seq.store->k_layer(layer);
+      v_area = seq.store->v_layer(layer);
+      head_stride = seq.store->head_stride();
+    } else {
+      k_area = kv_scratch_.data() + 2 * kv_offset_[s];
+      v_area = k_area + n_kv_ * total * d_;
+      head_stride = total * d_;
+      if (seq.past > 0) {  // copy the prefix positions of this layer
+        const KvCache& src = *seq.past_kv;
+        for (int64_t g = 0; g < n_kv_; ++g) {
+          std::memcpy(k_area + g * head_stride, src.k_layer(layer) + g * src.head_stride(),
+                      static_cast<size_t>(seq.past * d_) * sizeof(float));
+          std::memcpy(v_area + g * head_stride, src.v_layer(layer) + g * src.head_stride(),
+                      static_cast<size_t>(seq.past * d_) * sizeof(float));
+        }
+      }
+    }
+    // Scatter the new keys/values: token-major [T, nKV, d] -> head-major.
+    for (int64_t i = 0; i < t; ++i) {
+      const int64_t row = seq_offset_[s] + i;
+      for (int64_t g = 0; g < n_kv_; ++g) {
+        std::memcpy(k_area + g * head_stride + (seq.past + i) * d_, k_.data() + row * kv_width + g * d_,
+                    static_cast<size_t>(d_) * sizeof(float));
+        std::memcpy(v_area + g * head_stride + (seq.past + i) * d_, v_.data() + row * kv_width + g * d_,
+                    static_cast<size_t>(d_) * sizeof(float));
+      }
+    }
+    cpu::AttentionShape shape;
+    shape.tokens = t;
+    shape.past = seq.past;
+    shape.n_heads = n_heads_;
+    shape.n_kv_heads = n_kv_;
+    shape.head_dim = d_;
+    shape.q_stride = q_width;
+    shape.out_stride = q_width;
+    shape.kv_head_stride = head_stride;
+    shape.scale = attn_scale_;
+    cpu::Attention(shape, q_.data() + seq_offset_[s] * q_width, k_area, v_area,
+                   attn_.data() + seq_offset_[s] * q_width, num_threads_, round);
+  }
+  const cpu::GemmJob out_proj[] = {{p.wo, x_.data(), h_, /*accumulate=*/true}};
+  SR_RETURN_IF_ERROR(gemm_.Run(attn_.data(), rows_, q_width, q_width, out_proj));
+
+  // --- MLP block, in row chunks ---
+  ParallelRows(rows_, [&](int64_t r0, int64_t r1) {
+    cpu::RmsNorm(x_.data() + r0 * h_, h_, p.ffn_norm.data(), r1 - r0, h_, eps_, round,
+                 xn_.data() + r0 * h_, h_);
+  });
+  for (int64_t c0 = 0; c0 < rows_; c0 += kFfnChunkRows) {
+    const int64_t rows = std::min(kFfnChunkRows, rows_ - c0);
+    float* gate = ffn_buf_.data();        // [rows, 2I]: gate in columns [0, I)
+    float* up = ffn_buf_.data() + ffn_;   //              up in columns [I, 2I)
+    const cpu::GemmJob gate_up[] = {{p.w_gate, gate, 2 * ffn_, false},
+                                    {p.w_up, up, 2 * ffn_, false}};
+    SR_RETURN_IF_ERROR(gemm_.Run(xn_.data() + c0 * h_, rows, h_, h_, gate_up));
+    ParallelRows(rows, [&](int64_t r0, int64_t r1) {
+      cpu::SiluMul(gate + r0 * 2 * ffn_, up + r0 * 2 * ffn_, r1 - r0, ffn_, 2 * ffn_, round,
+                   gate + r0 * 2 * ffn_, 2 * ffn_);
+    });
+    const cpu::GemmJob down[] = {{p.w_down, x_.data() + c0 * h_, h_, /*accumulate=*/true}};
+    SR_RETURN_IF_ERROR(gemm_.Run(gate, rows, ffn_, 2 * ffn_, down));
+  }
+  return absl::OkStatus();
+}
+
+void CpuForward::FinalNorm(std::span<const int64_t> rows, float* out) {
+  for (size_t r = 0; r < rows.size(); ++r) {
+    // The final norm output is the router feature; HF returns it in the model
+    // dtype, so bf16 mode rounds it like every other activation.
+    cpu::RmsNorm(x_.data() + rows[r] * h_, h_, output_norm_.data(), 1, h_, eps_, round_bf16_,
+                 out + static_cast<int64_t>(r) * h_, h_);
+  }
+}
+
+void CpuForward::SelectedLogits(const float* hidden, int64_t rows, std::span<const int32_t> ids,
+                                float* logits) {
+  std::vector<float> row(static_cast<size_t>(h_));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    WidenRow(lm_head_, ids[i], row.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      logits[r * static_cast<int64_t>(ids.size()) + static_cast<int64_t>(i)] =
+          cpu::Dot(hidden + r * h_, row.data(), h_);
+    }
+  }
+}
+
+absl::Status CpuForward::FullLogits(const float* hidden, int64_t rows, float* logits) {
+  const cpu::GemmJob job[] = {{lm_head_, logits, vocab_, false}};
+  return gemm_.Run(hidden, rows, h_, h_, job);
+}
+
+}  // namespace saferoute

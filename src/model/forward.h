@@ -1,0 +1,103 @@
+// The CPU forward pass of a Llama / Qwen3 decoder over a packed batch of
+// sequences (internal to model/; the public API is engine.h).
+//
+// Data flow of one call (sumT = tokens of all sequences, packed row-wise):
+//   x [sumT, H] residual stream (fp32)
+//   per layer: xn = RMSNorm(x); q,k,v = xn Wq/Wk/Wv^T (one multi-job GEMM);
+//              [Qwen3: per-head RMSNorm of q, k]; RoPE(q, k);
+//              per sequence: k, v -> its KV area; causal GQA attention;
+//              x += attn Wo^T (residual fused into the GEMM, beta = 1);
+//              xn = RMSNorm(x); per row chunk: g|u = xn [Wg|Wu]^T,
+//              a = silu(g) * u, x += a Wd^T.
+// The caller then applies the final norm to the rows it needs.
+//
+// Precision::kBf16 rounds every GEMM input (norm outputs, attention output,
+// silu*up) and the rotated q/k, v and attention probabilities to bf16, so the
+// GEMMs compute exactly what a bf16 x bf16 -> fp32 GEMM computes; the
+// residual stream stays fp32 (HF keeps it in bf16: one source of the
+// documented bf16 tolerance).
+#ifndef SAFEROUTE_MODEL_FORWARD_H_
+#define SAFEROUTE_MODEL_FORWARD_H_
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "cpu/kernels.h"
+#include "model/engine.h"
+#include "model/prefix_cache.h"
+
+namespace saferoute {
+
+// One sequence of a forward call.
+struct ForwardSequence {
+  std::span<const int32_t> tokens;    // new tokens (>= 1), already validated < V
+  int64_t past = 0;                   // positions before them (their positions start here)
+  const KvCache* past_kv = nullptr;   // source of the `past` positions (a prefix), or
+  KvCache* store = nullptr;           // a persistent cache that already holds `past`
+                                      // positions and receives the new ones (decode, prefix)
+  std::vector<std::vector<float>>* layer_taps = nullptr;  // if set: [L][T*H] residual after each layer
+};
+
+class CpuForward {
+ public:
+  // Validates every tensor the forward reads (shape, dtype) against the config.
+  static absl::StatusOr<std::unique_ptr<CpuForward>> Create(const Model& model,
+                                                            const EngineOptions& options,
+                                                            int num_threads);
+
+  // Runs all layers. Afterwards residual() holds x [sumT, H], sequence i at
+  // rows starting at the sum of the previous sequences' token counts.
+  absl::Status Run(std::span<const ForwardSequence> sequences);
+  const float* residual() const { return x_.data(); }
+
+  // out[r] = final RMSNorm of rows[r] of the residual.  out: [rows.size(), H]
+  void FinalNorm(std::span<const int64_t> rows, float* out);
+  // logits[r, i] = hidden[r] . lm_head[ids[i]]  (ids validated < V)
+  void SelectedLogits(const float* hidden, int64_t rows, std::span<const int32_t> ids,
+                      float* logits);
+  // logits [rows, V] = hidden [rows, H] lm_head^T
+  absl::Status FullLogits(const float* hidden, int64_t rows, float* logits);
+
+  int num_threads() const { return num_threads_; }
+  bool round_bf16() const { return round_bf16_; }
+
+ private:
+  CpuForward(const Model& model, const EngineOptions& options, int num_threads);
+  absl::Status Prepare(const Model& model);
+  void Embed(std::span<const ForwardSequence> sequences);
+  absl::Status Layer(int64_t layer, std::span<const ForwardSequence> sequences);
+  // Runs fn(r0, r1) over [0, rows) split across the threads.
+  template <typename Fn>
+  void ParallelRows(int64_t rows, Fn fn);
+
+  const ModelConfig& config_;
+  const ModelWeights& weights_;
+  int num_threads_;
+  bool round_bf16_;
+  int64_t h_, n_heads_, n_kv_, d_, ffn_, vocab_;
+  float eps_, attn_scale_;
+  cpu::GemmRunner gemm_;
+  cpu::RopeTable rope_;
+  cpu::WeightMatrix lm_head_;
+  struct LayerPlan {
+    std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;  // widened gains
+    cpu::WeightMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+  };
+  std::vector<LayerPlan> layers_;
+  std::vector<float> output_norm_;
+
+  // Workspace, grown on demand and reused across calls.
+  int64_t rows_ = 0;
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, ffn_buf_, kv_scratch_;
+  std::vector<int64_t> seq_offset_, kv_offset_;
+};
+
+// Rotary inverse frequencies of the config (HF `_compute_default_rope_parameters`
+// and, for rope_scaling llama3, `_compute_llama3_parameters`), fp32.
+std::vector<float> RopeInverseFrequencies(const ModelConfig& config);
+
+}  // namespace saferoute
+
+#endif  // SAFEROUTE_MODEL_FORWARD_H_
