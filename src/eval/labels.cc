@@ -1,13 +1,8 @@
 #include "eval/labels.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <unordered_map>
 
+#include "io/safetensors.h"
 #include "nlohmann/json.hpp"
 
 namespace saferoute::eval {
@@ -63,30 +58,6 @@ std::vector<HardLabel> ComputeHardLabels(const std::vector<Example>& examples,
   return labels;
 }
 
-absl::Status WriteFileAtomically(const std::string& path, std::string_view contents) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
-  size_t done = 0;
-  while (done < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat(tmp, ": write failed: ", std::strerror(err)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    return absl::InternalError(absl::StrCat(tmp, ": fsync/close failed: ", std::strerror(errno)));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat(path, ": rename from ", tmp, " failed: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status WriteHardLabels(const std::string& path, const std::vector<HardLabel>& labels) {
   std::string out;
   for (const HardLabel& h : labels) {
@@ -99,7 +70,7 @@ absl::Status WriteHardLabels(const std::string& path, const std::vector<HardLabe
     out += j.dump();
     out += '\n';
   }
-  return WriteFileAtomically(path, out);
+  return ::saferoute::WriteFileAtomically(path, out);
 }
 
 }  // namespace saferoute::eval

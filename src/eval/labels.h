@@ -36,13 +36,9 @@ std::vector<HardLabel> ComputeHardLabels(const std::vector<Example>& examples,
                                          const std::vector<ScoreRecord>& small,
                                          const std::vector<ScoreRecord>& large);
 
-// Writes {"id","t","small_pred","large_pred","gold"} per line (atomically:
-// a temporary file renamed into place).
+// Writes {"id","t","small_pred","large_pred","gold"} per line, atomically
+// (io/safetensors.h WriteFileAtomically).
 absl::Status WriteHardLabels(const std::string& path, const std::vector<HardLabel>& labels);
-
-// Writes `contents` to `path` through `path.tmp` + fsync + rename, so a crash
-// leaves either the old file or the new one.
-absl::Status WriteFileAtomically(const std::string& path, std::string_view contents);
 
 }  // namespace saferoute::eval
 
