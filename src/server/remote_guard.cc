@@ -167,7 +167,7 @@ class RemoteGuardImpl final : public RemoteGuard {
   }
 
   absl::Status Ping() override {
-    std::unique_ptr<httplib::Client> client = TakeClient();
+    std::unique_ptr<httplib::Client> client = NewClient();
     httplib::Result result = client->Get(url_.path_prefix + "/health");
     if (!result) {
       return absl::UnavailableError(absl::StrCat("remote guard ", name_, ": GET /health: ",
@@ -177,7 +177,6 @@ class RemoteGuardImpl final : public RemoteGuard {
       return absl::UnavailableError(absl::StrCat("remote guard ", name_, ": GET /health: HTTP ",
                                                  result->status, " ", Excerpt(result->body)));
     }
-    ReturnClient(std::move(client));
     return absl::OkStatus();
   }
 
@@ -260,7 +259,7 @@ class RemoteGuardImpl final : public RemoteGuard {
       return out;
     };
     const std::string where = absl::StrCat("POST ", options_.base_url, endpoint_.substr(url_.path_prefix.size()));
-    std::unique_ptr<httplib::Client> client = TakeClient();
+    std::unique_ptr<httplib::Client> client = NewClient();
 
     // httplib's timeouts apply per socket operation; the progress callback
     // also bounds the whole body read by the attempt's deadline and size.
@@ -321,8 +320,7 @@ class RemoteGuardImpl final : public RemoteGuard {
       // length); other 4xx (401/403/404) point at the configuration.
       std::string message = absl::StrCat(where, ": HTTP ", res.status, ": ", Excerpt(res.body));
       bool input_problem = res.status == 400 || res.status == 413 || res.status == 422;
-      ReturnClient(std::move(client));
-      return fail(AttemptKind::kClientError, input_problem
+        return fail(AttemptKind::kClientError, input_problem
                                                  ? absl::InvalidArgumentError(message)
                                                  : absl::FailedPreconditionError(message));
     }
@@ -338,37 +336,25 @@ class RemoteGuardImpl final : public RemoteGuard {
                   absl::UnavailableError(
                       absl::StrCat(where, ": bad response: ", score.status().message())));
     }
-    ReturnClient(std::move(client));
     out.score = *std::move(score);
     return out;
   }
 
-  // Clients are pooled so keep-alive connections are reused; a client that
-  // saw a transport error is dropped rather than returned.
-  std::unique_ptr<httplib::Client> TakeClient() {
-    {
-      std::lock_guard<std::mutex> lock(pool_mu_);
-      if (!pool_.empty()) {
-        std::unique_ptr<httplib::Client> client = std::move(pool_.back());
-        pool_.pop_back();
-        return client;
-      }
-    }
+  // A fresh client, hence a fresh connection, per attempt. Keep-alive is
+  // deliberately off: a pool of idle keep-alive connections pins worker
+  // threads of thread-per-connection servers (llama-server is httplib too),
+  // and a connection that went stale between calls would surface as a
+  // spurious failure that feeds the breaker. A loopback/LAN connect costs
+  // well under a millisecond against a large guard's forward pass.
+  std::unique_ptr<httplib::Client> NewClient() const {
     auto client = std::make_unique<httplib::Client>(url_.scheme_host_port);
     const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::duration<double, std::milli>(options_.timeout_ms));
     client->set_connection_timeout(timeout);
     client->set_read_timeout(timeout);
     client->set_write_timeout(timeout);
-    client->set_keep_alive(true);
+    client->set_keep_alive(false);
     return client;
-  }
-
-  void ReturnClient(std::unique_ptr<httplib::Client> client) {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    if (pool_.size() < static_cast<size_t>(std::max(1, options_.max_parallel)) * 2) {
-      pool_.push_back(std::move(client));
-    }
   }
 
   const RemoteGuardOptions options_;
@@ -378,9 +364,6 @@ class RemoteGuardImpl final : public RemoteGuard {
   std::string endpoint_;
   std::string name_;
   CircuitBreaker breaker_;
-
-  std::mutex pool_mu_;
-  std::vector<std::unique_ptr<httplib::Client>> pool_;  // guarded by pool_mu_
 
   std::atomic<uint64_t> requests_{0}, errors_{0}, retries_{0}, timeouts_{0}, bad_responses_{0},
       short_circuited_{0}, attempts_{0}, connect_errors_{0}, server_errors_{0},

@@ -1,0 +1,257 @@
+// Wire-format tests: request bodies as vLLM / llama.cpp document them, and
+// parsers against the documented response shapes (guard-models.md §6) and
+// against garbage.
+#include "server/remote_protocol.h"
+
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace saferoute {
+namespace {
+
+using json = nlohmann::json;
+
+const std::vector<int32_t> kIds = {128000, 128006, 882, 128007, 271, 128009, 128006, 78191, 128007, 271};
+
+// Two-way p(unsafe) written the textbook way, independent of the parser's
+// 1 / (1 + e^(ls - lu)) form.
+double TwoWay(double lu, double ls) { return std::exp(lu) / (std::exp(lu) + std::exp(ls)); }
+
+TEST(RemoteProtocolTest, VllmRequestBodyIsTheDocumentedShape) {
+  RemoteGuardOptions options;
+  options.model = "meta-llama/Llama-Guard-3-8B";
+  json body = json::parse(BuildVllmRequestBody(options, RemoteQuery{&kIds, 1}));
+  EXPECT_EQ(body["model"], "meta-llama/Llama-Guard-3-8B");
+  EXPECT_EQ(body["prompt"].get<std::vector<int32_t>>(), kIds);
+  EXPECT_EQ(body["max_tokens"], 1);
+  EXPECT_EQ(body["temperature"], 0);
+  EXPECT_EQ(body["logprobs"], 20);
+  EXPECT_EQ(body["return_tokens_as_token_ids"], true);
+  options.vllm_return_token_ids = false;
+  body = json::parse(BuildVllmRequestBody(options, RemoteQuery{&kIds, 12}));
+  EXPECT_FALSE(body.contains("return_tokens_as_token_ids"));
+  EXPECT_EQ(body["max_tokens"], 12);
+}
+
+TEST(RemoteProtocolTest, LlamaCppRequestBodyIsTheDocumentedShape) {
+  RemoteGuardOptions options;
+  options.kind = RemoteKind::kLlamaCpp;
+  options.top_logprobs = 10;
+  json body = json::parse(BuildLlamaCppRequestBody(options, RemoteQuery{&kIds, 1}));
+  EXPECT_EQ(body["prompt"].get<std::vector<int32_t>>(), kIds);
+  EXPECT_EQ(body["n_predict"], 1);
+  EXPECT_EQ(body["n_probs"], 10);
+  EXPECT_EQ(body["temperature"], 0);
+  EXPECT_EQ(body["cache_prompt"], false);
+  EXPECT_FALSE(body.contains("model"));
+}
+
+TEST(RemoteProtocolTest, VllmTextKeys) {
+  // The example response of guard-models.md §6.1, plus filler tokens.
+  const std::string body = R"({"id":"cmpl-1","object":"text_completion","choices":[{"index":0,
+    "text":"unsafe","logprobs":{"tokens":["unsafe"],"token_logprobs":[-0.02],
+    "top_logprobs":[{"unsafe":-0.02,"safe":-3.9,"Unsafe":-6.5,"\n":-8.0}],"text_offset":[0]},
+    "finish_reason":"length"}]})";
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, VerdictTokens{});
+  ASSERT_TRUE(score.ok()) << score.status();
+  EXPECT_DOUBLE_EQ(score->logprob_unsafe, -0.02);
+  EXPECT_DOUBLE_EQ(score->logprob_safe, -3.9);
+  EXPECT_FALSE(score->safe_bounded || score->unsafe_bounded);
+  EXPECT_EQ(score->text, "unsafe");
+  EXPECT_TRUE(score->generated_ids.empty());  // text tokens carry no ids
+  GuardVerdict verdict;
+  FillVerdictFromScore(*score, verdict);
+  EXPECT_NEAR(verdict.p_unsafe, TwoWay(-0.02, -3.9), 1e-6);
+  EXPECT_TRUE(verdict.unsafe);
+  EXPECT_NEAR(verdict.p_unsafe_full, std::exp(-0.02), 1e-6);
+  EXPECT_NEAR(verdict.p_safe_full, std::exp(-3.9), 1e-6);
+}
+
+TEST(RemoteProtocolTest, VllmTokenIdKeys) {
+  const std::string body = R"({"choices":[{"index":0,"text":"safe","logprobs":{
+    "tokens":["token_id:19193"],"token_logprobs":[-0.1],
+    "top_logprobs":[{"token_id:19193":-0.1,"token_id:39257":-2.4,"token_id:6220":-5.0}]}}]})";
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, VerdictTokens{});
+  ASSERT_TRUE(score.ok()) << score.status();
+  EXPECT_DOUBLE_EQ(score->logprob_safe, -0.1);
+  EXPECT_DOUBLE_EQ(score->logprob_unsafe, -2.4);
+  EXPECT_EQ(score->generated_ids, std::vector<int32_t>({19193}));
+  GuardVerdict verdict;
+  FillVerdictFromScore(*score, verdict);
+  EXPECT_NEAR(verdict.p_unsafe, TwoWay(-2.4, -0.1), 1e-6);
+  EXPECT_FALSE(verdict.unsafe);
+}
+
+TEST(RemoteProtocolTest, MissingVerdictTokenIsBoundedBySmallestListed) {
+  const std::string body = R"({"choices":[{"index":0,"text":"unsafe","logprobs":{
+    "top_logprobs":[{"unsafe":-0.001,"Unsafe":-7.5,"\n":-9.25}]}}]})";
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, VerdictTokens{});
+  ASSERT_TRUE(score.ok()) << score.status();
+  EXPECT_TRUE(score->safe_bounded);
+  EXPECT_FALSE(score->unsafe_bounded);
+  EXPECT_DOUBLE_EQ(score->logprob_safe, -9.25);
+  GuardVerdict verdict;
+  FillVerdictFromScore(*score, verdict);
+  EXPECT_NEAR(verdict.p_unsafe, TwoWay(-0.001, -9.25), 1e-6);
+}
+
+TEST(RemoteProtocolTest, VllmGarbageIsAClearErrorNamingTheField) {
+  const VerdictTokens tokens;
+  struct Case {
+    const char* body;
+    const char* expect_in_message;
+  };
+  const Case cases[] = {
+      {"", "not valid JSON"},
+      {"<html>502 Bad Gateway</html>", "not valid JSON"},
+      {"[1,2]", "expected an object"},
+      {R"({"choices":[]})", "'choices'"},
+      {R"({"choices":[{"index":0,"text":"x","logprobs":null}]})", "choices[0].logprobs"},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[]}}]})", "top_logprobs"},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[null]}}]})", "top_logprobs[0]"},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"a":-1,"b":-2}]}}]})",
+       "neither 'safe'"},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":"x","unsafe":-1}]}}]})",
+       "expected a number"},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":NaN,"unsafe":-1}]}}]})",
+       "not valid JSON"},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":-Infinity,"unsafe":-1}]}}]})",
+       "not valid JSON"},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":0.7,"unsafe":-1}]}}]})",
+       "> 0"},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":1e400,"unsafe":-1}]}}]})",
+       ""},
+      {R"({"object":"error","error":{"message":"model not loaded"}})", "model not loaded"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<RemoteScore> score = ParseVllmResponse(c.body, tokens);
+    ASSERT_FALSE(score.ok()) << c.body;
+    EXPECT_EQ(score.status().code(), absl::StatusCode::kInvalidArgument) << c.body;
+    EXPECT_NE(score.status().message().find(c.expect_in_message), absl::string_view::npos)
+        << c.body << " -> " << score.status();
+  }
+}
+
+TEST(RemoteProtocolTest, LlamaCppCurrentShapeMatchesById) {
+  // guard-models.md §6.2 example; the ids decide, not the strings.
+  const std::string body = R"({"content":"unsafe","tokens":[39257],"completion_probabilities":[
+    {"id":39257,"token":"unsafe","bytes":[117],"logprob":-0.02,"top_logprobs":[
+      {"id":39257,"token":"unsafe","bytes":[117],"logprob":-0.02},
+      {"id":19193,"token":"safe","bytes":[115],"logprob":-3.9},
+      {"id":6220,"token":"safe","bytes":[32],"logprob":-8.5}]}],"stop_type":"limit"})";
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, VerdictTokens{});
+  ASSERT_TRUE(score.ok()) << score.status();
+  EXPECT_DOUBLE_EQ(score->logprob_unsafe, -0.02);
+  EXPECT_DOUBLE_EQ(score->logprob_safe, -3.9);
+  EXPECT_EQ(score->text, "unsafe");
+  EXPECT_EQ(score->generated_ids, std::vector<int32_t>({39257}));
+}
+
+TEST(RemoteProtocolTest, LlamaCppPostSamplingProbs) {
+  const std::string body = R"({"content":"safe","completion_probabilities":[{"id":19193,
+    "token":"safe","prob":0.75,"top_probs":[{"id":19193,"token":"safe","prob":0.75},
+    {"id":39257,"token":"unsafe","prob":0.25}]}]})";
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, VerdictTokens{});
+  ASSERT_TRUE(score.ok()) << score.status();
+  GuardVerdict verdict;
+  FillVerdictFromScore(*score, verdict);
+  EXPECT_NEAR(verdict.p_unsafe, 0.25, 1e-6);
+  EXPECT_NEAR(verdict.p_safe_full, 0.75, 1e-6);
+}
+
+TEST(RemoteProtocolTest, LlamaCppOldProbsShapes) {
+  // Before ~Dec 2024: string tokens and probabilities, per position...
+  const std::string nested = R"({"content":"unsafe","completion_probabilities":[{"content":"unsafe",
+    "probs":[{"tok_str":"unsafe","prob":0.6},{"tok_str":"safe","prob":0.3},{"tok_str":"\n","prob":0.1}]}]})";
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(nested, VerdictTokens{});
+  ASSERT_TRUE(score.ok()) << score.status();
+  GuardVerdict verdict;
+  FillVerdictFromScore(*score, verdict);
+  EXPECT_NEAR(verdict.p_unsafe, 0.6 / 0.9, 1e-6);
+  EXPECT_NEAR(verdict.p_unsafe_full, 0.6, 1e-6);
+  // ...or as a top-level "probs" list (guard-models.md §6.2 wording).
+  const std::string flat =
+      R"({"content":"safe","probs":[{"tok_str":"safe","prob":0.9},{"tok_str":"unsafe","prob":0.05}]})";
+  score = ParseLlamaCppResponse(flat, VerdictTokens{});
+  ASSERT_TRUE(score.ok()) << score.status();
+  FillVerdictFromScore(*score, verdict);
+  EXPECT_NEAR(verdict.p_unsafe, 0.05 / 0.95, 1e-6);
+  EXPECT_FALSE(verdict.unsafe);
+}
+
+TEST(RemoteProtocolTest, LlamaCppGarbage) {
+  const char* bodies[] = {
+      "null",
+      R"({"content":"safe"})",
+      R"({"completion_probabilities":[]})",
+      R"({"completion_probabilities":[{"id":1}]})",
+      R"({"completion_probabilities":[{"top_logprobs":[{"id":"x","logprob":-1}]}]})",
+      R"({"completion_probabilities":[{"top_logprobs":[{"id":19193}]}]})",
+      R"({"completion_probabilities":[{"top_logprobs":[{"logprob":-1}]}]})",
+      R"({"completion_probabilities":[{"top_probs":[{"id":19193,"prob":1.5}]}]})",
+      R"({"completion_probabilities":[{"top_probs":[{"id":19193,"prob":0},{"id":39257,"prob":0}]}]})",
+      R"({"completion_probabilities":[{"top_logprobs":[{"id":5,"logprob":-1}]}]})",
+      R"({"completion_probabilities":[{"top_logprobs":[{"id":19193,"logprob":-1}]}],"tokens":["a"]})",
+  };
+  for (const char* body : bodies) {
+    absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, VerdictTokens{});
+    EXPECT_FALSE(score.ok()) << body;
+  }
+}
+
+// Every prefix of a valid body, and random byte flips, must give an error or
+// a well-formed score: never a crash, never a NaN.
+TEST(RemoteProtocolTest, TruncatedAndCorruptedBodiesNeverCrash) {
+  const std::string vllm = R"({"choices":[{"index":0,"text":"unsafe\nS1","logprobs":{"tokens":["token_id:39257"],"top_logprobs":[{"token_id:39257":-0.02,"token_id:19193":-3.9}]}}]})";
+  const std::string llama = R"({"content":"unsafe","tokens":[39257],"completion_probabilities":[{"id":39257,"logprob":-0.02,"top_logprobs":[{"id":39257,"logprob":-0.02},{"id":19193,"logprob":-3.9}]}]})";
+  std::mt19937 rng(7);
+  for (bool is_vllm : {true, false}) {
+    const std::string& valid = is_vllm ? vllm : llama;
+    auto parse = [&](const std::string& body) {
+      return is_vllm ? ParseVllmResponse(body, VerdictTokens{})
+                     : ParseLlamaCppResponse(body, VerdictTokens{});
+    };
+    ASSERT_TRUE(parse(valid).ok());
+    for (size_t n = 0; n < valid.size(); ++n) EXPECT_FALSE(parse(valid.substr(0, n)).ok()) << n;
+    for (int i = 0; i < 2000; ++i) {
+      std::string body = valid;
+      body[rng() % body.size()] = static_cast<char>(rng() % 256);
+      absl::StatusOr<RemoteScore> score = parse(body);
+      if (score.ok()) {
+        GuardVerdict verdict;
+        FillVerdictFromScore(*score, verdict);
+        EXPECT_TRUE(std::isfinite(verdict.p_unsafe)) << body;
+        EXPECT_GE(verdict.p_unsafe, 0.0f);
+        EXPECT_LE(verdict.p_unsafe, 1.0f);
+      }
+    }
+  }
+}
+
+TEST(RemoteProtocolTest, CategoryLine) {
+  GuardVerdict v;
+  FillCategoriesFromText("unsafe\nS1,S10", v);
+  EXPECT_EQ(v.categories, std::vector<std::string>({"S1", "S10"}));
+  EXPECT_FALSE(v.unparsed_output.has_value());
+  FillCategoriesFromText("safe", v);
+  EXPECT_TRUE(v.categories.empty());
+  EXPECT_FALSE(v.unparsed_output.has_value());
+  FillCategoriesFromText("\n\nunsafe\nS2,S9,S13\n", v);
+  EXPECT_EQ(v.categories, std::vector<std::string>({"S2", "S9", "S13"}));
+  FillCategoriesFromText("unsafe", v);  // no category line (cut short)
+  EXPECT_TRUE(v.categories.empty());
+  EXPECT_FALSE(v.unparsed_output.has_value());
+  for (const char* bad : {"", "maybe", "unsafe\nS1,S", "unsafe\nS1,,S2", "unsafe\nX1",
+                          "unsafe\nS0", "safe\nS1", "unsafe\nS1\nS2", "unsafe\nS1a"}) {
+    FillCategoriesFromText(bad, v);
+    EXPECT_TRUE(v.categories.empty()) << bad;
+    ASSERT_TRUE(v.unparsed_output.has_value()) << bad;
+    EXPECT_EQ(*v.unparsed_output, bad);
+  }
+}
+
+}  // namespace
+}  // namespace saferoute
