@@ -14,6 +14,8 @@ namespace {
 // Rows of x per sgemm call: the x block (<= 512 x K fp32) stays cache-friendly
 // while the widened panel is reused for every block.
 constexpr int64_t kRowBlock = 512;
+// Multiply-adds below which a GEMM call runs single-threaded.
+constexpr int64_t kMinParallelMacs = int64_t{1} << 21;
 
 float WeightAt(const WeightMatrix& w, int64_t row, int64_t col) {
   const size_t index = static_cast<size_t>(row * w.cols + col);
@@ -57,7 +59,18 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
   }
   std::atomic<int> failure{dnnl_success};
   const int64_t n_panels = static_cast<int64_t>(panels.size());
-#pragma omp parallel num_threads(num_threads_)
+  int64_t total_rows = 0;
+  for (const GemmJob& job : jobs) total_rows += job.weight.rows;
+  // Small products (tiny models, short decode steps) run on one thread: a
+  // fork/join costs more than it saves, and far more on a loaded machine.
+  const bool parallel =
+      num_threads_ > 1 && m * total_rows * k >= kMinParallelMacs && n_panels > 1;
+  // oneDNN's sgemm goes multi-threaded whenever it is called outside an active
+  // parallel region; for the serial case cap this thread's OpenMP team size
+  // so it really runs on one thread (restored below).
+  const int saved_max_threads = omp_get_max_threads();
+  if (!parallel) omp_set_num_threads(1);
+#pragma omp parallel num_threads(num_threads_) if (parallel)
   {
     float* scratch = scratch_[static_cast<size_t>(omp_get_thread_num())].data();
     // Each panel is widened once, then multiplied by every row block of x.
@@ -92,6 +105,7 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
       }
     }
   }
+  if (!parallel) omp_set_num_threads(saved_max_threads);
   if (failure.load() != dnnl_success) {
     return absl::InternalError(absl::StrFormat("gemm: oneDNN sgemm failed with status %d (M=%d K=%d)",
                                                failure.load(), m, k));

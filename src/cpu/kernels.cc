@@ -229,7 +229,9 @@ void Attention(const AttentionShape& shape, const float* q, const float* k, cons
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const int64_t work = shape.n_heads * shape.tokens;
   const int64_t max_keys = shape.past + shape.tokens;
-#pragma omp parallel num_threads(num_threads)
+  // ~2 * d flops per (query, key) pair; small problems stay on one thread.
+  const bool parallel = work * max_keys * d >= (int64_t{1} << 19);
+#pragma omp parallel num_threads(num_threads) if (parallel)
   {
     // Per-thread score row, allocated once per call (not per query).
     std::vector<float> scores(static_cast<size_t>(max_keys));

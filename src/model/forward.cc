@@ -194,7 +194,9 @@ absl::Status CpuForward::Prepare(const Model& model) {
 template <typename Fn>
 void CpuForward::ParallelRows(int64_t rows, Fn fn) {
   if (rows <= 0) return;
-  const int64_t parts = std::min<int64_t>(num_threads_, rows);
+  // Elementwise passes over fewer than ~16 rows of a 2048-wide model are not
+  // worth a fork/join.
+  const int64_t parts = rows * h_ < (int64_t{1} << 15) ? 1 : std::min<int64_t>(num_threads_, rows);
 #pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static)
   for (int64_t p = 0; p < parts; ++p) {
     fn(rows * p / parts, rows * (p + 1) / parts);

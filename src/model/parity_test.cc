@@ -102,10 +102,13 @@ float MaxAbs(const std::vector<float>& a) {
   return m;
 }
 
-std::unique_ptr<Engine> MakeEngine(const Fixture& f, Precision precision) {
+// Most tests run one thread: on the tiny fixtures OpenMP's idle-thread spinning
+// would cost more CPU than the math. The parity and batching tests use two, so
+// the multi-threaded paths (panel split, attention rows) are covered.
+std::unique_ptr<Engine> MakeEngine(const Fixture& f, Precision precision, int threads = 1) {
   EngineOptions options;
   options.precision = precision;
-  options.num_threads = 2;
+  options.num_threads = threads;
   options.max_tokens = 512;
   auto engine = Engine::Create(f.model, options);
   EXPECT_TRUE(engine.ok()) << engine.status();
@@ -126,7 +129,7 @@ class ParityTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(ParityTest, Fp32MatchesTransformers) {
   Fixture f = LoadFixture(GetParam());
   ASSERT_TRUE(f.model && f.expected);
-  auto engine = MakeEngine(f, Precision::kFp32);
+  auto engine = MakeEngine(f, Precision::kFp32, 2);
   ASSERT_TRUE(engine);
   const int64_t h = f.model->config().hidden_size;
   // All sequences in one batch (different lengths, packed).
@@ -184,7 +187,7 @@ TEST_P(ParityTest, BatchedEqualsOneAtATime) {
   Fixture f = LoadFixture(GetParam());
   ASSERT_TRUE(f.model);
   for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
-    auto engine = MakeEngine(f, precision);
+    auto engine = MakeEngine(f, precision, 2);
     ASSERT_TRUE(engine);
     std::vector<SequenceRequest> batch;
     for (const auto& seq : f.sequences) batch.push_back(FullRequest(seq));
