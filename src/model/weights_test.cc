@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -204,6 +206,267 @@ TEST(LoadModelTest, WeightsAreMemoryMappedNotCopied) {
   EXPECT_TRUE(Contains(file_of(w.token_embd.data), "model-00001-of-00002.safetensors"));
   EXPECT_TRUE(Contains(file_of(w.layers[0].wq.data), "model-00002-of-00002.safetensors"));
   EXPECT_TRUE(Contains(file_of(w.output_norm.data), "model-00002-of-00002.safetensors"));
+}
+
+// --- Random models and hand-made corrupt checkpoints -------------------------
+
+ModelConfig TinyConfig() {
+  auto c = NamedModelConfig("tiny");
+  SR_CHECK(c.ok());
+  return *c;
+}
+
+std::shared_ptr<const Model> Random(const ModelConfig& config, DType dtype, uint64_t seed) {
+  auto model = MakeRandomModel(config, dtype, seed);
+  SR_CHECK(model.ok());
+  return *model;
+}
+
+// Every tensor of the model in name-table order, via the public weights.
+std::vector<const TensorView*> AllViews(const Model& model) {
+  const ModelWeights& w = model.weights();
+  std::vector<const TensorView*> out = {&w.token_embd, &w.output_norm, &w.lm_head};
+  for (const LayerWeights& l : w.layers) {
+    for (const TensorView* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.q_norm, &l.k_norm,
+                                &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) {
+      out.push_back(t);
+    }
+  }
+  return out;
+}
+
+void ExpectSameWeights(const Model& a, const Model& b) {
+  const auto va = AllViews(a), vb = AllViews(b);
+  ASSERT_EQ(va.size(), vb.size());
+  for (size_t i = 0; i < va.size(); ++i) {
+    ASSERT_EQ(va[i]->empty(), vb[i]->empty()) << va[i]->name;
+    if (va[i]->empty()) continue;
+    EXPECT_EQ(va[i]->name, vb[i]->name);
+    EXPECT_EQ(va[i]->dtype, vb[i]->dtype) << va[i]->name;
+    EXPECT_EQ(va[i]->shape, vb[i]->shape) << va[i]->name;
+    ASSERT_EQ(va[i]->nbytes, vb[i]->nbytes) << va[i]->name;
+    EXPECT_EQ(std::memcmp(va[i]->data, vb[i]->data, va[i]->nbytes), 0) << va[i]->name;
+  }
+}
+
+TEST(RandomModelTest, IsDeterministicAndSeedDependent) {
+  const ModelConfig config = TinyConfig();
+  auto a = Random(config, DType::kBF16, 7), b = Random(config, DType::kBF16, 7);
+  ExpectSameWeights(*a, *b);
+  EXPECT_EQ(a->fingerprint(), b->fingerprint());
+  auto c = Random(config, DType::kBF16, 8);
+  EXPECT_NE(a->fingerprint(), c->fingerprint());
+  EXPECT_NE(std::memcmp(a->weights().layers[0].wq.data, c->weights().layers[0].wq.data,
+                        a->weights().layers[0].wq.nbytes),
+            0);
+  // f32 and bf16 of one seed draw the same values (bf16 = f32 rounded).
+  auto f = Random(config, DType::kF32, 7);
+  const TensorView& wf = f->weights().layers[1].w_up;
+  const TensorView& wb = a->weights().layers[1].w_up;
+  for (int64_t i = 0; i < wf.numel(); ++i) {
+    // Round-to-nearest to 8 significant bits: error <= half an ulp = |v| * 2^-8.
+    const float v = ElementAsFloat(wf, i);
+    ASSERT_LE(std::abs(ElementAsFloat(wb, i) - v), std::abs(v) * 0x1p-8f) << i;
+  }
+}
+
+TEST(RandomModelTest, ValuesHaveTheDocumentedScale) {
+  auto model = Random(TinyConfig(), DType::kF32, 1);
+  const ModelWeights& w = model->weights();
+  double sum = 0, sum_sq = 0;
+  const TensorView& wq = w.layers[0].wq;
+  for (int64_t i = 0; i < wq.numel(); ++i) {
+    const double v = ElementAsFloat(wq, i);
+    sum += v;
+    sum_sq += v * v;
+  }
+  const double n = static_cast<double>(wq.numel());
+  EXPECT_NEAR(sum / n, 0.0, 0.002);
+  EXPECT_NEAR(std::sqrt(sum_sq / n), 0.02, 0.002);
+  for (int64_t i = 0; i < w.output_norm.numel(); ++i) {
+    EXPECT_NEAR(ElementAsFloat(w.output_norm, i), 1.0f, 0.1f);
+  }
+  EXPECT_TRUE(w.layers[0].q_norm.empty());  // Llama
+  auto qwen_config = NamedModelConfig("qwen3guard-0.6b");
+  ASSERT_TRUE(qwen_config.ok());
+  qwen_config->num_layers = 1;
+  qwen_config->vocab_size = 256;
+  qwen_config->bos_token_id = 1;  // the real ids lie outside the shrunken vocabulary
+  qwen_config->eos_token_ids = {2};
+  auto qwen = Random(*qwen_config, DType::kBF16, 1);
+  EXPECT_EQ(qwen->weights().layers[0].q_norm.shape, std::vector<int64_t>{128});
+  EXPECT_EQ(qwen->weights().lm_head.data, qwen->weights().token_embd.data);  // tied
+}
+
+TEST(RandomModelTest, WriteThenLoadRoundTrips) {
+  for (DType dtype : {DType::kBF16, DType::kF32}) {
+    TempDir dir;
+    auto model = Random(TinyConfig(), dtype, 42);
+    ASSERT_TRUE(WriteModelDirectory(*model, dir.path().string()).ok());
+    auto loaded = LoadModel(dir.path().string());
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ExpectSameWeights(*model, **loaded);
+    EXPECT_EQ((*loaded)->fingerprint(), model->fingerprint());
+    EXPECT_EQ((*loaded)->weight_bytes(), model->weight_bytes());
+    EXPECT_EQ((*loaded)->config().num_layers, 2);
+    EXPECT_EQ((*loaded)->config().torch_dtype, dtype == DType::kBF16 ? "bfloat16" : "float32");
+  }
+}
+
+// A tiny random checkpoint on disk, then one edit that makes it inconsistent.
+class CorruptCheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = Random(TinyConfig(), DType::kBF16, 3);
+    ASSERT_TRUE(WriteModelDirectory(*model_, dir_.path().string()).ok());
+  }
+  fs::path File(const std::string& name) const { return dir_.path() / name; }
+
+  void EditConfig(const std::function<void(json&)>& edit) {
+    json config = json::parse(ReadText(File("config.json")));
+    edit(config);
+    WriteText(File("config.json"), config.dump());
+  }
+  // Rewrites model.safetensors after `edit` changes its tensor list.
+  void EditTensors(const std::function<void(std::vector<TensorToWrite>&)>& edit) {
+    auto file = SafetensorsFile::Open(File("model.safetensors").string());
+    ASSERT_TRUE(file.ok()) << file.status();
+    std::vector<TensorToWrite> tensors;
+    for (const TensorView& t : (*file)->tensors()) {
+      tensors.push_back({t.name, t.dtype, t.shape, t.data, t.nbytes});
+    }
+    edit(tensors);
+    ASSERT_TRUE(WriteSafetensors(File("model.safetensors").string(), tensors, {}).ok());
+  }
+  absl::Status Load() { return LoadModel(dir_.path().string()).status(); }
+  ::testing::AssertionResult LoadFailsWith(const std::string& part) {
+    const absl::Status status = Load();
+    if (status.ok()) return ::testing::AssertionFailure() << "loaded; expected '" << part << "'";
+    return Contains(std::string(status.message()), part);
+  }
+
+  TempDir dir_;
+  std::shared_ptr<const Model> model_;
+};
+
+TEST_F(CorruptCheckpointTest, IntactCheckpointLoads) { EXPECT_TRUE(Load().ok()) << Load(); }
+
+TEST_F(CorruptCheckpointTest, MissingTensor) {
+  EditTensors([](auto& t) {
+    std::erase_if(t, [](const TensorToWrite& x) { return x.name == "model.layers.1.mlp.up_proj.weight"; });
+  });
+  EXPECT_TRUE(LoadFailsWith("missing tensor 'model.layers.1.mlp.up_proj.weight'"));
+  EXPECT_TRUE(LoadFailsWith("with 2 layers"));
+}
+
+TEST_F(CorruptCheckpointTest, UntiedModelWithoutLmHead) {
+  EditTensors([](auto& t) {
+    std::erase_if(t, [](const TensorToWrite& x) { return x.name == "lm_head.weight"; });
+  });
+  EXPECT_TRUE(LoadFailsWith("missing tensor 'lm_head.weight'"));
+  EXPECT_TRUE(LoadFailsWith("untied embeddings"));
+}
+
+TEST_F(CorruptCheckpointTest, ConfigSaysMoreLayersThanTheWeights) {
+  EditConfig([](json& c) { c["num_hidden_layers"] = 3; });
+  EXPECT_TRUE(LoadFailsWith("missing tensor 'model.layers.2."));
+  EXPECT_TRUE(LoadFailsWith("says LlamaForCausalLM with 3 layers"));
+}
+
+TEST_F(CorruptCheckpointTest, ConfigSaysFewerLayersThanTheWeights) {
+  EditConfig([](json& c) { c["num_hidden_layers"] = 1; });
+  EXPECT_TRUE(LoadFailsWith("says 1 layers but the checkpoint has layer 1"));
+}
+
+TEST_F(CorruptCheckpointTest, ConfigDisagreesOnSizes) {
+  EditConfig([](json& c) { c["intermediate_size"] = 256; });
+  EXPECT_TRUE(LoadFailsWith(
+      "tensor 'model.layers.0.mlp.gate_proj.weight': shape [128, 64] does not match"));
+  EXPECT_TRUE(LoadFailsWith("(expected [256, 64]"));
+  EditConfig([](json& c) {
+    c["intermediate_size"] = 128;
+    c["vocab_size"] = 1000;
+  });
+  EXPECT_TRUE(LoadFailsWith("tensor 'model.embed_tokens.weight': shape [512, 64] does not match"));
+  EditConfig([](json& c) {
+    c["vocab_size"] = 512;
+    c["num_key_value_heads"] = 4;
+  });
+  EXPECT_TRUE(LoadFailsWith("tensor 'model.layers.0.self_attn.k_proj.weight': shape [32, 64]"));
+}
+
+TEST_F(CorruptCheckpointTest, ConfigRefusedBeforeWeightsAreRead) {
+  EditConfig([](json& c) { c["architectures"] = {"GemmaForCausalLM"}; });
+  EXPECT_TRUE(LoadFailsWith("config.json: field 'architectures': unsupported architecture "
+                            "'GemmaForCausalLM'"));
+  EditConfig([](json& c) {
+    c["architectures"] = {"LlamaForCausalLM"};
+    c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  });
+  EXPECT_TRUE(LoadFailsWith("config.json: rope_scaling: unsupported RoPE scaling type 'yarn'"));
+  EditConfig([](json& c) {
+    c["rope_scaling"] = nullptr;
+    c["hidden_size"] = -64;
+  });
+  EXPECT_TRUE(LoadFailsWith("field 'hidden_size': value -64 is out of range"));
+  fs::remove(File("config.json"));
+  EXPECT_TRUE(LoadFailsWith("config.json: cannot read"));
+}
+
+TEST_F(CorruptCheckpointTest, UnknownDtypeNamesFileAndTensor) {
+  std::string bytes = ReadText(File("model.safetensors"));
+  const size_t at = bytes.find("\"BF16\"");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 6, "\"I16X\"");  // same length: the header stays well-framed
+  WriteText(File("model.safetensors"), bytes);
+  EXPECT_TRUE(LoadFailsWith("model.safetensors: tensor '"));
+  EXPECT_TRUE(LoadFailsWith("unknown dtype 'I16X'"));
+}
+
+TEST_F(CorruptCheckpointTest, TruncatedWeights) {
+  const std::string bytes = ReadText(File("model.safetensors"));
+  WriteText(File("model.safetensors"), bytes.substr(0, bytes.size() - 2));
+  EXPECT_TRUE(LoadFailsWith("out of range"));
+}
+
+TEST_F(CorruptCheckpointTest, UnexpectedTensorIsAnError) {
+  const float bias[64] = {};
+  EditTensors([&](auto& t) {
+    t.push_back({"model.layers.0.self_attn.q_proj.bias", DType::kF32, {64}, bias, sizeof(bias)});
+  });
+  EXPECT_TRUE(LoadFailsWith(
+      "tensor 'model.layers.0.self_attn.q_proj.bias': not part of LlamaForCausalLM"));
+}
+
+TEST_F(CorruptCheckpointTest, HarmlessExtrasAreIgnored) {
+  const float inv_freq[8] = {};
+  EditTensors([&](auto& t) {
+    t.push_back({"model.layers.0.self_attn.rotary_emb.inv_freq", DType::kF32, {8}, inv_freq,
+                 sizeof(inv_freq)});
+  });
+  EXPECT_TRUE(Load().ok()) << Load();
+}
+
+TEST_F(CorruptCheckpointTest, TiedConfigIgnoresAStoredLmHeadLikeHf) {
+  EditConfig([](json& c) { c["tie_word_embeddings"] = true; });
+  auto model = LoadModel(dir_.path().string());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->weights().lm_head.data, (*model)->weights().token_embd.data);
+  EXPECT_EQ((*model)->weight_bytes(), model_->weight_bytes() - model_->weights().lm_head.nbytes);
+}
+
+TEST_F(CorruptCheckpointTest, MixedDtypesAreAllowed) {
+  auto f32 = Random(TinyConfig(), DType::kF32, 3);
+  const TensorView& wq = f32->weights().layers[0].wq;
+  EditTensors([&](auto& t) {
+    for (TensorToWrite& x : t) {
+      if (x.name == wq.name) x = {wq.name, wq.dtype, wq.shape, wq.data, wq.nbytes};
+    }
+  });
+  auto model = LoadModel(dir_.path().string());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->weights().layers[0].wq.dtype, DType::kF32);
+  EXPECT_EQ((*model)->weights().layers[0].wk.dtype, DType::kBF16);
 }
 
 }  // namespace
