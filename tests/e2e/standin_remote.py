@@ -1,0 +1,214 @@
+"""A stand-in remote large guard for end-to-end tests and the load benchmark.
+
+Answers like vLLM's OpenAI-compatible ``POST /v1/completions`` (token-id prompt,
+``logprobs``) and llama.cpp server's ``POST /completion`` (``n_probs``), in the
+shapes of ../shared/docs/guard-models.md §6.1-6.2, plus ``GET /health``. It can
+be switched at run time to be slow, to answer garbage or HTTP 500, or to be
+down (its port closed). It checks every request body it receives against the
+documented request shape and records violations.
+
+Standard library only. Run alone:  python standin_remote.py --port 8000
+"""
+import argparse
+import http.server
+import json
+import math
+import threading
+import time
+
+SAFE_ID, UNSAFE_ID, VERDICT_POSITION_ID = 19193, 39257, 271
+MODES = ("ok", "slow", "garbage", "error500")
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    allow_reuse_address = True   # same port after stop(): "down, then up again" is real
+    daemon_threads = True
+    request_queue_size = 128     # the default backlog of 5 drops SYNs under load
+
+
+class StandInRemote:
+    """One stand-in server; thread-safe switches; start()/stop() (= port closed)."""
+
+    def __init__(self, kind="vllm", model="llama-guard-3-8b", p_unsafe=0.9,
+                 decode_text="unsafe\nS1", top_k=20, host="127.0.0.1", port=0):
+        assert kind in ("vllm", "llamacpp")
+        self.kind, self.model, self.top_k = kind, model, top_k
+        self.host, self.port = host, port
+        self.p_unsafe = p_unsafe
+        self.decode_text = decode_text
+        self.mode = "ok"
+        self.slow_s = 2.0
+        self.lock = threading.Lock()
+        self.received = 0            # scoring requests that reached the server
+        self.bad_requests = []       # request-shape violations (should stay empty)
+        self.last_body = None
+        self._httpd = None
+        self._thread = None
+
+    # -- control ---------------------------------------------------------
+    def start(self):
+        self._httpd = _Server((self.host, self.port), _make_handler(self))
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join(timeout=5)
+            self._httpd = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def set_mode(self, mode):
+        assert mode in MODES, mode
+        with self.lock:
+            self.mode = mode
+
+    def count(self):
+        with self.lock:
+            return self.received
+
+    # -- answers -----------------------------------------------------------
+    def check_request(self, path, body):
+        """Returns a list of violations of the documented request shape."""
+        problems = []
+        if not isinstance(body, dict):
+            return [f"{path}: body is not a JSON object"]
+        prompt = body.get("prompt")
+        if not (isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt)):
+            problems.append(f"{path}: 'prompt' is not a non-empty list of token ids")
+        else:
+            if prompt[-1] != VERDICT_POSITION_ID:
+                problems.append(f"{path}: prompt does not end with the verdict position 271")
+            if 128000 not in prompt[:2]:
+                problems.append(f"{path}: no <|begin_of_text|> at the start of the prompt")
+            if prompt.count(128000) != 1:
+                problems.append(f"{path}: <|begin_of_text|> appears {prompt.count(128000)} times")
+        if body.get("temperature") != 0:
+            problems.append(f"{path}: temperature is not 0")
+        if path == "/v1/completions":
+            if body.get("model") != self.model:
+                problems.append(f"{path}: model {body.get('model')!r} != {self.model!r}")
+            if body.get("logprobs") != self.top_k:
+                problems.append(f"{path}: logprobs {body.get('logprobs')!r} != {self.top_k}")
+            if body.get("max_tokens") not in (1, 12):
+                problems.append(f"{path}: max_tokens {body.get('max_tokens')!r}")
+        else:
+            if body.get("n_probs") != self.top_k:
+                problems.append(f"{path}: n_probs {body.get('n_probs')!r} != {self.top_k}")
+            if body.get("n_predict") not in (1, 12):
+                problems.append(f"{path}: n_predict {body.get('n_predict')!r}")
+            if body.get("cache_prompt") is not False:
+                problems.append(f"{path}: cache_prompt is not false")
+        return problems
+
+    def answer(self, path, body):
+        p = self.p_unsafe
+        n_new = body.get("max_tokens", body.get("n_predict", 1))
+        text = self.decode_text if n_new > 1 else ("unsafe" if p > 0.5 else "safe")
+        top_id = UNSAFE_ID if p > 0.5 else SAFE_ID
+        # Filler tokens make the top-k list realistic; they carry no mass here.
+        lu, ls = math.log(p), math.log(1 - p)
+        if path == "/v1/completions":
+            top = {f"token_id:{UNSAFE_ID}": lu, f"token_id:{SAFE_ID}": ls,
+                   "token_id:198": -20.0, "token_id:50": -21.5}
+            return {"id": "cmpl-standin", "object": "text_completion", "created": int(time.time()),
+                    "model": self.model,
+                    "choices": [{"index": 0, "text": text, "finish_reason": "length",
+                                 "logprobs": {"tokens": [f"token_id:{top_id}"],
+                                              "token_logprobs": [max(lu, ls)],
+                                              "top_logprobs": [top], "text_offset": [0]}}],
+                    "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": 1,
+                              "total_tokens": len(body["prompt"]) + 1}}
+        top = [{"id": UNSAFE_ID, "token": "unsafe", "bytes": list(b"unsafe"), "logprob": lu},
+               {"id": SAFE_ID, "token": "safe", "bytes": list(b"safe"), "logprob": ls},
+               {"id": 198, "token": "\n", "bytes": [10], "logprob": -20.0}]
+        top.sort(key=lambda e: -e["logprob"])
+        return {"content": text, "tokens": [top_id], "stop": True, "stop_type": "limit",
+                "completion_probabilities": [{"id": top_id, "token": text.split("\n")[0],
+                                              "logprob": max(lu, ls), "top_logprobs": top}]}
+
+
+def _make_handler(remote):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status, payload, content_type="application/json"):
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+            self.close_connection = True
+
+        def do_GET(self):
+            if self.path == "/health":
+                self._send(200, {"status": "ok"})
+            elif self.path == "/v1/models":
+                self._send(200, {"object": "list", "data": [{"id": remote.model, "object": "model"}]})
+            else:
+                self._send(404, {"error": "not found"})
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            expected = "/v1/completions" if remote.kind == "vllm" else "/completion"
+            if self.path != expected:
+                self._send(404, {"error": f"no route {self.path}"})
+                return
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            with remote.lock:
+                remote.received += 1
+                remote.last_body = body
+                remote.bad_requests.extend(remote.check_request(self.path, body))
+                mode = remote.mode
+            if mode == "error500":
+                self._send(500, b"internal error: out of KV cache", "text/plain")
+            elif mode == "garbage":
+                self._send(200, b'{"choices": [{"index": 0, "logprobs": nul', "application/json")
+            else:
+                if mode == "slow":
+                    time.sleep(remote.slow_s)
+                if not isinstance(body, dict) or not body.get("prompt"):
+                    self._send(400, {"error": "bad request"})
+                    return
+                self._send(200, remote.answer(self.path, body))
+
+    return Handler
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", choices=("vllm", "llamacpp"), default="vllm")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model", default="llama-guard-3-8b")
+    parser.add_argument("--p-unsafe", type=float, default=0.9)
+    parser.add_argument("--mode", choices=MODES, default="ok")
+    args = parser.parse_args()
+    remote = StandInRemote(kind=args.kind, model=args.model, p_unsafe=args.p_unsafe,
+                           port=args.port).start()
+    remote.set_mode(args.mode)
+    print(f"stand-in {args.kind} remote guard on {remote.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        remote.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,416 @@
+"""End-to-end tests of `saferoute serve` with a stand-in remote large guard.
+
+Starts the real binary (path from CTest: --saferoute) with the fixture model
+llama_guard_tiny_fullvocab_bf16 as the small guard, a generated router that
+escalates every input (so every request exercises the remote path), and
+standin_remote.py as the vLLM / llama.cpp large guard. Drives it with the
+official OpenAI Python client and raw HTTP; parses /metrics with
+prometheus_client. Everything binds 127.0.0.1 on free ports, every wait is
+bounded, and every process and thread is stopped in finally/tearDown.
+
+Exit code 77 (CTest SKIP_RETURN_CODE) when the Python packages are missing.
+"""
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+try:
+    import openai
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError as e:  # pragma: no cover
+    print(f"e2e: skipped, missing Python package ({e}); run scripts/install-deps.sh")
+    sys.exit(77)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from standin_remote import StandInRemote  # noqa: E402
+
+ARGS = None  # filled in main()
+FEATURE_DIM = 64  # hidden size of the tiny fixture model
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_router(path, fingerprint, feature_dim=FEATURE_DIM, final_bias=10.0):
+    """A router file (format version 1, see src/router/testdata/make_router_v1.py)
+    whose output is sigmoid(final_bias) for every input: the last layer's weights
+    are zero. With the default bias every input scores ~0.99995 and escalates."""
+    hidden = 4
+    params = {}
+    for i, (fan_in, fan_out) in enumerate([(feature_dim, hidden), (hidden, hidden), (hidden, 1)]):
+        weight = [0.01 * ((k % 7) - 3) for k in range(fan_in * fan_out)] if i < 2 else [0.0] * fan_in
+        params[f"fc{i}.weight"] = ([fan_out, fan_in], weight)
+        params[f"fc{i}.bias"] = ([fan_out], [final_bias] if i == 2 else [0.0] * fan_out)
+        params[f"fc{i}.weight_log_sigma"] = ([fan_out, fan_in], [math.log(0.1)] * (fan_in * fan_out))
+        params[f"fc{i}.bias_log_sigma"] = ([fan_out], [math.log(0.05)] * fan_out)
+        if i < 2:
+            params[f"ln{i}.weight"] = ([fan_out], [1.0] * fan_out)
+            params[f"ln{i}.bias"] = ([fan_out], [0.0] * fan_out)
+    config = {"type": "bnn", "feature_dim": feature_dim, "hidden_dim": hidden, "prior_sigma": 0.1,
+              "fingerprint": fingerprint, "threshold": 0.5,
+              "calibration": [[0.2, 0.6, -1], [0.5, 0.3, -1], [0.9, 0.1, -1]],
+              "calibration_source": {"examples": 10},
+              "training": {"examples": 100, "positives": 10, "seed": 1}}
+    header, blobs, offset = {}, [], 0
+    for name, (shape, values) in params.items():
+        blob = struct.pack(f"<{len(values)}f", *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    header["__metadata__"] = {"format": "saferoute-router", "version": "1", "config": json.dumps(config)}
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def http_json(url, body=None, timeout=30):
+    """(status, parsed JSON or text) of a GET (body None) or POST."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+class Service:
+    """One `saferoute serve` process. Always stop() it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, flags, workdir):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(workdir, f"serve-{self.port}.log")
+        self.cmd = [ARGS.saferoute, "serve", "--listen-host", "127.0.0.1",
+                    "--listen-port", str(self.port), *flags]
+        self.proc = None
+
+    def start(self, ready_timeout=90):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False  # exited: the caller reads log_text()
+            try:
+                status, _ = http_json(self.url + "/healthz", timeout=2)
+                if status == 200:
+                    return True
+            except (urllib.error.URLError, ConnectionError, socket.timeout):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"service not healthy within {ready_timeout} s:\n{self.log_text()}")
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+        return self.proc.returncode
+
+    def moderate(self, inputs, timeout=30):
+        return http_json(self.url + "/v1/moderations", {"input": inputs}, timeout=timeout)
+
+    def metrics(self):
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        # Raises on any format error: this is the prometheus_client parser check.
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return families, text
+
+
+def sample_value(families, family, name, labels):
+    for s in families[family].samples:
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise KeyError(f"{name}{labels} not in /metrics")
+
+
+class ServiceTestBase(unittest.TestCase):
+    """Shared set-up: a temp dir, a router fitted to the small guard, helpers."""
+
+    fingerprint = None  # learnt once per run
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="saferoute-e2e-")
+        cls.router_path = os.path.join(cls.tmp.name, "router_e2e.safetensors")
+        if ServiceTestBase.fingerprint is None:
+            ServiceTestBase.fingerprint = cls._learn_fingerprint()
+        write_router(cls.router_path, ServiceTestBase.fingerprint)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    @classmethod
+    def _learn_fingerprint(cls):
+        """The router must carry the small guard's feature fingerprint. The test
+        learns it from the service's own refusal of a router with a wrong one
+        (which also checks that refusal: non-zero exit, message naming both)."""
+        write_router(cls.router_path, "e2e-wrong-fingerprint")
+        service = Service(cls.base_flags(cls.router_path), cls.tmp.name)
+        try:
+            started = service.start()
+            if started:
+                raise AssertionError("service accepted a router with a wrong fingerprint")
+            log = service.log_text()
+        finally:
+            service.stop()
+        match = re.search(r"got features from '([^']*)'", log)
+        if not match:
+            raise AssertionError(f"service refused the router without naming the fingerprint:\n{log}")
+        return match.group(1)
+
+    @classmethod
+    def base_flags(cls, router_path):
+        shared = ARGS.shared_dir
+        model = os.path.join(shared, "fixtures/guard/llama_guard_tiny_fullvocab_bf16")
+        return ["--small-model-dir", model, "--small-precision", "fp32", "--small-threads", "1",
+                "--router-path", router_path, "--large-format", "llama-guard-3-8b",
+                "--remote-tokenizer", os.path.join(model, "tokenizer.json")]
+
+    def start_service(self, remote, policy="fail_closed", extra=()):
+        flags = self.base_flags(self.router_path) + [
+            "--large-mode", "remote", "--remote-kind", remote.kind, "--remote-url", remote.url,
+            "--remote-model", remote.model, "--remote-timeout-ms", "300", "--remote-retries", "1",
+            "--remote-backoff-ms", "10", "--remote-breaker-failures", "3",
+            "--remote-breaker-open-ms", "1500", "--policy-failure", policy, *extra]
+        service = Service(flags, self.tmp.name)
+        self.addCleanup(service.stop)
+        if not service.start():
+            self.fail(f"service exited at start:\n{service.log_text()}")
+        return service
+
+    def start_remote(self, kind="vllm", **kw):
+        remote = StandInRemote(kind=kind, **kw).start()
+        self.addCleanup(remote.stop)
+        return remote
+
+    def assert_remote_requests_ok(self, remote):
+        self.assertEqual(remote.bad_requests, [], "requests to the remote broke the documented shape")
+
+
+class HappyPathTest(ServiceTestBase):
+    def check_kind(self, kind):
+        remote = self.start_remote(kind, p_unsafe=0.9, decode_text="unsafe\nS1,S10")
+        service = self.start_service(remote)
+        client = openai.OpenAI(base_url=service.url + "/v1", api_key="unused", timeout=30,
+                               max_retries=0)
+        # One input: a typed ModerationCreateResponse.
+        before = remote.count()
+        resp = client.moderations.create(model="saferoute-lg3", input="How do I pick a lock?")
+        self.assertIsInstance(resp, openai.types.ModerationCreateResponse)
+        self.assertEqual(len(resp.results), 1)
+        result = resp.results[0]
+        self.assertIs(result.flagged, True)
+        self.assertIs(result.categories.violence, True)  # S1 -> violence
+        self.assertIs(result.categories.hate, True)      # S10 -> hate
+        self.assertIs(result.categories.sexual, False)
+        self.assertAlmostEqual(result.category_scores.violence, 0.9, places=4)
+        self.assertEqual(remote.count(), before + 1)
+        # An array: one result per input, in order.
+        texts = ["first input", "second input", "a third, longer input " * 5]
+        resp = client.moderations.create(model="saferoute-lg3", input=texts)
+        self.assertEqual(len(resp.results), 3)
+        self.assertEqual(remote.count(), before + 4)
+        # The provenance extension says the large guard decided.
+        status, body = service.moderate(["provenance check"])
+        self.assertEqual(status, 200, body)
+        ext = body["results"][0]["saferoute"]
+        self.assertEqual(ext["decided_by"], "large")
+        self.assertTrue(ext["escalated"])
+        self.assertAlmostEqual(ext["p_unsafe_large"], 0.9, places=4)
+        self.assertEqual(sorted(ext["s_codes"]), ["S1", "S10"])
+        self.assertFalse(ext["degraded"])
+        self.assert_remote_requests_ok(remote)
+        status, _ = http_json(service.url + "/readyz")
+        self.assertEqual(status, 200)
+
+    def test_vllm(self):
+        self.check_kind("vllm")
+
+    def test_llamacpp(self):
+        self.check_kind("llamacpp")
+
+    def test_safe_verdict_from_remote(self):
+        remote = self.start_remote("vllm", p_unsafe=0.02, decode_text="safe")
+        service = self.start_service(remote)
+        status, body = service.moderate("hello there")
+        self.assertEqual(status, 200, body)
+        result = body["results"][0]
+        self.assertFalse(result["flagged"])
+        self.assertAlmostEqual(result["saferoute"]["p_unsafe_large"], 0.02, places=4)
+
+
+class FaultTest(ServiceTestBase):
+    def test_fail_closed_under_every_fault_and_nothing_hangs(self):
+        remote = self.start_remote("vllm", p_unsafe=0.05, decode_text="safe")
+        service = self.start_service(remote, "fail_closed",
+                                     extra=["--remote-breaker-failures", "1000"])
+        for mode in ("error500", "garbage", "slow"):
+            remote.set_mode(mode)
+            remote.slow_s = 1.5  # > the 300 ms per-attempt timeout
+            t0 = time.monotonic()
+            status, body = service.moderate("fault " + mode, timeout=20)
+            elapsed = time.monotonic() - t0
+            self.assertEqual(status, 200, body)
+            ext = body["results"][0]["saferoute"]
+            self.assertTrue(body["results"][0]["flagged"], (mode, body))
+            self.assertEqual(ext["policy_applied"], "fail_closed", (mode, ext))
+            self.assertEqual(ext["decided_by"], "policy", (mode, ext))
+            # 2 attempts x 300 ms + backoff + small guard; generous for CI.
+            self.assertLess(elapsed, 5.0, mode)
+        # Down: port closed.
+        remote.set_mode("ok")
+        remote.stop()
+        status, body = service.moderate("remote down")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["results"][0]["saferoute"]["policy_applied"], "fail_closed")
+        status, _ = http_json(service.url + "/readyz")
+        self.assertEqual(status, 503)
+        # Up again on the same port: answers flow again, /readyz recovers.
+        remote.start()
+        status, body = service.moderate("remote back")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["results"][0]["saferoute"]["decided_by"], "large")
+        self.assertEqual(http_json(service.url + "/readyz")[0], 200)
+
+    def test_no_request_lost_or_hung_under_concurrent_faults(self):
+        remote = self.start_remote("vllm", p_unsafe=0.05, decode_text="safe")
+        service = self.start_service(remote, "fail_closed",
+                                     extra=["--remote-breaker-failures", "1000"])
+        remote.set_mode("garbage")
+        n = 24
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(service.moderate, [f"input {i}", f"second {i}"], 30)
+                       for i in range(n)]
+            answers = [f.result(timeout=60) for f in futures]
+        self.assertEqual(len(answers), n)
+        for status, body in answers:
+            self.assertEqual(status, 200, body)
+            self.assertEqual(len(body["results"]), 2)
+            for result in body["results"]:
+                self.assertEqual(result["saferoute"]["policy_applied"], "fail_closed")
+        families, _ = service.metrics()
+        self.assertGreaterEqual(
+            sample_value(families, "saferoute_remote_events", "saferoute_remote_events_total",
+                         {"event": "bad_responses"}), 2 * n)
+
+    def test_fail_open_and_degrade(self):
+        for policy in ("fail_open", "degrade"):
+            with self.subTest(policy=policy):
+                remote = self.start_remote("llamacpp", p_unsafe=0.9)
+                remote.set_mode("error500")
+                service = self.start_service(remote, policy)
+                status, body = service.moderate("policy " + policy)
+                self.assertEqual(status, 200, body)
+                ext = body["results"][0]["saferoute"]
+                self.assertEqual(ext["policy_applied"], policy, ext)
+                self.assertIsNone(ext["p_unsafe_large"])
+                if policy == "fail_open":
+                    self.assertFalse(body["results"][0]["flagged"])
+                else:
+                    self.assertTrue(ext["degraded"])
+                    self.assertEqual(body["results"][0]["flagged"], ext["p_unsafe_small"] > 0.5)
+                service.stop()
+
+    def test_circuit_opens_fails_fast_and_recovers(self):
+        remote = self.start_remote("vllm", p_unsafe=0.9)
+        service = self.start_service(remote, "fail_closed")
+        families, _ = service.metrics()
+        state = lambda fams, s: sample_value(fams, "saferoute_remote_circuit_state",
+                                             "saferoute_remote_circuit_state", {"state": s})
+        self.assertEqual(state(families, "closed"), 1)
+        remote.set_mode("error500")
+        # breaker_failures = 3 attempts; each input makes up to 2 attempts.
+        for i in range(3):
+            status, _ = service.moderate(f"open it {i}")
+            self.assertEqual(status, 200)
+        families, _ = service.metrics()
+        self.assertEqual(state(families, "open"), 1)
+        # While open: answered by the policy at once, the remote sees nothing.
+        seen = remote.count()
+        t0 = time.monotonic()
+        status, body = service.moderate("while open")
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(status, 200)
+        self.assertEqual(body["results"][0]["saferoute"]["policy_applied"], "fail_closed")
+        self.assertEqual(remote.count(), seen)
+        families, _ = service.metrics()
+        self.assertGreaterEqual(sample_value(families, "saferoute_remote_events",
+                                             "saferoute_remote_events_total",
+                                             {"event": "short_circuited"}), 1)
+        # The remote heals; after open_ms (1.5 s) a probe closes the circuit.
+        remote.set_mode("ok")
+        time.sleep(1.7)
+        status, body = service.moderate("after recovery")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["results"][0]["saferoute"]["decided_by"], "large")
+        families, _ = service.metrics()
+        self.assertEqual(state(families, "closed"), 1)
+
+
+class MetricsTest(ServiceTestBase):
+    def test_metrics_parse_and_count(self):
+        remote = self.start_remote("vllm")
+        service = self.start_service(remote)
+        for i in range(3):
+            self.assertEqual(service.moderate(f"count me {i}")[0], 200)
+        families, text = service.metrics()
+        self.assertIn("saferoute_remote_circuit_state", families)
+        self.assertIn("saferoute_remote_events", families)
+        self.assertGreaterEqual(len(families), 5, text[:2000])
+        for family in families.values():
+            if family.type == "histogram":
+                buckets = [s for s in family.samples if s.name.endswith("_bucket")]
+                self.assertTrue(any(s.labels.get("le") == "+Inf" for s in buckets), family.name)
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--saferoute", required=True, help="path of the saferoute binary")
+    parser.add_argument("--shared-dir", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "../../../shared"))
+    ARGS, rest = parser.parse_known_args()
+    if not os.access(ARGS.saferoute, os.X_OK):
+        print(f"e2e: {ARGS.saferoute} is not an executable")
+        sys.exit(1)
+    unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
