@@ -70,7 +70,11 @@ absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url) {
 }
 
 // How one attempt ended.
-enum class AttemptKind { kOk, kConnect, kTimeout, kServerError, kBadResponse, kClientError };
+enum class AttemptKind {
+  kOk, kConnect, kTimeout, kServerError, kBadResponse,
+  kClientError,  // HTTP 4xx: the remote answered and refused this request
+  kConfigError,  // TLS certificates, redirects: no answer, and retrying cannot help
+};
 
 struct AttemptResult {
   AttemptKind kind = AttemptKind::kOk;
@@ -219,8 +223,13 @@ class RemoteGuardImpl final : public RemoteGuard {
         return absl::OkStatus();
       }
       if (!Retryable(result.kind)) {
-        // The remote answered, so it is alive: a 4xx is about this request.
-        breaker_.RecordSuccess();
+        // A 4xx means the remote answered, so it is alive; a configuration
+        // error means it was never reached.
+        if (result.kind == AttemptKind::kClientError) {
+          breaker_.RecordSuccess();
+        } else {
+          breaker_.RecordFailure();
+        }
         ++errors_;
         return result.status;
       }
@@ -254,6 +263,7 @@ class RemoteGuardImpl final : public RemoteGuard {
         case AttemptKind::kServerError: ++server_errors_; break;
         case AttemptKind::kBadResponse: ++bad_responses_; break;
         case AttemptKind::kClientError: ++client_errors_; break;
+        case AttemptKind::kConfigError: ++connect_errors_; break;
         case AttemptKind::kOk: break;
       }
       return out;
@@ -303,7 +313,7 @@ class RemoteGuardImpl final : public RemoteGuard {
           error == httplib::Error::ExceedRedirectCount ||
           error == httplib::Error::BindIPAddress) {
         // Configuration problems: retrying cannot help.
-        return fail(AttemptKind::kClientError,
+        return fail(AttemptKind::kConfigError,
                     absl::FailedPreconditionError(absl::StrCat(where, ": ",
                                                                httplib::to_string(error))));
       }

@@ -4,6 +4,27 @@
 // a circuit breaker. Request/response shapes: ../shared/docs/guard-models.md §6.
 //
 // Thread-safe: Classify may be called concurrently.
+//
+// Behaviour (remote helper; implementation in remote_guard.cc, wire formats in
+// remote_protocol.h):
+//  - One HTTP call per GuardRequest; a batch runs up to max_parallel calls at
+//    once. With want_categories the same call decodes categories_max_tokens
+//    tokens (the verdict position's top-k gives the score, the text gives
+//    "unsafe\nS1,S2"); no second request.
+//  - p_unsafe: two-way softmax of the two verdict log-probs; p_unsafe_full /
+//    p_safe_full: exp(log-prob); logit_* hold the log-probs (same difference as
+//    the logits). A verdict token missing from the returned top-k takes the
+//    smallest listed log-prob (an upper bound); both missing = bad response.
+//  - feature_dim() is 0: a remote guard gives no router feature.
+//  - Errors (first failing request's index in the message): circuit open ->
+//    Unavailable, at once, nothing sent; connect errors, 5xx and bad responses
+//    (non-JSON, wrong shape, NaN/inf, non-200 2xx/3xx) -> Unavailable after
+//    1 + max_retries attempts; per-attempt timeouts -> DeadlineExceeded;
+//    HTTP 400/413/422 -> InvalidArgument, other 4xx -> FailedPrecondition (not
+//    retried); encoder errors keep their code.
+//  - Every attempt reports to the circuit breaker: connect/timeout/5xx/bad
+//    response count as failures, success and 4xx (the remote answered) as
+//    successes. Retries stop as soon as the breaker opens.
 #ifndef SAFEROUTE_SERVER_REMOTE_GUARD_H_
 #define SAFEROUTE_SERVER_REMOTE_GUARD_H_
 
