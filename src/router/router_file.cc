@@ -50,17 +50,7 @@ class NetworkRouter final : public Router {
     return InterpolateThreshold(info_.calibration, share);
   }
   absl::Status CheckFeatureSource(std::string_view fingerprint, int dim) const override {
-    if (dim != network_->feature_dim()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "router expects ", network_->feature_dim(), "-dim features, got ", dim,
-          "-dim features (from '", std::string(fingerprint), "')"));
-    }
-    if (fingerprint != info_.fingerprint) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "router was trained on features from '", info_.fingerprint, "', got features from '",
-          std::string(fingerprint), "'"));
-    }
-    return absl::OkStatus();
+    return saferoute::CheckFeatureSource(info_, network_->feature_dim(), fingerprint, dim);
   }
 
  private:
@@ -249,6 +239,21 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
     }
   }
   return contents;
+}
+
+absl::Status CheckFeatureSource(const RouterInfo& info, int router_dim,
+                                std::string_view fingerprint, int dim) {
+  if (dim != router_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("router expects ", router_dim,
+                                                   "-dim features, got ", dim, "-dim features (from '",
+                                                   std::string(fingerprint), "')"));
+  }
+  if (fingerprint != info.fingerprint) {
+    return absl::InvalidArgumentError(absl::StrCat("router was trained on features from '",
+                                                   info.fingerprint, "', got features from '",
+                                                   std::string(fingerprint), "'"));
+  }
+  return absl::OkStatus();
 }
 
 std::unique_ptr<Router> MakeRouter(std::unique_ptr<RouterNetwork> network, RouterInfo info) {

@@ -54,6 +54,11 @@ struct RouterFileContents {
 };
 absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path);
 
+// The check behind Router::CheckFeatureSource, for code holding a network
+// and its info (e.g. calibration): dimension first, then fingerprint.
+absl::Status CheckFeatureSource(const RouterInfo& info, int router_dim,
+                                std::string_view fingerprint, int dim);
+
 // An in-memory Router over `network` (posterior means for the Bayesian MLP).
 std::unique_ptr<Router> MakeRouter(std::unique_ptr<RouterNetwork> network, RouterInfo info);
 
