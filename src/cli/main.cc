@@ -12,6 +12,8 @@ namespace {
 // Commands, in the order `saferoute --help` lists them. Add a command by
 // writing cli/cmd_<name>.cc and adding one line here.
 const std::vector<CommandEntry> kCommands = {
+    {"train", "Train a router (bnn, mlp, logistic) on features + hard labels", SetupTrainCommand},
+    {"calibrate", "Set a router's threshold for a large-guard budget on held-out features", SetupCalibrateCommand},
     {"make-model", "Write a random-weight checkpoint of a named shape or config.json (bench, stand-in guards)", SetupMakeModelCommand},
     // {"fit", "Score, label, train, calibrate and evaluate a router (the whole recipe)", SetupFitCommand},
 };
