@@ -1,0 +1,178 @@
+// `saferoute serve`: the HTTP guard service. Flags and TOML keys:
+// server/server_config.h; endpoints and semantics: server/README.md.
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+#include "cli/command.h"
+#include "guard/llama_guard_format.h"
+#include "guard/local_guard.h"
+#include "router/router.h"
+#include "server/guard_service.h"
+#include "server/http_server.h"
+#include "server/remote_guard.h"
+#include "server/server_config.h"
+#include "tokenizer/bpe_tokenizer.h"
+
+namespace saferoute::cli {
+namespace {
+
+using server::ServerConfig;
+
+Precision PrecisionFrom(const std::string& name) {
+  return name == "fp32" ? Precision::kFp32 : Precision::kBf16;
+}
+
+absl::StatusOr<std::unique_ptr<Guard>> OpenLocal(const server::GuardStageConfig& stage,
+                                                 int max_input_tokens) {
+  LocalGuardOptions options;
+  options.model_dir = stage.model_dir;
+  options.format = stage.format;
+  options.engine.precision = PrecisionFrom(stage.precision);
+  options.engine.num_threads = stage.threads;
+  options.max_input_tokens = max_input_tokens;
+  options.max_batch = stage.max_batch;
+  return OpenLocalGuard(options);
+}
+
+// Renders the large guard's prompt ids for the remote server: the HF
+// template of the large format, token 271 appended (the verdict position).
+absl::StatusOr<PromptEncoder> MakeRemoteEncoder(const ServerConfig& config) {
+  const std::string tokenizer_path = !config.remote_tokenizer.empty()
+                                         ? config.remote_tokenizer
+                                         : config.large.model_dir + "/tokenizer.json";
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<BpeTokenizer> tokenizer,
+                      BpeTokenizer::Load(tokenizer_path));
+  SR_ASSIGN_OR_RETURN(GuardFormat format,
+                      ParseGuardFormat(config.large.format.empty() ? "llama-guard-3-8b"
+                                                                   : config.large.format));
+  const size_t max_tokens = static_cast<size_t>(config.limits_tokens_per_input);
+  return PromptEncoder([tokenizer, format, max_tokens](
+                           const GuardRequest& request) -> absl::StatusOr<std::vector<int32_t>> {
+    SR_ASSIGN_OR_RETURN(std::vector<Turn> turns, RequestTurns(request));
+    const Policy* policy = request.policy ? &*request.policy : nullptr;
+    SR_ASSIGN_OR_RETURN(RenderedPrompt rendered,
+                        RenderLlamaGuard3(format, turns, policy, *tokenizer));
+    rendered.ids.push_back(271);  // "\n\n": the verdict is read at this position
+    // Same meaning as LocalGuardOptions::max_input_tokens: the whole prompt.
+    if (rendered.ids.size() > max_tokens) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "large guard prompt has %d tokens, over limits.tokens_per_input %d",
+          rendered.ids.size(), max_tokens));
+    }
+    return rendered.ids;
+  });
+}
+
+server::GuardServiceOptions ServiceOptionsFrom(const ServerConfig& c) {
+  server::GuardServiceOptions o;
+  o.small_scheduler = {.name = "small", .queue_capacity = c.small.queue_size,
+                       .max_batch = c.small.max_batch, .batch_wait_ms = c.small.batch_wait_ms};
+  o.large_scheduler = {.name = "large", .queue_capacity = c.large.queue_size,
+                       .max_batch = c.large.max_batch, .batch_wait_ms = c.large.batch_wait_ms};
+  o.cascade.router_threshold = c.router_threshold;
+  o.cascade.max_escalation_share = c.router_budget;
+  o.cascade.budget_window_seconds = c.router_budget_window_s;
+  o.cascade.failure_policy = *server::ParseFailurePolicy(c.policy_failure);  // validated
+  o.cascade.degrade_threshold = c.policy_degrade_threshold;
+  o.cascade.shadow_fraction = c.shadow_fraction;
+  o.cascade.shadow_seed = c.shadow_seed;
+  o.cascade.want_categories = c.categories;
+  o.model_name = c.model_name;
+  o.default_deadline_ms = c.limits_default_deadline_ms;
+  o.max_deadline_ms = c.limits_max_deadline_ms;
+  o.max_inputs_per_request = c.limits_inputs_per_request;
+  o.max_turns = c.limits_turns;
+  o.log_prompts = c.log_prompts;
+  return o;
+}
+
+absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& config_file,
+                      bool print_config) {
+  if (!config_file.empty()) SR_RETURN_IF_ERROR(server::ApplyConfigFile(app, config_file));
+  if (print_config) {
+    std::fputs(server::ServerConfigToToml(config).c_str(), stdout);
+    return absl::OkStatus();
+  }
+  SR_RETURN_IF_ERROR(server::ValidateServerConfig(config));
+
+  // SIGINT/SIGTERM are blocked in every thread (the ones started below
+  // inherit the mask) and taken synchronously by sigwait() at the end.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::fprintf(stderr, "saferoute serve: loading small guard from %s\n",
+               config.small.model_dir.c_str());
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<Guard> small,
+                      OpenLocal(config.small, config.limits_tokens_per_input));
+  std::unique_ptr<Router> router;
+  if (!config.router_path.empty()) {
+    SR_ASSIGN_OR_RETURN(router, LoadRouter(config.router_path));
+  }
+  std::unique_ptr<Guard> large;
+  RemoteGuard* remote = nullptr;
+  if (config.large_mode == "local") {
+    std::fprintf(stderr, "saferoute serve: loading large guard from %s\n",
+                 config.large.model_dir.c_str());
+    SR_ASSIGN_OR_RETURN(large, OpenLocal(config.large, config.limits_tokens_per_input));
+  } else if (config.large_mode == "remote") {
+    RemoteGuardOptions options;
+    options.kind = config.remote_kind == "llamacpp" ? RemoteKind::kLlamaCpp : RemoteKind::kVllm;
+    options.base_url = config.remote_url;
+    options.model = config.remote_model;
+    options.timeout_ms = config.remote_timeout_ms;
+    options.max_retries = config.remote_retries;
+    options.backoff_ms = config.remote_backoff_ms;
+    options.breaker_failure_threshold = config.remote_breaker_failures;
+    options.breaker_open_ms = config.remote_breaker_open_ms;
+    SR_ASSIGN_OR_RETURN(PromptEncoder encoder, MakeRemoteEncoder(config));
+    SR_ASSIGN_OR_RETURN(std::unique_ptr<RemoteGuard> remote_guard,
+                        RemoteGuard::Create(options, std::move(encoder)));
+    remote = remote_guard.get();
+    large = std::move(remote_guard);
+  }
+
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<server::GuardService> service,
+                      server::GuardService::Create({.small = small.get(),
+                                                    .router = router.get(),
+                                                    .large = large.get(),
+                                                    .remote = remote},
+                                                   ServiceOptionsFrom(config)));
+  server::GuardHttpServer http(service.get(),
+                               {.host = config.listen_host,
+                                .port = config.listen_port,
+                                .threads = config.listen_threads,
+                                .max_body_bytes = config.limits_body_bytes});
+  SR_ASSIGN_OR_RETURN(int port, http.Start());
+  std::fprintf(stderr, "saferoute serve: listening on http://%s:%d (small=%s, router=%s, large=%s)\n",
+               config.listen_host.c_str(), port, small->name().c_str(),
+               router ? config.router_path.c_str() : "none",
+               large ? large->name().c_str() : "none");
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::fprintf(stderr, "saferoute serve: signal %d, draining in-flight requests\n", signal_number);
+  http.Stop();
+  std::fprintf(stderr, "saferoute serve: stopped\n");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+CommandRunner SetupServeCommand(CLI::App& cmd) {
+  auto config = std::make_shared<ServerConfig>();
+  auto config_file = std::make_shared<std::string>();
+  auto print_config = std::make_shared<bool>(false);
+  server::AddServeFlags(cmd, *config, *config_file, *print_config);
+  CLI::App* app = &cmd;
+  return [app, config, config_file, print_config] {
+    return RunServe(*app, *config, *config_file, *print_config);
+  };
+}
+
+}  // namespace saferoute::cli

@@ -1,0 +1,105 @@
+#include "server/api_json.h"
+
+#include "server/http_status.h"
+
+namespace saferoute::server {
+namespace {
+
+// Maximum nesting depth of brackets outside strings: a cheap scan so a body
+// of a million '[' never reaches the recursive parser.
+bool NestingWithin(absl::string_view body, int max_depth) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string JsonTypeName(const nlohmann::json& value) {
+  switch (value.type()) {
+    case nlohmann::json::value_t::null: return "null";
+    case nlohmann::json::value_t::object: return "object";
+    case nlohmann::json::value_t::array: return "array";
+    case nlohmann::json::value_t::string: return "string";
+    case nlohmann::json::value_t::boolean: return "boolean";
+    case nlohmann::json::value_t::binary: return "binary";
+    case nlohmann::json::value_t::discarded: return "invalid";
+    default: return "number";
+  }
+}
+
+absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view body, int max_depth) {
+  if (!NestingWithin(body, max_depth)) {
+    return InputError(absl::StrCat("request body nests deeper than ", max_depth, " levels"), "",
+                      "invalid_json");
+  }
+  nlohmann::json parsed;
+  try {
+    parsed = nlohmann::json::parse(body.begin(), body.end());
+  } catch (const nlohmann::json::parse_error& e) {
+    // nlohmann validates UTF-8 and surrogate pairs itself; the message names
+    // the byte offset. Classify it so clients can tell the cases apart.
+    std::string what = e.what();
+    std::string code = "invalid_json";
+    if (what.find("surrogate") != std::string::npos) code = "invalid_unicode";
+    else if (what.find("UTF-8") != std::string::npos) code = "invalid_utf8";
+    return InputError(absl::StrCat("request body is not valid JSON: ", what), "", code);
+  } catch (const nlohmann::json::exception& e) {
+    return InputError(absl::StrCat("request body is not valid JSON: ", e.what()), "",
+                      "invalid_json");
+  }
+  if (!parsed.is_object()) {
+    return InputError(
+        absl::StrCat("request body must be a JSON object, got ", JsonTypeName(parsed)), "",
+        "invalid_type");
+  }
+  return parsed;
+}
+
+nlohmann::json DecisionProvenance(const CascadeDecision& d) {
+  auto optional_number = [](const auto& value) {
+    return value.has_value() ? nlohmann::json(*value) : nlohmann::json(nullptr);
+  };
+  nlohmann::json out = {
+      {"p_unsafe", d.p_unsafe},
+      {"p_unsafe_small", d.p_unsafe_small},
+      {"p_unsafe_large", optional_number(d.p_unsafe_large)},
+      {"s_codes", d.s_codes},
+      {"decided_by", std::string(DecidedByName(d.decided_by))},
+      {"router_score", optional_number(d.router_score)},
+      {"router_threshold", d.router_threshold},
+      {"escalated", d.escalated},
+      {"routing_reason", d.routing_reason},
+      {"degraded", d.degraded},
+      {"policy_applied", d.policy_applied
+                             ? nlohmann::json(std::string(FailurePolicyName(*d.policy_applied)))
+                             : nlohmann::json(nullptr)},
+      {"n_tokens", d.n_tokens},
+      {"latency_ms",
+       {{"small_queue", d.latency.small_queue_ms},
+        {"small", d.latency.small_ms},
+        {"router", d.latency.router_ms},
+        {"large_queue", d.latency.large_queue_ms},
+        {"large", d.latency.large_ms},
+        {"total", d.latency.total_ms}}},
+  };
+  if (!d.large_error.empty()) out["large_error"] = d.large_error;
+  if (d.unparsed_output) out["unparsed_output"] = *d.unparsed_output;
+  return out;
+}
+
+}  // namespace saferoute::server

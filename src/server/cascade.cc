@@ -1,0 +1,336 @@
+#include "server/cascade.h"
+
+#include <condition_variable>
+
+#include "server/http_status.h"
+
+namespace saferoute::server {
+namespace {
+
+double MsSince(Clock::time_point start, Clock::time_point end) {
+  return std::chrono::duration<double, std::milli>(end - start).count();
+}
+
+// Completion state shared by the waiting request thread and the scheduler
+// callbacks; shared_ptr because callbacks may finish after the waiter gave up.
+struct StageWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::optional<ScheduledResult>> results;
+  size_t remaining = 0;
+};
+
+const std::vector<double> kLatencyBucketsSeconds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                    0.1,   0.25,   0.5,   1,    2.5,   5,   10};
+
+}  // namespace
+
+absl::string_view FailurePolicyName(FailurePolicy policy) {
+  switch (policy) {
+    case FailurePolicy::kFailClosed: return "fail_closed";
+    case FailurePolicy::kFailOpen: return "fail_open";
+    case FailurePolicy::kDegrade: return "degrade";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<FailurePolicy> ParseFailurePolicy(absl::string_view name) {
+  if (name == "fail_closed") return FailurePolicy::kFailClosed;
+  if (name == "fail_open") return FailurePolicy::kFailOpen;
+  if (name == "degrade") return FailurePolicy::kDegrade;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "failure policy '", name, "' is not one of fail_closed, fail_open, degrade"));
+}
+
+absl::string_view DecidedByName(DecidedBy who) {
+  switch (who) {
+    case DecidedBy::kSmall: return "small";
+    case DecidedBy::kLarge: return "large";
+    case DecidedBy::kPolicy: return "policy";
+  }
+  return "unknown";
+}
+
+void RegisterCascadeMetrics(MetricsRegistry& metrics) {
+  metrics.AddHistogram("saferoute_stage_latency_seconds",
+                       "Per-input latency of each cascade stage (queue waits separate).",
+                       kLatencyBucketsSeconds, {"stage"});
+  metrics.AddHistogram("saferoute_batch_size", "Inputs per Guard::Classify call.",
+                       {1, 2, 4, 8, 16, 32, 64}, {"guard"});
+  metrics.AddHistogram("saferoute_router_score", "Router scores (probability the input is hard).",
+                       {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95});
+  metrics.AddCounter("saferoute_routing_decisions_total",
+                     "Routing outcome per input: router (escalated), below_threshold, "
+                     "budget_capped, no_router, no_large_guard.",
+                     {"decision"});
+  metrics.AddGauge("saferoute_escalation_share",
+                   "Share of inputs escalated to the large guard since start.");
+  metrics.AddGauge("saferoute_escalation_window_share",
+                   "Share of inputs escalated over the budget's sliding window.");
+  metrics.AddCounter("saferoute_failure_policy_total",
+                     "Inputs decided by the failure policy, by policy and large-guard failure.",
+                     {"policy", "reason"});
+  metrics.AddCounter("saferoute_shadow_samples_total",
+                     "Shadow samples of non-escalated inputs sent to the large guard, by "
+                     "outcome: agree, disagree (large verdict differs from small), error, dropped.",
+                     {"outcome"});
+}
+
+absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guard& small_guard,
+                                                         CascadeOptions options) {
+  SR_CHECK(parts.small != nullptr && parts.metrics != nullptr);
+  if (options.shadow_fraction < 0 || options.shadow_fraction > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shadow fraction ", options.shadow_fraction, " is outside [0, 1]"));
+  }
+  if (!(options.max_escalation_share > 0 && options.max_escalation_share <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "escalation budget share ", options.max_escalation_share, " is outside (0, 1]"));
+  }
+  double base_threshold = options.router_threshold;
+  std::optional<EscalationBudgetOptions> budget;
+  if (parts.router != nullptr) {
+    absl::Status source = parts.router->CheckFeatureSource(small_guard.fingerprint(),
+                                                           small_guard.feature_dim());
+    if (!source.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "router does not fit small guard ", small_guard.name(), ": ", source.message()));
+    }
+    if (base_threshold < 0) base_threshold = parts.router->threshold();
+    if (options.max_escalation_share < 1) {
+      absl::StatusOr<double> table_threshold =
+          parts.router->ThresholdForShare(options.max_escalation_share);
+      if (!table_threshold.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("escalation budget ", options.max_escalation_share,
+                         " needs the router's calibration table: ",
+                         table_threshold.status().message()));
+      }
+      budget = EscalationBudgetOptions{.max_share = options.max_escalation_share,
+                                       .table_threshold = *table_threshold,
+                                       .window_seconds = options.budget_window_seconds};
+    }
+  }
+  return std::unique_ptr<Cascade>(new Cascade(parts, options, base_threshold, budget));
+}
+
+Cascade::Cascade(Parts parts, CascadeOptions options, double base_threshold,
+                 std::optional<EscalationBudgetOptions> budget)
+    : parts_(parts), options_(options), base_threshold_(base_threshold) {
+  if (budget) budget_ = std::make_unique<EscalationBudget>(*budget);
+  rng_.seed(options_.shadow_seed != 0 ? options_.shadow_seed : std::random_device{}());
+}
+
+absl::StatusOr<std::vector<std::optional<ScheduledResult>>> Cascade::RunStage(
+    BatchScheduler& scheduler, const std::vector<GuardRequest>& inputs,
+    Clock::time_point deadline) {
+  auto wait = std::make_shared<StageWait>();
+  wait->results.resize(inputs.size());
+  wait->remaining = inputs.size();
+  std::vector<BatchScheduler::Item> items;
+  items.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    items.push_back({.request = inputs[i], .deadline = deadline, .done = [wait, i](ScheduledResult r) {
+                       std::lock_guard lock(wait->mu);
+                       wait->results[i] = std::move(r);
+                       if (--wait->remaining == 0) wait->cv.notify_all();
+                     }});
+  }
+  SR_RETURN_IF_ERROR(scheduler.Submit(std::move(items)));
+  std::unique_lock lock(wait->mu);
+  wait->cv.wait_until(lock, deadline, [&] { return wait->remaining == 0; });
+  return wait->results;  // copies: late callbacks keep writing to the shared state
+}
+
+void Cascade::ApplyFailurePolicy(CascadeDecision& decision, std::string error) const {
+  decision.large_error = std::move(error);
+  decision.policy_applied = options_.failure_policy;
+  decision.decided_by = DecidedBy::kPolicy;
+  switch (options_.failure_policy) {
+    case FailurePolicy::kFailClosed:
+      decision.flagged = true;
+      break;
+    case FailurePolicy::kFailOpen:
+      decision.flagged = false;
+      break;
+    case FailurePolicy::kDegrade:
+      decision.degraded = true;
+      decision.flagged = decision.p_unsafe_small > options_.degrade_threshold;
+      break;
+  }
+}
+
+void Cascade::MaybeShadow(const GuardRequest& input, bool small_unsafe) {
+  if (parts_.large == nullptr || options_.shadow_fraction <= 0) return;
+  {
+    std::lock_guard lock(rng_mu_);
+    if (std::uniform_real_distribution<double>(0, 1)(rng_) >= options_.shadow_fraction) return;
+  }
+  MetricsRegistry* metrics = parts_.metrics;
+  // Best effort: shadow work never takes the last half of the large queue
+  // from real escalations.
+  if (parts_.large->free_slots() <= parts_.large->options().queue_capacity / 2) {
+    metrics->Increment("saferoute_shadow_samples_total", {"dropped"});
+    return;
+  }
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double, std::milli>(
+                                               options_.shadow_timeout_ms));
+  std::vector<BatchScheduler::Item> items;
+  items.push_back({.request = input, .deadline = deadline,
+                   .done = [metrics, small_unsafe](ScheduledResult r) {
+                     if (!r.verdict.ok()) {
+                       metrics->Increment("saferoute_shadow_samples_total", {"error"});
+                     } else {
+                       metrics->Increment("saferoute_shadow_samples_total",
+                                          {r.verdict->unsafe == small_unsafe ? "agree"
+                                                                             : "disagree"});
+                     }
+                   }});
+  if (!parts_.large->Submit(std::move(items)).ok()) {
+    metrics->Increment("saferoute_shadow_samples_total", {"dropped"});
+  }
+}
+
+absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
+    const std::vector<GuardRequest>& inputs, Clock::time_point deadline) {
+  const Clock::time_point start = Clock::now();
+  MetricsRegistry& metrics = *parts_.metrics;
+  std::vector<GuardRequest> small_inputs = inputs;
+  for (GuardRequest& r : small_inputs) {
+    r.want_feature = parts_.router != nullptr;
+    r.want_categories = options_.want_categories;
+  }
+  SR_ASSIGN_OR_RETURN(std::vector<std::optional<ScheduledResult>> small_results,
+                      RunStage(*parts_.small, small_inputs, deadline));
+
+  std::vector<CascadeDecision> decisions(inputs.size());
+  std::vector<size_t> to_escalate;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string param = absl::StrCat("input[", i, "]");
+    if (!small_results[i].has_value()) {
+      return WithParam(absl::DeadlineExceededError(absl::StrFormat(
+                           "input %d: small guard did not answer within the deadline (%.0f ms)",
+                           i, MsSince(start, deadline))),
+                       param);
+    }
+    ScheduledResult& small = *small_results[i];
+    if (!small.verdict.ok()) {
+      const absl::Status& s = small.verdict.status();
+      return WithParam(absl::Status(s.code(), absl::StrCat("input ", i, ": small guard: ",
+                                                           s.message())),
+                       param);
+    }
+    const GuardVerdict& verdict = *small.verdict;
+    CascadeDecision& d = decisions[i];
+    d.p_unsafe_small = verdict.p_unsafe;
+    d.p_unsafe = verdict.p_unsafe;
+    d.flagged = verdict.unsafe;
+    d.s_codes = verdict.categories;
+    d.unparsed_output = verdict.unparsed_output;
+    d.n_tokens = verdict.n_tokens;
+    d.decided_by = DecidedBy::kSmall;
+    d.latency.small_queue_ms = small.queue_ms;
+    d.latency.small_ms = small.guard_ms;
+    metrics.Observe("saferoute_stage_latency_seconds", {"small_queue"}, small.queue_ms / 1e3);
+    metrics.Observe("saferoute_stage_latency_seconds", {"small"}, small.guard_ms / 1e3);
+
+    d.router_threshold = base_threshold_;
+    if (parts_.router == nullptr) {
+      d.routing_reason = "no_router";
+    } else {
+      const Clock::time_point router_start = Clock::now();
+      if (static_cast<int>(verdict.feature.size()) != parts_.router->feature_dim()) {
+        return absl::InternalError(absl::StrFormat(
+            "input %d: small guard returned a feature of %d floats, the router reads %d", i,
+            verdict.feature.size(), parts_.router->feature_dim()));
+      }
+      const float score = parts_.router->Score(verdict.feature);
+      d.router_score = score;
+      metrics.Observe("saferoute_router_score", {}, score);
+      bool escalate = score > base_threshold_;
+      d.routing_reason = escalate ? "router" : "below_threshold";
+      if (budget_ != nullptr) {
+        EscalationBudget::Decision b = budget_->Decide(score, base_threshold_, Clock::now());
+        d.router_threshold = b.threshold;
+        if (escalate && !b.escalate) d.routing_reason = "budget_capped";
+        escalate = b.escalate;
+      }
+      if (escalate && parts_.large == nullptr) {
+        escalate = false;
+        d.routing_reason = "no_large_guard";
+      }
+      d.escalated = escalate;
+      d.latency.router_ms = MsSince(router_start, Clock::now());
+      metrics.Observe("saferoute_stage_latency_seconds", {"router"}, d.latency.router_ms / 1e3);
+      if (escalate) to_escalate.push_back(i);
+    }
+    metrics.Increment("saferoute_routing_decisions_total", {d.routing_reason});
+  }
+  {
+    // Cumulative share, from the decision counters themselves.
+    const double escalated = metrics.Value("saferoute_routing_decisions_total", {"router"});
+    double total = 0;
+    for (const char* reason :
+         {"router", "below_threshold", "budget_capped", "no_router", "no_large_guard"}) {
+      total += metrics.Value("saferoute_routing_decisions_total", {reason});
+    }
+    if (total > 0) metrics.Set("saferoute_escalation_share", {}, escalated / total);
+    if (budget_ != nullptr) {
+      metrics.Set("saferoute_escalation_window_share", {}, budget_->WindowShare(Clock::now()));
+    }
+  }
+
+  if (!to_escalate.empty()) {
+    std::vector<GuardRequest> large_inputs;
+    for (size_t i : to_escalate) {
+      large_inputs.push_back(inputs[i]);
+      large_inputs.back().want_feature = false;
+      large_inputs.back().want_categories = options_.want_categories;
+    }
+    absl::StatusOr<std::vector<std::optional<ScheduledResult>>> large_results =
+        RunStage(*parts_.large, large_inputs, deadline);
+    for (size_t k = 0; k < to_escalate.size(); ++k) {
+      CascadeDecision& d = decisions[to_escalate[k]];
+      std::string reason, error;
+      if (!large_results.ok()) {
+        reason = absl::IsResourceExhausted(large_results.status()) ? "queue_full" : "error";
+        error = std::string(large_results.status().message());
+      } else if (!(*large_results)[k].has_value()) {
+        reason = "timeout";
+        error = "large guard did not answer within the deadline";
+      } else {
+        ScheduledResult& large = *(*large_results)[k];
+        d.latency.large_queue_ms = large.queue_ms;
+        d.latency.large_ms = large.guard_ms;
+        metrics.Observe("saferoute_stage_latency_seconds", {"large_queue"},
+                        large.queue_ms / 1e3);
+        if (!large.verdict.ok()) {
+          reason = absl::IsDeadlineExceeded(large.verdict.status()) ? "timeout" : "error";
+          error = std::string(large.verdict.status().message());
+        } else {
+          metrics.Observe("saferoute_stage_latency_seconds", {"large"}, large.guard_ms / 1e3);
+          d.decided_by = DecidedBy::kLarge;
+          d.p_unsafe_large = large.verdict->p_unsafe;
+          d.p_unsafe = large.verdict->p_unsafe;
+          d.flagged = large.verdict->unsafe;
+          d.s_codes = large.verdict->categories;
+          d.unparsed_output = large.verdict->unparsed_output;
+          continue;
+        }
+      }
+      ApplyFailurePolicy(d, std::move(error));
+      metrics.Increment("saferoute_failure_policy_total",
+                        {std::string(FailurePolicyName(options_.failure_policy)), reason});
+    }
+  }
+
+  const Clock::time_point end = Clock::now();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    decisions[i].latency.total_ms = MsSince(start, end);
+    if (!decisions[i].escalated) MaybeShadow(inputs[i], decisions[i].flagged);
+  }
+  return decisions;
+}
+
+}  // namespace saferoute::server

@@ -1,0 +1,130 @@
+#include "server/guard_service.h"
+
+#include <cmath>
+#include <random>
+
+namespace saferoute::server {
+
+GuardService::GuardService(GuardServiceParts parts, GuardServiceOptions options)
+    : parts_(parts), options_(std::move(options)) {
+  id_salt_ = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+}
+
+absl::StatusOr<std::unique_ptr<GuardService>> GuardService::Create(GuardServiceParts parts,
+                                                                   GuardServiceOptions options) {
+  if (parts.small == nullptr) return absl::InvalidArgumentError("guard service: no small guard");
+  if (parts.remote != nullptr && parts.remote != parts.large) {
+    return absl::InvalidArgumentError("guard service: remote must be the large guard");
+  }
+  std::unique_ptr<GuardService> service(new GuardService(parts, std::move(options)));
+  service->RegisterMetrics();
+  MetricsRegistry* metrics = &service->metrics_;
+  service->small_scheduler_ = std::make_unique<BatchScheduler>(
+      parts.small, service->options_.small_scheduler,
+      [metrics](int n) { metrics->Observe("saferoute_batch_size", {"small"}, n); });
+  if (parts.large != nullptr) {
+    service->large_scheduler_ = std::make_unique<BatchScheduler>(
+        parts.large, service->options_.large_scheduler,
+        [metrics](int n) { metrics->Observe("saferoute_batch_size", {"large"}, n); });
+  }
+  SR_ASSIGN_OR_RETURN(
+      service->cascade_,
+      Cascade::Create({.small = service->small_scheduler_.get(),
+                       .router = parts.router,
+                       .large = service->large_scheduler_.get(),
+                       .metrics = metrics},
+                      *parts.small, service->options_.cascade));
+  return service;
+}
+
+GuardService::~GuardService() { Shutdown(); }
+
+void GuardService::RegisterMetrics() {
+  RegisterCascadeMetrics(metrics_);
+  metrics_.AddCounter("saferoute_http_requests_total",
+                      "HTTP requests by route, status code and verdict (flagged: any input "
+                      "flagged; allowed: none; none: no verdict, e.g. an error).",
+                      {"route", "status", "verdict"});
+  metrics_.AddHistogram("saferoute_http_request_duration_seconds",
+                        "Wall time of HTTP requests by route.",
+                        {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+                        {"route"});
+  metrics_.AddCounter("saferoute_inputs_total", "Inputs decided, by deciding stage.",
+                      {"decided_by"});
+  metrics_.AddCallbackFamily(
+      "saferoute_queue_depth", "Inputs waiting in each guard's batch queue.", false, {"guard"},
+      [this] {
+        MetricsRegistry::SeriesList out;
+        if (small_scheduler_) out.push_back({{"small"}, double(small_scheduler_->depth())});
+        if (large_scheduler_) out.push_back({{"large"}, double(large_scheduler_->depth())});
+        return out;
+      });
+  metrics_.AddCallbackGauge("saferoute_draining", "1 while the server drains for shutdown.",
+                            [this] { return draining_ ? 1.0 : 0.0; });
+  if (parts_.remote != nullptr) {
+    RemoteGuard* remote = parts_.remote;
+    metrics_.AddCallbackFamily(
+        "saferoute_remote_circuit_state",
+        "Circuit breaker of the remote large guard: 1 for the current state.", false, {"state"},
+        [remote] {
+          const CircuitState s = remote->circuit_state();
+          return MetricsRegistry::SeriesList{
+              {{"closed"}, s == CircuitState::kClosed ? 1.0 : 0.0},
+              {{"open"}, s == CircuitState::kOpen ? 1.0 : 0.0},
+              {{"half_open"}, s == CircuitState::kHalfOpen ? 1.0 : 0.0}};
+        });
+    metrics_.AddCallbackFamily(
+        "saferoute_remote_events_total",
+        "Remote large-guard calls by event: requests, errors, retries, timeouts, bad_responses, "
+        "short_circuited.",
+        true, {"event"}, [remote] {
+          const RemoteGuardStats st = remote->stats();
+          return MetricsRegistry::SeriesList{{{"requests"}, double(st.requests)},
+                                             {{"errors"}, double(st.errors)},
+                                             {{"retries"}, double(st.retries)},
+                                             {{"timeouts"}, double(st.timeouts)},
+                                             {{"bad_responses"}, double(st.bad_responses)},
+                                             {{"short_circuited"}, double(st.short_circuited)}};
+        });
+  }
+}
+
+absl::StatusOr<std::vector<CascadeDecision>> GuardService::Decide(
+    const std::vector<GuardRequest>& inputs, double deadline_ms) {
+  if (draining_) return absl::UnavailableError("server is shutting down");
+  if (!(deadline_ms > 0) || !std::isfinite(deadline_ms)) deadline_ms = options_.default_deadline_ms;
+  deadline_ms = std::min(deadline_ms, options_.max_deadline_ms);
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double, std::milli>(deadline_ms));
+  SR_ASSIGN_OR_RETURN(std::vector<CascadeDecision> decisions, cascade_->Decide(inputs, deadline));
+  for (const CascadeDecision& d : decisions) {
+    metrics_.Increment("saferoute_inputs_total", {std::string(DecidedByName(d.decided_by))});
+  }
+  return decisions;
+}
+
+absl::Status GuardService::Ready() {
+  if (draining_) return absl::UnavailableError("draining for shutdown");
+  if (parts_.remote != nullptr) {
+    absl::Status ping = parts_.remote->Ping();
+    if (!ping.ok()) {
+      return absl::UnavailableError(absl::StrCat("remote large guard: ", ping.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void GuardService::Shutdown() {
+  draining_ = true;
+  // Small first: its in-flight work may still escalate into the large queue.
+  if (small_scheduler_) small_scheduler_->Shutdown();
+  if (large_scheduler_) large_scheduler_->Shutdown();
+}
+
+std::string GuardService::NextId(absl::string_view prefix) {
+  const uint64_t n = next_id_.fetch_add(1);
+  return absl::StrFormat("%s%016x%08x", prefix, id_salt_, n);
+}
+
+}  // namespace saferoute::server

@@ -1,0 +1,87 @@
+// The guard service behind the HTTP layer: owns the batch schedulers of the
+// small and large guard, the cascade, the metrics and the readiness state.
+// The HTTP layer (http_server.h) only maps JSON to calls on this.
+//
+// Lifetime: the guards and the router are borrowed and must outlive the
+// service. Shutdown order: BeginDrain() (readyz -> 503, new work refused),
+// let in-flight HTTP requests finish, then Shutdown() (joins the schedulers
+// after answering what they hold, including shadow samples).
+#ifndef SAFEROUTE_SERVER_GUARD_SERVICE_H_
+#define SAFEROUTE_SERVER_GUARD_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "guard/guard.h"
+#include "router/router.h"
+#include "server/cascade.h"
+#include "server/metrics.h"
+#include "server/remote_guard.h"
+#include "server/scheduler.h"
+
+namespace saferoute::server {
+
+struct GuardServiceParts {
+  Guard* small = nullptr;           // required
+  const Router* router = nullptr;   // optional
+  Guard* large = nullptr;           // optional (local or remote)
+  RemoteGuard* remote = nullptr;    // == large when the large guard is remote: readiness
+                                    // probe, circuit state and error counters
+};
+
+struct GuardServiceOptions {
+  SchedulerOptions small_scheduler{.name = "small"};
+  SchedulerOptions large_scheduler{.name = "large", .queue_capacity = 64, .max_batch = 8};
+  CascadeOptions cascade;
+  std::string model_name = "saferoute-lg3";
+  double default_deadline_ms = 5000;
+  double max_deadline_ms = 60000;
+  int max_inputs_per_request = 32;
+  int max_turns = 64;
+  bool log_prompts = false;
+};
+
+class GuardService {
+ public:
+  static absl::StatusOr<std::unique_ptr<GuardService>> Create(GuardServiceParts parts,
+                                                              GuardServiceOptions options);
+  ~GuardService();  // Shutdown()
+
+  // Decides `inputs` within `deadline_ms` (clamped to max_deadline_ms; <= 0
+  // means the default). Unavailable while draining.
+  absl::StatusOr<std::vector<CascadeDecision>> Decide(const std::vector<GuardRequest>& inputs,
+                                                      double deadline_ms);
+
+  // Readiness: not draining, and the remote large guard answers Ping().
+  absl::Status Ready();
+  void BeginDrain() { draining_ = true; }
+  bool draining() const { return draining_; }
+  void Shutdown();
+
+  // Unique response id with a prefix ("modr-", "guard-").
+  std::string NextId(absl::string_view prefix);
+
+  MetricsRegistry& metrics() { return metrics_; }
+  const GuardServiceOptions& options() const { return options_; }
+  std::string small_name() const { return parts_.small->name(); }
+  std::string large_name() const { return parts_.large ? parts_.large->name() : ""; }
+
+ private:
+  GuardService(GuardServiceParts parts, GuardServiceOptions options);
+  void RegisterMetrics();
+
+  const GuardServiceParts parts_;
+  const GuardServiceOptions options_;
+  MetricsRegistry metrics_;  // before the schedulers: their callbacks use it
+  std::unique_ptr<BatchScheduler> small_scheduler_;
+  std::unique_ptr<BatchScheduler> large_scheduler_;
+  std::unique_ptr<Cascade> cascade_;
+  std::atomic<bool> draining_{false};
+  std::atomic<uint64_t> next_id_{0};
+  uint64_t id_salt_ = 0;
+};
+
+}  // namespace saferoute::server
+
+#endif  // SAFEROUTE_SERVER_GUARD_SERVICE_H_

@@ -1,0 +1,443 @@
+// Unit tests of the service's parts without HTTP: metrics exposition, the
+// escalation budget, the batch scheduler, request parsing and the config.
+#include <fstream>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "server/api_json.h"
+#include "server/escalation_budget.h"
+#include "server/guard_api.h"
+#include "server/http_status.h"
+#include "server/metrics.h"
+#include "server/moderation_api.h"
+#include "server/scheduler.h"
+#include "server/server_config.h"
+#include "server/testing/fake_guards.h"
+
+namespace saferoute::server {
+namespace {
+
+using testing::FakeGuard;
+
+// ---------------------------------------------------------------- metrics
+
+TEST(Metrics, RendersExactTextFormat) {
+  MetricsRegistry m;
+  m.AddCounter("req_total", "Requests.\nSecond line \\ here", {"route"});
+  m.AddGauge("depth", "Queue depth.");
+  m.AddHistogram("lat_seconds", "Latency.", {0.005, 0.5}, {"stage"});
+  m.Increment("req_total", {"a\"b\\c\nd"}, 2);
+  m.Observe("lat_seconds", {"small"}, 0.001);
+  m.Observe("lat_seconds", {"small"}, 0.25);
+  m.Observe("lat_seconds", {"small"}, 7);
+  EXPECT_EQ(m.Render(),
+            "# HELP req_total Requests.\\nSecond line \\\\ here\n"
+            "# TYPE req_total counter\n"
+            "req_total{route=\"a\\\"b\\\\c\\nd\"} 2\n"
+            "# HELP depth Queue depth.\n"
+            "# TYPE depth gauge\n"
+            "depth 0\n"
+            "# HELP lat_seconds Latency.\n"
+            "# TYPE lat_seconds histogram\n"
+            "lat_seconds_bucket{stage=\"small\",le=\"0.005\"} 1\n"
+            "lat_seconds_bucket{stage=\"small\",le=\"0.5\"} 2\n"
+            "lat_seconds_bucket{stage=\"small\",le=\"+Inf\"} 3\n"
+            "lat_seconds_sum{stage=\"small\"} 7.251\n"
+            "lat_seconds_count{stage=\"small\"} 3\n");
+}
+
+TEST(Metrics, SampleValuesAndCallbacks) {
+  EXPECT_EQ(FormatSampleValue(1.0 / 0.0), "+Inf");
+  EXPECT_EQ(FormatSampleValue(-1.0 / 0.0), "-Inf");
+  EXPECT_EQ(FormatSampleValue(0.1), "0.1");
+  EXPECT_EQ(FormatSampleValue(3), "3");
+  MetricsRegistry m;
+  m.AddCallbackFamily("ev_total", "Events.", true, {"event"},
+                      [] { return MetricsRegistry::SeriesList{{{"x"}, 4}}; });
+  EXPECT_EQ(m.Render(), "# HELP ev_total Events.\n# TYPE ev_total counter\nev_total{event=\"x\"} 4\n");
+}
+
+TEST(MetricsDeathTest, UndeclaredMetricIsAProgrammingError) {
+  MetricsRegistry m;
+  EXPECT_DEATH(m.Increment("nope_total"), "undeclared metric");
+}
+
+// ------------------------------------------------------------------ budget
+
+TEST(EscalationBudget, WithoutCapEscalatesAboveThreshold) {
+  EscalationBudget budget({.max_share = 1});
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_TRUE(budget.Decide(0.6, 0.5, now).escalate);
+  EXPECT_FALSE(budget.Decide(0.5, 0.5, now).escalate);  // strict
+}
+
+TEST(EscalationBudget, CapBindsAndOnlyHighestScoresEscalate) {
+  // Every score is above ε = 0, so uncapped everything would escalate.
+  EscalationBudget budget({.max_share = 0.2, .table_threshold = 0.8, .window_seconds = 3600});
+  const auto now = std::chrono::steady_clock::now();
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> uniform(0.001, 1);
+  int escalated = 0, bound = 0;
+  double lowest_escalated_when_bound = 1;
+  const int n = 2000;
+  for (int i = 0; i < n; ++i) {
+    const double score = uniform(rng);
+    EscalationBudget::Decision d = budget.Decide(score, 0.0, now);
+    escalated += d.escalate;
+    if (d.cap_bound) {
+      ++bound;
+      EXPECT_GE(d.threshold, 0.8);  // never below the calibration table's threshold
+      if (d.escalate) lowest_escalated_when_bound = std::min(lowest_escalated_when_bound, score);
+    }
+  }
+  EXPECT_GT(bound, n / 2);
+  // Realised share near the cap (uniform scores above the 0.8 threshold are
+  // 20% of traffic), and escalations under the cap come from the top scores.
+  EXPECT_NEAR(static_cast<double>(escalated) / n, 0.2, 0.03);
+  EXPECT_GT(lowest_escalated_when_bound, 0.75);
+  EXPECT_NEAR(budget.WindowShare(now), static_cast<double>(escalated) / n, 1e-9);
+}
+
+TEST(EscalationBudget, WindowForgetsOldDecisions) {
+  EscalationBudget budget({.max_share = 0.5, .table_threshold = 0.9, .window_seconds = 1});
+  auto t = std::chrono::steady_clock::now();
+  EXPECT_FALSE(budget.Decide(0.6, 0.5, t).escalate);  // 1/1 > 0.5: bound, 0.6 < 0.9
+  EXPECT_TRUE(budget.Decide(0.95, 0.5, t).escalate);
+  EXPECT_DOUBLE_EQ(budget.WindowShare(t), 0.5);
+  t += std::chrono::seconds(5);
+  EXPECT_DOUBLE_EQ(budget.WindowShare(t), 0.0);
+}
+
+// --------------------------------------------------------------- scheduler
+
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<ScheduledResult> results;
+  BatchScheduler::Callback Add() {
+    return [this](ScheduledResult r) {
+      std::lock_guard l(mu);
+      results.push_back(std::move(r));
+      cv.notify_all();
+    };
+  }
+  void WaitFor(size_t n) {
+    std::unique_lock l(mu);
+    cv.wait(l, [&] { return results.size() >= n; });
+  }
+};
+
+BatchScheduler::Item ItemFor(std::string prompt, BatchScheduler::Callback cb,
+                             Clock::time_point deadline = Clock::time_point::max()) {
+  GuardRequest r;
+  r.prompt = std::move(prompt);
+  return {.request = r, .deadline = deadline, .done = std::move(cb)};
+}
+
+TEST(BatchScheduler, BatchesWhatArrivesTogether) {
+  FakeGuard guard("small");
+  guard.CloseGate();
+  BatchScheduler scheduler(&guard, {.queue_capacity = 64, .max_batch = 4, .batch_wait_ms = 1});
+  Collector c;
+  ASSERT_TRUE(scheduler.Submit({ItemFor("first", c.Add())}).ok());
+  guard.WaitEntered(1);  // worker is busy with a batch of 1
+  std::vector<BatchScheduler::Item> items;
+  for (int i = 0; i < 6; ++i) items.push_back(ItemFor("x", c.Add()));
+  ASSERT_TRUE(scheduler.Submit(std::move(items)).ok());
+  guard.OpenGate();
+  c.WaitFor(7);
+  EXPECT_EQ(guard.batch_sizes(), (std::vector<int>{1, 4, 2}));
+}
+
+TEST(BatchScheduler, FullQueueRefusesWholeRequest) {
+  FakeGuard guard("small");
+  guard.CloseGate();
+  BatchScheduler scheduler(&guard, {.queue_capacity = 3, .max_batch = 1, .batch_wait_ms = 0});
+  Collector c;
+  ASSERT_TRUE(scheduler.Submit({ItemFor("a", c.Add())}).ok());
+  guard.WaitEntered(1);
+  std::vector<BatchScheduler::Item> two;
+  two.push_back(ItemFor("b", c.Add()));
+  two.push_back(ItemFor("c", c.Add()));
+  ASSERT_TRUE(scheduler.Submit(std::move(two)).ok());
+  std::vector<BatchScheduler::Item> too_many;
+  too_many.push_back(ItemFor("d", c.Add()));
+  too_many.push_back(ItemFor("e", c.Add()));
+  absl::Status full = scheduler.Submit(std::move(too_many));
+  EXPECT_TRUE(absl::IsResourceExhausted(full)) << full;
+  EXPECT_EQ(scheduler.depth(), 2);  // nothing of the refused request was queued
+  guard.OpenGate();
+  c.WaitFor(3);
+}
+
+TEST(BatchScheduler, ExpiredItemsAreAnsweredWithoutTheGuard) {
+  FakeGuard guard("small");
+  guard.CloseGate();
+  BatchScheduler scheduler(&guard, {.queue_capacity = 8, .max_batch = 8, .batch_wait_ms = 0});
+  Collector c;
+  ASSERT_TRUE(scheduler.Submit({ItemFor("a", c.Add())}).ok());
+  guard.WaitEntered(1);
+  ASSERT_TRUE(scheduler.Submit({ItemFor("late", c.Add(), Clock::now())}).ok());
+  guard.OpenGate();
+  c.WaitFor(2);
+  int expired = 0;
+  for (const ScheduledResult& r : c.results) expired += absl::IsDeadlineExceeded(r.verdict.status());
+  EXPECT_EQ(expired, 1);
+  EXPECT_EQ(guard.batch_sizes(), (std::vector<int>{1}));
+}
+
+TEST(BatchScheduler, OneBadInputDoesNotFailItsBatch) {
+  FakeGuard guard("small");
+  guard.SetMaxWords(3);
+  guard.CloseGate();
+  BatchScheduler scheduler(&guard, {.queue_capacity = 8, .max_batch = 8, .batch_wait_ms = 50});
+  Collector c;
+  ASSERT_TRUE(scheduler.Submit({ItemFor("warm", c.Add())}).ok());
+  guard.WaitEntered(1);
+  std::vector<BatchScheduler::Item> items;
+  items.push_back(ItemFor("ok p=0.9", c.Add()));
+  items.push_back(ItemFor("far too many words here", c.Add()));
+  items.push_back(ItemFor("fine", c.Add()));
+  ASSERT_TRUE(scheduler.Submit(std::move(items)).ok());
+  guard.OpenGate();
+  c.WaitFor(4);
+  int ok = 0, out_of_range = 0;
+  for (const ScheduledResult& r : c.results) {
+    ok += r.verdict.ok();
+    out_of_range += absl::IsOutOfRange(r.verdict.status());
+  }
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(out_of_range, 1);
+}
+
+TEST(BatchScheduler, ShutdownAnswersQueuedWorkAndRefusesNew) {
+  FakeGuard guard("small");
+  guard.CloseGate();
+  auto scheduler = std::make_unique<BatchScheduler>(
+      &guard, SchedulerOptions{.queue_capacity = 8, .max_batch = 1, .batch_wait_ms = 0});
+  Collector c;
+  ASSERT_TRUE(scheduler->Submit({ItemFor("a", c.Add()), ItemFor("b", c.Add())}).ok());
+  guard.WaitEntered(1);
+  std::thread stopper([&] { scheduler->Shutdown(); });
+  // Shutdown waits for the queue to drain; new work is refused meanwhile.
+  while (scheduler->Submit({ItemFor("c", c.Add())}).ok()) {
+    std::this_thread::yield();  // raced ahead of Shutdown: that one is queued too
+  }
+  guard.OpenGate();
+  stopper.join();
+  for (const ScheduledResult& r : c.results) EXPECT_TRUE(r.verdict.ok());
+  EXPECT_GE(c.results.size(), 2u);
+}
+
+// ------------------------------------------------------------- API parsing
+
+absl::Status ParseModeration(const std::string& body, int max_inputs = 4) {
+  absl::StatusOr<nlohmann::json> json = ParseJsonObject(body);
+  if (!json.ok()) return json.status();
+  return ParseModerationRequest(*json, max_inputs).status();
+}
+
+std::string CodeOf(const absl::Status& s) { return ErrorBody(s)["error"]["code"]; }
+nlohmann::json ParamOf(const absl::Status& s) { return ErrorBody(s)["error"]["param"]; }
+
+TEST(ModerationApi, AcceptsOpenAiInputForms) {
+  absl::StatusOr<nlohmann::json> json =
+      ParseJsonObject(R"({"model":"m","input":["a",{"type":"text","text":"b"}]})");
+  ASSERT_TRUE(json.ok());
+  absl::StatusOr<ModerationRequest> r = ParseModerationRequest(*json, 4);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->model, "m");
+  EXPECT_EQ(r->inputs, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(ModerationApi, RejectsBadInputNamingTheField) {
+  struct Case {
+    std::string body, code;
+    nlohmann::json param;
+  };
+  const std::vector<Case> cases = {
+      {"{", "invalid_json", nullptr},
+      {"[1]", "invalid_type", nullptr},
+      {R"({"model":"m"})", "missing_field", "input"},
+      {R"({"input":7})", "invalid_type", "input"},
+      {R"({"input":[]})", "empty_input", "input"},
+      {R"({"input":["a",3]})", "invalid_type", "input[1]"},
+      {R"({"input":["a","b","c","d","e"]})", "too_many_inputs", "input"},
+      {R"({"input":[{"type":"image_url","image_url":{"url":"x"}}]})", "unsupported_input_type",
+       "input[0].type"},
+      {R"({"input":[{"type":"text"}]})", "invalid_type", "input[0].text"},
+      {R"({"input":"a","model":5})", "invalid_type", "model"},
+      {"{\"input\":\"\xff\xfe\"}", "invalid_utf8", nullptr},
+      {"{\"input\":\"\xc3\"}", "invalid_utf8", nullptr},
+      {R"({"input":"\ud800"})", "invalid_unicode", nullptr},
+      {R"({"input":"\udc00x"})", "invalid_unicode", nullptr},
+      {R"({"input":"\ud800\u0041"})", "invalid_unicode", nullptr},
+      {std::string(100, '[') + std::string(100, ']'), "invalid_json", nullptr},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = ParseModeration(c.body);
+    EXPECT_EQ(HttpStatusFor(s), 400) << c.body << " -> " << s;
+    EXPECT_EQ(CodeOf(s), c.code) << c.body << " -> " << s;
+    EXPECT_EQ(ParamOf(s), c.param) << c.body << " -> " << s;
+  }
+  // A valid surrogate pair is fine.
+  EXPECT_TRUE(ParseModeration(R"({"input":"\ud83d\ude00"})").ok());
+}
+
+TEST(ModerationApi, CategoryMapCoversOpenAiKeysOnly) {
+  const std::vector<std::string>& keys = OpenAiCategoryKeys();
+  EXPECT_EQ(keys.size(), 13u);
+  for (int s = 1; s <= 14; ++s) {
+    for (const std::string& key : OpenAiKeysForCode(absl::StrCat("S", s))) {
+      EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
+    }
+  }
+  EXPECT_TRUE(OpenAiKeysForCode("S7").empty());
+  EXPECT_EQ(OpenAiKeysForCode("S4"), std::vector<std::string>{"sexual/minors"});
+}
+
+TEST(GuardApi, ParsesConversationAndPolicy) {
+  absl::StatusOr<nlohmann::json> json = ParseJsonObject(R"({
+    "conversation": [{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}],
+    "policy": {"categories":[{"code":"S1","name":"Violent Crimes."}], "exclude":["S6"]},
+    "deadline_ms": 250})");
+  ASSERT_TRUE(json.ok());
+  absl::StatusOr<NativeGuardRequest> r = ParseNativeGuardRequest(*json, 8);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->request.conversation.size(), 2u);
+  EXPECT_EQ(r->request.conversation[1].role, Turn::Role::kAssistant);
+  ASSERT_TRUE(r->request.policy.has_value());
+  EXPECT_EQ(r->request.policy->categories.at(0).first, "S1");
+  EXPECT_EQ(r->request.policy->excluded, std::vector<std::string>{"S6"});
+  EXPECT_EQ(r->deadline_ms, 250);
+}
+
+TEST(GuardApi, RejectsBadRequestsNamingTheField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({})", "prompt"},
+      {R"({"prompt":1})", "prompt"},
+      {R"({"prompt":"a","conversation":[]})", "conversation"},
+      {R"({"conversation":[{"role":"assistant","content":"x"}]})", "conversation[0].role"},
+      {R"({"conversation":[{"role":"user"}]})", "conversation[0].content"},
+      {R"({"conversation":[{"role":"user","content":"a"},{"role":"user","content":"b"}]})",
+       "conversation[1].role"},
+      {R"({"prompt":"a","policy":{"categories":[{"code":"X1","name":"n"}]}})",
+       "policy.categories[0].code"},
+      {R"({"prompt":"a","policy":{"categories":[{"code":"S1","name":"a\nb"}]}})",
+       "policy.categories[0].name"},
+      {R"({"prompt":"a","policy":{"exclude":[3]}})", "policy.exclude[0]"},
+      {R"({"prompt":"a","deadline_ms":-5})", "deadline_ms"},
+      {R"({"prompt":"a","extra":true})", "extra"},
+  };
+  for (const auto& [body, param] : cases) {
+    absl::StatusOr<nlohmann::json> json = ParseJsonObject(body);
+    ASSERT_TRUE(json.ok()) << body;
+    absl::Status s = ParseNativeGuardRequest(*json, 8).status();
+    EXPECT_EQ(HttpStatusFor(s), 400) << body;
+    EXPECT_EQ(ParamOf(s), param) << body << " -> " << s;
+  }
+}
+
+TEST(HttpStatus, OneMappingForEveryCode) {
+  EXPECT_EQ(HttpStatusFor(absl::OkStatus()), 200);
+  EXPECT_EQ(HttpStatusFor(absl::InvalidArgumentError("")), 400);
+  EXPECT_EQ(HttpStatusFor(absl::OutOfRangeError("")), 400);
+  EXPECT_EQ(HttpStatusFor(absl::ResourceExhaustedError("")), 429);
+  EXPECT_EQ(HttpStatusFor(absl::DeadlineExceededError("")), 504);
+  EXPECT_EQ(HttpStatusFor(absl::UnavailableError("")), 503);
+  EXPECT_EQ(HttpStatusFor(absl::InternalError("")), 500);
+  nlohmann::json body = ErrorBody(absl::ResourceExhaustedError("full"));
+  EXPECT_EQ(body["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(body["error"]["message"], "full");
+  EXPECT_TRUE(body["error"]["param"].is_null());
+}
+
+// ------------------------------------------------------------------ config
+
+struct ParsedConfig {
+  ServerConfig config;
+  absl::Status status;
+};
+
+ParsedConfig ParseServe(std::vector<std::string> args, const std::string& toml = "") {
+  ParsedConfig out;
+  std::string file;
+  if (!toml.empty()) {
+    file = ::testing::TempDir() + "/serve_test.toml";
+    std::ofstream(file) << toml;
+    args.insert(args.begin(), {"--config", file});
+  }
+  CLI::App app;
+  std::string config_file;
+  bool print = false;
+  AddServeFlags(app, out.config, config_file, print);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    out.status = absl::InvalidArgumentError(e.what());
+    return out;
+  }
+  if (!config_file.empty()) out.status = ApplyConfigFile(app, config_file);
+  return out;
+}
+
+TEST(ServerConfig, FileKeysAndCommandLineOverride) {
+  ParsedConfig p = ParseServe({"--router-budget", "0.3", "--log-prompts"},
+                              "model_name = \"x\"\n[small]\nmodel_dir = \"/m/1b\"\nmax_batch = 4\n"
+                              "[router]\nbudget = 0.2\nthreshold = 0.6\n[policy]\nfailure = \"degrade\"\n");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  EXPECT_EQ(p.config.model_name, "x");
+  EXPECT_EQ(p.config.small.model_dir, "/m/1b");
+  EXPECT_EQ(p.config.small.max_batch, 4);
+  EXPECT_DOUBLE_EQ(p.config.router_budget, 0.3);  // command line wins
+  EXPECT_DOUBLE_EQ(p.config.router_threshold, 0.6);
+  EXPECT_EQ(p.config.policy_failure, "degrade");
+  EXPECT_TRUE(p.config.log_prompts);
+  EXPECT_TRUE(ValidateServerConfig(p.config).ok());
+}
+
+TEST(ServerConfig, UnknownKeyAndBadValueNameTheKey) {
+  ParsedConfig unknown = ParseServe({}, "[small]\nmodel_dri = \"/m\"\n");
+  EXPECT_FALSE(unknown.status.ok());
+  EXPECT_NE(unknown.status.message().find("small.model_dri"), absl::string_view::npos)
+      << unknown.status;
+  ParsedConfig bad = ParseServe({}, "[small]\nmax_batch = \"many\"\n");
+  EXPECT_FALSE(bad.status.ok());
+  EXPECT_NE(bad.status.message().find("small.max_batch"), absl::string_view::npos) << bad.status;
+}
+
+TEST(ServerConfig, ValidationNamesTheKey) {
+  ServerConfig c;
+  c.small.model_dir = "/m";
+  EXPECT_TRUE(ValidateServerConfig(c).ok());
+  c.router_budget = 0;
+  EXPECT_NE(ValidateServerConfig(c).message().find("router.budget"), absl::string_view::npos);
+  c.router_budget = 1;
+  c.large_mode = "remote";
+  EXPECT_NE(ValidateServerConfig(c).message().find("remote.url"), absl::string_view::npos);
+  c.large_mode = "none";
+  c.shadow_fraction = 0.1;
+  EXPECT_NE(ValidateServerConfig(c).message().find("shadow.fraction"), absl::string_view::npos);
+}
+
+TEST(ServerConfig, PrintedConfigReadsBackToTheSameValues) {
+  ServerConfig c;
+  c.small.model_dir = "/models/with \"quotes\"";
+  c.router_budget = 0.125;
+  c.large_mode = "remote";
+  c.remote_url = "http://127.0.0.1:8000";
+  c.log_prompts = true;
+  c.shadow_seed = 42;
+  ParsedConfig back = ParseServe({}, ServerConfigToToml(c));
+  ASSERT_TRUE(back.status.ok()) << back.status << "\n" << ServerConfigToToml(c);
+  EXPECT_EQ(ServerConfigToToml(back.config), ServerConfigToToml(c));
+  EXPECT_EQ(back.config.small.model_dir, c.small.model_dir);
+  EXPECT_DOUBLE_EQ(back.config.router_budget, 0.125);
+  EXPECT_TRUE(back.config.log_prompts);
+}
+
+}  // namespace
+}  // namespace saferoute::server

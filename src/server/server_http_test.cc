@@ -1,0 +1,493 @@
+// End-to-end tests of the HTTP service on 127.0.0.1 (ephemeral ports) with
+// fake guards and router: API shapes, bad input, backpressure, deadlines,
+// batching, the escalation budget, failure policies, shadow sampling,
+// graceful drain and the metrics exposition.
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "server/http_server.h"
+#include "server/moderation_api.h"
+#include "server/testing/fake_guards.h"
+
+namespace saferoute::server {
+namespace {
+
+using testing::FakeGuard;
+using testing::FakeRouter;
+using Json = nlohmann::json;
+
+struct Harness {
+  FakeGuard small{"fake-small"};
+  FakeGuard large{"fake-large", "lp"};
+  FakeRouter router;
+  std::unique_ptr<GuardService> service;
+  std::unique_ptr<GuardHttpServer> http;
+  int port = 0;
+
+  // `with_large`/`with_router` select the cascade's parts.
+  explicit Harness(GuardServiceOptions options = {}, bool with_large = true,
+                   bool with_router = true, FakeRouter r = FakeRouter()) : router(r) {
+    absl::StatusOr<std::unique_ptr<GuardService>> s = GuardService::Create(
+        {.small = &small, .router = with_router ? &router : nullptr,
+         .large = with_large ? &large : nullptr},
+        options);
+    SR_CHECK(s.ok());
+    service = std::move(*s);
+    http = std::make_unique<GuardHttpServer>(
+        service.get(), HttpServerOptions{.port = 0, .threads = 16, .max_body_bytes = 4096});
+    absl::StatusOr<int> p = http->Start();
+    SR_CHECK(p.ok());
+    port = *p;
+  }
+  ~Harness() {
+    small.OpenGate();
+    large.OpenGate();
+    http->Stop();
+  }
+  httplib::Client Client() {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(std::chrono::seconds(30));
+    c.set_keep_alive(false);
+    return c;
+  }
+  struct Reply {
+    int status = 0;
+    Json body;
+    std::string raw;
+    std::string retry_after;
+  };
+  Reply Post(const std::string& path, const std::string& body, httplib::Headers headers = {}) {
+    httplib::Client c = Client();
+    httplib::Result r = c.Post(path.c_str(), headers, body, "application/json");
+    Reply out;
+    if (!r) return out;  // status 0: transport error
+    out.status = r->status;
+    out.raw = r->body;
+    out.retry_after = r->get_header_value("Retry-After");
+    out.body = Json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    return out;
+  }
+  Reply Get(const std::string& path) {
+    httplib::Client c = Client();
+    httplib::Result r = c.Get(path.c_str());
+    Reply out;
+    if (!r) return out;
+    out.status = r->status;
+    out.raw = r->body;
+    out.body = Json::parse(r->body, nullptr, false);
+    return out;
+  }
+};
+
+void ExpectOpenAiError(const Harness::Reply& r, int status, const std::string& code,
+                       const Json& param, const std::string& context) {
+  EXPECT_EQ(r.status, status) << context << ": " << r.raw;
+  ASSERT_TRUE(r.body.is_object()) << context << ": " << r.raw;
+  const Json& e = r.body["error"];
+  ASSERT_TRUE(e.is_object()) << context << ": " << r.raw;
+  EXPECT_TRUE(e["message"].is_string() && !e["message"].get<std::string>().empty()) << context;
+  EXPECT_TRUE(e["type"].is_string()) << context;
+  EXPECT_TRUE(e.contains("param")) << context;
+  EXPECT_EQ(e["code"], code) << context << ": " << r.raw;
+  if (!param.is_discarded()) EXPECT_EQ(e["param"], param) << context << ": " << r.raw;
+}
+
+// ------------------------------------------------------------- API shapes
+
+TEST(ServerHttp, ModerationSingleInputHasOpenAiShape) {
+  Harness h;
+  Harness::Reply r = h.Post("/v1/moderations", R"({"model":"x","input":"hurt p=0.92 c=S1,S7"})");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["id"].get<std::string>().rfind("modr-", 0), 0u);
+  EXPECT_EQ(r.body["model"], "saferoute-lg3");
+  ASSERT_EQ(r.body["results"].size(), 1u);
+  const Json& result = r.body["results"][0];
+  EXPECT_EQ(result["flagged"], true);
+  ASSERT_EQ(result["categories"].size(), 13u);
+  ASSERT_EQ(result["category_scores"].size(), 13u);
+  for (const std::string& key : OpenAiCategoryKeys()) {
+    ASSERT_TRUE(result["categories"][key].is_boolean()) << key;
+    ASSERT_TRUE(result["category_scores"][key].is_number()) << key;
+    EXPECT_EQ(result["category_applied_input_types"][key], Json::array({"text"}));
+    const bool expect = key == "violence" || key == "illicit/violent";  // S1; S7 has no key
+    EXPECT_EQ(result["categories"][key], expect) << key;
+    EXPECT_NEAR(result["category_scores"][key].get<double>(), expect ? 0.92 : 0.0, 1e-6) << key;
+  }
+  const Json& ext = result["saferoute"];
+  EXPECT_EQ(ext["decided_by"], "small");
+  EXPECT_EQ(ext["s_codes"], Json::array({"S1", "S7"}));
+  EXPECT_EQ(ext["escalated"], false);
+  EXPECT_EQ(ext["routing_reason"], "below_threshold");
+  EXPECT_NEAR(ext["router_score"].get<double>(), 0.0, 1e-9);
+  EXPECT_TRUE(ext["policy_applied"].is_null());
+  EXPECT_EQ(ext["degraded"], false);
+  for (const char* stage : {"small_queue", "small", "router", "large_queue", "large", "total"}) {
+    EXPECT_TRUE(ext["latency_ms"][stage].is_number()) << stage;
+  }
+  // The small guard was asked for categories and a feature (there is a router).
+  ASSERT_EQ(h.small.last_requests().size(), 1u);
+  EXPECT_TRUE(h.small.last_requests()[0].want_categories);
+  EXPECT_TRUE(h.small.last_requests()[0].want_feature);
+}
+
+TEST(ServerHttp, ModerationArrayKeepsOrderAndEscalates) {
+  Harness h;
+  Harness::Reply r = h.Post("/v1/moderations",
+                            R"({"input":["safe one","bad p=0.8 c=S10","hard p=0.3 r=0.9 lp=0.85 c=S4"]})");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  const Json& results = r.body["results"];
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0]["flagged"], false);
+  EXPECT_EQ(results[1]["flagged"], true);
+  EXPECT_EQ(results[1]["categories"]["hate"], true);
+  // Input 2: router score 0.9 > 0.5 -> the large guard (p=0.85, S4) overrules
+  // the small one (p=0.3).
+  const Json& ext = results[2]["saferoute"];
+  EXPECT_EQ(ext["escalated"], true);
+  EXPECT_EQ(ext["decided_by"], "large");
+  EXPECT_EQ(ext["routing_reason"], "router");
+  EXPECT_NEAR(ext["p_unsafe_small"].get<double>(), 0.3, 1e-6);
+  EXPECT_NEAR(ext["p_unsafe_large"].get<double>(), 0.85, 1e-6);
+  EXPECT_EQ(results[2]["flagged"], true);
+  EXPECT_EQ(results[2]["categories"]["sexual/minors"], true);
+  EXPECT_NEAR(results[2]["category_scores"]["sexual/minors"].get<double>(), 0.85, 1e-6);
+  // The large guard saw exactly the escalated input, without asking for a feature.
+  ASSERT_EQ(h.large.last_requests().size(), 1u);
+  EXPECT_EQ(h.large.last_requests()[0].prompt, "hard p=0.3 r=0.9 lp=0.85 c=S4");
+  EXPECT_FALSE(h.large.last_requests()[0].want_feature);
+}
+
+TEST(ServerHttp, NativeGuardEndpointCarriesPolicyAndProvenance) {
+  Harness h;
+  Harness::Reply r = h.Post("/v1/guard", R"({
+      "conversation":[{"role":"user","content":"q"},{"role":"assistant","content":"a p=0.7 c=S2"}],
+      "policy":{"categories":[{"code":"S1","name":"Violent Crimes."},{"code":"S2","name":"Non-Violent Crimes."}]}})");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["id"].get<std::string>().rfind("guard-", 0), 0u);
+  EXPECT_EQ(r.body["verdict"], "unsafe");
+  EXPECT_EQ(r.body["flagged"], true);
+  EXPECT_EQ(r.body["s_codes"], Json::array({"S2"}));
+  EXPECT_EQ(r.body["decided_by"], "small");
+  EXPECT_EQ(r.body["models"]["small"], "fake-small");
+  EXPECT_EQ(r.body["models"]["large"], "fake-large");
+  EXPECT_TRUE(r.body["saferoute"]["latency_ms"].is_object());
+  std::vector<GuardRequest> seen = h.small.last_requests();
+  ASSERT_EQ(seen.size(), 1u);
+  ASSERT_EQ(seen[0].conversation.size(), 2u);
+  ASSERT_TRUE(seen[0].policy.has_value());
+  EXPECT_EQ(seen[0].policy->categories.size(), 2u);
+
+  Harness::Reply p = h.Post("/v1/guard", R"({"prompt":"hello","response":"fine"})");
+  ASSERT_EQ(p.status, 200) << p.raw;
+  EXPECT_EQ(p.body["verdict"], "safe");
+  ASSERT_TRUE(h.small.last_requests()[0].response.has_value());
+}
+
+TEST(ServerHttp, HealthAndReadiness) {
+  Harness h;
+  EXPECT_EQ(h.Get("/healthz").status, 200);
+  Harness::Reply ready = h.Get("/readyz");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.body["ready"], true);
+  h.service->BeginDrain();
+  Harness::Reply draining = h.Get("/readyz");
+  EXPECT_EQ(draining.status, 503);
+  EXPECT_EQ(draining.body["ready"], false);
+  ExpectOpenAiError(h.Post("/v1/moderations", R"({"input":"x"})"), 503, "unavailable",
+                    Json(Json::value_t::discarded), "moderation while draining");
+}
+
+// --------------------------------------------------------------- bad input
+
+TEST(ServerHttp, BadInputMatrixGivesOpenAiErrors) {
+  Harness h;
+  struct Case {
+    std::string path, body;
+    int status;
+    std::string code;
+    Json param;
+  };
+  const Json any(Json::value_t::discarded);
+  const std::vector<Case> cases = {
+      {"/v1/moderations", "not json", 400, "invalid_json", nullptr},
+      {"/v1/moderations", "", 400, "invalid_json", nullptr},
+      {"/v1/moderations", "[\"x\"]", 400, "invalid_type", nullptr},
+      {"/v1/moderations", R"({"input":{"text":"x"}})", 400, "invalid_type", "input"},
+      {"/v1/moderations", R"({"input":[1,2]})", 400, "invalid_type", "input[0]"},
+      {"/v1/moderations", R"({"input":[]})", 400, "empty_input", "input"},
+      {"/v1/moderations", "{\"input\":\"bad \xc0\xaf utf8\"}", 400, "invalid_utf8", nullptr},
+      {"/v1/moderations", R"({"input":"lone \ud800 surrogate"})", 400, "invalid_unicode", nullptr},
+      {"/v1/moderations", R"({"input":["ok","\udfff"]})", 400, "invalid_unicode", nullptr},
+      {"/v1/moderations", std::string(5000, ' ') + "{}", 413, "body_too_large", nullptr},
+      {"/v1/moderations", std::string(2000, '[') + std::string(2000, ']'), 400, "invalid_json",
+       nullptr},
+      {"/v1/guard", R"({"prompt":["x"]})", 400, "invalid_type", "prompt"},
+      {"/v1/guard", R"({"prompt":"x","conversation":[{"role":"user","content":"y"}]})", 400,
+       "conflicting_fields", "conversation"},
+      {"/v1/guard", R"({"conversation":[{"role":"system","content":"y"}]})", 400, "invalid_value",
+       "conversation[0].role"},
+      {"/v1/nope", R"({})", 404, "not_found", nullptr},
+  };
+  for (const Case& c : cases) {
+    ExpectOpenAiError(h.Post(c.path, c.body), c.status, c.code, c.param,
+                      c.path + " " + c.body.substr(0, 60));
+  }
+  ExpectOpenAiError(h.Post("/v1/moderations", R"({"input":"x"})", {{"X-SafeRoute-Deadline-Ms", "soon"}}),
+                    400, "invalid_value", "X-SafeRoute-Deadline-Ms", "deadline header");
+  // The server is still healthy after all of that.
+  EXPECT_EQ(h.Post("/v1/moderations", R"({"input":"x"})").status, 200);
+}
+
+TEST(ServerHttp, TooManyTokensIsA400ForThatInputOnly) {
+  Harness h;
+  h.small.SetMaxWords(3);
+  Harness::Reply r = h.Post("/v1/moderations", R"({"input":["short","one two three four five"]})");
+  ExpectOpenAiError(r, 400, "out_of_range", "input[1]", "token limit");
+  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("max_input_tokens"),
+            std::string::npos);
+  Harness::Reply g = h.Post("/v1/guard", R"({"prompt":"one two three four five"})");
+  ExpectOpenAiError(g, 400, "out_of_range", "prompt", "token limit on /v1/guard");
+}
+
+// ------------------------------------------------- backpressure and time
+
+TEST(ServerHttp, FullQueueGives429WithRetryAfter) {
+  GuardServiceOptions options;
+  options.small_scheduler = {.name = "small", .queue_capacity = 2, .max_batch = 1,
+                             .batch_wait_ms = 0};
+  options.max_inputs_per_request = 2;
+  Harness h(options);
+  h.small.CloseGate();
+  // One input in the guard, two queued: the queue is full.
+  auto first = std::async(std::launch::async, [&] { return h.Post("/v1/moderations", R"({"input":"a"})"); });
+  h.small.WaitEntered(1);
+  auto second = std::async(std::launch::async,
+                           [&] { return h.Post("/v1/moderations", R"({"input":["b","c"]})"); });
+  while (h.service->metrics().Render().find("saferoute_queue_depth{guard=\"small\"} 2") ==
+         std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  Harness::Reply refused = h.Post("/v1/moderations", R"({"input":"d"})");
+  ExpectOpenAiError(refused, 429, "queue_full", nullptr, "full queue");
+  EXPECT_EQ(refused.retry_after, "1");
+  h.small.OpenGate();
+  EXPECT_EQ(first.get().status, 200);
+  EXPECT_EQ(second.get().status, 200);
+}
+
+TEST(ServerHttp, SmallStageDeadlineGives504) {
+  Harness h;
+  h.small.CloseGate();
+  Harness::Reply r =
+      h.Post("/v1/moderations", R"({"input":"x"})", {{"X-SafeRoute-Deadline-Ms", "50"}});
+  ExpectOpenAiError(r, 504, "deadline_exceeded", "input[0]", "small deadline");
+  Harness::Reply g = h.Post("/v1/guard", R"({"prompt":"x","deadline_ms":30})");
+  ExpectOpenAiError(g, 504, "deadline_exceeded", "prompt", "small deadline on /v1/guard");
+}
+
+TEST(ServerHttp, ConcurrentRequestsShareOneBatch) {
+  GuardServiceOptions options;
+  // A long batch window so that concurrent requests meet in the queue even
+  // on a loaded machine; the batch closes as soon as it is full.
+  options.small_scheduler = {.name = "small", .queue_capacity = 64, .max_batch = 8,
+                             .batch_wait_ms = 1000};
+  Harness h(options);
+  std::vector<std::future<Harness::Reply>> replies;
+  for (int i = 0; i < 8; ++i) {
+    replies.push_back(std::async(std::launch::async, [&h, i] {
+      return h.Post("/v1/moderations", Json{{"input", absl::StrCat("request ", i)}}.dump());
+    }));
+  }
+  for (auto& r : replies) EXPECT_EQ(r.get().status, 200);
+  std::vector<int> sizes = h.small.batch_sizes();
+  int total = 0;
+  for (int s : sizes) total += s;
+  EXPECT_EQ(total, 8);
+  EXPECT_EQ(sizes.size(), 1u) << "8 concurrent inputs should form one full batch";
+  EXPECT_EQ(h.service->metrics().Count("saferoute_batch_size", {"small"}), sizes.size());
+}
+
+// -------------------------------------------------- cascade behaviour
+
+TEST(ServerHttp, EscalationBudgetCapBinds) {
+  GuardServiceOptions options;
+  options.cascade.max_escalation_share = 0.25;
+  options.cascade.router_threshold = 0.0;  // uncapped, everything would escalate
+  options.max_inputs_per_request = 40;
+  options.small_scheduler.queue_capacity = 64;
+  Harness h(options);
+  Json inputs = Json::array();
+  std::vector<double> scores;
+  for (int i = 0; i < 40; ++i) {
+    const double score = ((i * 17) % 40 + 0.5) / 40;  // a permutation of 40 distinct scores
+    scores.push_back(score);
+    inputs.push_back(absl::StrFormat("item r=%.4f", score));
+  }
+  Harness::Reply r = h.Post("/v1/moderations", Json{{"input", inputs}}.dump());
+  ASSERT_EQ(r.status, 200) << r.raw;
+  int escalated = 0, capped = 0;
+  for (int i = 0; i < 40; ++i) {
+    const Json& ext = r.body["results"][i]["saferoute"];
+    if (ext["escalated"] == true) {
+      ++escalated;
+      // Whenever the cap bound, only scores above the calibrated 0.75 got through.
+      if (ext["router_threshold"].get<double>() > 0) EXPECT_GT(scores[i], 0.75) << i;
+    }
+    capped += ext["routing_reason"] == "budget_capped";
+  }
+  EXPECT_LE(escalated, 11);  // 25% of 40, plus one for the nearest-rank boundary
+  EXPECT_GE(escalated, 8);
+  EXPECT_EQ(capped, 40 - escalated);
+  EXPECT_EQ(h.service->metrics().Value("saferoute_routing_decisions_total", {"budget_capped"}),
+            capped);
+}
+
+struct PolicyCase {
+  FailurePolicy policy;
+  bool timeout;  // large guard hangs past the deadline instead of failing
+};
+
+class FailurePolicyTest : public ::testing::TestWithParam<PolicyCase> {};
+
+TEST_P(FailurePolicyTest, LargeGuardFailureFollowsThePolicy) {
+  const PolicyCase c = GetParam();
+  GuardServiceOptions options;
+  options.cascade.failure_policy = c.policy;
+  options.cascade.degrade_threshold = 0.5;
+  Harness h(options);
+  if (c.timeout) {
+    h.large.CloseGate();
+  } else {
+    h.large.FailWith(absl::UnavailableError("remote large guard: connection refused"));
+  }
+  // Small says safe (p=0.3) but the router escalates (r=0.9).
+  Harness::Reply r = h.Post("/v1/moderations", R"({"input":["x p=0.3 r=0.9","y p=0.8 r=0.9"]})",
+                            {{"X-SafeRoute-Deadline-Ms", "300"}});
+  ASSERT_EQ(r.status, 200) << r.raw;
+  const std::string name(FailurePolicyName(c.policy));
+  for (int i = 0; i < 2; ++i) {
+    const Json& result = r.body["results"][i];
+    const Json& ext = result["saferoute"];
+    EXPECT_EQ(ext["escalated"], true);
+    EXPECT_EQ(ext["decided_by"], "policy");
+    EXPECT_EQ(ext["policy_applied"], name);
+    EXPECT_TRUE(ext["large_error"].is_string());
+    const bool small_unsafe = i == 1;
+    const bool expect_flagged = c.policy == FailurePolicy::kFailClosed ? true
+                                : c.policy == FailurePolicy::kFailOpen ? false
+                                                                       : small_unsafe;
+    EXPECT_EQ(result["flagged"], expect_flagged) << name << " input " << i;
+    EXPECT_EQ(ext["degraded"], c.policy == FailurePolicy::kDegrade);
+  }
+  EXPECT_EQ(h.service->metrics().Value("saferoute_failure_policy_total",
+                                       {name, c.timeout ? "timeout" : "error"}),
+            2);
+  h.large.OpenGate();
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, FailurePolicyTest,
+                         ::testing::Values(PolicyCase{FailurePolicy::kFailClosed, false},
+                                           PolicyCase{FailurePolicy::kFailOpen, false},
+                                           PolicyCase{FailurePolicy::kDegrade, false},
+                                           PolicyCase{FailurePolicy::kFailClosed, true},
+                                           PolicyCase{FailurePolicy::kDegrade, true}));
+
+TEST(ServerHttp, ShadowSamplesCountDisagreement) {
+  GuardServiceOptions options;
+  options.cascade.shadow_fraction = 1.0;
+  options.cascade.shadow_seed = 1;
+  Harness h(options);
+  // Not escalated (r=0); the shadow call goes to the large fake, which reads
+  // the same text: agreement, except where the large guard's answer differs.
+  ASSERT_EQ(h.Post("/v1/moderations", R"({"input":["a p=0.9","b p=0.1"]})").status, 200);
+  h.large.FailWith(absl::UnavailableError("down"));
+  ASSERT_EQ(h.Post("/v1/moderations", R"({"input":"c"})").status, 200);
+  MetricsRegistry& m = h.service->metrics();
+  for (int i = 0; i < 2000 && m.Value("saferoute_shadow_samples_total", {"agree"}) +
+                                      m.Value("saferoute_shadow_samples_total", {"error"}) <
+                                  3;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(m.Value("saferoute_shadow_samples_total", {"agree"}), 2);
+  EXPECT_EQ(m.Value("saferoute_shadow_samples_total", {"error"}), 1);
+  EXPECT_EQ(m.Value("saferoute_shadow_samples_total", {"disagree"}), 0);
+}
+
+TEST(ServerHttp, ShadowDisagreementIsCounted) {
+  GuardServiceOptions options;
+  options.cascade.shadow_fraction = 1.0;
+  options.cascade.shadow_seed = 1;
+  Harness h(options);
+  // Small says safe, the large guard (reads lp= first) says unsafe.
+  Harness::Reply r = h.Post("/v1/moderations", R"({"input":"b p=0.1 lp=0.9"})");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body["results"][0]["flagged"], false);  // shadow never changes the answer
+  MetricsRegistry& m = h.service->metrics();
+  for (int i = 0; i < 2000 && m.Value("saferoute_shadow_samples_total", {"disagree"}) < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(m.Value("saferoute_shadow_samples_total", {"disagree"}), 1);
+}
+
+// --------------------------------------------------------------- shutdown
+
+TEST(ServerHttp, GracefulStopDrainsInFlightRequests) {
+  auto h = std::make_unique<Harness>();
+  h->small.CloseGate();
+  auto in_flight =
+      std::async(std::launch::async, [&] { return h->Post("/v1/moderations", R"({"input":"x"})"); });
+  h->small.WaitEntered(1);
+  auto stopped = std::async(std::launch::async, [&] { h->http->Stop(); });
+  // Stop must wait for the in-flight request.
+  EXPECT_EQ(stopped.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  EXPECT_TRUE(h->service->draining());
+  h->small.OpenGate();
+  Harness::Reply r = in_flight.get();
+  EXPECT_EQ(r.status, 200) << r.raw;
+  stopped.get();
+  // The listener is gone.
+  EXPECT_EQ(h->Get("/healthz").status, 0);
+}
+
+// ---------------------------------------------------------------- metrics
+
+TEST(ServerHttp, MetricsExposition) {
+  Harness h;
+  ASSERT_EQ(h.Post("/v1/moderations", R"({"input":["a p=0.9","b r=0.8"]})").status, 200);
+  ASSERT_EQ(h.Post("/v1/moderations", "oops").status, 400);
+  Harness::Reply m = h.Get("/metrics");
+  ASSERT_EQ(m.status, 200);
+  const std::string& text = m.raw;
+  for (const char* family :
+       {"saferoute_http_requests_total", "saferoute_stage_latency_seconds",
+        "saferoute_queue_depth", "saferoute_batch_size", "saferoute_escalation_share",
+        "saferoute_routing_decisions_total", "saferoute_shadow_samples_total",
+        "saferoute_failure_policy_total", "saferoute_router_score"}) {
+    EXPECT_NE(text.find(absl::StrCat("# HELP ", family, " ")), std::string::npos) << family;
+    EXPECT_NE(text.find(absl::StrCat("# TYPE ", family, " ")), std::string::npos) << family;
+  }
+  EXPECT_NE(text.find("saferoute_http_requests_total{route=\"/v1/moderations\",status=\"200\","
+                      "verdict=\"flagged\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("saferoute_http_requests_total{route=\"/v1/moderations\",status=\"400\","
+                      "verdict=\"none\"} 1"),
+            std::string::npos);
+  EXPECT_NE(text.find("saferoute_stage_latency_seconds_bucket{stage=\"small\",le=\"+Inf\"} 2"),
+            std::string::npos);
+  EXPECT_NE(text.find("saferoute_stage_latency_seconds_count{stage=\"small\"} 2"),
+            std::string::npos);
+  EXPECT_NE(text.find("saferoute_escalation_share 0.5\n"), std::string::npos);
+  // Every sample line is "name{labels} value" or "name value", ending in a newline.
+  EXPECT_EQ(text.back(), '\n');
+  // For the Python parser check (ctest label e2e): dump the text if asked.
+  if (const char* dump = std::getenv("SAFEROUTE_METRICS_DUMP")) std::ofstream(dump) << text;
+}
+
+}  // namespace
+}  // namespace saferoute::server
