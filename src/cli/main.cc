@@ -15,6 +15,7 @@ const std::vector<CommandEntry> kCommands = {
     {"train", "Train a router (bnn, mlp, logistic) on features + hard labels", SetupTrainCommand},
     {"calibrate", "Set a router's threshold for a large-guard budget on held-out features", SetupCalibrateCommand},
     {"make-model", "Write a random-weight checkpoint of a named shape or config.json (bench, stand-in guards)", SetupMakeModelCommand},
+    {"serve", "HTTP guard service: OpenAI /v1/moderations + /v1/guard, cascade, metrics", SetupServeCommand},
     // {"fit", "Score, label, train, calibrate and evaluate a router (the whole recipe)", SetupFitCommand},
 };
 
