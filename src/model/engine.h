@@ -22,7 +22,12 @@ namespace saferoute {
 
 enum class Precision {
   kFp32,  // fp32 activations and accumulation (bf16 weights widened per tile): parity path
-  kBf16,  // bf16 activations into bf16 GEMMs with fp32 accumulation: fast path
+  kBf16,  // bf16 activations into bf16 GEMMs with fp32 accumulation: fast path.
+          // GEMM inputs, q/k/v, attention probabilities/outputs and the final
+          // norm are rounded to bf16; the residual stream stays fp32. On CPUs
+          // without a oneDNN bf16 matmul (AVX2) the GEMM runs as fp32 on the
+          // bf16-rounded inputs: the same numbers (bf16*bf16 is exact in fp32).
+          // Error vs fp32 HF on the fixtures: parity_test.cc kBf16*Tol.
 };
 
 struct EngineOptions {
@@ -44,7 +49,10 @@ struct SequenceRequest {
   LogitsMode logits = LogitsMode::kSelected;
   std::span<const int32_t> logit_ids;               // for kSelected
   bool all_hidden = false;   // return the final hidden state of every position, not just the last
-  bool layer_taps = false;   // return the residual stream after every layer (all positions)
+  bool layer_taps = false;   // return the residual stream after every layer (all positions);
+                             // layers[k] = HF hidden_states[k+1] for k < L-1; layers[L-1]
+                             // is the pre-norm output of the last layer (HF exposes only
+                             // its norm, which is `hidden`)
 };
 
 struct SequenceResult {
@@ -64,7 +72,9 @@ class Engine {
   // request i; batched results equal one-at-a-time results.
   absl::StatusOr<std::vector<SequenceResult>> Prefill(std::span<const SequenceRequest> requests);
 
-  // Computes the KV cache of `tokens` once for reuse as a prefix.
+  // Computes the KV cache of `tokens` once for reuse as a prefix. The cache is
+  // tied to this engine's Model and precision; requests with a prefix from
+  // another model or precision are refused (InvalidArgument).
   absl::StatusOr<std::shared_ptr<const PrefixCache>> ComputePrefix(std::span<const int32_t> tokens);
 
   // Greedy decode: feeds `tokens` (after the optional prefix) and generates up
