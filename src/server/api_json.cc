@@ -54,6 +54,9 @@ absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view body, int max_d
     // nlohmann validates UTF-8 and surrogate pairs itself; the message names
     // the byte offset. Classify it so clients can tell the cases apart.
     std::string what = e.what();
+    // nlohmann appends "; last read: '<bytes>'", a piece of the body: drop it,
+    // since messages are logged and prompt text must not be (position stays).
+    if (size_t cut = what.find("; last read:"); cut != std::string::npos) what.resize(cut);
     std::string code = "invalid_json";
     if (what.find("surrogate") != std::string::npos) code = "invalid_unicode";
     else if (what.find("UTF-8") != std::string::npos) code = "invalid_utf8";

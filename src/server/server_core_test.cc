@@ -282,6 +282,10 @@ TEST(ModerationApi, RejectsBadInputNamingTheField) {
     EXPECT_EQ(CodeOf(s), c.code) << c.body << " -> " << s;
     EXPECT_EQ(ParamOf(s), c.param) << c.body << " -> " << s;
   }
+  // Parse errors keep the position but never echo the body (it is logged).
+  absl::Status echoed = ParseModeration("{\"input\":\"my secret \xff\"}");
+  EXPECT_EQ(echoed.message().find("secret"), absl::string_view::npos) << echoed;
+  EXPECT_NE(echoed.message().find("column"), absl::string_view::npos) << echoed;
   // A valid surrogate pair is fine.
   EXPECT_TRUE(ParseModeration(R"({"input":"\ud83d\ude00"})").ok());
 }
