@@ -63,15 +63,20 @@ struct FillJob {
 };
 
 void RunFill(const FillJob& job) {
-  const float scale = kWeightStd * std::sqrt(3.0f);
-  for (int64_t i = job.begin; i < job.end; ++i) {
-    const float u = UniformSigned(Mix64(job.stream ^ Mix64(static_cast<uint64_t>(i))));
-    const float v = job.is_norm ? 1.0f + kNormSpread * u : scale * u;
-    if (job.dtype == DType::kBF16) {
-      const uint16_t b = FloatToBf16(v);
-      std::memcpy(job.data + 2 * i, &b, 2);
-    } else {
-      std::memcpy(job.data + 4 * i, &v, 4);
+  // SplitMix64 in counter mode: element i of a stream is Mix64(stream + i * gamma).
+  constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ull;
+  const float scale = job.is_norm ? kNormSpread : kWeightStd * std::sqrt(3.0f);  // U(-a,a): std a/sqrt3
+  const float center = job.is_norm ? 1.0f : 0.0f;
+  // Separate typed loops so the compiler can vectorise the generator.
+  if (job.dtype == DType::kBF16) {
+    auto* out = reinterpret_cast<uint16_t*>(job.data);  // 64-byte aligned buffer
+    for (int64_t i = job.begin; i < job.end; ++i) {
+      out[i] = FloatToBf16(center + scale * UniformSigned(Mix64(job.stream + i * kGamma)));
+    }
+  } else {
+    auto* out = reinterpret_cast<float*>(job.data);
+    for (int64_t i = job.begin; i < job.end; ++i) {
+      out[i] = center + scale * UniformSigned(Mix64(job.stream + i * kGamma));
     }
   }
 }
