@@ -5,7 +5,8 @@
 //   {"conversation": [{"role":"user","content":"..."}, {"role":"assistant",...}, ...]}
 //   optional "policy": {"categories": [{"code":"S1","name":"Violent Crimes."}, ...],
 //                       "exclude": ["S6", ...]}
-//   optional "deadline_ms": number (overrides the server default, capped by it... see README)
+//   optional "deadline_ms": number (instead of the server default; capped at
+//                           limits.max_deadline_ms)
 // Response:
 //   {"id", "flagged", "verdict": "safe"|"unsafe", "p_unsafe", "s_codes",
 //    "decided_by", "models": {"small", "large"}, "saferoute": {provenance}}

@@ -30,9 +30,17 @@ struct GuardServiceParts {
                                     // probe, circuit state and error counters
 };
 
+inline SchedulerOptions LargeSchedulerDefaults() {
+  SchedulerOptions options;
+  options.name = "large";
+  options.queue_capacity = 64;
+  options.max_batch = 8;
+  return options;
+}
+
 struct GuardServiceOptions {
-  SchedulerOptions small_scheduler{.name = "small"};
-  SchedulerOptions large_scheduler{.name = "large", .queue_capacity = 64, .max_batch = 8};
+  SchedulerOptions small_scheduler = SchedulerOptions();  // name "small"
+  SchedulerOptions large_scheduler = LargeSchedulerDefaults();
   CascadeOptions cascade;
   std::string model_name = "saferoute-lg3";
   double default_deadline_ms = 5000;

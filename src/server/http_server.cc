@@ -23,6 +23,12 @@ struct RouteOutcome {
   std::string log_detail;  // sizes and verdicts; prompt text only with log_prompts
 };
 
+RouteOutcome Failed(absl::Status status) {
+  RouteOutcome out;
+  out.body = std::move(status);
+  return out;
+}
+
 // Serialises without throwing: guard output may carry invalid UTF-8.
 std::string Dump(const nlohmann::json& json) {
   return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -63,12 +69,12 @@ std::string PromptsForLog(const std::vector<GuardRequest>& inputs) {
 RouteOutcome HandleModerations(GuardService& service, const httplib::Request& req) {
   RouteOutcome out;
   absl::StatusOr<double> deadline = DeadlineFromHeader(req);
-  if (!deadline.ok()) return {.body = deadline.status()};
+  if (!deadline.ok()) return Failed(deadline.status());
   absl::StatusOr<nlohmann::json> body = ParseJsonObject(req.body);
-  if (!body.ok()) return {.body = body.status()};
+  if (!body.ok()) return Failed(body.status());
   absl::StatusOr<ModerationRequest> parsed =
       ParseModerationRequest(*body, service.options().max_inputs_per_request);
-  if (!parsed.ok()) return {.body = parsed.status()};
+  if (!parsed.ok()) return Failed(parsed.status());
   std::vector<GuardRequest> inputs(parsed->inputs.size());
   size_t bytes = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -90,12 +96,12 @@ RouteOutcome HandleModerations(GuardService& service, const httplib::Request& re
 RouteOutcome HandleGuard(GuardService& service, const httplib::Request& req) {
   RouteOutcome out;
   absl::StatusOr<double> deadline = DeadlineFromHeader(req);
-  if (!deadline.ok()) return {.body = deadline.status()};
+  if (!deadline.ok()) return Failed(deadline.status());
   absl::StatusOr<nlohmann::json> body = ParseJsonObject(req.body);
-  if (!body.ok()) return {.body = body.status()};
+  if (!body.ok()) return Failed(body.status());
   absl::StatusOr<NativeGuardRequest> parsed =
       ParseNativeGuardRequest(*body, service.options().max_turns);
-  if (!parsed.ok()) return {.body = parsed.status()};
+  if (!parsed.ok()) return Failed(parsed.status());
   const double deadline_ms = parsed->deadline_ms.value_or(*deadline);
   std::vector<GuardRequest> inputs = {std::move(parsed->request)};
   out.log_detail = absl::StrCat("turns=", std::max<size_t>(1, inputs[0].conversation.size()));
@@ -103,8 +109,8 @@ RouteOutcome HandleGuard(GuardService& service, const httplib::Request& req) {
   absl::StatusOr<std::vector<CascadeDecision>> decisions = service.Decide(inputs, deadline_ms);
   if (!decisions.ok()) {
     // The single input is the whole request: name the field, not "input[0]".
-    out.body = WithParam(decisions.status(), inputs[0].conversation.empty() ? "prompt"
-                                                                            : "conversation");
+    out.body = RenameParam(decisions.status(), inputs[0].conversation.empty() ? "prompt"
+                                                                              : "conversation");
     return out;
   }
   out.verdict = VerdictLabel(*decisions);
@@ -217,7 +223,15 @@ absl::StatusOr<int> GuardHttpServer::Start() {
         absl::StrCat("cannot listen on ", options_.host, ":", options_.port));
   }
   started_ = true;
-  listener_ = std::thread([this] { http_->listen_after_bind(); });
+  listener_ = std::thread([this] {
+    http_->listen_after_bind();
+    listener_exited_ = true;
+  });
+  // httplib's stop() does nothing until the accept loop runs, so a Stop()
+  // right after Start() could otherwise leave the listener running forever.
+  while (!http_->is_running() && !listener_exited_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return port;
 }
 

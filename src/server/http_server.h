@@ -12,6 +12,7 @@
 #ifndef SAFEROUTE_SERVER_HTTP_SERVER_H_
 #define SAFEROUTE_SERVER_HTTP_SERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -51,6 +52,7 @@ class GuardHttpServer {
   const HttpServerOptions options_;
   std::unique_ptr<httplib::Server> http_;
   std::thread listener_;
+  std::atomic<bool> listener_exited_{false};
   bool started_ = false;
 };
 

@@ -75,6 +75,11 @@ absl::Status WithParam(absl::Status status, absl::string_view param) {
   return status;
 }
 
+absl::Status RenameParam(absl::Status status, absl::string_view param) {
+  if (status.GetPayload(kParamPayload).has_value()) return WithParam(std::move(status), param);
+  return status;
+}
+
 nlohmann::json ErrorBody(const absl::Status& status) {
   const int http_code = HttpStatusFor(status);
   std::optional<std::string> param = Payload(status, kParamPayload);

@@ -30,6 +30,9 @@ absl::Status InputError(absl::string_view message, absl::string_view param,
 
 // Adds/overrides the "param" payload (e.g. a guard error for input i).
 absl::Status WithParam(absl::Status status, absl::string_view param);
+// Overrides the "param" payload only if the status has one (renames
+// "input[0]" to "prompt" on the single-input route; queue-full stays null).
+absl::Status RenameParam(absl::Status status, absl::string_view param);
 
 // {"error":{"message","type","param","code"}}; type follows OpenAI's names
 // ("invalid_request_error", "rate_limit_error", "timeout_error", ...).

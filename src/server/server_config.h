@@ -26,6 +26,14 @@ struct GuardStageConfig {
   double batch_wait_ms = 2;        // how long a batch may wait to fill
 };
 
+// The large guard sees only escalations: a shorter queue and smaller batches.
+inline GuardStageConfig LargeStageDefaults() {
+  GuardStageConfig stage;
+  stage.queue_size = 64;
+  stage.max_batch = 8;
+  return stage;
+}
+
 struct ServerConfig {
   // [listen]
   std::string listen_host = "127.0.0.1";
@@ -44,7 +52,7 @@ struct ServerConfig {
   double router_budget_window_s = 60;
   // [large]
   std::string large_mode = "none"; // none | local | remote
-  GuardStageConfig large{.queue_size = 64, .max_batch = 8};
+  GuardStageConfig large = LargeStageDefaults();
   // [remote]  (large_mode = remote)
   std::string remote_kind = "vllm";  // vllm | llamacpp
   std::string remote_url;            // http://host:port
