@@ -202,12 +202,12 @@ class ServiceTestBase(unittest.TestCase):
                 "--router-path", router_path, "--large-format", "llama-guard-3-8b",
                 "--remote-tokenizer", os.path.join(model, "tokenizer.json")]
 
-    def start_service(self, remote, policy="fail_closed", extra=()):
+    def start_service(self, remote, policy="fail_closed", breaker_failures=3):
         flags = self.base_flags(self.router_path) + [
             "--large-mode", "remote", "--remote-kind", remote.kind, "--remote-url", remote.url,
             "--remote-model", remote.model, "--remote-timeout-ms", "300", "--remote-retries", "1",
-            "--remote-backoff-ms", "10", "--remote-breaker-failures", "3",
-            "--remote-breaker-open-ms", "1500", "--policy-failure", policy, *extra]
+            "--remote-backoff-ms", "10", "--remote-breaker-failures", str(breaker_failures),
+            "--remote-breaker-open-ms", "1500", "--policy-failure", policy]
         service = Service(flags, self.tmp.name)
         self.addCleanup(service.stop)
         if not service.start():
@@ -279,7 +279,7 @@ class FaultTest(ServiceTestBase):
     def test_fail_closed_under_every_fault_and_nothing_hangs(self):
         remote = self.start_remote("vllm", p_unsafe=0.05, decode_text="safe")
         service = self.start_service(remote, "fail_closed",
-                                     extra=["--remote-breaker-failures", "1000"])
+                                     breaker_failures=1000)
         for mode in ("error500", "garbage", "slow"):
             remote.set_mode(mode)
             remote.slow_s = 1.5  # > the 300 ms per-attempt timeout
@@ -311,7 +311,7 @@ class FaultTest(ServiceTestBase):
     def test_no_request_lost_or_hung_under_concurrent_faults(self):
         remote = self.start_remote("vllm", p_unsafe=0.05, decode_text="safe")
         service = self.start_service(remote, "fail_closed",
-                                     extra=["--remote-breaker-failures", "1000"])
+                                     breaker_failures=1000)
         remote.set_mode("garbage")
         n = 24
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
