@@ -14,6 +14,9 @@ namespace {
 const std::vector<CommandEntry> kCommands = {
     {"train", "Train a router (bnn, mlp, logistic) on features + hard labels", SetupTrainCommand},
     {"calibrate", "Set a router's threshold for a large-guard budget on held-out features", SetupCalibrateCommand},
+    {"label", "Hard labels t (Eq. 1) from small and large guard score files + gold labels", SetupLabelCommand},
+    {"eval", "Every method vs baselines: F1, routing F1/AUPRC, share, cost, curves, SVG plot", SetupEvalCommand},
+    {"augment", "Paraphrase a dataset k times through an OpenAI-compatible chat endpoint (resumable)", SetupAugmentCommand},
     {"make-model", "Write a random-weight checkpoint of a named shape or config.json (bench, stand-in guards)", SetupMakeModelCommand},
     {"serve", "HTTP guard service: OpenAI /v1/moderations + /v1/guard, cascade, metrics", SetupServeCommand},
     // {"fit", "Score, label, train, calibrate and evaluate a router (the whole recipe)", SetupFitCommand},
