@@ -33,7 +33,8 @@ inline uint64_t IndexAt(uint64_t key, uint64_t i, uint64_t n) {
   return static_cast<uint64_t>((static_cast<unsigned __int128>(Mix64(key ^ Mix64(i))) * n) >> 64);
 }
 
-// out[0..n) ~ N(0, 1) by Box-Muller on pairs (value i depends only on key, i).
+// out[0..n) ~ N(0, 1) by Box-Muller on pairs (value i depends only on key, i;
+// 24-bit uniforms, single precision).
 void FillNormal(uint64_t key, float* out, size_t n);
 // out[0..n) ~ U(low, high).
 void FillUniform(uint64_t key, double low, double high, float* out, size_t n);

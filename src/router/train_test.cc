@@ -27,9 +27,17 @@ Synthetic MakeSeparable(int n, int dim, uint64_t seed) {
   double norm = 0;
   for (float v : direction) norm += double(v) * v;
   norm = std::sqrt(norm);
+  uint64_t redraws = 0;
   for (int i = 0; i < n; ++i) {
     double projection = 0;
     for (int j = 0; j < dim; ++j) projection += s.features[i * dim + j] * direction[j] / norm;
+    // A margin around the boundary keeps the rule cleanly learnable from a
+    // few thousand rows: rows within 0.15 of it are redrawn.
+    if (std::abs(projection - 1.175) < 0.15) {
+      FillNormal(MixKey(seed, 3, redraws++), s.features.data() + static_cast<size_t>(i) * dim, dim);
+      --i;
+      continue;
+    }
     s.targets.push_back(projection > 1.175 ? 1 : 0);  // P(N(0,1) > 1.175) ~ 0.12
   }
   return s;
@@ -39,7 +47,7 @@ TrainOptions SmallOptions(RouterType type) {
   TrainOptions o;
   o.type = type;
   o.hidden_dim = 32;
-  o.epochs = 25;
+  o.epochs = 40;
   o.batch_size = 128;
   o.warmup_steps = 10;
   o.learning_rate = 3e-3;
@@ -60,11 +68,11 @@ TEST_P(LearnsRuleTest, ValidationAuprcAtLeast095) {
       data.features, data.dim, data.targets, SmallOptions(GetParam()),
       [&](const EpochReport& r) { epochs_seen = r.epoch; });
   ASSERT_TRUE(trained.ok()) << trained.status();
-  EXPECT_EQ(epochs_seen, 25);
+  EXPECT_EQ(epochs_seen, 40);
   const TrainSummary& s = trained->summary;
   EXPECT_GE(s.best.val.auprc, 0.95) << RouterTypeName(GetParam());
   EXPECT_EQ(s.kept_epoch, s.best_epoch);
-  EXPECT_EQ(s.last.epoch, 25);
+  EXPECT_EQ(s.last.epoch, 40);
   EXPECT_EQ(s.examples, 3000);
   EXPECT_EQ(s.positives, positives);
   EXPECT_EQ(s.train_examples + s.val_examples, 3000);
@@ -92,7 +100,7 @@ TEST_P(LearnsRuleTest, ValidationAuprcAtLeast095) {
   std::vector<float> fresh_logits(2000), fresh_scores(2000);
   trained->network.Logits(fresh.features.data(), 2000, fresh_logits.data());
   for (int i = 0; i < 2000; ++i) fresh_scores[i] = Sigmoid(fresh_logits[i]);
-  EXPECT_GE(AveragePrecision(fresh_scores, fresh.targets), 0.93);
+  EXPECT_GE(AveragePrecision(fresh_scores, fresh.targets), 0.93) << RouterTypeName(GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllRouters, LearnsRuleTest,
