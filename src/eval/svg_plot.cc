@@ -133,34 +133,48 @@ std::string RenderTradeOffSvg(const EvalReport& report, const std::string& title
   struct Label {
     double x, y, label_y;
     std::string text, color;
+    bool left;              // text ends left of the point (near the right edge)
+    double text_x0, text_x1;  // horizontal extent of the text
   };
   std::vector<Label> labels;
   for (const MethodResult& m : report.methods) {
-    labels.push_back({X(m.large_share), Y(m.safety.f1()), Y(m.safety.f1()),
-                      absl::StrFormat("%s %.3f", m.label, m.safety.f1()), ColorOf(m.key)});
+    Label l{X(m.large_share), Y(m.safety.f1()), Y(m.safety.f1()),
+            absl::StrFormat("%s %.3f", m.label, m.safety.f1()), ColorOf(m.key), false, 0, 0};
+    const double width = 6.3 * static_cast<double>(l.text.size());  // ~11 px sans-serif
+    l.left = l.x + 9 + width > kLeft + kPlotW;
+    l.text_x0 = l.left ? l.x - 9 - width : l.x + 9;
+    l.text_x1 = l.left ? l.x - 9 : l.x + 9 + width;
+    labels.push_back(std::move(l));
   }
+  // Top to bottom, push each label below any earlier label whose text it
+  // would overlap, so no two labels collide.
   std::sort(labels.begin(), labels.end(), [](const Label& a, const Label& b) { return a.y < b.y; });
   constexpr double kLabelGap = 14;
   for (size_t i = 1; i < labels.size(); ++i) {
-    // Only labels that could collide horizontally push each other.
-    for (size_t j = 0; j < i; ++j) {
-      if (std::abs(labels[i].x - labels[j].x) < 150 && labels[i].label_y - labels[j].label_y < kLabelGap) {
-        labels[i].label_y = labels[j].label_y + kLabelGap;
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (size_t j = 0; j < i; ++j) {
+        const bool overlap_x = labels[i].text_x0 < labels[j].text_x1 && labels[j].text_x0 < labels[i].text_x1;
+        if (overlap_x && std::abs(labels[i].label_y - labels[j].label_y) < kLabelGap) {
+          labels[i].label_y = labels[j].label_y + kLabelGap;
+          moved = true;
+        }
       }
     }
   }
   for (const Label& l : labels) {
     s += absl::StrFormat("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\" stroke=\"white\" stroke-width=\"1.5\"/>\n",
                          l.x, l.y, l.color);
-    // Labels go right of the point, or left near the right edge.
-    const bool left = l.x > kLeft + kPlotW - 150;
-    const double tx = left ? l.x - 9 : l.x + 9;
+    const double tx = l.left ? l.text_x1 : l.text_x0;
     if (std::abs(l.label_y - l.y) > 1) {
       s += absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" stroke-width=\"0.8\"/>\n",
                            l.x, l.y, tx, l.label_y);
     }
-    s += absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"%s\" fill=\"#222\">%s</text>\n",
-                         tx, l.label_y + 4, left ? "end" : "start", XmlEscape(l.text));
+    // A white halo keeps labels readable over the curves.
+    s += absl::StrFormat(
+        "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"%s\" fill=\"#222\" stroke=\"white\" "
+        "stroke-width=\"3\" paint-order=\"stroke\">%s</text>\n",
+        tx, l.label_y + 4, l.left ? "end" : "start", XmlEscape(l.text));
   }
 
   // Legend.
