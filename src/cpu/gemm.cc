@@ -1,10 +1,12 @@
 #include "cpu/gemm.h"
 
 #include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
 #include <algorithm>
 #include <atomic>
+#include <string>
 
 #include "cpu/convert.h"
 
@@ -111,6 +113,21 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
                                                failure.load(), m, k));
   }
   return absl::OkStatus();
+}
+
+bool NativeBf16MatmulSupported() {
+  try {
+    dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    using dt = dnnl::memory::data_type;
+    dnnl::memory::desc src({64, 64}, dt::bf16, {64, 1});
+    dnnl::memory::desc weights({64, 64}, dt::bf16, {1, 64});  // [K, N] view of W [N, K]
+    dnnl::memory::desc dst({64, 64}, dt::f32, {64, 1});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), engine);
+    // The reference (non-JIT) implementation is too slow to count.
+    return std::string(pd.impl_info_str()).find("ref") == std::string::npos;
+  } catch (const dnnl::error&) {
+    return false;
+  }
 }
 
 void ReferenceGemm(const float* x, int64_t m, int64_t k, const WeightMatrix& w, float* y,

@@ -66,6 +66,11 @@ class GemmRunner {
   std::vector<Panel> panels_;                 // work list of the current call (reused)
 };
 
+// Whether this CPU's oneDNN offers a bf16 x bf16 -> f32 matmul (needs
+// AVX512-BF16/AMX in oneDNN 2.6). Reported by `saferoute bench`; the engine's
+// bf16 path computes the same numbers through the widened-panel sgemm.
+bool NativeBf16MatmulSupported();
+
 // Plain triple-loop reference (tests only; slow).
 void ReferenceGemm(const float* x, int64_t m, int64_t k, const WeightMatrix& w, float* y,
                    int64_t ldy, bool accumulate);
