@@ -1,7 +1,9 @@
 // Router training: learns a known rule, is deterministic, rejects bad input.
 #include "router/train.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "gtest/gtest.h"
