@@ -235,7 +235,10 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
   if (fs::exists(meta_path)) {
     SR_ASSIGN_OR_RETURN(content_free, CheckExistingMeta(meta_path, expected_meta));
     SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(meta_path));
-    if (ordered_json::parse(text).value("complete", false) && fs::exists(features_path) == (dim > 0)) {
+    const ordered_json meta = ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+    const bool complete = meta.is_object() && meta.contains("complete") && meta["complete"].is_boolean() &&
+                          meta["complete"].get<bool>();
+    if (complete && fs::exists(features_path) == (dim > 0)) {
       summary.resumed = summary.total;  // finished earlier: nothing to do
       return summary;
     }
