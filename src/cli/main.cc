@@ -12,6 +12,9 @@ namespace {
 // Commands, in the order `saferoute --help` lists them. Add a command by
 // writing cli/cmd_<name>.cc and adding one line here.
 const std::vector<CommandEntry> kCommands = {
+    {"classify", "One Llama Guard 3 call on a local model: verdict, p(unsafe), categories (JSON)", SetupClassifyCommand},
+    {"tokenize", "Token ids of text (or a JSONL of texts) with a tokenizer.json", SetupTokenizeCommand},
+    {"render", "The Llama Guard 3 prompt (text + ids) for a prompt [+ response]", SetupRenderCommand},
     {"train", "Train a router (bnn, mlp, logistic) on features + hard labels", SetupTrainCommand},
     {"calibrate", "Set a router's threshold for a large-guard budget on held-out features", SetupCalibrateCommand},
     {"label", "Hard labels t (Eq. 1) from small and large guard score files + gold labels", SetupLabelCommand},
