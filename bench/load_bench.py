@@ -165,7 +165,8 @@ def main():
     try:
         if args.launch:
             port = free_port()
-            cmd = [args.launch, "serve", "--listen-port", str(port), "--small-model-dir", args.model]
+            cmd = [args.launch, "serve", "--listen-port", str(port), "--small-model-dir", args.model,
+                   "--small-format", "llama-guard-3-1b"]
             if args.router:
                 cmd += ["--router-path", args.router]
             if args.standin_remote:

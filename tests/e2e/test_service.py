@@ -198,7 +198,8 @@ class ServiceTestBase(unittest.TestCase):
     def base_flags(cls, router_path):
         shared = ARGS.shared_dir
         model = os.path.join(shared, "fixtures/guard/llama_guard_tiny_fullvocab_bf16")
-        return ["--small-model-dir", model, "--small-precision", "fp32", "--small-threads", "1",
+        return ["--small-model-dir", model, "--small-format", "llama-guard-3-1b",
+                "--small-precision", "fp32", "--small-threads", "1",
                 "--router-path", router_path, "--large-format", "llama-guard-3-8b",
                 "--remote-tokenizer", os.path.join(model, "tokenizer.json")]
 
