@@ -261,7 +261,9 @@ TEST(WriteSafetensorsTest, RoundTripsMixedDtypesAndMetadata) {
     EXPECT_EQ(v->dtype, t.dtype);
     EXPECT_EQ(v->shape, t.shape);
     ASSERT_EQ(v->nbytes, t.nbytes);
-    if (t.nbytes) EXPECT_EQ(std::memcmp(v->data, t.data, t.nbytes), 0) << t.name;
+    if (t.nbytes) {
+      EXPECT_EQ(std::memcmp(v->data, t.data, t.nbytes), 0) << t.name;
+    }
   }
   // The header is space-padded so the data buffer starts 8-byte aligned.
   const TensorView* first = (*file)->Find("w.f32");

@@ -101,8 +101,11 @@ TEST(LoadModelTest, EveryFixtureModelLoadsAndEmbeddingsMatchReference) {
     ASSERT_EQ(w.layers.size(), static_cast<size_t>(c.num_layers));
     EXPECT_EQ(w.token_embd.shape, (std::vector<int64_t>{c.vocab_size, c.hidden_size}));
     EXPECT_EQ(w.lm_head.shape, w.token_embd.shape);
-    if (c.tie_word_embeddings) EXPECT_EQ(w.lm_head.data, w.token_embd.data);
-    else EXPECT_NE(w.lm_head.data, w.token_embd.data);
+    if (c.tie_word_embeddings) {
+      EXPECT_EQ(w.lm_head.data, w.token_embd.data);
+    } else {
+      EXPECT_NE(w.lm_head.data, w.token_embd.data);
+    }
     const bool qwen = c.architecture == Architecture::kQwen3;
     for (const LayerWeights& l : w.layers) {
       EXPECT_EQ(l.q_norm.empty(), !qwen);
