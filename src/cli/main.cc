@@ -12,6 +12,8 @@ namespace {
 // Commands, in the order `saferoute --help` lists them. Add a command by
 // writing cli/cmd_<name>.cc and adding one line here.
 const std::vector<CommandEntry> kCommands = {
+    {"fit", "Score, label, train, calibrate and evaluate a router (the whole recipe)", SetupFitCommand},
+    {"score", "Run a guard over datasets: scores (JSONL) + router features (safetensors), resumable", SetupScoreCommand},
     {"classify", "One Llama Guard 3 call on a local model: verdict, p(unsafe), categories (JSON)", SetupClassifyCommand},
     {"tokenize", "Token ids of text (or a JSONL of texts) with a tokenizer.json", SetupTokenizeCommand},
     {"render", "The Llama Guard 3 prompt (text + ids) for a prompt [+ response]", SetupRenderCommand},
@@ -24,7 +26,6 @@ const std::vector<CommandEntry> kCommands = {
     {"inspect", "Raw hidden states / logits / per-layer residuals of token ids (JSON)", SetupInspectCommand},
     {"bench", "Prefill throughput vs the measured GEMM peak, prefix cache, RSS", SetupBenchCommand},
     {"serve", "HTTP guard service: OpenAI /v1/moderations + /v1/guard, cascade, metrics", SetupServeCommand},
-    // {"fit", "Score, label, train, calibrate and evaluate a router (the whole recipe)", SetupFitCommand},
 };
 
 }  // namespace
