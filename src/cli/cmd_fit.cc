@@ -230,9 +230,9 @@ absl::Status RunFit(FitFlags flags) {
 
   // 1. Data slices and scores (each step resumes what an earlier run left).
   SR_ASSIGN_OR_RETURN(std::string train_data,
-                      WriteSlice(flags.train, flags.train_limit, flags.seed, flags.out + "/train.jsonl"));
+                      WriteSlice(flags.train, flags.train_limit, flags.seed, flags.out + "/data-train.jsonl"));
   SR_ASSIGN_OR_RETURN(std::string eval_data,
-                      WriteSlice(flags.eval, flags.eval_limit, flags.seed, flags.out + "/eval.jsonl"));
+                      WriteSlice(flags.eval, flags.eval_limit, flags.seed, flags.out + "/data-eval.jsonl"));
   const std::string s_train = flags.out + "/scores/small-train", s_eval = flags.out + "/scores/small-eval";
   const std::string l_train = flags.out + "/scores/large-train", l_eval = flags.out + "/scores/large-eval";
   SR_RETURN_IF_ERROR(ScoreWith(flags.small, train_data, s_train, "small").status());

@@ -4,12 +4,13 @@
 #include <fstream>
 
 #include "gtest/gtest.h"
+#include "util/test_paths.h"
 #include "io/safetensors.h"
 
 namespace saferoute {
 namespace {
 
-std::string Temp(const char* name) { return ::testing::TempDir() + "/" + name; }
+std::string Temp(const char* name) { return UniqueTestPath(name); }
 
 FeatureSet ThreeRows() {
   return FeatureSet{.ids = {"a", "b", "c"}, .dim = 2,

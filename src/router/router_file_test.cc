@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "util/test_paths.h"
 #include "io/safetensors.h"
 #include "nlohmann/json.hpp"
 
@@ -66,7 +67,7 @@ RouterInfo TinyInfo() {
 class RoundTripTest : public ::testing::TestWithParam<RouterType> {};
 
 TEST_P(RoundTripTest, WeightsAndInfoSurviveBitForBit) {
-  const std::string path = ::testing::TempDir() + "/round_trip.safetensors";
+  const std::string path = UniqueTestPath("round_trip.safetensors");
   const RouterNetwork net = TinyNetwork(GetParam(), 8);
   ASSERT_TRUE(WriteRouterFile(path, net, TinyInfo()).ok());
   absl::StatusOr<RouterFileContents> read = ReadRouterFile(path);
@@ -124,7 +125,7 @@ struct Parts {
   json config;
 };
 absl::Status ReadMutated(const std::function<void(Parts&)>& mutate) {
-  const std::string good = ::testing::TempDir() + "/good.safetensors";
+  const std::string good = UniqueTestPath("good.safetensors");
   const RouterNetwork net = TinyNetwork(RouterType::kBayesianMlp, 2);
   SR_RETURN_IF_ERROR(WriteRouterFile(good, net, TinyInfo()));
   auto file = SafetensorsFile::Open(good);
@@ -138,7 +139,7 @@ absl::Status ReadMutated(const std::function<void(Parts&)>& mutate) {
     to_write.push_back({.name = p.name, .dtype = DType::kF32, .shape = p.shape,
                         .data = p.values.data(), .nbytes = p.values.size() * sizeof(float)});
   }
-  const std::string bad = ::testing::TempDir() + "/bad.safetensors";
+  const std::string bad = UniqueTestPath("bad.safetensors");
   SR_RETURN_IF_ERROR(WriteSafetensors(bad, to_write, parts.metadata));
   return ReadRouterFile(bad).status();
 }
@@ -181,13 +182,13 @@ TEST(RouterFileTest, CorruptFilesAreRejectedWithAClearMessage) {
 }
 
 TEST(RouterFileTest, TruncatedAndGarbageFilesAreRejected) {
-  const std::string good = ::testing::TempDir() + "/for_truncation.safetensors";
+  const std::string good = UniqueTestPath("for_truncation.safetensors");
   ASSERT_TRUE(WriteRouterFile(good, TinyNetwork(RouterType::kMlp, 4), TinyInfo()).ok());
   std::ifstream in(good, std::ios::binary);
   std::stringstream buffer;
   buffer << in.rdbuf();
   const std::string bytes = buffer.str();
-  const std::string bad = ::testing::TempDir() + "/truncated.safetensors";
+  const std::string bad = UniqueTestPath("truncated.safetensors");
   for (size_t keep : {size_t{0}, size_t{5}, size_t{100}, bytes.size() - 1}) {
     std::ofstream(bad, std::ios::binary | std::ios::trunc).write(bytes.data(), keep);
     EXPECT_FALSE(LoadRouter(bad).ok()) << "kept " << keep << " bytes";

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "util/test_paths.h"
 #include "server/api_json.h"
 #include "server/escalation_budget.h"
 #include "server/guard_api.h"
@@ -369,7 +370,7 @@ ParsedConfig ParseServe(std::vector<std::string> args, const std::string& toml =
   ParsedConfig out;
   std::string file;
   if (!toml.empty()) {
-    file = ::testing::TempDir() + "/serve_test.toml";
+    file = UniqueTestPath("serve_test.toml");
     std::ofstream(file) << toml;
     args.insert(args.begin(), {"--config", file});
   }
