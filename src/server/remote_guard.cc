@@ -358,6 +358,7 @@ class RemoteGuardImpl final : public RemoteGuard {
   // well under a millisecond against a large guard's forward pass.
   std::unique_ptr<httplib::Client> NewClient() const {
     auto client = std::make_unique<httplib::Client>(url_.scheme_host_port);
+    client->set_tcp_nodelay(true);  // no Nagle/delayed-ACK stall between header and body sends
     const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::duration<double, std::milli>(options_.timeout_ms));
     client->set_connection_timeout(timeout);
