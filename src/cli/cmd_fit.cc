@@ -161,15 +161,7 @@ absl::Status TrainAndCalibrate(const FitFlags& flags, const std::string& feature
   info.training["labels_file"] = labels_path;
   // Budget calibration on the held-out validation rows, with the cascade's
   // safety F1 at each threshold (the label file carries both verdicts).
-  std::vector<uint8_t> small, large, gold;
-  for (int64_t r : trained.val_rows) {
-    small.push_back(labels.small_pred[r]);
-    large.push_back(labels.large_pred[r]);
-    gold.push_back(labels.gold[r]);
-  }
-  const SafetyOutcomes outcomes{.small_unsafe = small, .large_unsafe = large, .gold_unsafe = gold};
-  SR_ASSIGN_OR_RETURN(info.calibration,
-                      BuildCalibrationTable(trained.val_scores, labels.has_outcomes ? &outcomes : nullptr));
+  SR_ASSIGN_OR_RETURN(info.calibration, CalibrateOnValidation(trained, labels));
   info.calibration_source = {{"split", "validation"}, {"examples", trained.val_rows.size()}};
   if (flags.share >= 0) {
     SR_ASSIGN_OR_RETURN(info.threshold, InterpolateThreshold(info.calibration, flags.share));
@@ -242,6 +234,7 @@ absl::Status RunFit(FitFlags flags) {
 
   // 2. Hard labels on the training data.
   eval::LabelJob label_job{.data = {train_data},
+                           .mapping = {},
                            .small_scores = s_train + "/" + eval::kScoresFile,
                            .large_scores = l_train + "/" + eval::kScoresFile,
                            .out = flags.out + "/labels-train.jsonl"};

@@ -50,16 +50,7 @@ absl::Status RunTrain(const TrainFlags& flags) {
   if (!trained.val_rows.empty()) {
     // Budget table from the held-out validation rows (with the cascade's
     // safety F1 when the label file carries the guards' verdicts).
-    std::vector<uint8_t> small, large, gold;
-    for (int64_t r : trained.val_rows) {
-      small.push_back(labels.small_pred[r]);
-      large.push_back(labels.large_pred[r]);
-      gold.push_back(labels.gold[r]);
-    }
-    const SafetyOutcomes outcomes{.small_unsafe = small, .large_unsafe = large, .gold_unsafe = gold};
-    SR_ASSIGN_OR_RETURN(info.calibration,
-                        BuildCalibrationTable(trained.val_scores,
-                                              labels.has_outcomes ? &outcomes : nullptr));
+    SR_ASSIGN_OR_RETURN(info.calibration, CalibrateOnValidation(trained, labels));
     info.calibration_source = {{"split", "validation"},
                                {"examples", trained.val_rows.size()},
                                {"safety_f1", labels.has_outcomes}};

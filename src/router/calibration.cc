@@ -152,4 +152,18 @@ absl::Status ValidateCalibrationTable(const std::vector<CalibrationPoint>& table
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<CalibrationPoint>> CalibrateOnValidation(const TrainedRouter& trained,
+                                                                    const RouterLabels& labels) {
+  std::vector<uint8_t> small, large, gold;
+  if (labels.has_outcomes) {
+    for (int64_t row : trained.val_rows) {
+      small.push_back(labels.small_pred[row]);
+      large.push_back(labels.large_pred[row]);
+      gold.push_back(labels.gold[row]);
+    }
+  }
+  const SafetyOutcomes outcomes{.small_unsafe = small, .large_unsafe = large, .gold_unsafe = gold};
+  return BuildCalibrationTable(trained.val_scores, labels.has_outcomes ? &outcomes : nullptr);
+}
+
 }  // namespace saferoute

@@ -9,7 +9,9 @@
 #include <span>
 #include <vector>
 
+#include "router/feature_set.h"
 #include "router/router.h"
+#include "router/train.h"
 #include "util/status.h"
 
 namespace saferoute {
@@ -40,6 +42,13 @@ absl::StatusOr<std::vector<CalibrationPoint>> BuildCalibrationTable(
 // neighbouring points; shares beyond the table's range clamp to its ends.
 absl::StatusOr<double> InterpolateThreshold(const std::vector<CalibrationPoint>& table,
                                             double share);
+
+// The table of a freshly trained router, measured on its held-out validation
+// rows (TrainedRouter::val_rows/val_scores); with the label file's guard
+// verdicts and gold labels (labels.has_outcomes) it also holds the cascade's
+// safety F1. `labels` is aligned to the rows the router was trained on.
+absl::StatusOr<std::vector<CalibrationPoint>> CalibrateOnValidation(const TrainedRouter& trained,
+                                                                    const RouterLabels& labels);
 
 // Checks a table read from a file: finite thresholds strictly ascending,
 // shares in [0, 1] not increasing, f1 in [0, 1] or -1. `where` prefixes errors.

@@ -110,5 +110,47 @@ TEST(CalibrationTest, RejectsBadInput) {
                    .ok());
 }
 
+TEST(CalibrationTest, CalibrateOnValidationUsesOnlyTheValidationRowsOutcomes) {
+  // Five training rows; rows 1 and 3 were held out. Their outcomes (and only
+  // theirs) must reach the safety-F1 column.
+  TrainedRouter trained{.network = RouterNetwork(RouterType::kLogistic, 2, 1)};
+  trained.val_rows = {1, 3};
+  trained.val_scores = {0.9f, 0.2f};
+  RouterLabels labels;
+  labels.t = {0, 1, 0, 0, 1};
+  labels.has_outcomes = true;
+  labels.small_pred = {1, 0, 1, 1, 1};
+  labels.large_pred = {1, 1, 1, 0, 1};
+  labels.gold = {0, 1, 0, 0, 1};
+  absl::StatusOr<std::vector<CalibrationPoint>> got = CalibrateOnValidation(trained, labels);
+  ASSERT_TRUE(got.ok()) << got.status();
+  const std::vector<uint8_t> small = {0, 1}, large = {1, 0}, gold = {1, 0};
+  const SafetyOutcomes outcomes{.small_unsafe = small, .large_unsafe = large, .gold_unsafe = gold};
+  absl::StatusOr<std::vector<CalibrationPoint>> want =
+      BuildCalibrationTable(trained.val_scores, &outcomes);
+  ASSERT_TRUE(want.ok());
+  ASSERT_EQ(got->size(), want->size());
+  for (size_t i = 0; i < got->size(); ++i) {
+    EXPECT_EQ((*got)[i].threshold, (*want)[i].threshold);
+    EXPECT_EQ((*got)[i].large_share, (*want)[i].large_share);
+    EXPECT_EQ((*got)[i].f1, (*want)[i].f1);
+  }
+  // By hand, a threshold between the two scores routes only row 1 (small
+  // wrong, large right: TP) and keeps row 3's small verdict (unsafe, gold
+  // safe: FP): F1 = 2*1 / (2*1 + 1 + 0) = 2/3.
+  bool saw_middle = false;
+  for (const CalibrationPoint& p : *got) {
+    if (p.threshold > 0.2 && p.threshold < 0.9) {
+      saw_middle = true;
+      EXPECT_NEAR(p.f1, 2.0 / 3.0, 1e-12);
+    }
+  }
+  EXPECT_TRUE(saw_middle);
+  labels.has_outcomes = false;  // without outcomes: shares only
+  got = CalibrateOnValidation(trained, labels);
+  ASSERT_TRUE(got.ok());
+  for (const CalibrationPoint& p : *got) EXPECT_EQ(p.f1, -1);
+}
+
 }  // namespace
 }  // namespace saferoute
