@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/dataset_flags.h"
 #include "eval/augment.h"
 #include "eval/dataset.h"
 
@@ -46,13 +47,7 @@ CommandRunner SetupAugmentCommand(CLI::App& cmd) {
   cmd.add_option("--retries", o.max_retries, "retries per request (transport errors, 429, 5xx)")
       ->capture_default_str()
       ->check(CLI::Range(0, 20));
-  eval::FieldMapping& m = flags->mapping;
-  cmd.add_option("--id-field", m.id_field, "id field/column (empty: <file stem>-<row>)")->capture_default_str();
-  cmd.add_option("--text-field", m.text_field, "prompt field/column")->capture_default_str();
-  cmd.add_option("--response-field", m.response_field, "response field/column (missing/null/empty: none)")
-      ->capture_default_str();
-  cmd.add_option("--label-field", m.label_field, "gold label field/column (bool, 0/1, safe/unsafe)")
-      ->capture_default_str();
+  AddFieldMappingFlags(cmd, flags->mapping);
   return [flags] { return RunAugment(*flags); };
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/dataset_flags.h"
 #include "eval/eval_job.h"
 #include "eval/svg_plot.h"
 #include "io/safetensors.h"
@@ -81,13 +82,7 @@ CommandRunner SetupEvalCommand(CLI::App& cmd) {
   cmd.add_flag("--json", flags->json, "print the report as JSON instead of a table");
   cmd.add_option("--plot", flags->plot, "write the F1-vs-share plot here (SVG)");
   cmd.add_option("--title", flags->title, "plot title");
-  eval::FieldMapping& m = job.mapping;
-  cmd.add_option("--id-field", m.id_field, "id field/column (empty: <file stem>-<row>)")->capture_default_str();
-  cmd.add_option("--text-field", m.text_field, "prompt field/column")->capture_default_str();
-  cmd.add_option("--response-field", m.response_field, "response field/column (missing/null/empty: none)")
-      ->capture_default_str();
-  cmd.add_option("--label-field", m.label_field, "gold label field/column (bool, 0/1, safe/unsafe)")
-      ->capture_default_str();
+  AddFieldMappingFlags(cmd, job.mapping);
   return [flags] { return RunEval(*flags); };
 }
 

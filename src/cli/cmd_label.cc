@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/dataset_flags.h"
 #include "eval/eval_job.h"
 
 namespace saferoute::cli {
@@ -37,13 +38,7 @@ CommandRunner SetupLabelCommand(CLI::App& cmd) {
   cmd.add_option("--large", job->large_scores, "the large guard's scores.jsonl")->required()->check(CLI::ExistingFile);
   cmd.add_option("--out", job->out, "labels to write: JSONL {\"id\",\"t\",\"small_pred\",\"large_pred\",\"gold\"}")
       ->required();
-  eval::FieldMapping& m = job->mapping;
-  cmd.add_option("--id-field", m.id_field, "id field/column (empty: <file stem>-<row>)")->capture_default_str();
-  cmd.add_option("--text-field", m.text_field, "prompt field/column")->capture_default_str();
-  cmd.add_option("--response-field", m.response_field, "response field/column (missing/null/empty: none)")
-      ->capture_default_str();
-  cmd.add_option("--label-field", m.label_field, "gold label field/column (bool, 0/1, safe/unsafe)")
-      ->capture_default_str();
+  AddFieldMappingFlags(cmd, job->mapping);
   return [job] { return RunLabel(*job); };
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/dataset_flags.h"
 #include "cli/guard_flags.h"
 #include "eval/dataset.h"
 #include "eval/scoring.h"
@@ -51,12 +52,7 @@ CommandRunner SetupScoreCommand(CLI::App& cmd) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd.add_option("--out", flags->out, "output directory (resumed if it holds an earlier run)")->required();
-  cmd.add_option("--id-field", flags->mapping.id_field, "field holding the id")->capture_default_str();
-  cmd.add_option("--text-field", flags->mapping.text_field, "field holding the prompt")->capture_default_str();
-  cmd.add_option("--response-field", flags->mapping.response_field, "field holding the response")
-      ->capture_default_str();
-  cmd.add_option("--label-field", flags->mapping.label_field, "field holding the gold label")
-      ->capture_default_str();
+  AddFieldMappingFlags(cmd, flags->mapping);
   cmd.add_flag("--no-progress", flags->no_progress, "no progress output");
   return [flags] { return RunScore(*flags); };
 }
