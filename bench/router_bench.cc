@@ -77,10 +77,13 @@ int main(int argc, char** argv) {
   using namespace saferoute;
   Args args;
   if (!ParseArgs(argc, argv, &args)) {
-    std::fprintf(stderr, "usage: router_bench [--dim N] [--hidden N] [--rows N] [--epochs N] [--skip-train]\n");
+    std::fprintf(
+        stderr,
+        "usage: router_bench [--dim N] [--hidden N] [--rows N] [--epochs N] [--skip-train]\n");
     return 2;
   }
-  nlohmann::json out = {{"threads", omp_get_max_threads()}, {"dim", args.dim}, {"hidden", args.hidden}};
+  nlohmann::json out = {
+      {"threads", omp_get_max_threads()}, {"dim", args.dim}, {"hidden", args.hidden}};
 
   // Inference through the public Router API.
   {
@@ -93,7 +96,8 @@ int main(int argc, char** argv) {
     std::vector<float> x(static_cast<size_t>(n) * args.dim);
     FillNormal(7, x.data(), x.size());
     float sink = 0;
-    for (int i = 0; i < 50; ++i) sink += router->Score(std::span(x).subspan(static_cast<size_t>(i) * args.dim, args.dim));
+    for (int i = 0; i < 50; ++i)
+      sink += router->Score(std::span(x).subspan(static_cast<size_t>(i) * args.dim, args.dim));
     const int reps = 2000;
     double cpu_start = CpuSeconds();
     auto start = Clock::now();
@@ -109,7 +113,9 @@ int main(int argc, char** argv) {
     const int batch_reps = 20;
     for (int r = 0; r < batch_reps; ++r) {
       for (int b = 0; b < n; b += 256) {
-        router->ScoreBatch(std::span(x).subspan(static_cast<size_t>(b) * args.dim, 256 * static_cast<size_t>(args.dim)), scores);
+        router->ScoreBatch(std::span(x).subspan(static_cast<size_t>(b) * args.dim,
+                                                256 * static_cast<size_t>(args.dim)),
+                           scores);
         sink += scores[0];
       }
     }
@@ -157,7 +163,8 @@ int main(int argc, char** argv) {
     });
     const double total_s = Seconds(start);
     if (!trained.ok()) {
-      std::fprintf(stderr, "training failed: %s\n", std::string(trained.status().message()).c_str());
+      std::fprintf(stderr, "training failed: %s\n",
+                   std::string(trained.status().message()).c_str());
       return 1;
     }
     // The first epoch includes page faults of fresh buffers; extrapolate from

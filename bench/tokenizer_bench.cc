@@ -52,10 +52,14 @@ int main(int argc, char** argv) {
   std::string tokenizer_path = shared + "/tokenizers/llama3/tokenizer.json";
   double megabytes = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--text")) text_path = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_path = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--mb")) megabytes = std::atof(argv[i + 1]);
-    else return Fail(std::string("unknown flag ") + argv[i]);
+    if (!std::strcmp(argv[i], "--text"))
+      text_path = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--tokenizer"))
+      tokenizer_path = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--mb"))
+      megabytes = std::atof(argv[i + 1]);
+    else
+      return Fail(std::string("unknown flag ") + argv[i]);
   }
   if (!(megabytes > 0 && megabytes <= 1024)) return Fail("--mb must be in (0, 1024]");
 
@@ -68,7 +72,8 @@ int main(int argc, char** argv) {
     const Json rows = Json::parse(buffer.str());
     for (const Json& row : rows) {
       for (const char* key : {"instruction", "input", "output"}) {
-        if (row.contains(key) && row[key].is_string() && !row[key].get_ref<const std::string&>().empty()) {
+        if (row.contains(key) && row[key].is_string() &&
+            !row[key].get_ref<const std::string&>().empty()) {
           corpus += row[key].get_ref<const std::string&>();
           corpus += "\n\n";
         }
@@ -109,8 +114,8 @@ int main(int argc, char** argv) {
                    {"load_seconds", load_s}};
     if (fast) {
       // Render + tokenize a full guard prompt (1B layout, one user turn).
-      std::vector<Turn> turns = {{Turn::Role::kUser,
-                                  "How do I kill a Python process that ignores SIGTERM on Linux?"}};
+      std::vector<Turn> turns = {
+          {Turn::Role::kUser, "How do I kill a Python process that ignores SIGTERM on Linux?"}};
       std::vector<double> micros, cpu_micros;
       for (int i = 0; i < 2000; ++i) {
         const auto start = Clock::now();
@@ -122,9 +127,10 @@ int main(int argc, char** argv) {
       }
       std::sort(micros.begin(), micros.end());
       std::sort(cpu_micros.begin(), cpu_micros.end());
-      report["render_tokenize_guard_prompt_us"] = {{"median", micros[micros.size() / 2]},
-                                                   {"p99", micros[micros.size() * 99 / 100]},
-                                                   {"median_cpu", cpu_micros[cpu_micros.size() / 2]}};
+      report["render_tokenize_guard_prompt_us"] = {
+          {"median", micros[micros.size() / 2]},
+          {"p99", micros[micros.size() * 99 / 100]},
+          {"median_cpu", cpu_micros[cpu_micros.size() / 2]}};
     }
   }
   std::printf("%s\n", report.dump(2).c_str());

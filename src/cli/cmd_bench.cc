@@ -183,8 +183,8 @@ absl::Status RunBench(const BenchFlags& flags) {
 
   const double macs = LinearMacsPerToken(config);
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("%-6s %-7s %-9s %10s %10s %9s %7s\n", "batch", "tokens", "mode", "seconds",
-              "tok/s", "GFLOP/s", "%peak");
+  std::printf("%-6s %-7s %-9s %10s %10s %9s %7s\n", "batch", "tokens", "mode", "seconds", "tok/s",
+              "GFLOP/s", "%peak");
   auto report = [&](int batch, int length, const char* mode, int64_t past, double seconds) {
     const double tokens = static_cast<double>(batch) * length;
     const double flops = 2.0 * macs * tokens + batch * AttentionFlops(config, past, length) +
@@ -193,9 +193,14 @@ absl::Status RunBench(const BenchFlags& flags) {
     std::printf("%-6d %-7d %-9s %10.3f %10.1f %9.1f %6.1f%%\n", batch, length, mode, seconds,
                 tokens / seconds, gflops, 100.0 * gflops / peak);
     std::fflush(stdout);
-    rows.push_back({{"batch", batch}, {"tokens", length}, {"mode", mode}, {"past", past},
-                    {"seconds", seconds}, {"tokens_per_s", tokens / seconds},
-                    {"gflops", gflops}, {"ratio_to_peak", gflops / peak}});
+    rows.push_back({{"batch", batch},
+                    {"tokens", length},
+                    {"mode", mode},
+                    {"past", past},
+                    {"seconds", seconds},
+                    {"tokens_per_s", tokens / seconds},
+                    {"gflops", gflops},
+                    {"ratio_to_peak", gflops / peak}});
     return seconds;
   };
   for (int batch : batches) {
@@ -218,9 +223,10 @@ absl::Status RunBench(const BenchFlags& flags) {
   }
   const double rss = PeakRssBytes();
   const double weights = static_cast<double>(model->weight_bytes());
-  std::printf("GEMM peak (engine GEMM, 512x2048x8192): bf16-weights %.1f GFLOP/s, fp32 %.1f GFLOP/s"
-              " (native oneDNN bf16 matmul: %s)\n",
-              peak_bf16, peak_fp32, cpu::NativeBf16MatmulSupported() ? "yes" : "no");
+  std::printf(
+      "GEMM peak (engine GEMM, 512x2048x8192): bf16-weights %.1f GFLOP/s, fp32 %.1f GFLOP/s"
+      " (native oneDNN bf16 matmul: %s)\n",
+      peak_bf16, peak_fp32, cpu::NativeBf16MatmulSupported() ? "yes" : "no");
   std::printf("weights %.3f GB, peak RSS %.3f GB, RSS/weights %.3f\n", weights / 1e9, rss / 1e9,
               rss / weights);
   nlohmann::json out = {{"shape", flags.config_file.empty() ? flags.shape : flags.config_file},
@@ -254,9 +260,11 @@ CommandRunner SetupBenchCommand(CLI::App& cmd) {
       ->excludes(shape);
   cmd.add_option("--threads", flags->threads, "Threads")->capture_default_str();
   cmd.add_option("--precision", flags->precision, "bf16 or fp32")->capture_default_str();
-  cmd.add_option("--batches", flags->batches, "Batch sizes, comma-separated")->capture_default_str();
+  cmd.add_option("--batches", flags->batches, "Batch sizes, comma-separated")
+      ->capture_default_str();
   cmd.add_option("--lengths", flags->lengths, "Message lengths in tokens")->capture_default_str();
-  cmd.add_option("--prefix", flags->prefix, "Cached prefix length (0: none)")->capture_default_str();
+  cmd.add_option("--prefix", flags->prefix, "Cached prefix length (0: none)")
+      ->capture_default_str();
   cmd.add_option("--reps", flags->reps, "Timed repetitions after one warm-up (best is reported)")
       ->capture_default_str();
   cmd.add_option("--json", flags->json_file, "Also write the JSON report here");

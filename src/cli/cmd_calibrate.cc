@@ -39,9 +39,9 @@ absl::Status RunCalibrate(const CalibrateFlags& flags) {
   const SafetyOutcomes outcomes{.small_unsafe = labels.small_pred,
                                 .large_unsafe = labels.large_pred,
                                 .gold_unsafe = labels.gold};
-  SR_ASSIGN_OR_RETURN(contents.info.calibration,
-                      BuildCalibrationTable(scores, labels.has_outcomes ? &outcomes : nullptr,
-                                            flags.points));
+  SR_ASSIGN_OR_RETURN(
+      contents.info.calibration,
+      BuildCalibrationTable(scores, labels.has_outcomes ? &outcomes : nullptr, flags.points));
   SR_ASSIGN_OR_RETURN(contents.info.threshold,
                       InterpolateThreshold(contents.info.calibration, flags.share));
   contents.info.calibration_source = {{"features_file", flags.features},
@@ -52,10 +52,11 @@ absl::Status RunCalibrate(const CalibrateFlags& flags) {
 
   int64_t routed = 0;
   for (float s : scores) routed += s > contents.info.threshold;
-  std::printf("wrote %s: threshold %.6f sends %.2f%% of %lld calibration inputs to the large guard "
-              "(target %.2f%%)\n",
-              flags.out.c_str(), contents.info.threshold, 100.0 * routed / features.rows(),
-              static_cast<long long>(features.rows()), 100.0 * flags.share);
+  std::printf(
+      "wrote %s: threshold %.6f sends %.2f%% of %lld calibration inputs to the large guard "
+      "(target %.2f%%)\n",
+      flags.out.c_str(), contents.info.threshold, 100.0 * routed / features.rows(),
+      static_cast<long long>(features.rows()), 100.0 * flags.share);
   if (!flags.labels.empty()) {
     const BinaryCounts c = CountAtThreshold(scores, labels.t, contents.info.threshold);
     std::printf("  routing F1 against t: %.4f (paper threshold 0.5: %.4f)\n", c.F1(),
@@ -68,12 +69,15 @@ absl::Status RunCalibrate(const CalibrateFlags& flags) {
 
 CommandRunner SetupCalibrateCommand(CLI::App& cmd) {
   auto flags = std::make_shared<CalibrateFlags>();
-  cmd.add_option("--router", flags->router, "router file to calibrate")->required()->check(CLI::ExistingFile);
+  cmd.add_option("--router", flags->router, "router file to calibrate")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd.add_option("--features", flags->features, "held-out feature file (same guard and layer)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd.add_option("--labels", flags->labels,
-                 "optional hard labels JSONL; with small_pred/large_pred/gold the table gets safety F1")
+  cmd.add_option(
+         "--labels", flags->labels,
+         "optional hard labels JSONL; with small_pred/large_pred/gold the table gets safety F1")
       ->check(CLI::ExistingFile);
   cmd.add_option("--share", flags->share, "target share of inputs sent to the large guard")
       ->capture_default_str()

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/guard_flags.h"
 #include "guard/local_guard.h"
 #include "guard/policy_file.h"
 #include "nlohmann/json.hpp"
@@ -42,14 +43,7 @@ absl::Status RunClassify(const ClassifyFlags& flags) {
   options.tokenizer_path = flags.tokenizer;
   options.threshold = flags.threshold;
   options.engine.num_threads = flags.threads;
-  if (flags.precision == "fp32") {
-    options.engine.precision = Precision::kFp32;
-  } else if (flags.precision == "bf16") {
-    options.engine.precision = Precision::kBf16;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--precision: '", flags.precision, "' is not one of fp32, bf16"));
-  }
+  SR_ASSIGN_OR_RETURN(options.engine.precision, ParsePrecision(flags.precision));
   GuardRequest request;
   request.prompt = flags.text;
   request.response = flags.response;
@@ -64,8 +58,9 @@ absl::Status RunClassify(const ClassifyFlags& flags) {
   }
   const auto load_start = std::chrono::steady_clock::now();
   SR_ASSIGN_OR_RETURN(std::unique_ptr<Guard> guard, OpenLocalGuard(options));
-  const double load_ms = std::chrono::duration<double, std::milli>(
-                             std::chrono::steady_clock::now() - load_start).count();
+  const double load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start)
+          .count();
   SR_ASSIGN_OR_RETURN(std::vector<GuardVerdict> verdicts, guard->Classify({request}));
   const GuardVerdict& v = verdicts[0];
   nlohmann::json out = {
@@ -97,18 +92,24 @@ absl::Status RunClassify(const ClassifyFlags& flags) {
 
 CommandRunner SetupClassifyCommand(CLI::App& cmd) {
   auto flags = std::make_shared<ClassifyFlags>();
-  cmd.add_option("--model", flags->model_dir, "HF model directory (config.json, safetensors, tokenizer.json)")
+  cmd.add_option("--model", flags->model_dir,
+                 "HF model directory (config.json, safetensors, tokenizer.json)")
       ->required();
   cmd.add_option("--format", flags->format,
                  "llama-guard-3-1b | llama-guard-3-8b (default: guessed from the model's shape)");
-  cmd.add_option("--tokenizer", flags->tokenizer, "tokenizer.json (default: <model>/tokenizer.json)");
-  cmd.add_option("--response", flags->response, "assistant response to judge (response classification)");
+  cmd.add_option("--tokenizer", flags->tokenizer,
+                 "tokenizer.json (default: <model>/tokenizer.json)");
+  cmd.add_option("--response", flags->response,
+                 "assistant response to judge (response classification)");
   cmd.add_option("--categories", flags->categories,
                  "custom category list: JSON object {\"S1\": \"Name.\"} or lines \"S1: Name.\"");
-  cmd.add_option("--exclude", flags->exclude, "category keys to leave out (e.g. S2,S14)")->delimiter(',');
-  cmd.add_option("--precision", flags->precision, "fp32 (parity) | bf16 (fast)")->capture_default_str();
+  cmd.add_option("--exclude", flags->exclude, "category keys to leave out (e.g. S2,S14)")
+      ->delimiter(',');
+  cmd.add_option("--precision", flags->precision, "fp32 (parity) | bf16 (fast)")
+      ->capture_default_str();
   cmd.add_option("--threads", flags->threads, "CPU threads (0: all cores)")->capture_default_str();
-  cmd.add_option("--threshold", flags->threshold, "unsafe iff p_unsafe > threshold")->capture_default_str();
+  cmd.add_option("--threshold", flags->threshold, "unsafe iff p_unsafe > threshold")
+      ->capture_default_str();
   cmd.add_flag("--no-decode", flags->no_decode, "skip the greedy decode for categories");
   cmd.add_option("text", flags->text, "the user prompt")->required();
   return [flags] { return RunClassify(*flags); };

@@ -45,7 +45,8 @@ absl::Status RunEval(EvalFlags flags) {
     std::string title = flags.title;
     if (title.empty()) {
       title = "F1 vs large-guard share";
-      if (flags.job.data.size() == 1) title += ": " + flags.job.data[0].substr(flags.job.data[0].find_last_of('/') + 1);
+      if (flags.job.data.size() == 1)
+        title += ": " + flags.job.data[0].substr(flags.job.data[0].find_last_of('/') + 1);
     }
     SR_RETURN_IF_ERROR(WriteFileAtomically(flags.plot, eval::RenderTradeOffSvg(report, title)));
     std::fprintf(stderr, "eval: plot written to %s\n", flags.plot.c_str());
@@ -58,8 +59,11 @@ absl::Status RunEval(EvalFlags flags) {
 CommandRunner SetupEvalCommand(CLI::App& cmd) {
   auto flags = std::make_shared<EvalFlags>();
   eval::EvalJob& job = flags->job;
-  cmd.add_option("--data", job.data, "labelled dataset files (JSONL or CSV)")->required()->check(CLI::ExistingFile);
-  cmd.add_option("--small-scores", job.small_scores, "the small guard's scores.jsonl (meta.json beside it is read)")
+  cmd.add_option("--data", job.data, "labelled dataset files (JSONL or CSV)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--small-scores", job.small_scores,
+                 "the small guard's scores.jsonl (meta.json beside it is read)")
       ->required()
       ->check(CLI::ExistingFile);
   cmd.add_option("--large-scores", job.large_scores, "the large guard's scores.jsonl")
@@ -75,10 +79,13 @@ CommandRunner SetupEvalCommand(CLI::App& cmd) {
   cmd.add_option("--calib-data", job.calib_data,
                  "that training set's dataset files: temperature scaling (TS) fitted by NLL")
       ->check(CLI::ExistingFile);
-  cmd.add_option("--share", flags->share, "a large-guard budget in (0, 1]: adds random and SafeRoute at that share");
+  cmd.add_option("--share", flags->share,
+                 "a large-guard budget in (0, 1]: adds random and SafeRoute at that share");
   cmd.add_option("--seed", job.seed, "seed of the random baselines")->capture_default_str();
-  cmd.add_option("--small-params", flags->small_params, "small guard's parameter count (default: its meta.json)");
-  cmd.add_option("--large-params", flags->large_params, "large guard's parameter count (default: its meta.json)");
+  cmd.add_option("--small-params", flags->small_params,
+                 "small guard's parameter count (default: its meta.json)");
+  cmd.add_option("--large-params", flags->large_params,
+                 "large guard's parameter count (default: its meta.json)");
   cmd.add_flag("--json", flags->json, "print the report as JSON instead of a table");
   cmd.add_option("--plot", flags->plot, "write the F1-vs-share plot here (SVG)");
   cmd.add_option("--title", flags->title, "plot title");

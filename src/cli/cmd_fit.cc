@@ -42,10 +42,10 @@ struct FitFlags {
   int train_limit = -1;  // -1: all (stand-in mode: 600)
   int eval_limit = -1;   // -1: all (stand-in mode: 300)
   std::string out = "out/fit";
-  std::string shared;    // ../shared (stand-in mode)
+  std::string shared;  // ../shared (stand-in mode)
   std::string router = "bnn";
   TrainOptions train_options;
-  double share = -1;     // <0: keep the paper's ε = 0.5
+  double share = -1;  // <0: keep the paper's ε = 0.5
   uint64_t seed = 0;
 };
 
@@ -64,8 +64,11 @@ ModelConfig StandInLargeConfig() {
   c.vocab_size = 128256;
   c.max_position_embeddings = 131072;
   c.rope_theta = 500000.0;
-  c.rope_scaling = {.type = RopeScaling::Type::kLlama3, .factor = 8.0, .low_freq_factor = 1.0,
-                    .high_freq_factor = 4.0, .original_max_position_embeddings = 8192};
+  c.rope_scaling = {.type = RopeScaling::Type::kLlama3,
+                    .factor = 8.0,
+                    .low_freq_factor = 1.0,
+                    .high_freq_factor = 4.0,
+                    .original_max_position_embeddings = 8192};
   c.rms_norm_eps = 1e-5;
   c.tie_word_embeddings = true;
   c.bos_token_id = 128000;
@@ -82,15 +85,18 @@ absl::Status MakeStandInLarge(const std::string& dir, const std::string& tokeniz
                       MakeRandomModel(StandInLargeConfig(), DType::kBF16, seed));
   SR_RETURN_IF_ERROR(WriteModelDirectory(*model, dir));
   std::error_code ec;
-  fs::copy_file(tokenizer, fs::path(dir) / "tokenizer.json", fs::copy_options::overwrite_existing, ec);
-  if (ec) return absl::InternalError(absl::StrCat("copying ", tokenizer, " into ", dir, ": ", ec.message()));
+  fs::copy_file(tokenizer, fs::path(dir) / "tokenizer.json", fs::copy_options::overwrite_existing,
+                ec);
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("copying ", tokenizer, " into ", dir, ": ", ec.message()));
   return absl::OkStatus();
 }
 
 // A seeded sample of `limit` examples (all if limit < 0), written in the
 // bench JSONL shape so every later step (scores, labels, eval) reads one file.
-absl::StatusOr<std::string> WriteSlice(const std::vector<std::string>& files, int limit, uint64_t seed,
-                                       const std::string& path) {
+absl::StatusOr<std::string> WriteSlice(const std::vector<std::string>& files, int limit,
+                                       uint64_t seed, const std::string& path) {
   SR_ASSIGN_OR_RETURN(std::vector<eval::Example> examples, eval::LoadDatasets(files));
   if (limit >= 0 && static_cast<size_t>(limit) < examples.size()) {
     std::mt19937_64 rng(seed);
@@ -100,7 +106,8 @@ absl::StatusOr<std::string> WriteSlice(const std::vector<std::string>& files, in
   std::string text;
   for (const eval::Example& e : examples) {
     nlohmann::json row = {{"id", e.id}, {"prompt", e.prompt}, {"unsafe", e.unsafe}};
-    row["response"] = e.response.has_value() ? nlohmann::json(*e.response) : nlohmann::json(nullptr);
+    row["response"] =
+        e.response.has_value() ? nlohmann::json(*e.response) : nlohmann::json(nullptr);
     text += row.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict) + "\n";
   }
   // Rewriting an identical slice keeps resumed score directories valid.
@@ -108,8 +115,8 @@ absl::StatusOr<std::string> WriteSlice(const std::vector<std::string>& files, in
   return path;
 }
 
-absl::StatusOr<std::string> ScoreWith(GuardFlags flags, const std::string& data, const std::string& out,
-                                      const char* what) {
+absl::StatusOr<std::string> ScoreWith(GuardFlags flags, const std::string& data,
+                                      const std::string& out, const char* what) {
   SR_ASSIGN_OR_RETURN(LocalGuardOptions options, ToLocalGuardOptions(flags));
   SR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(flags.model_dir + "/config.json"));
   SR_ASSIGN_OR_RETURN(std::vector<eval::Example> examples, eval::LoadDatasets({data}));
@@ -120,7 +127,8 @@ absl::StatusOr<std::string> ScoreWith(GuardFlags flags, const std::string& data,
   score_options.n_params = static_cast<double>(ComputeParamsPerToken(config));
   std::fprintf(stderr, "fit: scoring %zu examples with the %s guard (%s)\n", examples.size(), what,
                guard->name().c_str());
-  SR_ASSIGN_OR_RETURN(eval::ScoreSummary summary, eval::ScoreDataset(*guard, examples, out, score_options));
+  SR_ASSIGN_OR_RETURN(eval::ScoreSummary summary,
+                      eval::ScoreDataset(*guard, examples, out, score_options));
   if (summary.resumed > 0) {
     std::fprintf(stderr, "fit:   %lld of them reused from an earlier run\n",
                  static_cast<long long>(summary.resumed));
@@ -145,15 +153,14 @@ absl::Status TrainAndCalibrate(const FitFlags& flags, const std::string& feature
   TrainOptions options = flags.train_options;
   SR_ASSIGN_OR_RETURN(options.type, ParseRouterType(flags.router));
   options.seed = flags.seed;
-  SR_ASSIGN_OR_RETURN(TrainedRouter trained,
-                      TrainRouter(features.features, features.dim, labels.t, options,
-                                  [&](const EpochReport& r) {
-                                    if (r.epoch % 10 == 0 || r.epoch == options.epochs) {
-                                      std::fprintf(stderr,
-                                                   "fit: epoch %d/%d loss %.4f val_auprc %.4f\n",
-                                                   r.epoch, options.epochs, r.train_loss, r.val.auprc);
-                                    }
-                                  }));
+  SR_ASSIGN_OR_RETURN(
+      TrainedRouter trained,
+      TrainRouter(features.features, features.dim, labels.t, options, [&](const EpochReport& r) {
+        if (r.epoch % 10 == 0 || r.epoch == options.epochs) {
+          std::fprintf(stderr, "fit: epoch %d/%d loss %.4f val_auprc %.4f\n", r.epoch,
+                       options.epochs, r.train_loss, r.val.auprc);
+        }
+      }));
   RouterInfo info;
   info.fingerprint = features.fingerprint;
   info.training = TrainSummaryToJson(trained.summary);
@@ -188,7 +195,8 @@ std::string FindSharedDir(const std::string& flag) {
 absl::Status RunFit(FitFlags flags) {
   const bool stand_ins = flags.small.model_dir.empty() && flags.large.model_dir.empty();
   if (!stand_ins && (flags.small.model_dir.empty() || flags.large.model_dir.empty())) {
-    return absl::InvalidArgumentError("give both --small-model and --large-model, or neither (stand-ins)");
+    return absl::InvalidArgumentError(
+        "give both --small-model and --large-model, or neither (stand-ins)");
   }
   std::error_code ec;
   fs::create_directories(flags.out, ec);
@@ -197,19 +205,22 @@ absl::Status RunFit(FitFlags flags) {
   const std::string shared = FindSharedDir(flags.shared);
   if (stand_ins) {
     if (shared.empty()) {
-      return absl::NotFoundError("no --small-model/--large-model given and no ../shared to make stand-ins from "
-                                 "(pass --shared DIR)");
+      return absl::NotFoundError(
+          "no --small-model/--large-model given and no ../shared to make stand-ins from "
+          "(pass --shared DIR)");
     }
-    std::fprintf(stderr,
-                 "\n*** fit: no guard models given: using RANDOM-WEIGHT STAND-IN GUARDS with the real\n"
-                 "*** Llama 3 vocabulary. Their verdicts are meaningless: this run shows the pipeline\n"
-                 "*** working, not SafeRoute's accuracy. Pass --small-model/--large-model for real guards.\n\n");
+    std::fprintf(
+        stderr,
+        "\n*** fit: no guard models given: using RANDOM-WEIGHT STAND-IN GUARDS with the real\n"
+        "*** Llama 3 vocabulary. Their verdicts are meaningless: this run shows the pipeline\n"
+        "*** working, not SafeRoute's accuracy. Pass --small-model/--large-model for real "
+        "guards.\n\n");
     flags.small.model_dir = shared + "/fixtures/guard/llama_guard_tiny_fullvocab_bf16";
     if (flags.small.format.empty()) flags.small.format = "llama-guard-3-1b";
     flags.large.model_dir = flags.out + "/standin-large";
     if (flags.large.format.empty()) flags.large.format = "llama-guard-3-8b";
-    SR_RETURN_IF_ERROR(MakeStandInLarge(flags.large.model_dir,
-                                        shared + "/tokenizers/llama3/tokenizer.json", flags.seed + 1));
+    SR_RETURN_IF_ERROR(MakeStandInLarge(
+        flags.large.model_dir, shared + "/tokenizers/llama3/tokenizer.json", flags.seed + 1));
     if (flags.train.empty()) flags.train = {shared + "/bench/train/guard_mix_5k.jsonl"};
     if (flags.eval.empty()) flags.eval = {shared + "/bench/eval/openai_moderation.jsonl"};
     if (flags.train_limit < 0) flags.train_limit = 600;
@@ -221,12 +232,14 @@ absl::Status RunFit(FitFlags flags) {
   flags.large.threads = flags.small.threads;
 
   // 1. Data slices and scores (each step resumes what an earlier run left).
-  SR_ASSIGN_OR_RETURN(std::string train_data,
-                      WriteSlice(flags.train, flags.train_limit, flags.seed, flags.out + "/data-train.jsonl"));
-  SR_ASSIGN_OR_RETURN(std::string eval_data,
-                      WriteSlice(flags.eval, flags.eval_limit, flags.seed, flags.out + "/data-eval.jsonl"));
-  const std::string s_train = flags.out + "/scores/small-train", s_eval = flags.out + "/scores/small-eval";
-  const std::string l_train = flags.out + "/scores/large-train", l_eval = flags.out + "/scores/large-eval";
+  SR_ASSIGN_OR_RETURN(std::string train_data, WriteSlice(flags.train, flags.train_limit, flags.seed,
+                                                         flags.out + "/data-train.jsonl"));
+  SR_ASSIGN_OR_RETURN(std::string eval_data, WriteSlice(flags.eval, flags.eval_limit, flags.seed,
+                                                        flags.out + "/data-eval.jsonl"));
+  const std::string s_train = flags.out + "/scores/small-train",
+                    s_eval = flags.out + "/scores/small-eval";
+  const std::string l_train = flags.out + "/scores/large-train",
+                    l_eval = flags.out + "/scores/large-eval";
   SR_RETURN_IF_ERROR(ScoreWith(flags.small, train_data, s_train, "small").status());
   SR_RETURN_IF_ERROR(ScoreWith(flags.small, eval_data, s_eval, "small").status());
   SR_RETURN_IF_ERROR(ScoreWith(flags.large, train_data, l_train, "large").status());
@@ -242,7 +255,8 @@ absl::Status RunFit(FitFlags flags) {
 
   // 3-4. Router, calibrated on its validation split.
   const std::string router_path = flags.out + "/router.safetensors";
-  SR_RETURN_IF_ERROR(TrainAndCalibrate(flags, s_train + "/" + eval::kFeaturesFile, label_job.out, router_path));
+  SR_RETURN_IF_ERROR(
+      TrainAndCalibrate(flags, s_train + "/" + eval::kFeaturesFile, label_job.out, router_path));
 
   // 5. Evaluation on held-out data: every method and baseline.
   SR_ASSIGN_OR_RETURN(std::unique_ptr<Router> router, LoadRouter(router_path));
@@ -256,7 +270,8 @@ absl::Status RunFit(FitFlags flags) {
   if (flags.share >= 0) job.share = flags.share;
   job.seed = flags.seed;
   SR_ASSIGN_OR_RETURN(eval::EvalReport report, eval::RunEvalJob(job, router.get()));
-  SR_RETURN_IF_ERROR(WriteFileAtomically(flags.out + "/eval.json", eval::ReportToJson(report).dump(2) + "\n"));
+  SR_RETURN_IF_ERROR(
+      WriteFileAtomically(flags.out + "/eval.json", eval::ReportToJson(report).dump(2) + "\n"));
   SR_RETURN_IF_ERROR(WriteFileAtomically(
       flags.out + "/eval.svg",
       eval::RenderTradeOffSvg(report, stand_ins ? "F1 vs large-guard share (random stand-in guards)"
@@ -265,7 +280,8 @@ absl::Status RunFit(FitFlags flags) {
   std::printf("\nrouter: %s\nreport: %s/eval.json, plot: %s/eval.svg\n", router_path.c_str(),
               flags.out.c_str(), flags.out.c_str());
   if (stand_ins) {
-    std::printf("(random-weight stand-in guards: the numbers above show the pipeline, not accuracy)\n");
+    std::printf(
+        "(random-weight stand-in guards: the numbers above show the pipeline, not accuracy)\n");
   }
   return absl::OkStatus();
 }
@@ -276,24 +292,32 @@ CommandRunner SetupFitCommand(CLI::App& cmd) {
   auto flags = std::make_shared<FitFlags>();
   AddGuardFlags(cmd, flags->small, "small-", "small guard", /*model_required=*/false);
   AddGuardFlags(cmd, flags->large, "large-", "large guard", /*model_required=*/false);
-  cmd.add_option("--train", flags->train, "training datasets (bench JSONL shape)")->check(CLI::ExistingFile);
-  cmd.add_option("--eval", flags->eval, "evaluation datasets (never train on these)")->check(CLI::ExistingFile);
-  cmd.add_option("--train-limit", flags->train_limit, "seeded sample of the training data (-1: all; stand-ins: 600)")
+  cmd.add_option("--train", flags->train, "training datasets (bench JSONL shape)")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--eval", flags->eval, "evaluation datasets (never train on these)")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--train-limit", flags->train_limit,
+                 "seeded sample of the training data (-1: all; stand-ins: 600)")
       ->capture_default_str();
-  cmd.add_option("--eval-limit", flags->eval_limit, "seeded sample of the evaluation data (-1: all; stand-ins: 300)")
+  cmd.add_option("--eval-limit", flags->eval_limit,
+                 "seeded sample of the evaluation data (-1: all; stand-ins: 300)")
       ->capture_default_str();
-  cmd.add_option("--out", flags->out, "work directory (scores are cached here and reused)")->capture_default_str();
-  cmd.add_option("--shared", flags->shared, "the shared/ folder for stand-ins (default: ../shared)");
+  cmd.add_option("--out", flags->out, "work directory (scores are cached here and reused)")
+      ->capture_default_str();
+  cmd.add_option("--shared", flags->shared,
+                 "the shared/ folder for stand-ins (default: ../shared)");
   cmd.add_option("--router", flags->router, "bnn (paper), mlp or logistic")
       ->capture_default_str()
       ->check(CLI::IsMember({"bnn", "mlp", "logistic"}));
   cmd.add_option("--epochs", flags->train_options.epochs, "router training epochs (paper: 1000)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd.add_option("--share", flags->share,
-                 "large-guard budget: calibrate ε to send this share (default: the paper's ε = 0.5)")
+  cmd.add_option(
+         "--share", flags->share,
+         "large-guard budget: calibrate ε to send this share (default: the paper's ε = 0.5)")
       ->check(CLI::Range(0.0, 1.0));
-  cmd.add_option("--seed", flags->seed, "seed for data samples, stand-ins and training")->capture_default_str();
+  cmd.add_option("--seed", flags->seed, "seed for data samples, stand-ins and training")
+      ->capture_default_str();
   return [flags] { return RunFit(*flags); };
 }
 

@@ -94,8 +94,7 @@ CommandRunner SetupInspectCommand(CLI::App& cmd) {
   cmd.add_option("--token-ids", flags->token_ids, "Comma-separated token ids, e.g. 1,2,3")
       ->required();
   cmd.add_flag("--layers", flags->layers, "Also print the residual stream after every layer");
-  cmd.add_option("--precision", flags->precision, "fp32 (parity) or bf16")
-      ->capture_default_str();
+  cmd.add_option("--precision", flags->precision, "fp32 (parity) or bf16")->capture_default_str();
   cmd.add_option("--threads", flags->threads, "Threads (0: all cores)")->capture_default_str();
   return [flags] { return RunInspect(*flags); };
 }

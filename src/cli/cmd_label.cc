@@ -21,9 +21,10 @@ absl::Status RunLabel(const eval::LabelJob& job) {
     large_right += h.large_pred == h.gold;
   }
   const double n = static_cast<double>(labels.size());
-  std::fprintf(stderr, "label: %zu examples, t=1 for %lld (%.2f%%); accuracy small %.4f, large %.4f -> %s\n",
-               labels.size(), static_cast<long long>(hard), 100.0 * hard / n, small_right / n, large_right / n,
-               job.out.c_str());
+  std::fprintf(
+      stderr, "label: %zu examples, t=1 for %lld (%.2f%%); accuracy small %.4f, large %.4f -> %s\n",
+      labels.size(), static_cast<long long>(hard), 100.0 * hard / n, small_right / n,
+      large_right / n, job.out.c_str());
   return absl::OkStatus();
 }
 
@@ -34,9 +35,14 @@ CommandRunner SetupLabelCommand(CLI::App& cmd) {
   cmd.add_option("--data", job->data, "dataset files (JSONL or CSV) with the gold labels")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd.add_option("--small", job->small_scores, "the small guard's scores.jsonl")->required()->check(CLI::ExistingFile);
-  cmd.add_option("--large", job->large_scores, "the large guard's scores.jsonl")->required()->check(CLI::ExistingFile);
-  cmd.add_option("--out", job->out, "labels to write: JSONL {\"id\",\"t\",\"small_pred\",\"large_pred\",\"gold\"}")
+  cmd.add_option("--small", job->small_scores, "the small guard's scores.jsonl")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--large", job->large_scores, "the large guard's scores.jsonl")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--out", job->out,
+                 "labels to write: JSONL {\"id\",\"t\",\"small_pred\",\"large_pred\",\"gold\"}")
       ->required();
   AddFieldMappingFlags(cmd, job->mapping);
   return [job] { return RunLabel(*job); };

@@ -33,7 +33,8 @@ absl::Status RunMakeModel(const MakeModelFlags& flags) {
     return absl::NotFoundError(absl::StrCat(flags.tokenizer, ": tokenizer file not found"));
   }
   const auto start = std::chrono::steady_clock::now();
-  SR_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, MakeRandomModel(config, dtype, flags.seed));
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
+                      MakeRandomModel(config, dtype, flags.seed));
   SR_RETURN_IF_ERROR(WriteModelDirectory(*model, flags.out));
   if (!flags.tokenizer.empty()) {
     std::error_code ec;

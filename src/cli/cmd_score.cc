@@ -24,7 +24,8 @@ struct ScoreFlags {
 };
 
 absl::Status RunScore(const ScoreFlags& flags) {
-  SR_ASSIGN_OR_RETURN(std::vector<eval::Example> examples, eval::LoadDatasets(flags.data, flags.mapping));
+  SR_ASSIGN_OR_RETURN(std::vector<eval::Example> examples,
+                      eval::LoadDatasets(flags.data, flags.mapping));
   SR_ASSIGN_OR_RETURN(LocalGuardOptions options, ToLocalGuardOptions(flags.guard));
   SR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(flags.guard.model_dir + "/config.json"));
   SR_ASSIGN_OR_RETURN(std::unique_ptr<Guard> guard, OpenLocalGuard(options));
@@ -33,8 +34,8 @@ absl::Status RunScore(const ScoreFlags& flags) {
   score_options.dataset_files = flags.data;
   score_options.n_params = static_cast<double>(ComputeParamsPerToken(config));
   score_options.progress = !flags.no_progress;
-  std::fprintf(stderr, "score: %zu examples with %s -> %s\n", examples.size(), guard->name().c_str(),
-               flags.out.c_str());
+  std::fprintf(stderr, "score: %zu examples with %s -> %s\n", examples.size(),
+               guard->name().c_str(), flags.out.c_str());
   SR_ASSIGN_OR_RETURN(eval::ScoreSummary summary,
                       eval::ScoreDataset(*guard, examples, flags.out, score_options));
   std::printf("scored %lld examples (%lld resumed from an earlier run) into %s\n",
@@ -51,7 +52,8 @@ CommandRunner SetupScoreCommand(CLI::App& cmd) {
   cmd.add_option("--data", flags->data, "dataset files (bench JSONL, other JSONL or CSV)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd.add_option("--out", flags->out, "output directory (resumed if it holds an earlier run)")->required();
+  cmd.add_option("--out", flags->out, "output directory (resumed if it holds an earlier run)")
+      ->required();
   AddFieldMappingFlags(cmd, flags->mapping);
   cmd.add_flag("--no-progress", flags->no_progress, "no progress output");
   return [flags] { return RunScore(*flags); };

@@ -43,11 +43,10 @@ absl::StatusOr<PromptEncoder> MakeRemoteEncoder(const ServerConfig& config) {
   const std::string tokenizer_path = !config.remote_tokenizer.empty()
                                          ? config.remote_tokenizer
                                          : config.large.model_dir + "/tokenizer.json";
-  SR_ASSIGN_OR_RETURN(std::shared_ptr<BpeTokenizer> tokenizer,
-                      BpeTokenizer::Load(tokenizer_path));
-  SR_ASSIGN_OR_RETURN(GuardFormat format,
-                      ParseGuardFormat(config.large.format.empty() ? "llama-guard-3-8b"
-                                                                   : config.large.format));
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<BpeTokenizer> tokenizer, BpeTokenizer::Load(tokenizer_path));
+  SR_ASSIGN_OR_RETURN(
+      GuardFormat format,
+      ParseGuardFormat(config.large.format.empty() ? "llama-guard-3-8b" : config.large.format));
   const size_t max_tokens = static_cast<size_t>(config.limits_tokens_per_input);
   return PromptEncoder([tokenizer, format, max_tokens](
                            const GuardRequest& request) -> absl::StatusOr<std::vector<int32_t>> {
@@ -58,9 +57,9 @@ absl::StatusOr<PromptEncoder> MakeRemoteEncoder(const ServerConfig& config) {
     rendered.ids.push_back(271);  // "\n\n": the verdict is read at this position
     // Same meaning as LocalGuardOptions::max_input_tokens: the whole prompt.
     if (rendered.ids.size() > max_tokens) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "large guard prompt has %d tokens, over limits.tokens_per_input %d",
-          rendered.ids.size(), max_tokens));
+      return absl::OutOfRangeError(
+          absl::StrFormat("large guard prompt has %d tokens, over limits.tokens_per_input %d",
+                          rendered.ids.size(), max_tokens));
     }
     return rendered.ids;
   });
@@ -68,10 +67,14 @@ absl::StatusOr<PromptEncoder> MakeRemoteEncoder(const ServerConfig& config) {
 
 server::GuardServiceOptions ServiceOptionsFrom(const ServerConfig& c) {
   server::GuardServiceOptions o;
-  o.small_scheduler = {.name = "small", .queue_capacity = c.small.queue_size,
-                       .max_batch = c.small.max_batch, .batch_wait_ms = c.small.batch_wait_ms};
-  o.large_scheduler = {.name = "large", .queue_capacity = c.large.queue_size,
-                       .max_batch = c.large.max_batch, .batch_wait_ms = c.large.batch_wait_ms};
+  o.small_scheduler = {.name = "small",
+                       .queue_capacity = c.small.queue_size,
+                       .max_batch = c.small.max_batch,
+                       .batch_wait_ms = c.small.batch_wait_ms};
+  o.large_scheduler = {.name = "large",
+                       .queue_capacity = c.large.queue_size,
+                       .max_batch = c.large.max_batch,
+                       .batch_wait_ms = c.large.batch_wait_ms};
   o.cascade.router_threshold = c.router_threshold;
   o.cascade.max_escalation_share = c.router_budget;
   o.cascade.budget_window_seconds = c.router_budget_window_s;
@@ -137,22 +140,20 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
     large = std::move(remote_guard);
   }
 
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<server::GuardService> service,
-                      server::GuardService::Create({.small = small.get(),
-                                                    .router = router.get(),
-                                                    .large = large.get(),
-                                                    .remote = remote},
-                                                   ServiceOptionsFrom(config)));
-  server::GuardHttpServer http(service.get(),
-                               {.host = config.listen_host,
-                                .port = config.listen_port,
-                                .threads = config.listen_threads,
-                                .max_body_bytes = config.limits_body_bytes});
+  SR_ASSIGN_OR_RETURN(
+      std::unique_ptr<server::GuardService> service,
+      server::GuardService::Create(
+          {.small = small.get(), .router = router.get(), .large = large.get(), .remote = remote},
+          ServiceOptionsFrom(config)));
+  server::GuardHttpServer http(service.get(), {.host = config.listen_host,
+                                               .port = config.listen_port,
+                                               .threads = config.listen_threads,
+                                               .max_body_bytes = config.limits_body_bytes});
   SR_ASSIGN_OR_RETURN(int port, http.Start());
-  std::fprintf(stderr, "saferoute serve: listening on http://%s:%d (small=%s, router=%s, large=%s)\n",
-               config.listen_host.c_str(), port, small->name().c_str(),
-               router ? config.router_path.c_str() : "none",
-               large ? large->name().c_str() : "none");
+  std::fprintf(
+      stderr, "saferoute serve: listening on http://%s:%d (small=%s, router=%s, large=%s)\n",
+      config.listen_host.c_str(), port, small->name().c_str(),
+      router ? config.router_path.c_str() : "none", large ? large->name().c_str() : "none");
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

@@ -34,7 +34,8 @@ absl::Status RunTokenize(const TokenizeFlags& flags) {
   SR_ASSIGN_OR_RETURN(std::unique_ptr<BpeTokenizer> tok, BpeTokenizer::Load(flags.tokenizer));
   if (flags.text.has_value()) {
     auto ids = EncodeOne(*tok, *flags.text, flags.parse_specials);
-    if (!ids.ok()) return absl::Status(ids.status().code(), absl::StrCat("--text: ", ids.status().message()));
+    if (!ids.ok())
+      return absl::Status(ids.status().code(), absl::StrCat("--text: ", ids.status().message()));
     std::printf("%s\n", nlohmann::json({{"ids", *ids}}).dump().c_str());
     return absl::OkStatus();
   }
@@ -47,7 +48,8 @@ absl::Status RunTokenize(const TokenizeFlags& flags) {
     try {
       row = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": not valid JSON: ", std::string(e.what())));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": not valid JSON: ", std::string(e.what())));
     }
     if (!row.is_object() || !row.contains("text") || !row["text"].is_string()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": needs a string field \"text\""));

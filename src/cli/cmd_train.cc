@@ -37,10 +37,9 @@ absl::Status RunTrain(const TrainFlags& flags) {
   std::fprintf(stderr, "train: %lld examples x %d features from '%s', %s router\n",
                static_cast<long long>(features.rows()), features.dim, features.fingerprint.c_str(),
                flags.router.c_str());
-  SR_ASSIGN_OR_RETURN(
-      TrainedRouter trained,
-      TrainRouter(features.features, features.dim, labels.t, options,
-                  [&](const EpochReport& r) { PrintEpoch(r, options.epochs); }));
+  SR_ASSIGN_OR_RETURN(TrainedRouter trained,
+                      TrainRouter(features.features, features.dim, labels.t, options,
+                                  [&](const EpochReport& r) { PrintEpoch(r, options.epochs); }));
 
   RouterInfo info;
   info.fingerprint = features.fingerprint;
@@ -71,25 +70,44 @@ absl::Status RunTrain(const TrainFlags& flags) {
 CommandRunner SetupTrainCommand(CLI::App& cmd) {
   auto flags = std::make_shared<TrainFlags>();
   TrainOptions& o = flags->options;
-  cmd.add_option("--features", flags->features, "feature file: 'features' [N, D] F32, metadata ids + fingerprint")
+  cmd.add_option("--features", flags->features,
+                 "feature file: 'features' [N, D] F32, metadata ids + fingerprint")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd.add_option("--labels", flags->labels, "hard labels, JSONL {\"id\", \"t\"} (from `saferoute label`)")
+  cmd.add_option("--labels", flags->labels,
+                 "hard labels, JSONL {\"id\", \"t\"} (from `saferoute label`)")
       ->required()
       ->check(CLI::ExistingFile);
   cmd.add_option("--out", flags->out, "router file to write (.safetensors)")->required();
   cmd.add_option("--router", flags->router, "bnn (paper), mlp or logistic")
       ->capture_default_str()
       ->check(CLI::IsMember({"bnn", "mlp", "logistic"}));
-  cmd.add_option("--epochs", o.epochs, "training epochs (the paper uses 1000)")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd.add_option("--seed", o.seed, "seed for init, split, batches and weight noise")->capture_default_str();
-  cmd.add_option("--val-share", o.val_share, "validation share, stratified on t")->capture_default_str()->check(CLI::Range(0.0, 0.99));
-  cmd.add_option("--batch", o.batch_size, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd.add_option("--lr", o.learning_rate, "peak AdamW learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd.add_option("--warmup", o.warmup_steps, "linear warm-up steps")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd.add_option("--hidden", o.hidden_dim, "hidden width of the MLPs")->capture_default_str()->check(CLI::Range(1, 65536));
-  cmd.add_option("--kl-weight", o.kl_weight, "weight of the mean KL term (bnn)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd.add_option("--epochs", o.epochs, "training epochs (the paper uses 1000)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--seed", o.seed, "seed for init, split, batches and weight noise")
+      ->capture_default_str();
+  cmd.add_option("--val-share", o.val_share, "validation share, stratified on t")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.99));
+  cmd.add_option("--batch", o.batch_size, "batch size")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--lr", o.learning_rate, "peak AdamW learning rate")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--warmup", o.warmup_steps, "linear warm-up steps")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--hidden", o.hidden_dim, "hidden width of the MLPs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  cmd.add_option("--kl-weight", o.kl_weight, "weight of the mean KL term (bnn)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd.add_flag("--keep-last-epoch", o.keep_last_epoch,
                "keep the final epoch (the paper) instead of the best validation AUPRC");
   return [flags] { return RunTrain(*flags); };

@@ -9,9 +9,11 @@
 namespace saferoute::cli {
 
 inline void AddFieldMappingFlags(CLI::App& cmd, eval::FieldMapping& m) {
-  cmd.add_option("--id-field", m.id_field, "id field/column (empty: <file stem>-<row>)")->capture_default_str();
+  cmd.add_option("--id-field", m.id_field, "id field/column (empty: <file stem>-<row>)")
+      ->capture_default_str();
   cmd.add_option("--text-field", m.text_field, "prompt field/column")->capture_default_str();
-  cmd.add_option("--response-field", m.response_field, "response field/column (missing/null/empty: none)")
+  cmd.add_option("--response-field", m.response_field,
+                 "response field/column (missing/null/empty: none)")
       ->capture_default_str();
   cmd.add_option("--label-field", m.label_field, "gold label field/column (bool, 0/1, safe/unsafe)")
       ->capture_default_str();

@@ -4,12 +4,14 @@ namespace saferoute::cli {
 
 void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
                    const std::string& what, bool model_required) {
-  CLI::Option* model = cmd.add_option("--" + prefix + "model", flags.model_dir,
-                                      what + ": HF model directory (config.json, safetensors, tokenizer.json)");
+  CLI::Option* model =
+      cmd.add_option("--" + prefix + "model", flags.model_dir,
+                     what + ": HF model directory (config.json, safetensors, tokenizer.json)");
   if (model_required) model->required();
   cmd.add_option("--" + prefix + "format", flags.format,
                  what + ": llama-guard-3-1b | llama-guard-3-8b (default: guessed from the shape)");
-  cmd.add_option("--" + prefix + "precision", flags.precision, what + ": fp32 (parity) | bf16 (fast)")
+  cmd.add_option("--" + prefix + "precision", flags.precision,
+                 what + ": fp32 (parity) | bf16 (fast)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd.add_option("--" + prefix + "batch", flags.batch, what + ": examples per forward pass")
@@ -21,27 +23,27 @@ void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
   }
 }
 
+absl::StatusOr<Precision> ParsePrecision(const std::string& name) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "bf16") return Precision::kBf16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("precision '", name, "' is not one of fp32, bf16"));
+}
+
 absl::StatusOr<LocalGuardOptions> ToLocalGuardOptions(const GuardFlags& flags) {
   LocalGuardOptions options;
   options.model_dir = flags.model_dir;
   options.format = flags.format;
   options.engine.num_threads = flags.threads;
   options.max_batch = flags.batch;
-  if (flags.precision == "fp32") {
-    options.engine.precision = Precision::kFp32;
-  } else if (flags.precision == "bf16") {
-    options.engine.precision = Precision::kBf16;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("precision '", flags.precision, "' is not one of fp32, bf16"));
-  }
+  SR_ASSIGN_OR_RETURN(options.engine.precision, ParsePrecision(flags.precision));
   return options;
 }
 
 int64_t ComputeParamsPerToken(const ModelConfig& c) {
   const int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
-  const int64_t per_layer = c.hidden_size * (q + 2 * kv) + q * c.hidden_size +
-                            3 * c.hidden_size * c.intermediate_size;
+  const int64_t per_layer =
+      c.hidden_size * (q + 2 * kv) + q * c.hidden_size + 3 * c.hidden_size * c.intermediate_size;
   return c.num_layers * per_layer + c.vocab_size * c.hidden_size;
 }
 

@@ -24,6 +24,9 @@ struct GuardFlags {
 void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
                    const std::string& what, bool model_required);
 
+// "fp32" (parity path) or "bf16" (fast path); anything else is an error.
+absl::StatusOr<Precision> ParsePrecision(const std::string& name);
+
 absl::StatusOr<LocalGuardOptions> ToLocalGuardOptions(const GuardFlags& flags);
 
 // Parameters a token passes through (all decoder-layer weights plus the LM
