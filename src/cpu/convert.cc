@@ -60,8 +60,9 @@ static inline __m256i RoundBf16x8(__m256 x) {
   __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
   rounded = _mm256_and_si256(rounded, _mm256_set1_epi32(static_cast<int>(0xffff0000u)));
   __m256 is_nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  __m256i quiet = _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(static_cast<int>(0xffff0000u))),
-                                  _mm256_set1_epi32(0x00400000));
+  __m256i quiet =
+      _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(static_cast<int>(0xffff0000u))),
+                      _mm256_set1_epi32(0x00400000));
   return _mm256_castps_si256(
       _mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet), is_nan));
 }

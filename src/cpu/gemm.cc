@@ -42,22 +42,23 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
   if (m <= 0 || jobs.empty()) return absl::OkStatus();
   // Panel height: as many weight rows as fit the per-thread scratch, a
   // multiple of 16 (sgemm micro-kernel width), at least 16.
-  const int64_t panel_rows =
-      std::max<int64_t>(16, (static_cast<int64_t>(kPanelScratchBytes / sizeof(float)) / k) / 16 * 16);
+  const int64_t panel_rows = std::max<int64_t>(
+      16, (static_cast<int64_t>(kPanelScratchBytes / sizeof(float)) / k) / 16 * 16);
   std::vector<Panel>& panels = panels_;
   panels.clear();
   for (size_t j = 0; j < jobs.size(); ++j) {
     const WeightMatrix& w = jobs[j].weight;
     if (w.cols != k || w.rows <= 0 || w.data == nullptr) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "gemm: weight %d is [%d, %d], input has K=%d", j, w.rows, w.cols, k));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("gemm: weight %d is [%d, %d], input has K=%d", j, w.rows, w.cols, k));
     }
     for (int64_t r = 0; r < w.rows; r += panel_rows) {
       panels.push_back({static_cast<int32_t>(j), r, std::min(panel_rows, w.rows - r)});
     }
   }
   for (auto& s : scratch_) {
-    if (s.size() < static_cast<size_t>(panel_rows * k)) s.resize(static_cast<size_t>(panel_rows * k));
+    if (s.size() < static_cast<size_t>(panel_rows * k))
+      s.resize(static_cast<size_t>(panel_rows * k));
   }
   std::atomic<int> failure{dnnl_success};
   const int64_t n_panels = static_cast<int64_t>(panels.size());
@@ -65,8 +66,7 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
   for (const GemmJob& job : jobs) total_rows += job.weight.rows;
   // Small products (tiny models, short decode steps) run on one thread: a
   // fork/join costs more than it saves, and far more on a loaded machine.
-  const bool parallel =
-      num_threads_ > 1 && m * total_rows * k >= kMinParallelMacs && n_panels > 1;
+  const bool parallel = num_threads_ > 1 && m * total_rows * k >= kMinParallelMacs && n_panels > 1;
   // oneDNN's sgemm goes multi-threaded whenever it is called outside an active
   // parallel region; for the serial case cap this thread's OpenMP team size
   // so it really runs on one thread (restored below).
@@ -100,17 +100,17 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
       for (int64_t m0 = 0; m0 < m; m0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, m - m0);
         // Inside a parallel region oneDNN's sgemm runs on this thread only.
-        dnnl_status_t st = dnnl_sgemm('N', 'T', rows, panel.rows, k, 1.0f, x + m0 * ldx, ldx, b,
-                                      k, job.accumulate ? 1.0f : 0.0f,
-                                      job.y + m0 * job.ldy + panel.row0, job.ldy);
+        dnnl_status_t st =
+            dnnl_sgemm('N', 'T', rows, panel.rows, k, 1.0f, x + m0 * ldx, ldx, b, k,
+                       job.accumulate ? 1.0f : 0.0f, job.y + m0 * job.ldy + panel.row0, job.ldy);
         if (st != dnnl_success) failure.store(st);
       }
     }
   }
   if (!parallel) omp_set_num_threads(saved_max_threads);
   if (failure.load() != dnnl_success) {
-    return absl::InternalError(absl::StrFormat("gemm: oneDNN sgemm failed with status %d (M=%d K=%d)",
-                                               failure.load(), m, k));
+    return absl::InternalError(absl::StrFormat(
+        "gemm: oneDNN sgemm failed with status %d (M=%d K=%d)", failure.load(), m, k));
   }
   return absl::OkStatus();
 }

@@ -52,7 +52,8 @@ class GemmRunner {
 
   // All jobs read the same x [M, K] (row stride ldx); every job's weight must
   // have cols == K. Returns InvalidArgument on shape mismatch or a oneDNN error.
-  absl::Status Run(const float* x, int64_t m, int64_t k, int64_t ldx, std::span<const GemmJob> jobs);
+  absl::Status Run(const float* x, int64_t m, int64_t k, int64_t ldx,
+                   std::span<const GemmJob> jobs);
 
   int num_threads() const { return num_threads_; }
 
@@ -63,7 +64,7 @@ class GemmRunner {
     int64_t row0, rows;
   };
   std::vector<std::vector<float>> scratch_;  // [thread] panel of widened weights
-  std::vector<Panel> panels_;                 // work list of the current call (reused)
+  std::vector<Panel> panels_;                // work list of the current call (reused)
 };
 
 // Whether this CPU's oneDNN offers a bf16 x bf16 -> f32 matmul (needs

@@ -59,8 +59,10 @@ inline __m256 Exp8(__m256 x) {
   __m256i ni = _mm256_cvtps_epi32(n);
   __m256i half = _mm256_srai_epi32(ni, 1);
   __m256i rest = _mm256_sub_epi32(ni, half);
-  __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
-  __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, _mm256_set1_epi32(127)), 23));
+  __m256 s1 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+  __m256 s2 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, _mm256_set1_epi32(127)), 23));
   p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
   return _mm256_andnot_ps(too_small, p);
 }
@@ -83,7 +85,8 @@ inline void Axpy(float p, const float* v, float* out, int64_t n) {
 #if SR_KERNELS_AVX2
   const __m256 pv = _mm256_set1_ps(p);
   for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(out + i)));
+    _mm256_storeu_ps(out + i,
+                     _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(out + i)));
   }
 #endif
   for (; i < n; ++i) out[i] = std::fma(p, v[i], out[i]);
@@ -169,15 +172,15 @@ RopeTable MakeRopeTable(const std::vector<float>& inv_freq, int64_t max_position
   return table;
 }
 
-void ApplyRope(const RopeTable& table, float* x, int64_t rows, int64_t row_stride,
-               int64_t n_heads, int64_t first_position, bool round_bf16) {
+void ApplyRope(const RopeTable& table, float* x, int64_t rows, int64_t row_stride, int64_t n_heads,
+               int64_t first_position, bool round_bf16) {
   const int64_t half = table.head_dim / 2;
   for (int64_t r = 0; r < rows; ++r) {
     const float* cos = table.cos.data() + (first_position + r) * half;
     const float* sin = table.sin.data() + (first_position + r) * half;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* x1 = x + r * row_stride + h * table.head_dim;  // [d/2] first half
-      float* x2 = x1 + half;                               // [d/2] second half
+      float* x2 = x1 + half;                                // [d/2] second half
       int64_t j = 0;
 #if SR_KERNELS_AVX2
       for (; j + 8 <= half; j += 8) {
@@ -241,11 +244,11 @@ void Attention(const AttentionShape& shape, const float* q, const float* k, cons
       const int64_t h = item / shape.tokens;
       const int64_t i = item % shape.tokens;
       const int64_t g = h / group;
-      const float* qi = q + i * shape.q_stride + h * d;             // [d]
-      const float* kg = k + g * shape.kv_head_stride;               // [keys, d]
-      const float* vg = v + g * shape.kv_head_stride;               // [keys, d]
-      float* oi = out + i * shape.out_stride + h * d;               // [d]
-      const int64_t n_keys = shape.past + i + 1;                    // causal
+      const float* qi = q + i * shape.q_stride + h * d;  // [d]
+      const float* kg = k + g * shape.kv_head_stride;    // [keys, d]
+      const float* vg = v + g * shape.kv_head_stride;    // [keys, d]
+      float* oi = out + i * shape.out_stride + h * d;    // [d]
+      const int64_t n_keys = shape.past + i + 1;         // causal
       float max_score = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < n_keys; ++j) {
         float s = Dot(qi, kg + j * d, d) * shape.scale;

@@ -31,15 +31,14 @@ struct RopeTable {
   int64_t max_positions = 0;
   std::vector<float> cos, sin;
 };
-RopeTable MakeRopeTable(const std::vector<float>& inv_freq, int64_t max_positions,
-                        bool round_bf16);
+RopeTable MakeRopeTable(const std::vector<float>& inv_freq, int64_t max_positions, bool round_bf16);
 
 // Applies RoPE in place to `rows` tokens of `n_heads` heads each:
 //   x: [rows, row_stride], head h of token r at x + r*row_stride + h*d.
 // Token r has position first_position + r (< table.max_positions).
 //   x_rot = x * cos + rotate_half(x) * sin,  rotate_half(x) = [-x2, x1]
-void ApplyRope(const RopeTable& table, float* x, int64_t rows, int64_t row_stride,
-               int64_t n_heads, int64_t first_position, bool round_bf16);
+void ApplyRope(const RopeTable& table, float* x, int64_t rows, int64_t row_stride, int64_t n_heads,
+               int64_t first_position, bool round_bf16);
 
 // SwiGLU: out[i] = silu(gate[i]) * up[i], silu(z) = z * sigmoid(z), for
 // `rows` rows of width n (row strides given). out may alias gate.
@@ -54,8 +53,8 @@ void SiluMul(const float* gate, const float* up, int64_t rows, int64_t n, int64_
 //   out: token i head h at out + i*out_stride + h*d
 // Query head h reads kv head h / (n_heads / n_kv_heads) (HF repeat_kv).
 struct AttentionShape {
-  int64_t tokens = 0;       // T: new tokens (queries)
-  int64_t past = 0;         // tokens already in the cache before them
+  int64_t tokens = 0;  // T: new tokens (queries)
+  int64_t past = 0;    // tokens already in the cache before them
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;

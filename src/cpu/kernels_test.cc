@@ -173,14 +173,21 @@ std::vector<float> ReferenceAttention(const AttentionShape& s, const std::vector
       std::vector<double> p(keys);
       double mx = -1e300;
       for (int64_t j = 0; j < keys; ++j) {
-        if (j > s.past + i) { p[j] = -1e300; continue; }  // masked
+        if (j > s.past + i) {
+          p[j] = -1e300;
+          continue;
+        }  // masked
         double dot = 0;
-        for (int64_t c = 0; c < d; ++c) dot += double(q[i * s.q_stride + h * d + c]) * k[g * s.kv_head_stride + j * d + c];
+        for (int64_t c = 0; c < d; ++c)
+          dot += double(q[i * s.q_stride + h * d + c]) * k[g * s.kv_head_stride + j * d + c];
         p[j] = dot * s.scale;
         mx = std::max(mx, p[j]);
       }
       double sum = 0;
-      for (int64_t j = 0; j < keys; ++j) { p[j] = j > s.past + i ? 0 : std::exp(p[j] - mx); sum += p[j]; }
+      for (int64_t j = 0; j < keys; ++j) {
+        p[j] = j > s.past + i ? 0 : std::exp(p[j] - mx);
+        sum += p[j];
+      }
       for (int64_t c = 0; c < d; ++c) {
         double acc = 0;
         for (int64_t j = 0; j < keys; ++j) acc += p[j] / sum * v[g * s.kv_head_stride + j * d + c];

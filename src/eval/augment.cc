@@ -43,7 +43,8 @@ absl::StatusOr<std::unordered_set<std::string>> ExistingIds(const std::string& p
       try {
         j = json::parse(row);
       } catch (const json::exception& e) {
-        return absl::DataLossError(absl::StrFormat("%s:%d: invalid JSON: %s", path, line, e.what()));
+        return absl::DataLossError(
+            absl::StrFormat("%s:%d: invalid JSON: %s", path, line, e.what()));
       }
       if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) {
         return absl::DataLossError(absl::StrFormat("%s:%d: row has no string 'id'", path, line));
@@ -56,7 +57,9 @@ absl::StatusOr<std::unordered_set<std::string>> ExistingIds(const std::string& p
   if (valid_end != text.size()) {
     std::error_code ec;
     std::filesystem::resize_file(path, valid_end, ec);
-    if (ec) return absl::InternalError(absl::StrCat(path, ": cannot drop the torn last line: ", ec.message()));
+    if (ec)
+      return absl::InternalError(
+          absl::StrCat(path, ": cannot drop the torn last line: ", ec.message()));
   }
   return ids;
 }
@@ -69,7 +72,8 @@ class Appender {
   absl::Status Open(const std::string& path) {
     path_ = path;
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) return absl::InternalError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+    if (fd_ < 0)
+      return absl::InternalError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
     return absl::OkStatus();
   }
   absl::Status Append(const std::string& text) {
@@ -82,7 +86,8 @@ class Appender {
       }
       done += static_cast<size_t>(n);
     }
-    if (::fsync(fd_) != 0) return absl::InternalError(absl::StrCat(path_, ": fsync failed: ", std::strerror(errno)));
+    if (::fsync(fd_) != 0)
+      return absl::InternalError(absl::StrCat(path_, ": fsync failed: ", std::strerror(errno)));
     return absl::OkStatus();
   }
 
@@ -93,8 +98,10 @@ class Appender {
 
 // One chat completion: the reply's text, or an error after retries. A reply
 // with no text is returned as nullopt (counted as a parse failure).
-absl::StatusOr<std::optional<std::string>> ChatCompletion(httplib::Client& client, const std::string& endpoint,
-                                                          const std::string& body, const AugmentOptions& o,
+absl::StatusOr<std::optional<std::string>> ChatCompletion(httplib::Client& client,
+                                                          const std::string& endpoint,
+                                                          const std::string& body,
+                                                          const AugmentOptions& o,
                                                           int64_t* retries) {
   double delay = o.backoff_s;
   std::string last_error;
@@ -118,7 +125,8 @@ absl::StatusOr<std::optional<std::string>> ChatCompletion(httplib::Client& clien
           absl::StrCat("POST ", endpoint, ": HTTP ", res->status, ": ", res->body.substr(0, 300)));
     }
     json reply = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
-    if (!reply.is_object() || !reply.contains("choices") || !reply["choices"].is_array() || reply["choices"].empty()) {
+    if (!reply.is_object() || !reply.contains("choices") || !reply["choices"].is_array() ||
+        reply["choices"].empty()) {
       return std::optional<std::string>();
     }
     const json& choice = reply["choices"][0];
@@ -128,17 +136,20 @@ absl::StatusOr<std::optional<std::string>> ChatCompletion(httplib::Client& clien
     }
     return std::optional<std::string>(choice["message"]["content"].get<std::string>());
   }
-  return absl::UnavailableError(
-      absl::StrFormat("POST %s: gave up after %d tries (%s)", endpoint, o.max_retries + 1, last_error));
+  return absl::UnavailableError(absl::StrFormat("POST %s: gave up after %d tries (%s)", endpoint,
+                                                o.max_retries + 1, last_error));
 }
 
 }  // namespace
 
 std::string ParaphraseInstruction(const Example& example) {
   return absl::StrCat(
-      "Rewrite the prompt and the response below in different words. Paraphrase each one separately, keep its "
-      "meaning, intent and tone (including anything harmful or offensive: this is for training a safety "
-      "classifier), and do not answer, judge or add to them. If the response is None, keep it None.\n"
+      "Rewrite the prompt and the response below in different words. Paraphrase each one "
+      "separately, keep its "
+      "meaning, intent and tone (including anything harmful or offensive: this is for training a "
+      "safety "
+      "classifier), and do not answer, judge or add to them. If the response is None, keep it "
+      "None.\n"
       "Reply in exactly this layout and nothing else:\n"
       "prompt: <the paraphrased prompt>\n\n"
       "response: <the paraphrased response, or None>\n\n",
@@ -168,7 +179,8 @@ absl::StatusOr<ApiUrl> ParseApiUrl(std::string_view url) {
     if (url.substr(0, scheme.size()) == scheme) scheme_end = scheme.size();
   }
   if (scheme_end == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--url '", std::string(url), "': must start with http:// or https://"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--url '", std::string(url), "': must start with http:// or https://"));
   }
   const size_t slash = url.find('/', scheme_end);
   ApiUrl out;
@@ -181,18 +193,21 @@ absl::StatusOr<ApiUrl> ParseApiUrl(std::string_view url) {
   return out;
 }
 
-absl::StatusOr<AugmentSummary> AugmentDataset(const std::vector<Example>& examples, const std::string& out_path,
+absl::StatusOr<AugmentSummary> AugmentDataset(const std::vector<Example>& examples,
+                                              const std::string& out_path,
                                               const AugmentOptions& o) {
   if (o.k < 1) return absl::InvalidArgumentError("augment: --k must be at least 1");
   if (o.model.empty()) return absl::InvalidArgumentError("augment: --model is empty");
-  if (!(o.temperature >= 0)) return absl::InvalidArgumentError("augment: --temperature must be >= 0");
-  if (o.max_retries < 0 || !(o.timeout_s > 0)) return absl::InvalidArgumentError("augment: bad retry/timeout settings");
+  if (!(o.temperature >= 0))
+    return absl::InvalidArgumentError("augment: --temperature must be >= 0");
+  if (o.max_retries < 0 || !(o.timeout_s > 0))
+    return absl::InvalidArgumentError("augment: bad retry/timeout settings");
   SR_ASSIGN_OR_RETURN(ApiUrl url, ParseApiUrl(o.url));
   for (const Example& ex : examples) {
     if (ex.id.find('#') != std::string::npos) {
       // "<id>#p<j>" must stay unambiguous: paraphrases of paraphrases are not made.
-      return absl::InvalidArgumentError(
-          absl::StrFormat("%s:%d: id '%s' contains '#' (already a paraphrase?)", ex.file, ex.line, ex.id));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s:%d: id '%s' contains '#' (already a paraphrase?)", ex.file, ex.line, ex.id));
     }
   }
   SR_ASSIGN_OR_RETURN(std::unordered_set<std::string> existing, ExistingIds(out_path));
@@ -200,7 +215,8 @@ absl::StatusOr<AugmentSummary> AugmentDataset(const std::vector<Example>& exampl
   SR_RETURN_IF_ERROR(out.Open(out_path));
 
   httplib::Client client(url.scheme_host_port);
-  const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(o.timeout_s));
+  const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::duration<double>(o.timeout_s));
   client.set_connection_timeout(timeout);
   client.set_read_timeout(timeout);
   client.set_write_timeout(timeout);
@@ -226,7 +242,8 @@ absl::StatusOr<AugmentSummary> AugmentDataset(const std::vector<Example>& exampl
           ChatCompletion(client, endpoint, request.dump(), o, &summary.retries);
       if (!reply.ok()) {
         return absl::Status(reply.status().code(),
-                            absl::StrFormat("augment: id '%s' (%s:%d): %s", id, ex.file, ex.line, reply.status().message()));
+                            absl::StrFormat("augment: id '%s' (%s:%d): %s", id, ex.file, ex.line,
+                                            reply.status().message()));
       }
       ++summary.requested;
       std::optional<Paraphrase> para =
@@ -238,12 +255,14 @@ absl::StatusOr<AugmentSummary> AugmentDataset(const std::vector<Example>& exampl
       nlohmann::ordered_json row;
       row["id"] = id;
       row["prompt"] = para->prompt;
-      row["response"] = para->response.has_value() ? nlohmann::ordered_json(*para->response) : nlohmann::ordered_json();
+      row["response"] = para->response.has_value() ? nlohmann::ordered_json(*para->response)
+                                                   : nlohmann::ordered_json();
       row["unsafe"] = ex.unsafe;
       row["parent_id"] = ex.id;
       // The model's text may hold invalid UTF-8 only if the server sent it;
       // dump() would throw, so replace instead of failing the run.
-      SR_RETURN_IF_ERROR(out.Append(row.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"));
+      SR_RETURN_IF_ERROR(out.Append(
+          row.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"));
       ++summary.written;
       progress.Update(done + 1);
     }

@@ -24,15 +24,15 @@
 namespace saferoute::eval {
 
 struct AugmentOptions {
-  std::string url;             // base URL of the API, e.g. "http://127.0.0.1:8000/v1"
-  std::string model;           // the "model" field of each request
-  int k = 7;                   // paraphrases per example (the paper: 7 rounds)
-  double temperature = 1.0;    // sampling temperature (the paper: 1.0)
-  int max_tokens = 1024;       // per reply (the paper: 1024)
-  double timeout_s = 120;      // connect / read / write timeout per request
-  int max_retries = 3;         // retries after the first try, per request
-  double backoff_s = 1.0;      // first retry delay; doubles each retry
-  bool progress = true;        // progress on stderr
+  std::string url;           // base URL of the API, e.g. "http://127.0.0.1:8000/v1"
+  std::string model;         // the "model" field of each request
+  int k = 7;                 // paraphrases per example (the paper: 7 rounds)
+  double temperature = 1.0;  // sampling temperature (the paper: 1.0)
+  int max_tokens = 1024;     // per reply (the paper: 1024)
+  double timeout_s = 120;    // connect / read / write timeout per request
+  int max_retries = 3;       // retries after the first try, per request
+  double backoff_s = 1.0;    // first retry delay; doubles each retry
+  bool progress = true;      // progress on stderr
 };
 
 struct AugmentSummary {
@@ -43,7 +43,8 @@ struct AugmentSummary {
   int64_t retries = 0;
 };
 
-absl::StatusOr<AugmentSummary> AugmentDataset(const std::vector<Example>& examples, const std::string& out_path,
+absl::StatusOr<AugmentSummary> AugmentDataset(const std::vector<Example>& examples,
+                                              const std::string& out_path,
                                               const AugmentOptions& options);
 
 // The user message sent for one example (our own wording of the paper's

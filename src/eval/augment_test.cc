@@ -28,7 +28,8 @@ using ::testing::HasSubstr;
 class StandInServer {
  public:
   StandInServer() {
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    server_.Post("/v1/chat/completions", [this](const httplib::Request& req,
+                                                httplib::Response& res) {
       json body = json::parse(req.body);
       const std::string user = body["messages"][0]["content"];
       {
@@ -41,7 +42,8 @@ class StandInServer {
       const std::string prompt = user.substr(p + 8, r - p - 8);
       std::string response = user.substr(r + 12);
       response = response.substr(0, response.find("\n\n"));
-      if (prompt.find("slow") != std::string::npos) std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      if (prompt.find("slow") != std::string::npos)
+        std::this_thread::sleep_for(std::chrono::milliseconds(600));
       int n;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -51,11 +53,14 @@ class StandInServer {
         res.status = 503;
         return;
       }
-      std::string content = prompt.find("garble") != std::string::npos
-                                ? "Sorry, I can only summarise this."
-                                : absl::StrCat("prompt: ", prompt, " v", n, "\n\nresponse: ",
-                                               response == "None" ? "None" : absl::StrCat(response, " v", n));
-      json reply = {{"choices", json::array({{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content}}}}})}};
+      std::string content =
+          prompt.find("garble") != std::string::npos
+              ? "Sorry, I can only summarise this."
+              : absl::StrCat("prompt: ", prompt, " v", n, "\n\nresponse: ",
+                             response == "None" ? "None" : absl::StrCat(response, " v", n));
+      json reply = {
+          {"choices", json::array({{{"index", 0},
+                                    {"message", {{"role", "assistant"}, {"content", content}}}}})}};
       res.set_content(reply.dump(), "application/json");
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
@@ -103,8 +108,9 @@ std::vector<json> ReadRows(const std::string& path) {
 class AugmentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    out_ = (fs::temp_directory_path() / ("sr_augment_test_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".jsonl"))
+    out_ = (fs::temp_directory_path() /
+            ("sr_augment_test_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".jsonl"))
                .string();
     fs::remove(out_);
   }
@@ -137,7 +143,9 @@ TEST_F(AugmentTest, WritesParaphrasesCountsFailuresRetriesAndResumes) {
   ASSERT_EQ(rows.size(), 4u);
   std::string first_line;
   std::getline(std::ifstream(out_), first_line);  // the file's own key order
-  EXPECT_EQ(first_line, R"({"id":"a#p1","prompt":"how to bake bread v1","response":null,"unsafe":false,"parent_id":"a"})");
+  EXPECT_EQ(
+      first_line,
+      R"({"id":"a#p1","prompt":"how to bake bread v1","response":null,"unsafe":false,"parent_id":"a"})");
   EXPECT_EQ(rows[2]["id"], "b#p1");
   EXPECT_EQ(rows[2]["response"], "an answer v2");  // v1 was the 503
   EXPECT_EQ(rows[2]["unsafe"], true);
@@ -146,7 +154,8 @@ TEST_F(AugmentTest, WritesParaphrasesCountsFailuresRetriesAndResumes) {
   EXPECT_EQ(req["model"], "para-model");
   EXPECT_EQ(req["temperature"], 1.0);
   EXPECT_EQ(req["messages"][0]["role"], "user");
-  EXPECT_THAT(req["messages"][0]["content"].get<std::string>(), HasSubstr("prompt: how to bake bread\n\nresponse: None"));
+  EXPECT_THAT(req["messages"][0]["content"].get<std::string>(),
+              HasSubstr("prompt: how to bake bread\n\nresponse: None"));
 
   // A torn last line (killed mid-write) is dropped; k = 3 then asks only for
   // what is missing: p3 of a and b, and all of c again (its failures were dropped).
@@ -169,7 +178,10 @@ TEST_F(AugmentTest, TimeoutsAreRetriedThenReported) {
   o.max_retries = 1;
   auto r = AugmentDataset({Ex("s", "slow one", std::nullopt, false)}, out_, o);
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(r.status().message(), HasSubstr("augment: id 's#p1' (d.jsonl:1): POST /v1/chat/completions: gave up after 2 tries"));
+  EXPECT_THAT(
+      r.status().message(),
+      HasSubstr(
+          "augment: id 's#p1' (d.jsonl:1): POST /v1/chat/completions: gave up after 2 tries"));
 }
 
 TEST_F(AugmentTest, UnreachableServerAndBadUrl) {
@@ -202,9 +214,11 @@ TEST(ParseParaphraseTest, Layouts) {
   auto none = ParseParaphrase("prompt: q\nresponse: None", false);
   ASSERT_TRUE(none.has_value());
   EXPECT_FALSE(none->response.has_value());
-  EXPECT_FALSE(ParseParaphrase("prompt: q\nresponse: None", true).has_value());  // the response was lost
-  EXPECT_FALSE(ParseParaphrase("response: a prompt: b", false).has_value());    // markers out of order
-  EXPECT_FALSE(ParseParaphrase("prompt: \nresponse: x", true).has_value());     // empty prompt
+  EXPECT_FALSE(
+      ParseParaphrase("prompt: q\nresponse: None", true).has_value());  // the response was lost
+  EXPECT_FALSE(
+      ParseParaphrase("response: a prompt: b", false).has_value());          // markers out of order
+  EXPECT_FALSE(ParseParaphrase("prompt: \nresponse: x", true).has_value());  // empty prompt
   EXPECT_FALSE(ParseParaphrase("no markers at all", false).has_value());
 }
 

@@ -5,8 +5,9 @@
 namespace saferoute::eval {
 
 bool IsBlank(std::string_view text) {
-  return std::all_of(text.begin(), text.end(),
-                     [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; });
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+  });
 }
 
 bool IsValidUtf8(std::string_view text, size_t* bad_offset) {
@@ -117,7 +118,8 @@ absl::StatusOr<std::vector<CsvRecord>> ParseCsv(std::string_view text, std::stri
       }
       // After a closing quote only a separator or a record end may follow.
       if (i < n && text[i] != ',' && text[i] != '\n' &&
-          !(text[i] == '\r' && i + 1 < n && text[i + 1] == '\n') && !(text[i] == '\r' && i + 1 == n)) {
+          !(text[i] == '\r' && i + 1 < n && text[i + 1] == '\n') &&
+          !(text[i] == '\r' && i + 1 == n)) {
         return absl::InvalidArgumentError(
             absl::StrFormat("%s:%d: unexpected text after a closing quote", origin, line));
       }

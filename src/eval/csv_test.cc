@@ -28,7 +28,10 @@ TEST(CsvTest, QuotedLineBreaksCrlfAndLineNumbers) {
 }
 
 TEST(CsvTest, EmptyFieldsBomNoFinalNewlineBlankLines) {
-  auto r = ParseCsv("\xEF\xBB\xBF" "a,b\n\n,\n\"\",x", "t.csv");
+  auto r = ParseCsv(
+      "\xEF\xBB\xBF"
+      "a,b\n\n,\n\"\",x",
+      "t.csv");
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->size(), 3u);
   EXPECT_THAT((*r)[0].fields, ElementsAre("a", "b"));
@@ -45,7 +48,8 @@ TEST(CsvTest, MalformedInputNamesFileAndLine) {
 
   auto trailing = ParseCsv("a\n\"x\"y\n", "bad.csv");
   ASSERT_FALSE(trailing.ok());
-  EXPECT_THAT(trailing.status().message(), HasSubstr("bad.csv:2: unexpected text after a closing quote"));
+  EXPECT_THAT(trailing.status().message(),
+              HasSubstr("bad.csv:2: unexpected text after a closing quote"));
 
   auto bare = ParseCsv("a\nx\"y\n", "bad.csv");
   ASSERT_FALSE(bare.ok());
@@ -62,11 +66,11 @@ TEST(Utf8Test, AcceptsValidRejectsOverlongSurrogatesAndTruncation) {
   size_t at = 0;
   EXPECT_FALSE(IsValidUtf8("ab\xC0\xAF", &at));  // overlong '/'
   EXPECT_EQ(at, 2u);
-  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));          // surrogate U+D800
-  EXPECT_FALSE(IsValidUtf8("\xE0\x80\xAF"));          // overlong 3-byte
-  EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));      // > U+10FFFF
-  EXPECT_FALSE(IsValidUtf8("\xE2\x82"));              // truncated at end
-  EXPECT_FALSE(IsValidUtf8("\x80"));                  // lone continuation
+  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate U+D800
+  EXPECT_FALSE(IsValidUtf8("\xE0\x80\xAF"));      // overlong 3-byte
+  EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xE2\x82"));          // truncated at end
+  EXPECT_FALSE(IsValidUtf8("\x80"));              // lone continuation
 }
 
 }  // namespace

@@ -68,31 +68,40 @@ absl::StatusOr<std::vector<Example>> LoadJsonl(const std::string& path, const st
       ex.id = absl::StrCat(FileStem(path), "-", row_index);
     } else {
       auto it = obj.find(m.id_field);
-      if (it == obj.end()) return RowError(path, line, absl::StrCat("missing id field '", m.id_field, "'"));
+      if (it == obj.end())
+        return RowError(path, line, absl::StrCat("missing id field '", m.id_field, "'"));
       if (it->is_string()) {
         ex.id = it->get<std::string>();
       } else if (it->is_number_integer() || it->is_number_unsigned()) {
         ex.id = it->dump();
       } else {
-        return RowError(path, line, absl::StrCat("id field '", m.id_field, "' is not a string or integer"));
+        return RowError(path, line,
+                        absl::StrCat("id field '", m.id_field, "' is not a string or integer"));
       }
-      if (ex.id.empty()) return RowError(path, line, absl::StrCat("id field '", m.id_field, "' is empty"));
+      if (ex.id.empty())
+        return RowError(path, line, absl::StrCat("id field '", m.id_field, "' is empty"));
     }
     auto text_it = obj.find(m.text_field);
-    if (text_it == obj.end()) return RowError(path, line, absl::StrCat("missing text field '", m.text_field, "'"));
-    if (!text_it->is_string()) return RowError(path, line, absl::StrCat("text field '", m.text_field, "' is not a string"));
+    if (text_it == obj.end())
+      return RowError(path, line, absl::StrCat("missing text field '", m.text_field, "'"));
+    if (!text_it->is_string())
+      return RowError(path, line, absl::StrCat("text field '", m.text_field, "' is not a string"));
     ex.prompt = text_it->get<std::string>();
     if (auto r = obj.find(m.response_field); r != obj.end() && !r->is_null()) {
       if (!r->is_string()) {
-        return RowError(path, line, absl::StrCat("response field '", m.response_field, "' is not a string or null"));
+        return RowError(
+            path, line,
+            absl::StrCat("response field '", m.response_field, "' is not a string or null"));
       }
       if (!r->get_ref<const std::string&>().empty()) ex.response = r->get<std::string>();
     }
     auto label_it = obj.find(m.label_field);
-    if (label_it == obj.end()) return RowError(path, line, absl::StrCat("missing label field '", m.label_field, "'"));
+    if (label_it == obj.end())
+      return RowError(path, line, absl::StrCat("missing label field '", m.label_field, "'"));
     absl::StatusOr<bool> label = ParseLabelJson(*label_it);
     if (!label.ok()) {
-      return RowError(path, line, absl::StrCat("field '", m.label_field, "': ", label.status().message()));
+      return RowError(path, line,
+                      absl::StrCat("field '", m.label_field, "': ", label.status().message()));
     }
     ex.unsafe = *label;
     out.push_back(std::move(ex));
@@ -104,7 +113,8 @@ absl::StatusOr<std::vector<Example>> LoadJsonl(const std::string& path, const st
 absl::StatusOr<std::vector<Example>> LoadCsv(const std::string& path, const std::string& text,
                                              const FieldMapping& m) {
   SR_ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(text, path));
-  if (records.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": empty CSV file (no header)"));
+  if (records.empty())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": empty CSV file (no header)"));
   const CsvRecord& header = records[0];
   auto column = [&](const std::string& name) -> int {
     for (size_t c = 0; c < header.fields.size(); ++c) {
@@ -126,19 +136,23 @@ absl::StatusOr<std::vector<Example>> LoadCsv(const std::string& path, const std:
   for (size_t r = 1; r < records.size(); ++r) {
     const CsvRecord& rec = records[r];
     if (rec.fields.size() != header.fields.size()) {
-      return RowError(path, rec.line, absl::StrFormat("record has %d fields, the header has %d",
-                                                      rec.fields.size(), header.fields.size()));
+      return RowError(path, rec.line,
+                      absl::StrFormat("record has %d fields, the header has %d", rec.fields.size(),
+                                      header.fields.size()));
     }
     Example ex;
     ex.file = path;
     ex.line = rec.line;
     ex.id = id_col < 0 ? absl::StrCat(FileStem(path), "-", r - 1) : rec.fields[id_col];
-    if (ex.id.empty()) return RowError(path, rec.line, absl::StrCat("empty id in column '", m.id_field, "'"));
+    if (ex.id.empty())
+      return RowError(path, rec.line, absl::StrCat("empty id in column '", m.id_field, "'"));
     ex.prompt = rec.fields[text_col];
-    if (response_col >= 0 && !rec.fields[response_col].empty()) ex.response = rec.fields[response_col];
+    if (response_col >= 0 && !rec.fields[response_col].empty())
+      ex.response = rec.fields[response_col];
     absl::StatusOr<bool> label = ParseLabelText(rec.fields[label_col]);
     if (!label.ok()) {
-      return RowError(path, rec.line, absl::StrCat("column '", m.label_field, "': ", label.status().message()));
+      return RowError(path, rec.line,
+                      absl::StrCat("column '", m.label_field, "': ", label.status().message()));
     }
     ex.unsafe = *label;
     out.push_back(std::move(ex));
@@ -149,7 +163,8 @@ absl::StatusOr<std::vector<Example>> LoadCsv(const std::string& path, const std:
 }  // namespace
 
 absl::StatusOr<bool> ParseLabelText(std::string_view text) {
-  const std::string lower = absl::AsciiStrToLower(absl::StripAsciiWhitespace(absl::string_view(text.data(), text.size())));
+  const std::string lower = absl::AsciiStrToLower(
+      absl::StripAsciiWhitespace(absl::string_view(text.data(), text.size())));
   if (lower == "true" || lower == "1" || lower == "unsafe") return true;
   if (lower == "false" || lower == "0" || lower == "safe") return false;
   return absl::InvalidArgumentError(
@@ -165,9 +180,11 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return buffer.str();
 }
 
-absl::StatusOr<std::vector<Example>> LoadDatasetFile(const std::string& path, const FieldMapping& mapping) {
+absl::StatusOr<std::vector<Example>> LoadDatasetFile(const std::string& path,
+                                                     const FieldMapping& mapping) {
   if (mapping.text_field.empty() || mapping.label_field.empty()) {
-    return absl::InvalidArgumentError("dataset field mapping: text and label field names must be set");
+    return absl::InvalidArgumentError(
+        "dataset field mapping: text and label field names must be set");
   }
   SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   const bool is_csv = std::filesystem::path(path).extension() == ".csv";
@@ -188,8 +205,9 @@ absl::StatusOr<std::vector<Example>> LoadDatasets(const std::vector<std::string>
       auto [it, inserted] = first_seen.emplace(ex.id, all.size());
       if (!inserted) {
         const Example& first = all[it->second];
-        return RowError(path, ex.line, absl::StrFormat("duplicate id '%s' (first at %s:%d)", ex.id,
-                                                       first.file, first.line));
+        return RowError(
+            path, ex.line,
+            absl::StrFormat("duplicate id '%s' (first at %s:%d)", ex.id, first.file, first.line));
       }
       all.push_back(std::move(ex));
     }

@@ -29,10 +29,11 @@ class DatasetTest : public ::testing::Test {
 };
 
 TEST_F(DatasetTest, BenchShapePromptAndResponse) {
-  const std::string path = Write("a.jsonl",
-                                 "{\"id\":\"a-0\",\"prompt\":\"hi\",\"response\":null,\"unsafe\":false}\n"
-                                 "\n"
-                                 "{\"id\":\"a-1\",\"prompt\":\"p\",\"response\":\"r\",\"unsafe\":true,\"source\":\"x\"}\n");
+  const std::string path = Write(
+      "a.jsonl",
+      "{\"id\":\"a-0\",\"prompt\":\"hi\",\"response\":null,\"unsafe\":false}\n"
+      "\n"
+      "{\"id\":\"a-1\",\"prompt\":\"p\",\"response\":\"r\",\"unsafe\":true,\"source\":\"x\"}\n");
   auto ex = LoadDatasets({path});
   ASSERT_TRUE(ex.ok()) << ex.status();
   ASSERT_EQ(ex->size(), 2u);
@@ -65,7 +66,9 @@ TEST_F(DatasetTest, MappedJsonlWithLabelSpellings) {
                                  "{\"conv_id\":8,\"user_input\":\"b\",\"toxicity\":0}\n"
                                  "{\"conv_id\":9,\"user_input\":\"c\",\"toxicity\":\"Unsafe\"}\n"
                                  "{\"conv_id\":10,\"user_input\":\"d\",\"toxicity\":\"false\"}\n");
-  FieldMapping m{.id_field = "conv_id", .text_field = "user_input", .response_field = "model_output",
+  FieldMapping m{.id_field = "conv_id",
+                 .text_field = "user_input",
+                 .response_field = "model_output",
                  .label_field = "toxicity"};
   auto ex = LoadDatasets({path}, m);
   ASSERT_TRUE(ex.ok()) << ex.status();
@@ -82,7 +85,8 @@ TEST_F(DatasetTest, CsvWithMappingQuotesAndGeneratedIds) {
                                  "text,label,answer\n"
                                  "\"hello, world\",safe,\n"
                                  "\"multi\nline\",unsafe,\"an \"\"answer\"\"\"\n");
-  FieldMapping m{.id_field = "", .text_field = "text", .response_field = "answer", .label_field = "label"};
+  FieldMapping m{
+      .id_field = "", .text_field = "text", .response_field = "answer", .label_field = "label"};
   auto ex = LoadDatasets({path}, m);
   ASSERT_TRUE(ex.ok()) << ex.status();
   ASSERT_EQ(ex->size(), 2u);
@@ -101,25 +105,34 @@ TEST_F(DatasetTest, HostileInputsNameFileAndLine) {
     std::string name, contents, expected;
   };
   const std::vector<Case> cases = {
-      {"nolabel.jsonl", "{\"id\":\"a\",\"prompt\":\"x\"}\n", "nolabel.jsonl:1: missing label field 'unsafe'"},
-      {"noid.jsonl", "{\"id\":\"a\",\"prompt\":\"x\",\"unsafe\":true}\n{\"prompt\":\"x\",\"unsafe\":true}\n",
+      {"nolabel.jsonl", "{\"id\":\"a\",\"prompt\":\"x\"}\n",
+       "nolabel.jsonl:1: missing label field 'unsafe'"},
+      {"noid.jsonl",
+       "{\"id\":\"a\",\"prompt\":\"x\",\"unsafe\":true}\n{\"prompt\":\"x\",\"unsafe\":true}\n",
        "noid.jsonl:2: missing id field 'id'"},
       {"badlabel.jsonl", "{\"id\":\"a\",\"prompt\":\"x\",\"unsafe\":\"maybe\"}\n",
        "badlabel.jsonl:1: field 'unsafe': label \"maybe\" is not one of"},
-      {"two.jsonl", "{\"id\":\"a\",\"prompt\":\"x\",\"unsafe\":2}\n", "two.jsonl:1: field 'unsafe': label 2 is neither"},
+      {"two.jsonl", "{\"id\":\"a\",\"prompt\":\"x\",\"unsafe\":2}\n",
+       "two.jsonl:1: field 'unsafe': label 2 is neither"},
       {"badjson.jsonl", "{\"id\":\"a\",\"prompt\":\"x\",\"unsafe\":true}\n{\"id\":\"b\",\n",
        "badjson.jsonl:2: invalid JSON"},
-      {"utf8.jsonl", "{\"id\":\"a\",\"prompt\":\"\xC3(\",\"unsafe\":true}\n", "utf8.jsonl:1: invalid JSON"},
+      {"utf8.jsonl", "{\"id\":\"a\",\"prompt\":\"\xC3(\",\"unsafe\":true}\n",
+       "utf8.jsonl:1: invalid JSON"},
       {"empty.jsonl", "\n\n", "empty.jsonl: no examples"},
-      {"dup.jsonl", "{\"id\":\"a\",\"prompt\":\"x\",\"unsafe\":true}\n{\"id\":\"a\",\"prompt\":\"y\",\"unsafe\":false}\n",
+      {"dup.jsonl",
+       "{\"id\":\"a\",\"prompt\":\"x\",\"unsafe\":true}\n{\"id\":\"a\",\"prompt\":\"y\",\"unsafe\":"
+       "false}\n",
        "dup.jsonl:2: duplicate id 'a'"},
       {"array.jsonl", "[1,2]\n", "array.jsonl:1: expected a JSON object"},
       {"resp.jsonl", "{\"id\":\"a\",\"prompt\":\"x\",\"response\":3,\"unsafe\":true}\n",
        "resp.jsonl:1: response field 'response' is not a string or null"},
-      {"short.csv", "id,prompt,unsafe\n1,x\n", "short.csv:2: record has 2 fields, the header has 3"},
-      {"nocol.csv", "id,text,unsafe\n1,x,true\n", "nocol.csv:1: header has no text column 'prompt'"},
+      {"short.csv", "id,prompt,unsafe\n1,x\n",
+       "short.csv:2: record has 2 fields, the header has 3"},
+      {"nocol.csv", "id,text,unsafe\n1,x,true\n",
+       "nocol.csv:1: header has no text column 'prompt'"},
       {"empty.csv", "", "empty.csv: empty CSV file"},
-      {"badlabel.csv", "id,prompt,unsafe\n1,x,true\n2,y,yes\n", "badlabel.csv:3: column 'unsafe': label \"yes\""},
+      {"badlabel.csv", "id,prompt,unsafe\n1,x,true\n2,y,yes\n",
+       "badlabel.csv:3: column 'unsafe': label \"yes\""},
   };
   for (const Case& c : cases) {
     auto ex = LoadDatasets({Write(c.name, c.contents)});
@@ -132,7 +145,9 @@ TEST_F(DatasetTest, HostileInputsNameFileAndLine) {
 
 TEST_F(DatasetTest, DuplicateIdsAcrossFiles) {
   const std::string a = Write("a.jsonl", "{\"id\":\"x\",\"prompt\":\"p\",\"unsafe\":true}\n");
-  const std::string b = Write("b.jsonl", "{\"id\":\"y\",\"prompt\":\"p\",\"unsafe\":true}\n{\"id\":\"x\",\"prompt\":\"q\",\"unsafe\":false}\n");
+  const std::string b = Write("b.jsonl",
+                              "{\"id\":\"y\",\"prompt\":\"p\",\"unsafe\":true}\n{\"id\":\"x\","
+                              "\"prompt\":\"q\",\"unsafe\":false}\n");
   auto ex = LoadDatasets({a, b});
   ASSERT_FALSE(ex.ok());
   EXPECT_THAT(ex.status().message(), HasSubstr("b.jsonl:2: duplicate id 'x' (first at "));

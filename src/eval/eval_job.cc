@@ -12,7 +12,8 @@
 namespace saferoute::eval {
 namespace {
 
-absl::StatusOr<std::vector<ScoreRecord>> LoadAligned(const std::vector<Example>& examples, const std::string& path) {
+absl::StatusOr<std::vector<ScoreRecord>> LoadAligned(const std::vector<Example>& examples,
+                                                     const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("a score file path is empty");
   SR_ASSIGN_OR_RETURN(std::vector<ScoreRecord> scores, ReadScoreFile(path));
   return AlignScores(examples, std::move(scores), path);
@@ -27,21 +28,25 @@ absl::StatusOr<std::optional<ScoreMeta>> OptionalMeta(const std::string& scores_
 }
 
 // Router probabilities in dataset order.
-absl::StatusOr<std::vector<double>> RouterScores(const Router& router, const std::string& features_path,
+absl::StatusOr<std::vector<double>> RouterScores(const Router& router,
+                                                 const std::string& features_path,
                                                  const std::vector<Example>& examples,
                                                  const std::optional<ScoreMeta>& small_meta) {
   SR_ASSIGN_OR_RETURN(FeatureTable table, ReadFeatureTable(features_path));
-  if (small_meta.has_value() && !small_meta->fingerprint.empty() && small_meta->fingerprint != table.fingerprint) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: features come from '%s' but the small guard's scores from '%s'", features_path, table.fingerprint,
-        small_meta->fingerprint));
+  if (small_meta.has_value() && !small_meta->fingerprint.empty() &&
+      small_meta->fingerprint != table.fingerprint) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: features come from '%s' but the small guard's scores from '%s'",
+                        features_path, table.fingerprint, small_meta->fingerprint));
   }
   absl::Status source = router.CheckFeatureSource(table.fingerprint, table.dim);
-  if (!source.ok()) return absl::InvalidArgumentError(absl::StrCat(features_path, ": ", source.message()));
+  if (!source.ok())
+    return absl::InvalidArgumentError(absl::StrCat(features_path, ": ", source.message()));
   std::unordered_map<std::string, size_t> row_of;
   for (size_t r = 0; r < table.ids.size(); ++r) {
     if (!row_of.emplace(table.ids[r], r).second) {
-      return absl::InvalidArgumentError(absl::StrFormat("%s: duplicate id '%s' (row %d)", features_path, table.ids[r], r));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: duplicate id '%s' (row %d)", features_path, table.ids[r], r));
     }
   }
   const size_t dim = static_cast<size_t>(table.dim);
@@ -49,14 +54,16 @@ absl::StatusOr<std::vector<double>> RouterScores(const Router& router, const std
   for (size_t i = 0; i < examples.size(); ++i) {
     auto it = row_of.find(examples[i].id);
     if (it == row_of.end()) {
-      return absl::InvalidArgumentError(absl::StrFormat("%s: no feature row for id '%s' (%s:%d)", features_path,
-                                                        examples[i].id, examples[i].file, examples[i].line));
+      return absl::InvalidArgumentError(absl::StrFormat("%s: no feature row for id '%s' (%s:%d)",
+                                                        features_path, examples[i].id,
+                                                        examples[i].file, examples[i].line));
     }
     const float* row = table.rows.data() + it->second * dim;
     for (size_t k = 0; k < dim; ++k) {
       if (!std::isfinite(row[k])) {
         return absl::InvalidArgumentError(
-            absl::StrFormat("%s: row %d (id '%s') has a non-finite value", features_path, it->second, examples[i].id));
+            absl::StrFormat("%s: row %d (id '%s') has a non-finite value", features_path,
+                            it->second, examples[i].id));
       }
     }
     std::copy(row, row + dim, ordered.begin() + i * dim);
@@ -68,8 +75,8 @@ absl::StatusOr<std::vector<double>> RouterScores(const Router& router, const std
     for (const Example& ex : examples) wanted.insert(ex.id);
     for (size_t r = 0; r < table.ids.size(); ++r) {
       if (!wanted.contains(table.ids[r])) {
-        return absl::InvalidArgumentError(absl::StrFormat("%s: row %d id '%s' is not in the dataset files",
-                                                          features_path, r, table.ids[r]));
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s: row %d id '%s' is not in the dataset files", features_path, r, table.ids[r]));
       }
     }
   }
@@ -111,14 +118,18 @@ absl::StatusOr<EvalInputs> PrepareEvalInputs(const EvalJob& job, const Router* r
   in.seed = job.seed;
 
   if ((router == nullptr) != job.features.empty()) {
-    return absl::InvalidArgumentError("SafeRoute needs both a router (--router) and the small guard's features (--features)");
+    return absl::InvalidArgumentError(
+        "SafeRoute needs both a router (--router) and the small guard's features (--features)");
   }
   if (router != nullptr) {
-    SR_ASSIGN_OR_RETURN(in.router_scores, RouterScores(*router, job.features, in.examples, small_meta));
+    SR_ASSIGN_OR_RETURN(in.router_scores,
+                        RouterScores(*router, job.features, in.examples, small_meta));
     in.router_threshold = router->threshold();
     if (job.share.has_value()) {
       absl::StatusOr<double> eps = router->ThresholdForShare(*job.share);
-      if (!eps.ok()) return absl::Status(eps.status().code(), absl::StrCat("router: --share: ", eps.status().message()));
+      if (!eps.ok())
+        return absl::Status(eps.status().code(),
+                            absl::StrCat("router: --share: ", eps.status().message()));
       in.router_share_threshold = *eps;
     }
   }
@@ -127,8 +138,10 @@ absl::StatusOr<EvalInputs> PrepareEvalInputs(const EvalJob& job, const Router* r
     SR_ASSIGN_OR_RETURN(std::vector<ScoreRecord> calib, ReadScoreFile(job.calib_small_scores));
     if (!job.calib_data.empty()) {
       // Labelled calibration set: align (ids must match) and fit T by NLL.
-      SR_ASSIGN_OR_RETURN(std::vector<Example> calib_examples, LoadDatasets(job.calib_data, job.mapping));
-      SR_ASSIGN_OR_RETURN(calib, AlignScores(calib_examples, std::move(calib), job.calib_small_scores));
+      SR_ASSIGN_OR_RETURN(std::vector<Example> calib_examples,
+                          LoadDatasets(job.calib_data, job.mapping));
+      SR_ASSIGN_OR_RETURN(calib,
+                          AlignScores(calib_examples, std::move(calib), job.calib_small_scores));
       std::vector<double> margins;
       std::vector<uint8_t> gold;
       for (size_t i = 0; i < calib.size(); ++i) {
@@ -141,12 +154,14 @@ absl::StatusOr<EvalInputs> PrepareEvalInputs(const EvalJob& job, const Router* r
     for (const ScoreRecord& r : calib) sum += r.p_unsafe;
     const double mean = sum / static_cast<double>(calib.size());
     if (!(mean > 0.0 && mean < 1.0)) {
-      return absl::InvalidArgumentError(absl::StrCat(job.calib_small_scores, ": mean p_unsafe is ", mean,
-                                                      "; batch calibration needs it strictly between 0 and 1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(job.calib_small_scores, ": mean p_unsafe is ", mean,
+                       "; batch calibration needs it strictly between 0 and 1"));
     }
     in.batch_mean_p_unsafe = mean;
   } else if (!job.calib_data.empty()) {
-    return absl::InvalidArgumentError("--calib-data needs --calib-small-scores (the small guard's scores on it)");
+    return absl::InvalidArgumentError(
+        "--calib-data needs --calib-small-scores (the small guard's scores on it)");
   }
   return in;
 }

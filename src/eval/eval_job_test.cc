@@ -36,7 +36,8 @@ class FakeRouter : public Router {
   }
   absl::Status CheckFeatureSource(std::string_view fp, int dim) const override {
     if (fp != fingerprint_ || dim != 2) {
-      return absl::InvalidArgumentError(absl::StrFormat("router wants '%s' dim 2, got '%s' dim %d", fingerprint_, fp, dim));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("router wants '%s' dim 2, got '%s' dim %d", fingerprint_, fp, dim));
     }
     return absl::OkStatus();
   }
@@ -49,26 +50,36 @@ class FakeRouter : public Router {
 class EvalJobTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("sr_eval_job_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("sr_eval_job_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "small");
     fs::create_directories(dir_ / "large");
     // The six-example hand case of report_test.cc.
     const std::vector<int> gold = {1, 1, 0, 0, 1, 0};
-    const std::vector<double> sp = {0.9, 0.3, 0.6, 0.1, 0.35, 0.5}, lp = {0.95, 0.8, 0.2, 0.7, 0.45, 0.05};
+    const std::vector<double> sp = {0.9, 0.3, 0.6, 0.1, 0.35, 0.5},
+                              lp = {0.95, 0.8, 0.2, 0.7, 0.45, 0.05};
     std::string data, small, large;
     for (int i = 0; i < 6; ++i) {
       data += absl::StrFormat(R"({"id":"e%d","prompt":"p%d","response":null,"unsafe":%s})", i, i,
-                              gold[i] ? "true" : "false") + "\n";
-      small += absl::StrFormat(R"({"id":"e%d","p_unsafe":%.17g,"logit_safe":0,"logit_unsafe":%.17g,"n_tokens":10,"latency_ms":10})",
-                               i, sp[i], std::log(sp[i] / (1 - sp[i]))) + "\n";
-      large += absl::StrFormat(R"({"id":"e%d","p_unsafe":%.17g,"n_tokens":10,"latency_ms":30})", i, lp[i]) + "\n";
+                              gold[i] ? "true" : "false") +
+              "\n";
+      small +=
+          absl::StrFormat(
+              R"({"id":"e%d","p_unsafe":%.17g,"logit_safe":0,"logit_unsafe":%.17g,"n_tokens":10,"latency_ms":10})",
+              i, sp[i], std::log(sp[i] / (1 - sp[i]))) +
+          "\n";
+      large += absl::StrFormat(R"({"id":"e%d","p_unsafe":%.17g,"n_tokens":10,"latency_ms":30})", i,
+                               lp[i]) +
+               "\n";
     }
     data_ = Write("data.jsonl", data);
     small_ = Write("small/scores.jsonl", small);
     large_ = Write("large/scores.jsonl", large);
-    Write("small/meta.json", R"({"guard":"s","fingerprint":"small-fp","content_free":{"p_unsafe":0.2,"logit_safe":0,"logit_unsafe":0},"n_params":1e9})");
+    Write(
+        "small/meta.json",
+        R"({"guard":"s","fingerprint":"small-fp","content_free":{"p_unsafe":0.2,"logit_safe":0,"logit_unsafe":0},"n_params":1e9})");
     Write("large/meta.json", R"({"guard":"l","n_params":8e9})");
     features_ = WriteFeatures("small/features.safetensors", {"e5", "e4", "e3", "e2", "e1", "e0"},
                               {0.2, 0.6, 0.4, 0.7, 0.9, 0.1}, "small-fp");
@@ -85,11 +96,14 @@ class EvalJobTest : public ::testing::Test {
       rows.push_back(f);
       for (int k = 1; k < dim; ++k) rows.push_back(-1);
     }
-    const std::vector<TensorToWrite> t = {{.name = "features", .dtype = DType::kF32,
+    const std::vector<TensorToWrite> t = {{.name = "features",
+                                           .dtype = DType::kF32,
                                            .shape = {static_cast<int64_t>(ids.size()), dim},
-                                           .data = rows.data(), .nbytes = rows.size() * sizeof(float)}};
+                                           .data = rows.data(),
+                                           .nbytes = rows.size() * sizeof(float)}};
     const std::string path = (dir_ / name).string();
-    EXPECT_TRUE(WriteSafetensors(path, t, {{"ids", nlohmann::json(ids).dump()}, {"fingerprint", fp}}).ok());
+    EXPECT_TRUE(
+        WriteSafetensors(path, t, {{"ids", nlohmann::json(ids).dump()}, {"fingerprint", fp}}).ok());
     return path;
   }
   EvalJob Job() const {
@@ -104,7 +118,10 @@ class EvalJobTest : public ::testing::Test {
 };
 
 TEST_F(EvalJobTest, LabelJobWritesEquationOneLabels) {
-  LabelJob job{.data = {data_}, .small_scores = small_, .large_scores = large_, .out = (dir_ / "labels.jsonl").string()};
+  LabelJob job{.data = {data_},
+               .small_scores = small_,
+               .large_scores = large_,
+               .out = (dir_ / "labels.jsonl").string()};
   auto labels = RunLabelJob(job);
   ASSERT_TRUE(labels.ok()) << labels.status();
   std::ifstream in(job.out);
@@ -120,7 +137,8 @@ TEST_F(EvalJobTest, EvalWithRouterMetaAndCalibration) {
   FakeRouter router;
   EvalJob job = Job();
   job.features = features_;
-  job.calib_small_scores = small_;  // calibrating on the test set itself: only to exercise the wiring
+  job.calib_small_scores =
+      small_;  // calibrating on the test set itself: only to exercise the wiring
   job.calib_data = {data_};
   auto report = RunEvalJob(job, &router);
   ASSERT_TRUE(report.ok()) << report.status();
@@ -135,7 +153,8 @@ TEST_F(EvalJobTest, EvalWithRouterMetaAndCalibration) {
   ASSERT_NE(report->Find("entropy_ts"), nullptr);
   ASSERT_NE(report->Find("entropy_bc"), nullptr);
   // BC reference = mean small p = (0.9+0.3+0.6+0.1+0.35+0.5)/6.
-  EXPECT_NEAR(ReportToJson(*report)["methods"]["entropy_bc"]["settings"]["batch_mean_p_unsafe"].get<double>(),
+  EXPECT_NEAR(ReportToJson(*report)["methods"]["entropy_bc"]["settings"]["batch_mean_p_unsafe"]
+                  .get<double>(),
               2.75 / 6, 1e-12);
   EXPECT_TRUE(report->notes.empty());
   const std::string svg = RenderTradeOffSvg(*report, "a <test> & title");
@@ -153,39 +172,55 @@ TEST_F(EvalJobTest, RouterNeedsFeaturesAndMatchingSource) {
   job.features = WriteFeatures("wrong_dim.safetensors", {"e0", "e1", "e2", "e3", "e4", "e5"},
                                {0, 0, 0, 0, 0, 0}, "small-fp", 3);
   auto wrong_dim = RunEvalJob(job, &router);
-  EXPECT_THAT(wrong_dim.status().message(), HasSubstr("wrong_dim.safetensors: router wants 'small-fp' dim 2, got 'small-fp' dim 3"));
+  EXPECT_THAT(
+      wrong_dim.status().message(),
+      HasSubstr("wrong_dim.safetensors: router wants 'small-fp' dim 2, got 'small-fp' dim 3"));
 
-  job.features = WriteFeatures("other_fp.safetensors", {"e0", "e1", "e2", "e3", "e4", "e5"}, {0, 0, 0, 0, 0, 0}, "other");
+  job.features = WriteFeatures("other_fp.safetensors", {"e0", "e1", "e2", "e3", "e4", "e5"},
+                               {0, 0, 0, 0, 0, 0}, "other");
   EXPECT_THAT(RunEvalJob(job, &router).status().message(),
               HasSubstr("features come from 'other' but the small guard's scores from 'small-fp'"));
 
-  job.features = WriteFeatures("missing.safetensors", {"e0", "e1", "e2", "e3", "e4"}, {0, 0, 0, 0, 0}, "small-fp");
-  EXPECT_THAT(RunEvalJob(job, &router).status().message(), HasSubstr("missing.safetensors: no feature row for id 'e5'"));
+  job.features = WriteFeatures("missing.safetensors", {"e0", "e1", "e2", "e3", "e4"},
+                               {0, 0, 0, 0, 0}, "small-fp");
+  EXPECT_THAT(RunEvalJob(job, &router).status().message(),
+              HasSubstr("missing.safetensors: no feature row for id 'e5'"));
 
-  job.features = WriteFeatures("extra.safetensors", {"e0", "e1", "e2", "e3", "e4", "e5", "zz"}, {0, 0, 0, 0, 0, 0, 0},
-                               "small-fp");
-  EXPECT_THAT(RunEvalJob(job, &router).status().message(), HasSubstr("extra.safetensors: row 6 id 'zz' is not in the dataset"));
+  job.features = WriteFeatures("extra.safetensors", {"e0", "e1", "e2", "e3", "e4", "e5", "zz"},
+                               {0, 0, 0, 0, 0, 0, 0}, "small-fp");
+  EXPECT_THAT(RunEvalJob(job, &router).status().message(),
+              HasSubstr("extra.safetensors: row 6 id 'zz' is not in the dataset"));
 
-  job.features = WriteFeatures("nan.safetensors", {"e0", "e1", "e2", "e3", "e4", "e5"}, {0, 0, NAN, 0, 0, 0}, "small-fp");
-  EXPECT_THAT(RunEvalJob(job, &router).status().message(), HasSubstr("nan.safetensors: row 2 (id 'e2') has a non-finite"));
+  job.features = WriteFeatures("nan.safetensors", {"e0", "e1", "e2", "e3", "e4", "e5"},
+                               {0, 0, NAN, 0, 0, 0}, "small-fp");
+  EXPECT_THAT(RunEvalJob(job, &router).status().message(),
+              HasSubstr("nan.safetensors: row 2 (id 'e2') has a non-finite"));
 }
 
 TEST_F(EvalJobTest, BadScoreFilesNameFileAndLine) {
   EvalJob job = Job();
-  job.large_scores = Write("large/bad.jsonl", "{\"id\":\"e0\",\"p_unsafe\":0.5}\n{\"id\":\"e1\",\"p_unsafe\":-0.1}\n");
-  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(), HasSubstr("large/bad.jsonl:2: field 'p_unsafe' = -0.1"));
+  job.large_scores = Write("large/bad.jsonl",
+                           "{\"id\":\"e0\",\"p_unsafe\":0.5}\n{\"id\":\"e1\",\"p_unsafe\":-0.1}\n");
+  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(),
+              HasSubstr("large/bad.jsonl:2: field 'p_unsafe' = -0.1"));
   job.large_scores = Write("large/short.jsonl", "{\"id\":\"e0\",\"p_unsafe\":0.5}\n");
-  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(), HasSubstr("large/short.jsonl: has no score for id 'e1'"));
+  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(),
+              HasSubstr("large/short.jsonl: has no score for id 'e1'"));
   job.large_scores = Write("large/empty.jsonl", "");
-  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(), HasSubstr("large/empty.jsonl: no score rows"));
+  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(),
+              HasSubstr("large/empty.jsonl: no score rows"));
   job = Job();
   job.share = 1.5;
-  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(), HasSubstr("--share 1.5 is not in (0, 1]"));
+  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(),
+              HasSubstr("--share 1.5 is not in (0, 1]"));
   job = Job();
   job.calib_data = {data_};
-  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(), HasSubstr("--calib-data needs --calib-small-scores"));
-  Write("small/meta.json", R"({"guard":"s","content_free":{"p_unsafe":1.0,"logit_safe":0,"logit_unsafe":0}})");
-  EXPECT_THAT(RunEvalJob(Job(), nullptr).status().message(), HasSubstr("meta.json: field 'content_free' p_unsafe must lie"));
+  EXPECT_THAT(RunEvalJob(job, nullptr).status().message(),
+              HasSubstr("--calib-data needs --calib-small-scores"));
+  Write("small/meta.json",
+        R"({"guard":"s","content_free":{"p_unsafe":1.0,"logit_safe":0,"logit_unsafe":0}})");
+  EXPECT_THAT(RunEvalJob(Job(), nullptr).status().message(),
+              HasSubstr("meta.json: field 'content_free' p_unsafe must lie"));
 }
 
 }  // namespace

@@ -23,8 +23,8 @@ absl::StatusOr<std::vector<ScoreRecord>> AlignScores(const std::vector<Example>&
   for (const Example& ex : examples) {
     auto it = by_id.find(ex.id);
     if (it == by_id.end()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: has no score for id '%s' (%s:%d)", scores_path, ex.id, ex.file, ex.line));
+      return absl::InvalidArgumentError(absl::StrFormat("%s: has no score for id '%s' (%s:%d)",
+                                                        scores_path, ex.id, ex.file, ex.line));
     }
     used[it->second] = true;
     aligned.push_back(scores[it->second]);

@@ -25,14 +25,15 @@ ScoreRecord Score(std::string id, double p) {
 
 TEST(HardLabelTest, EquationOneEveryCase) {
   // gold, small p, large p -> t
-  const std::vector<Example> ex = {Ex("both_right", true),  Ex("hard_fn", true),  Ex("hard_fp", false),
-                                   Ex("large_wrong", false), Ex("both_wrong", true), Ex("tie_at_half", true)};
-  const std::vector<ScoreRecord> small = {Score("both_right", 0.9), Score("hard_fn", 0.2), Score("hard_fp", 0.7),
-                                          Score("large_wrong", 0.1), Score("both_wrong", 0.4),
-                                          Score("tie_at_half", 0.5)};
-  const std::vector<ScoreRecord> large = {Score("both_right", 0.8), Score("hard_fn", 0.6), Score("hard_fp", 0.3),
-                                          Score("large_wrong", 0.9), Score("both_wrong", 0.1),
-                                          Score("tie_at_half", 0.51)};
+  const std::vector<Example> ex = {Ex("both_right", true), Ex("hard_fn", true),
+                                   Ex("hard_fp", false),   Ex("large_wrong", false),
+                                   Ex("both_wrong", true), Ex("tie_at_half", true)};
+  const std::vector<ScoreRecord> small = {Score("both_right", 0.9), Score("hard_fn", 0.2),
+                                          Score("hard_fp", 0.7),    Score("large_wrong", 0.1),
+                                          Score("both_wrong", 0.4), Score("tie_at_half", 0.5)};
+  const std::vector<ScoreRecord> large = {Score("both_right", 0.8), Score("hard_fn", 0.6),
+                                          Score("hard_fp", 0.3),    Score("large_wrong", 0.9),
+                                          Score("both_wrong", 0.1), Score("tie_at_half", 0.51)};
   const auto labels = ComputeHardLabels(ex, small, large);
   ASSERT_EQ(labels.size(), 6u);
   const std::vector<bool> t = {false, true, true, false, false, true};
@@ -54,10 +55,13 @@ TEST(AlignScoresTest, MissingAndExtraIdsAreErrors) {
   const std::vector<Example> ex = {Ex("a", true), Ex("b", false)};
   auto missing = AlignScores(ex, {Score("a", 0.9)}, "s/scores.jsonl");
   ASSERT_FALSE(missing.ok());
-  EXPECT_THAT(missing.status().message(), HasSubstr("s/scores.jsonl: has no score for id 'b' (data.jsonl:1)"));
-  auto extra = AlignScores(ex, {Score("a", 0.9), Score("b", 0.1), Score("c", 0.3)}, "s/scores.jsonl");
+  EXPECT_THAT(missing.status().message(),
+              HasSubstr("s/scores.jsonl: has no score for id 'b' (data.jsonl:1)"));
+  auto extra =
+      AlignScores(ex, {Score("a", 0.9), Score("b", 0.1), Score("c", 0.3)}, "s/scores.jsonl");
   ASSERT_FALSE(extra.ok());
-  EXPECT_THAT(extra.status().message(), HasSubstr("s/scores.jsonl:3: id 'c' is not in the dataset files"));
+  EXPECT_THAT(extra.status().message(),
+              HasSubstr("s/scores.jsonl:3: id 'c' is not in the dataset files"));
   auto dup = AlignScores(ex, {Score("a", 0.9), Score("a", 0.1)}, "s/scores.jsonl");
   EXPECT_THAT(dup.status().message(), HasSubstr("duplicate id 'a'"));
 }
@@ -83,12 +87,15 @@ TEST(ScoreFileTest, RoundTripAndHostileRows) {
   };
   for (const Case& c : std::vector<Case>{
            {R"({"id":"a","p_unsafe":1.5})", "s.jsonl:7: field 'p_unsafe' = 1.5 is outside [0, 1]"},
-           {R"({"id":"a","p_unsafe":null})", "s.jsonl:7: field 'p_unsafe' is not a finite number (null)"},
+           {R"({"id":"a","p_unsafe":null})",
+            "s.jsonl:7: field 'p_unsafe' is not a finite number (null)"},
            {R"({"id":"a","p_unsafe":NaN})", "s.jsonl:7: invalid JSON"},
            {R"({"p_unsafe":0.5})", "s.jsonl:7: missing or non-string field 'id'"},
            {R"({"id":"a"})", "s.jsonl:7: missing field 'p_unsafe'"},
-           {R"({"id":"a","p_unsafe":0.5,"n_tokens":-3})", "s.jsonl:7: field 'n_tokens' is not a non-negative"},
-           {R"({"id":"a","p_unsafe":0.5,"latency_ms":-1})", "s.jsonl:7: field 'latency_ms' is negative"},
+           {R"({"id":"a","p_unsafe":0.5,"n_tokens":-3})",
+            "s.jsonl:7: field 'n_tokens' is not a non-negative"},
+           {R"({"id":"a","p_unsafe":0.5,"latency_ms":-1})",
+            "s.jsonl:7: field 'latency_ms' is negative"},
        }) {
     auto parsed = ParseScoreLine(c.row, "s.jsonl", 7);
     ASSERT_FALSE(parsed.ok()) << c.row;

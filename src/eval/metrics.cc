@@ -15,8 +15,12 @@ void Confusion::Add(bool predicted, bool gold) {
     gold ? ++fn : ++tn;
   }
 }
-double Confusion::precision() const { return tp + fp == 0 ? 0.0 : static_cast<double>(tp) / (tp + fp); }
-double Confusion::recall() const { return tp + fn == 0 ? 0.0 : static_cast<double>(tp) / (tp + fn); }
+double Confusion::precision() const {
+  return tp + fp == 0 ? 0.0 : static_cast<double>(tp) / (tp + fp);
+}
+double Confusion::recall() const {
+  return tp + fn == 0 ? 0.0 : static_cast<double>(tp) / (tp + fn);
+}
 double Confusion::f1() const {
   // 2TP / (2TP + FP + FN): the same value as 2PR/(P+R), without 0/0 at P=R=0.
   const int64_t denom = 2 * tp + fp + fn;
@@ -32,11 +36,13 @@ Confusion Count(std::span<const uint8_t> predicted, std::span<const uint8_t> gol
 
 double AveragePrecision(std::span<const double> scores, std::span<const uint8_t> gold) {
   SR_CHECK(scores.size() == gold.size());
-  const int64_t positives = std::count_if(gold.begin(), gold.end(), [](uint8_t g) { return g != 0; });
+  const int64_t positives =
+      std::count_if(gold.begin(), gold.end(), [](uint8_t g) { return g != 0; });
   if (positives == 0) return 0.0;
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return scores[a] > scores[b]; });
   double ap = 0.0;
   double previous_recall = 0.0;
   int64_t tp = 0, predicted = 0;
@@ -77,12 +83,14 @@ double Softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::l
 // Increasing in w (the NLL is convex in w).
 double NllSlope(std::span<const double> margins, std::span<const uint8_t> gold, double w) {
   double slope = 0;
-  for (size_t i = 0; i < margins.size(); ++i) slope += margins[i] * (Sigmoid(w * margins[i]) - (gold[i] ? 1.0 : 0.0));
+  for (size_t i = 0; i < margins.size(); ++i)
+    slope += margins[i] * (Sigmoid(w * margins[i]) - (gold[i] ? 1.0 : 0.0));
   return slope;
 }
 }  // namespace
 
-double TemperatureNll(std::span<const double> margins, std::span<const uint8_t> gold, double temperature) {
+double TemperatureNll(std::span<const double> margins, std::span<const uint8_t> gold,
+                      double temperature) {
   SR_CHECK(margins.size() == gold.size() && temperature > 0);
   double nll = 0;
   for (size_t i = 0; i < margins.size(); ++i) {
@@ -96,7 +104,7 @@ double TemperatureNll(std::span<const double> margins, std::span<const uint8_t> 
 double FitTemperature(std::span<const double> margins, std::span<const uint8_t> gold) {
   SR_CHECK(margins.size() == gold.size());
   constexpr double kMinT = 1e-3, kMaxT = 1e3;
-  double lo = 1.0 / kMaxT, hi = 1.0 / kMinT;  // bracket on w = 1/T
+  double lo = 1.0 / kMaxT, hi = 1.0 / kMinT;           // bracket on w = 1/T
   if (NllSlope(margins, gold, lo) >= 0) return kMaxT;  // optimum at w <= lo
   if (NllSlope(margins, gold, hi) <= 0) return kMinT;  // separable: optimum at w >= hi
   // Bisection in log w: 200 halvings reach double precision on any bracket.

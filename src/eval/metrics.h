@@ -42,7 +42,8 @@ double Sigmoid(double x);
 // which approaches the same optimum). T is clamped to [1e-3, 1e3] (a
 // perfectly separable set has its optimum at T -> 0).
 double FitTemperature(std::span<const double> margins, std::span<const uint8_t> gold);
-double TemperatureNll(std::span<const double> margins, std::span<const uint8_t> gold, double temperature);
+double TemperatureNll(std::span<const double> margins, std::span<const uint8_t> gold,
+                      double temperature);
 
 // Diagonal calibration (Zhao et al. 2021; Zhou et al. 2024):
 // q̂1 = (q1/r1) / ((1-q1)/(1-r1) + q1/r1), where r1 is the content-free

@@ -33,8 +33,9 @@ TEST(ConfusionTest, ZeroDivisionIsZero) {
 TEST(AveragePrecisionTest, HandComputedWithAndWithoutTies) {
   // Steps: (R .5, P 1), (R .5, P .5), (R 1, P 2/3), (R 1, P .5)
   // -> .5 * 1 + .5 * 2/3 = 5/6 (sklearn gives 0.8333).
-  EXPECT_NEAR(AveragePrecision(std::vector<double>{0.9, 0.8, 0.7, 0.6}, std::vector<uint8_t>{1, 0, 1, 0}),
-              5.0 / 6, 1e-12);
+  EXPECT_NEAR(
+      AveragePrecision(std::vector<double>{0.9, 0.8, 0.7, 0.6}, std::vector<uint8_t>{1, 0, 1, 0}),
+      5.0 / 6, 1e-12);
   // A tie is one step: (R .5, P .5), (R 1, P 2/3) -> .25 + 1/3.
   EXPECT_NEAR(AveragePrecision(std::vector<double>{0.5, 0.5, 0.2}, std::vector<uint8_t>{1, 0, 1}),
               0.25 + 1.0 / 3, 1e-12);
@@ -59,7 +60,8 @@ TEST(CalibrationTest, DiagonalByHand) {
   EXPECT_NEAR(DiagonalCalibrate(0.5, 0.2), 0.8, 1e-12);
   // r1 = .8: q̂ = (.9/.8) / (.1/.2 + .9/.8) = 1.125 / 1.625
   EXPECT_NEAR(DiagonalCalibrate(0.9, 0.8), 1.125 / 1.625, 1e-12);
-  EXPECT_NEAR(DiagonalCalibrate(0.37, 0.5), 0.37, 1e-12);  // an uninformative reference changes nothing
+  EXPECT_NEAR(DiagonalCalibrate(0.37, 0.5), 0.37,
+              1e-12);  // an uninformative reference changes nothing
 }
 
 // Independent NLL: -log sigmoid(m/T) for unsafe, -log(1 - sigmoid(m/T)) for safe.

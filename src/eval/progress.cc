@@ -56,12 +56,12 @@ void Progress::Print(bool final_line) {
     const int filled = std::clamp(static_cast<int>(fraction * kWidth), 0, kWidth);
     std::fprintf(stderr, "\r%s [%s%s] %lld/%lld %3.0f%% %.1f/s ETA %s\x1b[K%s", label_.c_str(),
                  std::string(filled, '#').c_str(), std::string(kWidth - filled, ' ').c_str(),
-                 static_cast<long long>(done_), static_cast<long long>(total_), 100 * fraction, rate,
-                 Duration(eta).c_str(), final_line ? "\n" : "");
+                 static_cast<long long>(done_), static_cast<long long>(total_), 100 * fraction,
+                 rate, Duration(eta).c_str(), final_line ? "\n" : "");
   } else {
-    std::fprintf(stderr, "%s: %lld/%lld (%.0f%%), %.1f/s, %s %s\n", label_.c_str(), static_cast<long long>(done_),
-                 static_cast<long long>(total_), 100 * fraction, rate, final_line ? "took" : "ETA",
-                 Duration(final_line ? elapsed : eta).c_str());
+    std::fprintf(stderr, "%s: %lld/%lld (%.0f%%), %.1f/s, %s %s\n", label_.c_str(),
+                 static_cast<long long>(done_), static_cast<long long>(total_), 100 * fraction,
+                 rate, final_line ? "took" : "ETA", Duration(final_line ? elapsed : eta).c_str());
   }
   std::fflush(stderr);
 }

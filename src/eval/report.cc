@@ -46,31 +46,42 @@ Columns MakeColumns(const EvalInputs& in) {
   return c;
 }
 
-std::optional<double> RelativeCost(const std::vector<double>& small, const std::vector<double>& large,
-                                   double small_total, const std::vector<uint8_t>& route, Cost cost) {
+std::optional<double> RelativeCost(const std::vector<double>& small,
+                                   const std::vector<double>& large, double small_total,
+                                   const std::vector<uint8_t>& route, Cost cost) {
   if (!(small_total > 0)) return std::nullopt;
   double total = 0;
   for (size_t i = 0; i < small.size(); ++i) {
     switch (cost) {
-      case Cost::kSmallOnly: total += small[i]; break;
-      case Cost::kLargeOnly: total += large[i]; break;
-      case Cost::kBoth: total += small[i] + large[i]; break;
+      case Cost::kSmallOnly:
+        total += small[i];
+        break;
+      case Cost::kLargeOnly:
+        total += large[i];
+        break;
+      case Cost::kBoth:
+        total += small[i] + large[i];
+        break;
       // The small guard always runs (its feature drives the routing).
-      case Cost::kRouted: total += small[i] + (route[i] ? large[i] : 0.0); break;
+      case Cost::kRouted:
+        total += small[i] + (route[i] ? large[i] : 0.0);
+        break;
     }
   }
   return total / small_total;
 }
 
-MethodResult Evaluate(const Columns& c, std::string key, std::string label, const std::vector<uint8_t>& route,
-                      Cost cost, const std::vector<double>* routing_scores) {
+MethodResult Evaluate(const Columns& c, std::string key, std::string label,
+                      const std::vector<uint8_t>& route, Cost cost,
+                      const std::vector<double>* routing_scores) {
   MethodResult m;
   m.key = std::move(key);
   m.label = std::move(label);
   const size_t n = c.gold.size();
   int64_t routed = 0;
   for (size_t i = 0; i < n; ++i) {
-    const bool final_pred = cost == Cost::kLargeOnly ? c.large_pred[i] : (route[i] ? c.large_pred[i] : c.small_pred[i]);
+    const bool final_pred =
+        cost == Cost::kLargeOnly ? c.large_pred[i] : (route[i] ? c.large_pred[i] : c.small_pred[i]);
     m.safety.Add(final_pred, c.gold[i]);
     m.routing.Add(route[i] != 0, c.t[i] != 0);
     routed += route[i] != 0;
@@ -80,8 +91,10 @@ MethodResult Evaluate(const Columns& c, std::string key, std::string label, cons
   // share of t = 1, as the paper's 5.09%); its cost still includes both passes.
   if (cost == Cost::kLargeOnly) m.large_share = 1.0;
   if (routing_scores != nullptr) m.routing_auprc = AveragePrecision(*routing_scores, c.t);
-  m.latency_rel = RelativeCost(c.small_latency, c.large_latency, c.small_latency_total, route, cost);
-  if (c.have_flops) m.flops_rel = RelativeCost(c.small_flops, c.large_flops, c.small_flops_total, route, cost);
+  m.latency_rel =
+      RelativeCost(c.small_latency, c.large_latency, c.small_latency_total, route, cost);
+  if (c.have_flops)
+    m.flops_rel = RelativeCost(c.small_flops, c.large_flops, c.small_flops_total, route, cost);
   return m;
 }
 
@@ -107,9 +120,10 @@ const MethodResult* EvalReport::Find(const std::string& key) const {
   return nullptr;
 }
 
-std::vector<CurvePoint> TradeOffCurve(const std::vector<double>& scores, const std::vector<uint8_t>& small_pred,
-                                      const std::vector<uint8_t>& large_pred, const std::vector<uint8_t>& gold,
-                                      size_t max_points) {
+std::vector<CurvePoint> TradeOffCurve(const std::vector<double>& scores,
+                                      const std::vector<uint8_t>& small_pred,
+                                      const std::vector<uint8_t>& large_pred,
+                                      const std::vector<uint8_t>& gold, size_t max_points) {
   const size_t n = scores.size();
   SR_CHECK(small_pred.size() == n && large_pred.size() == n && gold.size() == n && max_points >= 2);
   std::vector<CurvePoint> all;
@@ -117,7 +131,8 @@ std::vector<CurvePoint> TradeOffCurve(const std::vector<double>& scores, const s
   Confusion c = Count(small_pred, gold);
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return scores[a] > scores[b]; });
   auto remove = [&](bool pred, bool g) {
     if (pred) {
       g ? --c.tp : --c.fp;
@@ -183,35 +198,42 @@ EvalReport RunEvaluation(const EvalInputs& in) {
   // guard's uncalibrated one (calibration only moves the routing decision).
   std::vector<double> p_small(n);
   for (size_t i = 0; i < n; ++i) p_small[i] = in.small[i].p_unsafe;
-  auto add_entropy = [&](const std::string& key, const std::string& label, const std::vector<double>& q,
-                         nlohmann::ordered_json settings) {
+  auto add_entropy = [&](const std::string& key, const std::string& label,
+                         const std::vector<double>& q, nlohmann::ordered_json settings) {
     const std::vector<double> h = EntropyOf(q);
-    MethodResult m = Evaluate(c, key, label, Threshold(h, kEntropyThresholdBits), Cost::kRouted, &h);
+    MethodResult m =
+        Evaluate(c, key, label, Threshold(h, kEntropyThresholdBits), Cost::kRouted, &h);
     m.settings = std::move(settings);
     m.settings["entropy_threshold_bits"] = kEntropyThresholdBits;
     report.methods.push_back(std::move(m));
     return h;
   };
-  const std::vector<double> entropy = add_entropy("entropy", "Entropy", p_small, nlohmann::ordered_json::object());
+  const std::vector<double> entropy =
+      add_entropy("entropy", "Entropy", p_small, nlohmann::ordered_json::object());
 
   if (in.temperature.has_value()) {
     std::vector<double> q(n);
-    for (size_t i = 0; i < n; ++i) q[i] = Sigmoid((in.small[i].logit_unsafe - in.small[i].logit_safe) / *in.temperature);
+    for (size_t i = 0; i < n; ++i)
+      q[i] = Sigmoid((in.small[i].logit_unsafe - in.small[i].logit_safe) / *in.temperature);
     add_entropy("entropy_ts", "Entropy + TS", q, {{"temperature", *in.temperature}});
   } else {
-    report.notes.push_back("entropy_ts skipped: no labelled calibration scores (--calib-data, --calib-small-scores)");
+    report.notes.push_back(
+        "entropy_ts skipped: no labelled calibration scores (--calib-data, --calib-small-scores)");
   }
   if (in.content_free.has_value()) {
     std::vector<double> q(n);
     for (size_t i = 0; i < n; ++i) q[i] = DiagonalCalibrate(p_small[i], in.content_free->p_unsafe);
-    add_entropy("entropy_cc", "Entropy + CC", q, {{"content_free_p_unsafe", in.content_free->p_unsafe}});
+    add_entropy("entropy_cc", "Entropy + CC", q,
+                {{"content_free_p_unsafe", in.content_free->p_unsafe}});
   } else {
-    report.notes.push_back("entropy_cc skipped: the small guard's meta.json has no content_free score");
+    report.notes.push_back(
+        "entropy_cc skipped: the small guard's meta.json has no content_free score");
   }
   if (in.batch_mean_p_unsafe.has_value()) {
     std::vector<double> q(n);
     for (size_t i = 0; i < n; ++i) q[i] = DiagonalCalibrate(p_small[i], *in.batch_mean_p_unsafe);
-    add_entropy("entropy_bc", "Entropy + BC", q, {{"batch_mean_p_unsafe", *in.batch_mean_p_unsafe}});
+    add_entropy("entropy_bc", "Entropy + BC", q,
+                {{"batch_mean_p_unsafe", *in.batch_mean_p_unsafe}});
   } else {
     report.notes.push_back("entropy_bc skipped: no calibration scores (--calib-small-scores)");
   }
@@ -219,11 +241,13 @@ EvalReport RunEvaluation(const EvalInputs& in) {
   if (in.router_scores.has_value()) {
     const std::vector<double>& r = *in.router_scores;
     SR_CHECK(r.size() == n);
-    MethodResult m = Evaluate(c, "saferoute", "SafeRoute", Threshold(r, in.router_threshold), Cost::kRouted, &r);
+    MethodResult m =
+        Evaluate(c, "saferoute", "SafeRoute", Threshold(r, in.router_threshold), Cost::kRouted, &r);
     m.settings["epsilon"] = in.router_threshold;
     report.methods.push_back(std::move(m));
     if (in.router_share_threshold.has_value()) {
-      MethodResult s = Evaluate(c, "saferoute_share", absl::StrFormat("SafeRoute @%.0f%%", 100 * in.share.value_or(0)),
+      MethodResult s = Evaluate(c, "saferoute_share",
+                                absl::StrFormat("SafeRoute @%.0f%%", 100 * in.share.value_or(0)),
                                 Threshold(r, *in.router_share_threshold), Cost::kRouted, &r);
       s.settings["epsilon"] = *in.router_share_threshold;
       if (in.share.has_value()) s.settings["target_share"] = *in.share;
@@ -247,7 +271,9 @@ nlohmann::ordered_json ReportToJson(const EvalReport& report) {
   j["n_unsafe"] = report.n_unsafe;
   j["n_hard"] = report.n_hard;
   ordered_json methods = ordered_json::object();
-  auto optional = [](const std::optional<double>& v) { return v.has_value() ? ordered_json(*v) : ordered_json(); };
+  auto optional = [](const std::optional<double>& v) {
+    return v.has_value() ? ordered_json(*v) : ordered_json();
+  };
   for (const MethodResult& m : report.methods) {
     ordered_json o;
     o["label"] = m.label;
@@ -261,7 +287,8 @@ nlohmann::ordered_json ReportToJson(const EvalReport& report) {
     o["routing_auprc"] = optional(m.routing_auprc);
     o["latency_rel"] = optional(m.latency_rel);
     o["flops_rel"] = optional(m.flops_rel);
-    o["confusion"] = {{"tp", m.safety.tp}, {"fp", m.safety.fp}, {"fn", m.safety.fn}, {"tn", m.safety.tn}};
+    o["confusion"] = {
+        {"tp", m.safety.tp}, {"fp", m.safety.fp}, {"fn", m.safety.fn}, {"tn", m.safety.tn}};
     o["settings"] = m.settings;
     methods[m.key] = std::move(o);
   }
@@ -280,13 +307,16 @@ nlohmann::ordered_json ReportToJson(const EvalReport& report) {
 }
 
 std::string FormatReportTable(const EvalReport& report) {
-  std::string out = absl::StrFormat("n = %d (unsafe %d, hard t=1 %d)\n", report.n, report.n_unsafe, report.n_hard);
-  out += absl::StrFormat("%-16s %6s %6s %6s %7s %8s %7s %8s %7s\n", "method", "F1", "P", "R", "large%",
-                         "route F1", "AUPRC", "latency", "FLOPs");
+  std::string out = absl::StrFormat("n = %d (unsafe %d, hard t=1 %d)\n", report.n, report.n_unsafe,
+                                    report.n_hard);
+  out += absl::StrFormat("%-16s %6s %6s %6s %7s %8s %7s %8s %7s\n", "method", "F1", "P", "R",
+                         "large%", "route F1", "AUPRC", "latency", "FLOPs");
   for (const MethodResult& m : report.methods) {
-    out += absl::StrFormat("%-16s %6.4f %6.4f %6.4f %6.2f%% %8.4f %7s %8s %7s\n", m.label, m.safety.f1(),
-                           m.safety.precision(), m.safety.recall(), 100 * m.large_share, m.routing.f1(),
-                           m.routing_auprc ? absl::StrFormat("%.4f", *m.routing_auprc) : "-", m.latency_rel ? absl::StrFormat("x%.3f", *m.latency_rel) : "-",
+    out += absl::StrFormat("%-16s %6.4f %6.4f %6.4f %6.2f%% %8.4f %7s %8s %7s\n", m.label,
+                           m.safety.f1(), m.safety.precision(), m.safety.recall(),
+                           100 * m.large_share, m.routing.f1(),
+                           m.routing_auprc ? absl::StrFormat("%.4f", *m.routing_auprc) : "-",
+                           m.latency_rel ? absl::StrFormat("x%.3f", *m.latency_rel) : "-",
                            m.flops_rel ? absl::StrFormat("x%.3f", *m.flops_rel) : "-");
   }
   for (const std::string& note : report.notes) out += "note: " + note + "\n";

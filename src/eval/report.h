@@ -68,7 +68,7 @@ struct EvalReport {
   int64_t n_hard = 0;  // t = 1
   std::vector<MethodResult> methods;
   std::map<std::string, std::vector<CurvePoint>> curves;  // "saferoute", "entropy"
-  std::vector<std::string> notes;  // methods skipped and why
+  std::vector<std::string> notes;                         // methods skipped and why
   const MethodResult* Find(const std::string& key) const;
 };
 

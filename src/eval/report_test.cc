@@ -44,8 +44,8 @@ EvalInputs HandCase() {
   return in;
 }
 
-void ExpectSafety(const EvalReport& r, const std::string& key, int64_t tp, int64_t fp, int64_t fn, int64_t tn,
-                  double share) {
+void ExpectSafety(const EvalReport& r, const std::string& key, int64_t tp, int64_t fp, int64_t fn,
+                  int64_t tn, double share) {
   const MethodResult* m = r.Find(key);
   ASSERT_NE(m, nullptr) << key;
   EXPECT_EQ(m->safety.tp, tp) << key;
@@ -176,7 +176,8 @@ TEST(ReportTest, CurveThinningKeepsEndsAndOrder) {
   EXPECT_EQ(curve.front().large_share, 0.0);
   EXPECT_EQ(curve.back().large_share, 1.0);
   EXPECT_DOUBLE_EQ(curve.back().f1, 1.0);  // large is perfect here
-  for (size_t k = 1; k < curve.size(); ++k) EXPECT_GT(curve[k].large_share, curve[k - 1].large_share);
+  for (size_t k = 1; k < curve.size(); ++k)
+    EXPECT_GT(curve[k].large_share, curve[k - 1].large_share);
 }
 
 TEST(ReportTest, JsonHasTheStableShape) {
@@ -186,7 +187,8 @@ TEST(ReportTest, JsonHasTheStableShape) {
   EXPECT_EQ(j["n"], 6);
   for (const char* key : {"small", "large", "oracle", "random", "entropy", "saferoute"}) {
     ASSERT_TRUE(j["methods"].contains(key)) << key;
-    for (const char* field : {"f1", "precision", "recall", "large_share", "routing_f1", "latency_rel"}) {
+    for (const char* field :
+         {"f1", "precision", "recall", "large_share", "routing_f1", "latency_rel"}) {
       EXPECT_TRUE(j["methods"][key].contains(field)) << key << "." << field;
     }
   }

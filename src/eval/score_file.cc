@@ -35,7 +35,8 @@ std::string ScoreRecordToJson(const ScoreRecord& r) {
   return j.dump();
 }
 
-absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::string& path, int line) {
+absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::string& path,
+                                           int line) {
   json j;
   try {
     j = json::parse(text);
@@ -51,17 +52,21 @@ absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::str
   r.id = id->get<std::string>();
   // NaN/inf cannot be written in JSON; nlohmann writes them as null, which
   // fails the number check below with the field named.
-  auto number = [&](const char* field, bool probability, bool required, double* out) -> absl::Status {
+  auto number = [&](const char* field, bool probability, bool required,
+                    double* out) -> absl::Status {
     auto it = j.find(field);
     if (it == j.end()) {
       if (!required) return absl::OkStatus();
       return LineError(path, line, absl::StrCat("missing field '", field, "'"));
     }
     if (!it->is_number()) {
-      return LineError(path, line, absl::StrCat("field '", field, "' is not a finite number (", it->dump(), ")"));
+      return LineError(
+          path, line,
+          absl::StrCat("field '", field, "' is not a finite number (", it->dump(), ")"));
     }
     const double v = it->get<double>();
-    if (!std::isfinite(v)) return LineError(path, line, absl::StrCat("field '", field, "' is not finite"));
+    if (!std::isfinite(v))
+      return LineError(path, line, absl::StrCat("field '", field, "' is not finite"));
     if (probability && (v < 0.0 || v > 1.0)) {
       return LineError(path, line, absl::StrCat("field '", field, "' = ", v, " is outside [0, 1]"));
     }
@@ -102,7 +107,8 @@ absl::StatusOr<std::vector<ScoreRecord>> ReadScoreFile(const std::string& path) 
     SR_ASSIGN_OR_RETURN(ScoreRecord r, ParseScoreLine(row, path, line));
     auto [it, inserted] = seen.emplace(r.id, line);
     if (!inserted) {
-      return LineError(path, line, absl::StrFormat("duplicate id '%s' (first at line %d)", r.id, it->second));
+      return LineError(path, line,
+                       absl::StrFormat("duplicate id '%s' (first at line %d)", r.id, it->second));
     }
     records.push_back(std::move(r));
   }
@@ -122,13 +128,15 @@ absl::StatusOr<ScoreMeta> ReadScoreMeta(const std::string& meta_path) {
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(meta_path, ": invalid JSON: ", e.what()));
   }
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(meta_path, ": expected a JSON object"));
+  if (!j.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(meta_path, ": expected a JSON object"));
   auto field_error = [&](const char* field, std::string_view what) {
     return absl::InvalidArgumentError(absl::StrFormat("%s: field '%s' %s", meta_path, field, what));
   };
   ScoreMeta meta;
   try {
-    if (!j.contains("guard") || !j["guard"].is_string()) return field_error("guard", "missing or not a string");
+    if (!j.contains("guard") || !j["guard"].is_string())
+      return field_error("guard", "missing or not a string");
     meta.guard_name = j["guard"].get<std::string>();
     if (j.contains("fingerprint")) {
       if (!j["fingerprint"].is_string()) return field_error("fingerprint", "is not a string");
@@ -143,8 +151,9 @@ absl::StatusOr<ScoreMeta> ReadScoreMeta(const std::string& meta_path) {
     if (j.contains("content_free") && !j["content_free"].is_null()) {
       const json& cf = j["content_free"];
       ContentFreeScore s;
-      for (auto [name, out] : {std::pair{"p_unsafe", &s.p_unsafe}, std::pair{"logit_safe", &s.logit_safe},
-                               std::pair{"logit_unsafe", &s.logit_unsafe}}) {
+      for (auto [name, out] :
+           {std::pair{"p_unsafe", &s.p_unsafe}, std::pair{"logit_safe", &s.logit_safe},
+            std::pair{"logit_unsafe", &s.logit_unsafe}}) {
         if (!cf.is_object() || !cf.contains(name) || !cf[name].is_number()) {
           return field_error("content_free", absl::StrCat("has no numeric '", name, "'"));
         }

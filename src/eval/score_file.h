@@ -37,7 +37,8 @@ std::string ScoreRecordToJson(const ScoreRecord& record);
 
 // Parses one line; `path`/`line` only name the place in errors. Rejects
 // missing fields, NaN/inf, probabilities outside [0, 1], negative counts.
-absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::string& path, int line);
+absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::string& path,
+                                           int line);
 
 // Reads a whole scores.jsonl. Empty file, a bad row or a duplicate id is an
 // error naming path:line.

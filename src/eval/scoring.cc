@@ -47,7 +47,8 @@ class DurableAppender {
     path_ = path;
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) return Errno(path, "cannot open for writing");
-    if (::ftruncate(fd_, static_cast<off_t>(keep_bytes)) != 0) return Errno(path, "truncate failed");
+    if (::ftruncate(fd_, static_cast<off_t>(keep_bytes)) != 0)
+      return Errno(path, "truncate failed");
     if (::lseek(fd_, 0, SEEK_END) < 0) return Errno(path, "seek failed");
     return absl::OkStatus();
   }
@@ -73,11 +74,12 @@ class DurableAppender {
 
 // How much of an earlier run's output is valid.
 struct ResumePoint {
-  int64_t rows = 0;           // examples fully written
-  uint64_t score_bytes = 0;   // scores.jsonl length covering `rows`
+  int64_t rows = 0;          // examples fully written
+  uint64_t score_bytes = 0;  // scores.jsonl length covering `rows`
 };
 
-absl::StatusOr<ResumePoint> FindResumePoint(const std::vector<Example>& examples, const std::string& scores_path,
+absl::StatusOr<ResumePoint> FindResumePoint(const std::vector<Example>& examples,
+                                            const std::string& scores_path,
                                             const std::string& features_path, int dim) {
   ResumePoint point;
   std::vector<uint64_t> line_ends;  // byte offset after each complete, valid line
@@ -89,13 +91,16 @@ absl::StatusOr<ResumePoint> FindResumePoint(const std::vector<Example>& examples
       const size_t end = text.find('\n', start);
       if (end == std::string::npos) break;  // torn last line from a kill: dropped
       ++line;
-      SR_ASSIGN_OR_RETURN(ScoreRecord r, ParseScoreLine(std::string_view(text).substr(start, end - start),
-                                                        scores_path, line));
+      SR_ASSIGN_OR_RETURN(
+          ScoreRecord r,
+          ParseScoreLine(std::string_view(text).substr(start, end - start), scores_path, line));
       if (static_cast<size_t>(line) > examples.size() || r.id != examples[line - 1].id) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "%s:%d: id '%s' is not example %d of the dataset ('%s'): this directory holds another run's scores",
-            scores_path, line, r.id, line,
-            static_cast<size_t>(line) <= examples.size() ? examples[line - 1].id : "<past the end>"));
+        return absl::FailedPreconditionError(
+            absl::StrFormat("%s:%d: id '%s' is not example %d of the dataset ('%s'): this "
+                            "directory holds another run's scores",
+                            scores_path, line, r.id, line,
+                            static_cast<size_t>(line) <= examples.size() ? examples[line - 1].id
+                                                                         : "<past the end>"));
       }
       line_ends.push_back(end + 1);
       start = end + 1;
@@ -104,15 +109,17 @@ absl::StatusOr<ResumePoint> FindResumePoint(const std::vector<Example>& examples
   int64_t rows = static_cast<int64_t>(line_ends.size());
   if (dim > 0) {
     const uint64_t feature_bytes = fs::exists(features_path) ? fs::file_size(features_path) : 0;
-    rows = std::min<int64_t>(rows, static_cast<int64_t>(feature_bytes / (static_cast<uint64_t>(dim) * sizeof(float))));
+    rows = std::min<int64_t>(
+        rows, static_cast<int64_t>(feature_bytes / (static_cast<uint64_t>(dim) * sizeof(float))));
   }
   point.rows = rows;
   point.score_bytes = rows == 0 ? 0 : line_ends[rows - 1];
   return point;
 }
 
-ordered_json MakeMeta(const Guard& guard, const std::vector<Example>& examples, const ScoreOptions& options,
-                      const ordered_json& content_free, bool complete) {
+ordered_json MakeMeta(const Guard& guard, const std::vector<Example>& examples,
+                      const ScoreOptions& options, const ordered_json& content_free,
+                      bool complete) {
   ordered_json meta;
   meta["format"] = "saferoute-scores";
   meta["version"] = kMetaVersion;
@@ -123,14 +130,16 @@ ordered_json MakeMeta(const Guard& guard, const std::vector<Example>& examples, 
   meta["n_examples"] = examples.size();
   meta["ids_fnv1a64"] = IdsDigest(examples);
   meta["content_free"] = content_free;
-  meta["n_params"] = options.n_params.has_value() ? ordered_json(*options.n_params) : ordered_json();
+  meta["n_params"] =
+      options.n_params.has_value() ? ordered_json(*options.n_params) : ordered_json();
   meta["complete"] = complete;
   return meta;
 }
 
 // Checks an existing meta.json describes this guard and dataset; returns its
 // content-free score (computed once, on the first run).
-absl::StatusOr<ordered_json> CheckExistingMeta(const std::string& path, const ordered_json& expected) {
+absl::StatusOr<ordered_json> CheckExistingMeta(const std::string& path,
+                                               const ordered_json& expected) {
   SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   ordered_json meta;
   try {
@@ -138,10 +147,12 @@ absl::StatusOr<ordered_json> CheckExistingMeta(const std::string& path, const or
   } catch (const ordered_json::exception& e) {
     return absl::DataLossError(absl::StrCat(path, ": invalid JSON: ", e.what()));
   }
-  for (const char* key : {"format", "version", "fingerprint", "feature_dim", "n_examples", "ids_fnv1a64"}) {
+  for (const char* key :
+       {"format", "version", "fingerprint", "feature_dim", "n_examples", "ids_fnv1a64"}) {
     if (!meta.contains(key) || meta[key] != expected[key]) {
       return absl::FailedPreconditionError(absl::StrFormat(
-          "%s: field '%s' is %s, this run has %s: the directory holds another guard's or dataset's scores "
+          "%s: field '%s' is %s, this run has %s: the directory holds another guard's or dataset's "
+          "scores "
           "(use a fresh output directory)",
           path, key, meta.contains(key) ? meta[key].dump() : "missing", expected[key].dump()));
     }
@@ -153,19 +164,24 @@ absl::StatusOr<ordered_json> CheckExistingMeta(const std::string& path, const or
 }
 
 absl::Status CheckVerdict(const GuardVerdict& v, int dim, const Example& ex) {
-  auto where = [&] { return absl::StrFormat("guard verdict for id '%s' (%s:%d)", ex.id, ex.file, ex.line); };
+  auto where = [&] {
+    return absl::StrFormat("guard verdict for id '%s' (%s:%d)", ex.id, ex.file, ex.line);
+  };
   for (float p : {v.p_unsafe, v.p_unsafe_full, v.p_safe_full}) {
-    if (!(p >= 0.0f && p <= 1.0f)) return absl::InternalError(absl::StrCat(where(), ": probability ", p, " is not in [0, 1]"));
+    if (!(p >= 0.0f && p <= 1.0f))
+      return absl::InternalError(absl::StrCat(where(), ": probability ", p, " is not in [0, 1]"));
   }
   if (!std::isfinite(v.logit_safe) || !std::isfinite(v.logit_unsafe)) {
     return absl::InternalError(absl::StrCat(where(), ": non-finite logits"));
   }
   if (static_cast<int>(v.feature.size()) != dim) {
-    return absl::InternalError(absl::StrFormat("%s: feature has %d values, the guard's feature_dim is %d", where(),
-                                               v.feature.size(), dim));
+    return absl::InternalError(
+        absl::StrFormat("%s: feature has %d values, the guard's feature_dim is %d", where(),
+                        v.feature.size(), dim));
   }
   for (float f : v.feature) {
-    if (!std::isfinite(f)) return absl::InternalError(absl::StrCat(where(), ": non-finite feature value"));
+    if (!std::isfinite(f))
+      return absl::InternalError(absl::StrCat(where(), ": non-finite feature value"));
   }
   return absl::OkStatus();
 }
@@ -184,13 +200,14 @@ ScoreRecord ToRecord(const Example& ex, const GuardVerdict& v) {
   return r;
 }
 
-absl::Status WriteFeatures(const std::string& out_path, const std::string& raw_path, const std::vector<Example>& examples,
-                           int dim, const std::string& fingerprint, const std::string& guard_name) {
+absl::Status WriteFeatures(const std::string& out_path, const std::string& raw_path,
+                           const std::vector<Example>& examples, int dim,
+                           const std::string& fingerprint, const std::string& guard_name) {
   SR_ASSIGN_OR_RETURN(std::string raw, ReadFileToString(raw_path));
   const uint64_t expected = static_cast<uint64_t>(examples.size()) * dim * sizeof(float);
   if (raw.size() != expected) {
-    return absl::DataLossError(absl::StrFormat("%s: %d bytes, expected %d ([%d, %d] f32)", raw_path, raw.size(),
-                                               expected, examples.size(), dim));
+    return absl::DataLossError(absl::StrFormat("%s: %d bytes, expected %d ([%d, %d] f32)", raw_path,
+                                               raw.size(), expected, examples.size(), dim));
   }
   nlohmann::json ids = nlohmann::json::array();
   for (const Example& ex : examples) ids.push_back(ex.id);
@@ -200,8 +217,9 @@ absl::Status WriteFeatures(const std::string& out_path, const std::string& raw_p
        .shape = {static_cast<int64_t>(examples.size()), dim},
        .data = raw.data(),
        .nbytes = raw.size()}};
-  return WriteSafetensors(out_path, tensors,
-                          {{"ids", ids.dump()}, {"fingerprint", fingerprint}, {"guard", guard_name}});
+  return WriteSafetensors(
+      out_path, tensors,
+      {{"ids", ids.dump()}, {"fingerprint", fingerprint}, {"guard", guard_name}});
 }
 
 }  // namespace
@@ -217,12 +235,14 @@ GuardRequest RequestFor(const Example& example, bool want_feature) {
 absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Example>& examples,
                                           const std::string& out_dir, const ScoreOptions& options) {
   if (examples.empty()) return absl::InvalidArgumentError("score: the dataset is empty");
-  if (options.batch_size < 1) return absl::InvalidArgumentError("score: batch size must be at least 1");
+  if (options.batch_size < 1)
+    return absl::InvalidArgumentError("score: batch size must be at least 1");
   const int dim = guard.feature_dim();
   if (dim < 0) return absl::InternalError("score: guard reports a negative feature_dim");
   std::error_code ec;
   fs::create_directories(out_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat(out_dir, ": cannot create directory: ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat(out_dir, ": cannot create directory: ", ec.message()));
   const std::string scores_path = (fs::path(out_dir) / kScoresFile).string();
   const std::string raw_path = (fs::path(out_dir) / kPartialFeaturesFile).string();
   const std::string features_path = (fs::path(out_dir) / kFeaturesFile).string();
@@ -236,8 +256,8 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
     SR_ASSIGN_OR_RETURN(content_free, CheckExistingMeta(meta_path, expected_meta));
     SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(meta_path));
     const ordered_json meta = ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
-    const bool complete = meta.is_object() && meta.contains("complete") && meta["complete"].is_boolean() &&
-                          meta["complete"].get<bool>();
+    const bool complete = meta.is_object() && meta.contains("complete") &&
+                          meta["complete"].is_boolean() && meta["complete"].get<bool>();
     if (complete && fs::exists(features_path) == (dim > 0)) {
       summary.resumed = summary.total;  // finished earlier: nothing to do
       return summary;
@@ -249,12 +269,14 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
     blank.prompt = " ";
     blank.want_feature = false;
     SR_ASSIGN_OR_RETURN(std::vector<GuardVerdict> v, guard.Classify({blank}));
-    if (v.size() != 1) return absl::InternalError("score: guard returned no verdict for the content-free input");
+    if (v.size() != 1)
+      return absl::InternalError("score: guard returned no verdict for the content-free input");
     content_free = {{"prompt", " "},
                     {"p_unsafe", v[0].p_unsafe},
                     {"logit_safe", v[0].logit_safe},
                     {"logit_unsafe", v[0].logit_unsafe}};
-    SR_RETURN_IF_ERROR(WriteFileAtomically(meta_path, MakeMeta(guard, examples, options, content_free, false).dump(2) + "\n"));
+    SR_RETURN_IF_ERROR(WriteFileAtomically(
+        meta_path, MakeMeta(guard, examples, options, content_free, false).dump(2) + "\n"));
   }
 
   SR_ASSIGN_OR_RETURN(ResumePoint resume, FindResumePoint(examples, scores_path, raw_path, dim));
@@ -262,7 +284,8 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
   DurableAppender scores_out, features_out;
   SR_RETURN_IF_ERROR(scores_out.Open(scores_path, resume.score_bytes));
   if (dim > 0) {
-    SR_RETURN_IF_ERROR(features_out.Open(raw_path, static_cast<uint64_t>(resume.rows) * dim * sizeof(float)));
+    SR_RETURN_IF_ERROR(
+        features_out.Open(raw_path, static_cast<uint64_t>(resume.rows) * dim * sizeof(float)));
   }
 
   Progress progress("score " + guard.name(), summary.total, resume.rows, options.progress);
@@ -274,13 +297,13 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
     absl::StatusOr<std::vector<GuardVerdict>> verdicts = guard.Classify(batch);
     if (!verdicts.ok()) {
       return absl::Status(verdicts.status().code(),
-                          absl::StrFormat("score: examples %d..%d (first id '%s', %s:%d): %s", begin, end - 1,
-                                          examples[begin].id, examples[begin].file, examples[begin].line,
-                                          verdicts.status().message()));
+                          absl::StrFormat("score: examples %d..%d (first id '%s', %s:%d): %s",
+                                          begin, end - 1, examples[begin].id, examples[begin].file,
+                                          examples[begin].line, verdicts.status().message()));
     }
     if (static_cast<int64_t>(verdicts->size()) != end - begin) {
-      return absl::InternalError(absl::StrFormat("score: guard returned %d verdicts for a batch of %d",
-                                                 verdicts->size(), end - begin));
+      return absl::InternalError(absl::StrFormat(
+          "score: guard returned %d verdicts for a batch of %d", verdicts->size(), end - begin));
     }
     std::string lines;
     std::vector<float> rows;  // [batch, dim]
@@ -301,9 +324,11 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
   progress.Finish();
 
   if (dim > 0) {
-    SR_RETURN_IF_ERROR(WriteFeatures(features_path, raw_path, examples, dim, guard.fingerprint(), guard.name()));
+    SR_RETURN_IF_ERROR(
+        WriteFeatures(features_path, raw_path, examples, dim, guard.fingerprint(), guard.name()));
   }
-  SR_RETURN_IF_ERROR(WriteFileAtomically(meta_path, MakeMeta(guard, examples, options, content_free, true).dump(2) + "\n"));
+  SR_RETURN_IF_ERROR(WriteFileAtomically(
+      meta_path, MakeMeta(guard, examples, options, content_free, true).dump(2) + "\n"));
   if (dim > 0) fs::remove(raw_path, ec);  // everything is in features.safetensors now
   return summary;
 }
@@ -311,23 +336,29 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
 absl::StatusOr<FeatureTable> ReadFeatureTable(const std::string& path) {
   SR_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
   const TensorView* features = file->Find("features");
-  if (features == nullptr) return absl::InvalidArgumentError(absl::StrCat(path, ": no tensor 'features'"));
+  if (features == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no tensor 'features'"));
   if (features->dtype != DType::kF32 || features->shape.size() != 2) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tensor 'features' must be F32 [N, H]"));
   }
   FeatureTable table;
   const auto& meta = file->metadata();
   auto ids_it = meta.find("ids");
-  if (ids_it == meta.end()) return absl::InvalidArgumentError(absl::StrCat(path, ": __metadata__ has no 'ids'"));
+  if (ids_it == meta.end())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": __metadata__ has no 'ids'"));
   nlohmann::json ids = nlohmann::json::parse(ids_it->second, nullptr, /*allow_exceptions=*/false);
-  if (!ids.is_array()) return absl::InvalidArgumentError(absl::StrCat(path, ": __metadata__ 'ids' is not a JSON array"));
+  if (!ids.is_array())
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": __metadata__ 'ids' is not a JSON array"));
   for (const auto& id : ids) {
-    if (!id.is_string()) return absl::InvalidArgumentError(absl::StrCat(path, ": __metadata__ 'ids' holds a non-string"));
+    if (!id.is_string())
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": __metadata__ 'ids' holds a non-string"));
     table.ids.push_back(id.get<std::string>());
   }
   if (static_cast<int64_t>(table.ids.size()) != features->shape[0]) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: %d ids for %d feature rows", path, table.ids.size(),
-                                                      features->shape[0]));
+    return absl::InvalidArgumentError(absl::StrFormat("%s: %d ids for %d feature rows", path,
+                                                      table.ids.size(), features->shape[0]));
   }
   if (auto fp = meta.find("fingerprint"); fp != meta.end()) table.fingerprint = fp->second;
   table.dim = static_cast<int>(features->shape[1]);

@@ -43,7 +43,8 @@ struct ScoreSummary {
 };
 
 absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Example>& examples,
-                                          const std::string& out_dir, const ScoreOptions& options = {});
+                                          const std::string& out_dir,
+                                          const ScoreOptions& options = {});
 
 // The request a dataset example becomes: prompt classification, or response
 // classification when the example has a response.

@@ -32,7 +32,8 @@ uint64_t Hash(const std::string& s) {
 class FakeGuard : public Guard {
  public:
   explicit FakeGuard(int dim, int kill_on_call = -1) : dim_(dim), kill_on_call_(kill_on_call) {}
-  absl::StatusOr<std::vector<GuardVerdict>> Classify(const std::vector<GuardRequest>& requests) override {
+  absl::StatusOr<std::vector<GuardVerdict>> Classify(
+      const std::vector<GuardRequest>& requests) override {
     if (++calls_ == kill_on_call_) ::raise(SIGKILL);  // die like a crashed process
     std::vector<GuardVerdict> out;
     for (const GuardRequest& r : requests) {
@@ -48,14 +49,17 @@ class FakeGuard : public Guard {
       v.n_tokens = static_cast<int>(text.size());
       v.timings.forward_ms = static_cast<double>(h % 97);
       if (r.want_feature) {
-        for (int k = 0; k < dim_; ++k) v.feature.push_back(static_cast<float>((h >> (k % 48)) % 1000) / 250.0f - 2);
+        for (int k = 0; k < dim_; ++k)
+          v.feature.push_back(static_cast<float>((h >> (k % 48)) % 1000) / 250.0f - 2);
       }
       out.push_back(std::move(v));
     }
     return out;
   }
   int feature_dim() const override { return dim_; }
-  std::string fingerprint() const override { return "fake-guard/layer-last/dim" + std::to_string(dim_); }
+  std::string fingerprint() const override {
+    return "fake-guard/layer-last/dim" + std::to_string(dim_);
+  }
   std::string name() const override { return "fake-guard"; }
   int calls() const { return calls_; }
 
@@ -88,8 +92,9 @@ std::string Slurp(const fs::path& p) {
 class ScoringTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("sr_scoring_test_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::temp_directory_path() /
+            ("sr_scoring_test_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
     fs::create_directories(root_);
   }
@@ -151,7 +156,8 @@ TEST_F(ScoringTest, WritesScoresFeaturesAndMeta) {
   ASSERT_TRUE(meta->content_free.has_value());
   Example blank;
   blank.prompt = " ";
-  EXPECT_EQ(meta->content_free->p_unsafe, reference.Classify({RequestFor(blank, false)}).value()[0].p_unsafe);
+  EXPECT_EQ(meta->content_free->p_unsafe,
+            reference.Classify({RequestFor(blank, false)}).value()[0].p_unsafe);
   EXPECT_EQ(meta->dataset_files, std::vector<std::string>{"mem.jsonl"});
 }
 
@@ -244,14 +250,16 @@ TEST_F(ScoringTest, GuardErrorsNameTheBatch) {
   class FailingGuard : public FakeGuard {
    public:
     FailingGuard() : FakeGuard(2) {}
-    absl::StatusOr<std::vector<GuardVerdict>> Classify(const std::vector<GuardRequest>& r) override {
+    absl::StatusOr<std::vector<GuardVerdict>> Classify(
+        const std::vector<GuardRequest>& r) override {
       if (r.size() > 1) return absl::InvalidArgumentError("request 1: too many tokens");
       return FakeGuard::Classify(r);
     }
   } guard;
   auto s = ScoreDataset(guard, MakeExamples(5), (root_ / "out").string(), Options());
   ASSERT_FALSE(s.ok());
-  EXPECT_THAT(s.status().message(), HasSubstr("examples 0..3 (first id 'ex-0', mem.jsonl:1): request 1: too many"));
+  EXPECT_THAT(s.status().message(),
+              HasSubstr("examples 0..3 (first id 'ex-0', mem.jsonl:1): request 1: too many"));
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ struct Turn {
 // S1-S14 for -8B).
 struct Policy {
   std::vector<std::pair<std::string, std::string>> categories;  // {"S1", "Violent Crimes."}
-  std::vector<std::string> excluded;                              // keys to leave out
+  std::vector<std::string> excluded;                            // keys to leave out
 };
 
 struct GuardRequest {
@@ -52,10 +52,10 @@ struct GuardTimings {
 };
 
 struct GuardVerdict {
-  bool unsafe = false;          // p_unsafe > threshold (0.5, strict)
-  float p_unsafe = 0;           // two-way softmax over {safe, unsafe} (paper's choice)
-  float p_unsafe_full = 0;      // full-vocabulary softmax probability of "unsafe"
-  float p_safe_full = 0;        // full-vocabulary softmax probability of "safe"
+  bool unsafe = false;      // p_unsafe > threshold (0.5, strict)
+  float p_unsafe = 0;       // two-way softmax over {safe, unsafe} (paper's choice)
+  float p_unsafe_full = 0;  // full-vocabulary softmax probability of "unsafe"
+  float p_safe_full = 0;    // full-vocabulary softmax probability of "safe"
   float logit_safe = 0;
   float logit_unsafe = 0;
   // Categories from the greedy decode, e.g. {"S1","S10"}; only if asked.
@@ -64,8 +64,8 @@ struct GuardVerdict {
   // Set when a decode was asked for and its text did not parse as
   // "safe" / "unsafe\nS1,S2": the raw text is kept, nothing is guessed.
   std::optional<std::string> unparsed_output;
-  std::vector<float> feature;   // final hidden state (after last norm) at the last position
-  int n_tokens = 0;             // prompt tokens, including the appended verdict position
+  std::vector<float> feature;  // final hidden state (after last norm) at the last position
+  int n_tokens = 0;            // prompt tokens, including the appended verdict position
   GuardTimings timings;
 };
 

@@ -27,13 +27,20 @@ constexpr std::string_view kInstructions =
     " - If unsafe, a second line must include a comma-separated list of violated categories.";
 
 const std::pair<const char*, const char*> kCategories8B[] = {
-    {"S1", "Violent Crimes."},       {"S2", "Non-Violent Crimes."},
-    {"S3", "Sex Crimes."},           {"S4", "Child Exploitation."},
-    {"S5", "Defamation."},           {"S6", "Specialized Advice."},
-    {"S7", "Privacy."},              {"S8", "Intellectual Property."},
-    {"S9", "Indiscriminate Weapons."}, {"S10", "Hate."},
-    {"S11", "Self-Harm."},           {"S12", "Sexual Content."},
-    {"S13", "Elections."},           {"S14", "Code Interpreter Abuse."},
+    {"S1", "Violent Crimes."},
+    {"S2", "Non-Violent Crimes."},
+    {"S3", "Sex Crimes."},
+    {"S4", "Child Exploitation."},
+    {"S5", "Defamation."},
+    {"S6", "Specialized Advice."},
+    {"S7", "Privacy."},
+    {"S8", "Intellectual Property."},
+    {"S9", "Indiscriminate Weapons."},
+    {"S10", "Hate."},
+    {"S11", "Self-Harm."},
+    {"S12", "Sexual Content."},
+    {"S13", "Elections."},
+    {"S14", "Code Interpreter Abuse."},
 };
 
 // Concatenates string-like parts (this absl's StrCat takes no std::string_view).
@@ -74,8 +81,8 @@ absl::Status ValidatePolicyText(std::string_view text, std::string_view what) {
 absl::StatusOr<GuardFormat> ParseGuardFormat(std::string_view name) {
   if (name == "llama-guard-3-1b") return GuardFormat::kLlamaGuard3_1B;
   if (name == "llama-guard-3-8b") return GuardFormat::kLlamaGuard3_8B;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown guard format '", AbslView(name), "' (known: llama-guard-3-1b, llama-guard-3-8b)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown guard format '", AbslView(name),
+                                                 "' (known: llama-guard-3-1b, llama-guard-3-8b)"));
 }
 
 std::string_view GuardFormatName(GuardFormat format) {
@@ -86,15 +93,16 @@ std::vector<std::pair<std::string, std::string>> DefaultCategories(GuardFormat f
   // The 1B list is the 8B list without S14 (Code Interpreter Abuse).
   const size_t count = format == GuardFormat::kLlamaGuard3_1B ? 13 : 14;
   std::vector<std::pair<std::string, std::string>> list;
-  for (size_t i = 0; i < count; ++i) list.emplace_back(kCategories8B[i].first, kCategories8B[i].second);
+  for (size_t i = 0; i < count; ++i)
+    list.emplace_back(kCategories8B[i].first, kCategories8B[i].second);
   return list;
 }
 
 bool IsPythonSpace(char32_t c) {
   // str.isspace(): bidirectional class WS, B or S, or category Zs.
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 std::string_view PythonStrip(std::string_view text) {
@@ -132,13 +140,13 @@ absl::StatusOr<std::vector<Turn>> RequestTurns(const GuardRequest& request) {
           "conversation turn ", i, ": roles must alternate user/assistant starting with user"));
     }
     SR_RETURN_IF_ERROR(ValidateUtf8(
-        turns[i].content, absl::StrCat("conversation turn ", i, " (", AbslView(RoleLabel(turns[i].role)), ")")));
+        turns[i].content,
+        absl::StrCat("conversation turn ", i, " (", AbslView(RoleLabel(turns[i].role)), ")")));
   }
   return turns;
 }
 
-absl::StatusOr<RenderedPrompt> RenderLlamaGuard3(GuardFormat format,
-                                                 const std::vector<Turn>& turns,
+absl::StatusOr<RenderedPrompt> RenderLlamaGuard3(GuardFormat format, const std::vector<Turn>& turns,
                                                  const Policy* policy,
                                                  const BpeTokenizer& tokenizer) {
   if (turns.empty()) return absl::InvalidArgumentError("conversation has no turns");
@@ -155,7 +163,8 @@ absl::StatusOr<RenderedPrompt> RenderLlamaGuard3(GuardFormat format,
     SR_RETURN_IF_ERROR(ValidatePolicyText(key, absl::StrCat("policy category ", i, " key")));
     SR_RETURN_IF_ERROR(ValidatePolicyText(name, absl::StrCat("policy category '", key, "' name")));
     if (!seen.insert(key).second) {
-      return absl::InvalidArgumentError(absl::StrCat("policy category '", key, "' is listed twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("policy category '", key, "' is listed twice"));
     }
     if (excluded.contains(key)) continue;
     category_lines += Join(key, ": ", name, "\n");
@@ -169,8 +178,8 @@ absl::StatusOr<RenderedPrompt> RenderLlamaGuard3(GuardFormat format,
 
   // The text between <|end_header_id|> and <|eot_id|>, in two parts: the
   // policy prefix (cacheable) and the conversation + instructions.
-  std::string prefix_body = Join(kTaskBeforeRole, judged, kTaskAfterRole, category_lines,
-                                         kCategoriesEnd);
+  std::string prefix_body =
+      Join(kTaskBeforeRole, judged, kTaskAfterRole, category_lines, kCategoriesEnd);
   std::string conversation_body;
   for (const Turn& turn : turns) {
     SR_RETURN_IF_ERROR(ValidateUtf8(turn.content, "conversation turn"));
@@ -202,7 +211,7 @@ absl::StatusOr<RenderedPrompt> RenderLlamaGuard3(GuardFormat format,
   out.ids.push_back(end_header);
 
   out.text = Join(lead, kBeginOfText, kStartHeader, "user", kEndHeader, body, kEndOfTurn,
-                          kStartHeader, "assistant", kEndHeader);
+                  kStartHeader, "assistant", kEndHeader);
   out.prefix_text = Join(lead, kBeginOfText, kStartHeader, "user", kEndHeader, prefix_body);
 
   // The prefix is cacheable only if its own encoding is a prefix of the

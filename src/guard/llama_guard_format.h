@@ -35,13 +35,13 @@ std::string_view GuardFormatName(GuardFormat format);
 std::vector<std::pair<std::string, std::string>> DefaultCategories(GuardFormat format);
 
 struct RenderedPrompt {
-  std::string text;            // the prompt as HF renders it (specials as their strings)
-  std::vector<int32_t> ids;    // its token ids (template specials only)
+  std::string text;          // the prompt as HF renders it (specials as their strings)
+  std::vector<int32_t> ids;  // its token ids (template specials only)
   // ids[0, prefix_tokens) depend only on (format, policy, judged role): the
   // text up to and including "<BEGIN CONVERSATION>\n\n". 0 if that text does
   // not end on a token boundary (then nothing may be cached).
   size_t prefix_tokens = 0;
-  std::string prefix_text;     // the text of that prefix: a complete cache key
+  std::string prefix_text;  // the text of that prefix: a complete cache key
 };
 
 // The turns a request asks to judge: `conversation`, or prompt [+ response].
@@ -53,8 +53,7 @@ absl::StatusOr<std::vector<Turn>> RequestTurns(const GuardRequest& request);
 // categories replace the list (as the 1B template's `categories` kwarg; the
 // 8B renders the same structure with the given list); `excluded` keys are left
 // out, unknown excluded keys are ignored (one policy may go to both guards).
-absl::StatusOr<RenderedPrompt> RenderLlamaGuard3(GuardFormat format,
-                                                 const std::vector<Turn>& turns,
+absl::StatusOr<RenderedPrompt> RenderLlamaGuard3(GuardFormat format, const std::vector<Turn>& turns,
                                                  const Policy* policy,
                                                  const BpeTokenizer& tokenizer);
 

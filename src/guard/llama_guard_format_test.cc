@@ -43,7 +43,8 @@ TEST(LlamaGuardFormat, FixturePromptsByteExact) {
     if (line.empty()) continue;
     const Json row = Json::parse(line);
     SCOPED_TRACE("case " + std::to_string(cases) + ": " + row["turns"].dump());
-    const GuardFormat format = *ParseGuardFormat("llama-guard-3-" + row["variant"].get<std::string>());
+    const GuardFormat format =
+        *ParseGuardFormat("llama-guard-3-" + row["variant"].get<std::string>());
     Policy policy;
     if (row.contains("categories") && !row["categories"].is_null()) {
       for (const auto& pair : row["categories"]) {
@@ -124,7 +125,7 @@ TEST(LlamaGuardFormat, ExcludedCategoriesAndRoles) {
 TEST(LlamaGuardFormat, PythonStripIsUnicodeAware) {
   EXPECT_EQ(PythonStrip("  a b \n"), "a b");
   EXPECT_EQ(PythonStrip("\u00a0\u2003x\u3000\u2029"), "x");
-  EXPECT_EQ(PythonStrip("\x1c\x1f\u0085x\u0085"), "x");  // isspace() includes these
+  EXPECT_EQ(PythonStrip("\x1c\x1f\u0085x\u0085"), "x");      // isspace() includes these
   EXPECT_EQ(PythonStrip("\u200bx\u200b"), "\u200bx\u200b");  // zero-width space is not
   EXPECT_EQ(PythonStrip(" \t\r\n"), "");
   EXPECT_EQ(PythonStrip(""), "");

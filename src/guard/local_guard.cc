@@ -31,10 +31,10 @@ constexpr size_t kMaxCachedPrefixes = 64;
 absl::StatusOr<GuardFormat> GuessFormat(const ModelConfig& config, const std::string& dir) {
   if (config.num_layers == 16 && config.hidden_size == 2048) return GuardFormat::kLlamaGuard3_1B;
   if (config.num_layers == 32 && config.hidden_size == 4096) return GuardFormat::kLlamaGuard3_8B;
-  return absl::InvalidArgumentError(absl::StrCat(
-      dir, "/config.json: cannot tell the guard format from the shape (", config.num_layers,
-      " layers, hidden ", config.hidden_size,
-      "); give the format (llama-guard-3-1b or llama-guard-3-8b)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(dir, "/config.json: cannot tell the guard format from the shape (",
+                   config.num_layers, " layers, hidden ", config.hidden_size,
+                   "); give the format (llama-guard-3-1b or llama-guard-3-8b)"));
 }
 
 class LocalGuard : public Guard {
@@ -57,9 +57,9 @@ class LocalGuard : public Guard {
   std::shared_ptr<const Model> model_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<BpeTokenizer> tokenizer_;
-  std::vector<int32_t> stop_ids_;    // eos ids from config.json
-  int32_t verdict_position_id_ = 0;  // "\n\n" (271)
-  std::vector<int32_t> verdict_ids_; // {"safe" 19193, "unsafe" 39257}
+  std::vector<int32_t> stop_ids_;     // eos ids from config.json
+  int32_t verdict_position_id_ = 0;   // "\n\n" (271)
+  std::vector<int32_t> verdict_ids_;  // {"safe" 19193, "unsafe" 39257}
 
  private:
   absl::StatusOr<std::shared_ptr<const PrefixCache>> Prefix(const RenderedPrompt& rendered);
@@ -107,9 +107,9 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
     rendered->ids.push_back(verdict_position_id_);
     const int n_tokens = static_cast<int>(rendered->ids.size());
     if (n_tokens > options_.max_input_tokens) {
-      return with_index(absl::InvalidArgumentError(absl::StrCat(
-          "the rendered prompt has ", n_tokens, " tokens, over the limit of ",
-          options_.max_input_tokens, " (max_input_tokens)")));
+      return with_index(absl::InvalidArgumentError(
+          absl::StrCat("the rendered prompt has ", n_tokens, " tokens, over the limit of ",
+                       options_.max_input_tokens, " (max_input_tokens)")));
     }
     verdicts[i].n_tokens = n_tokens;
     verdicts[i].timings.tokenize_ms = MillisSince(start);
@@ -136,9 +136,8 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
     const auto start = Clock::now();
     auto results = engine_->Prefill(sequences);
     if (!results.ok()) {
-      return absl::Status(results.status().code(),
-                          absl::StrCat("requests ", first, "..", last - 1, ": ",
-                                       results.status().message()));
+      return absl::Status(results.status().code(), absl::StrCat("requests ", first, "..", last - 1,
+                                                                ": ", results.status().message()));
     }
     const double forward_ms = MillisSince(start);
     for (size_t i = first; i < last; ++i) {
@@ -168,9 +167,8 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
     if (!requests[i].want_categories) continue;
     const auto start = Clock::now();
     const Prepared& p = prepared[i];
-    auto generated = engine_->GreedyDecode(
-        std::span<const int32_t>(p.ids).subspan(p.prefix_tokens), p.prefix,
-        options_.max_decode_tokens, stop_ids_);
+    auto generated = engine_->GreedyDecode(std::span<const int32_t>(p.ids).subspan(p.prefix_tokens),
+                                           p.prefix, options_.max_decode_tokens, stop_ids_);
     if (!generated.ok()) {
       return absl::Status(generated.status().code(),
                           absl::StrCat("request ", i, ": decode: ", generated.status().message()));
@@ -219,8 +217,9 @@ absl::StatusOr<std::unique_ptr<Guard>> OpenLocalGuard(const LocalGuardOptions& o
   } else {
     SR_ASSIGN_OR_RETURN(guard->format_, ParseGuardFormat(options.format));
   }
-  const std::string tokenizer_path =
-      options.tokenizer_path.empty() ? options.model_dir + "/tokenizer.json" : options.tokenizer_path;
+  const std::string tokenizer_path = options.tokenizer_path.empty()
+                                         ? options.model_dir + "/tokenizer.json"
+                                         : options.tokenizer_path;
   SR_ASSIGN_OR_RETURN(guard->tokenizer_, BpeTokenizer::Load(tokenizer_path));
   if (guard->tokenizer_->vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -229,8 +228,8 @@ absl::StatusOr<std::unique_ptr<Guard>> OpenLocalGuard(const LocalGuardOptions& o
   }
   auto token = [&](std::string_view bytes) -> absl::StatusOr<int32_t> {
     if (auto id = guard->tokenizer_->TokenIdOfBytes(bytes)) return *id;
-    return absl::InvalidArgumentError(absl::StrCat(tokenizer_path, ": no token for \"",
-                                                   AbslView(bytes), "\" (not a Llama 3 vocabulary?)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        tokenizer_path, ": no token for \"", AbslView(bytes), "\" (not a Llama 3 vocabulary?)"));
   };
   SR_ASSIGN_OR_RETURN(guard->verdict_position_id_, token("\n\n"));
   SR_ASSIGN_OR_RETURN(const int32_t safe_id, token("safe"));

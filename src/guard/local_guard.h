@@ -12,14 +12,14 @@
 namespace saferoute {
 
 struct LocalGuardOptions {
-  std::string model_dir;            // HF directory: config.json, *.safetensors, tokenizer.json
-  std::string format;               // "llama-guard-3-1b" | "llama-guard-3-8b"; "" = guess from config
-  std::string tokenizer_path;       // "" = <model_dir>/tokenizer.json
+  std::string model_dir;       // HF directory: config.json, *.safetensors, tokenizer.json
+  std::string format;          // "llama-guard-3-1b" | "llama-guard-3-8b"; "" = guess from config
+  std::string tokenizer_path;  // "" = <model_dir>/tokenizer.json
   EngineOptions engine;
-  double threshold = 0.5;           // unsafe iff p_unsafe > threshold
-  int max_input_tokens = 4096;      // longer inputs are an error naming the limit
-  int max_decode_tokens = 12;       // greedy decode for categories
-  int max_batch = 16;               // sequences per forward pass
+  double threshold = 0.5;       // unsafe iff p_unsafe > threshold
+  int max_input_tokens = 4096;  // longer inputs are an error naming the limit
+  int max_decode_tokens = 12;   // greedy decode for categories
+  int max_batch = 16;           // sequences per forward pass
 };
 
 absl::StatusOr<std::unique_ptr<Guard>> OpenLocalGuard(const LocalGuardOptions& options);

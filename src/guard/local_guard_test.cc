@@ -66,7 +66,8 @@ TEST(LocalGuard, MatchesHfOnFixture) {
   const Json expected = Expected();
   const auto& cases = expected["cases"];
   ASSERT_GE(cases.size(), 5u);
-  auto features = SafetensorsFile::Open(kGuardDir + "llama_guard_tiny_fullvocab_bf16_expected.safetensors");
+  auto features =
+      SafetensorsFile::Open(kGuardDir + "llama_guard_tiny_fullvocab_bf16_expected.safetensors");
   ASSERT_TRUE(features.ok()) << features.status();
   Guard* guard = SharedGuard();
   ASSERT_NE(guard, nullptr);
@@ -86,9 +87,9 @@ TEST(LocalGuard, MatchesHfOnFixture) {
     const GuardVerdict& v = (*verdicts)[i];
     // The ids the guard ran on are the fixture's (render + 271).
     auto turns = RequestTurns(requests[i]);
-    auto rendered = RenderLlamaGuard3(GuardFormat::kLlamaGuard3_1B, *turns,
-                                      requests[i].policy ? &*requests[i].policy : nullptr,
-                                      **tokenizer);
+    auto rendered =
+        RenderLlamaGuard3(GuardFormat::kLlamaGuard3_1B, *turns,
+                          requests[i].policy ? &*requests[i].policy : nullptr, **tokenizer);
     ASSERT_TRUE(rendered.ok());
     rendered->ids.push_back(271);
     const auto want_ids = c["ids_with_verdict_position"].get<std::vector<int32_t>>();
@@ -136,7 +137,7 @@ TEST(LocalGuard, BatchingAndConcurrencyDoNotChangeResults) {
   ASSERT_NE(batched, nullptr);
   auto a = batched->Classify(requests);  // one batch of all
   ASSERT_TRUE(a.ok());
-  std::vector<GuardVerdict> b;           // one at a time
+  std::vector<GuardVerdict> b;  // one at a time
   for (const GuardRequest& r : requests) b.push_back((*batched->Classify({r}))[0]);
   // Two threads on one guard (shared prefix cache).
   std::vector<GuardVerdict> c1, c2;

@@ -10,7 +10,8 @@
 
 namespace saferoute {
 
-absl::StatusOr<Policy> ParsePolicyCategories(std::string_view content, std::string_view source_name) {
+absl::StatusOr<Policy> ParsePolicyCategories(std::string_view content,
+                                             std::string_view source_name) {
   const absl::string_view source = AbslView(source_name);
   SR_RETURN_IF_ERROR(ValidateUtf8(content, source_name));
   Policy policy;
@@ -20,7 +21,8 @@ absl::StatusOr<Policy> ParsePolicyCategories(std::string_view content, std::stri
     try {
       json = nlohmann::ordered_json::parse(content);
     } catch (const nlohmann::ordered_json::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON: ", std::string(e.what())));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": not valid JSON: ", std::string(e.what())));
     }
     for (const auto& [key, value] : json.items()) {
       if (!value.is_string()) {
@@ -62,10 +64,13 @@ absl::StatusOr<Policy> ParsePolicyCategories(std::string_view content, std::stri
   absl::flat_hash_set<std::string> seen;
   for (const auto& [key, name] : policy.categories) {
     if (!seen.insert(key).second) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": category \"", key, "\" is listed twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": category \"", key, "\" is listed twice"));
     }
-    if (name.find_first_of("\r\n") != std::string::npos || key.find_first_of("\r\n") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": category \"", key, "\" contains a line break"));
+    if (name.find_first_of("\r\n") != std::string::npos ||
+        key.find_first_of("\r\n") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": category \"", key, "\" contains a line break"));
     }
   }
   return policy;

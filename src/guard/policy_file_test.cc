@@ -10,18 +10,19 @@ namespace {
 using Categories = std::vector<std::pair<std::string, std::string>>;
 
 TEST(PolicyFile, JsonKeepsFileOrder) {
-  auto policy = ParsePolicyCategories(R"({"S2": "Medical advice.", "S10": "Hate.", "S1": "Phishing."})",
-                                      "cats.json");
+  auto policy = ParsePolicyCategories(
+      R"({"S2": "Medical advice.", "S10": "Hate.", "S1": "Phishing."})", "cats.json");
   ASSERT_TRUE(policy.ok()) << policy.status();
   EXPECT_EQ(policy->categories,
             (Categories{{"S2", "Medical advice."}, {"S10", "Hate."}, {"S1", "Phishing."}}));
 }
 
 TEST(PolicyFile, Lines) {
-  auto policy = ParsePolicyCategories("# custom\nS1: Phishing.\r\n\n  S2 :  Medical advice: dosing.  \n",
-                                      "cats.txt");
+  auto policy = ParsePolicyCategories(
+      "# custom\nS1: Phishing.\r\n\n  S2 :  Medical advice: dosing.  \n", "cats.txt");
   ASSERT_TRUE(policy.ok()) << policy.status();
-  EXPECT_EQ(policy->categories, (Categories{{"S1", "Phishing."}, {"S2", "Medical advice: dosing."}}));
+  EXPECT_EQ(policy->categories,
+            (Categories{{"S1", "Phishing."}, {"S2", "Medical advice: dosing."}}));
 }
 
 TEST(PolicyFile, ErrorsNameFileAndPlace) {

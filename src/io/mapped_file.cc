@@ -50,8 +50,7 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
         absl::StrCat(path, ": cannot memory-map ", size, " bytes: ", ErrnoText(errno)));
   }
   // The mapping stays valid after the descriptor is closed.
-  return std::unique_ptr<MappedFile>(
-      new MappedFile(path, static_cast<const std::byte*>(p), size));
+  return std::unique_ptr<MappedFile>(new MappedFile(path, static_cast<const std::byte*>(p), size));
 }
 
 MappedFile::~MappedFile() {

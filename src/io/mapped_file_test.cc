@@ -13,7 +13,8 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path TempPath(const std::string& name) {
-  return fs::temp_directory_path() / absl::StrCat("saferoute_mapped_file_test_", ::getpid(), "_", name);
+  return fs::temp_directory_path() /
+         absl::StrCat("saferoute_mapped_file_test_", ::getpid(), "_", name);
 }
 
 TEST(MappedFileTest, MapsTheFileBytes) {

@@ -34,8 +34,8 @@ struct RawEntry {
 
 // Parses `{"dtype", "shape", "data_offsets"}` of one tensor. Extra keys are
 // ignored, as the reference implementation does. `data_bytes` bounds offsets.
-absl::StatusOr<RawEntry> ParseEntry(const std::string& name, const json& value,
-                                    uint64_t data_bytes, std::string_view source_view) {
+absl::StatusOr<RawEntry> ParseEntry(const std::string& name, const json& value, uint64_t data_bytes,
+                                    std::string_view source_view) {
   const std::string source(source_view);  // absl here has its own string_view
   auto error = [&](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": tensor '", name, "': ", parts...));
@@ -93,8 +93,8 @@ absl::StatusOr<RawEntry> ParseEntry(const std::string& name, const json& value,
   }
   if (entry.end - entry.begin != *nbytes) {
     return error("data_offsets span ", entry.end - entry.begin, " bytes but ",
-                 std::string(DTypeName(entry.view.dtype)), " ", ShapeText(entry.view.shape), " needs ",
-                 *nbytes, " bytes");
+                 std::string(DTypeName(entry.view.dtype)), " ", ShapeText(entry.view.shape),
+                 " needs ", *nbytes, " bytes");
   }
   entry.view.nbytes = static_cast<size_t>(*nbytes);
   return entry;
@@ -140,12 +140,12 @@ absl::StatusOr<SafetensorsContents> ParseSafetensors(std::span<const std::byte> 
   SafetensorsContents contents;
   const uint64_t header_bytes = ReadU64LittleEndian(image.data());
   if (header_bytes > kMaxSafetensorsHeaderBytes) {
-    return error("header length ", header_bytes, " is absurd (limit ",
-                 kMaxSafetensorsHeaderBytes, " bytes); not a safetensors file?");
+    return error("header length ", header_bytes, " is absurd (limit ", kMaxSafetensorsHeaderBytes,
+                 " bytes); not a safetensors file?");
   }
   if (header_bytes > image.size() - 8) {
-    return error("header length ", header_bytes, " runs past the end of the file (",
-                 image.size(), " bytes): truncated download?");
+    return error("header length ", header_bytes, " runs past the end of the file (", image.size(),
+                 " bytes): truncated download?");
   }
   contents.header_bytes = header_bytes;
   contents.data_bytes = image.size() - 8 - header_bytes;

@@ -12,7 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (contents.ok()) {
     for (const saferoute::TensorView& t : contents->tensors) {
       const auto* begin = reinterpret_cast<const std::byte*>(data);
-      SR_CHECK(t.data >= begin && t.nbytes <= size && t.data - begin <= static_cast<ptrdiff_t>(size - t.nbytes));
+      SR_CHECK(t.data >= begin && t.nbytes <= size &&
+               t.data - begin <= static_cast<ptrdiff_t>(size - t.nbytes));
       SR_CHECK(static_cast<uint64_t>(t.numel()) * saferoute::DTypeSize(t.dtype) == t.nbytes);
     }
   }

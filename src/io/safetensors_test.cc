@@ -22,10 +22,12 @@ const fs::path kShardedGuard =
     fs::path(SAFEROUTE_SHARED_DIR) / "fixtures" / "guard" / "llama_guard_tiny_fullvocab_bf16";
 
 ::testing::AssertionResult ErrorContains(const absl::Status& status, const std::string& part) {
-  if (status.ok()) return ::testing::AssertionFailure() << "expected an error containing '" << part << "'";
+  if (status.ok())
+    return ::testing::AssertionFailure() << "expected an error containing '" << part << "'";
   const std::string message(status.message());
   if (message.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "error '" << message << "' does not contain '" << part << "'";
+  return ::testing::AssertionFailure()
+         << "error '" << message << "' does not contain '" << part << "'";
 }
 
 // A safetensors image: u64 LE `header_length` (default: the header's size),
@@ -130,10 +132,13 @@ TEST(ParseSafetensorsTest, RejectsBadTensorEntries) {
       ParseError(entry(R"({"dtype": "F32", "shape": [2.5], "data_offsets": [0, 4]})"), 4),
       "not a non-negative integer"));
   EXPECT_TRUE(ErrorContains(
-      ParseError(entry(R"({"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 4]})"), 4),
+      ParseError(
+          entry(R"({"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 4]})"),
+          4),
       "overflows"));
   EXPECT_TRUE(ErrorContains(
-      ParseError(entry(R"({"dtype": "F32", "shape": [18446744073709551615], "data_offsets": [0, 4]})"), 4),
+      ParseError(
+          entry(R"({"dtype": "F32", "shape": [18446744073709551615], "data_offsets": [0, 4]})"), 4),
       "absurd"));
   EXPECT_TRUE(ErrorContains(
       ParseError(entry(R"({"dtype": "F32", "shape": [1], "data_offsets": [0, 40]})"), 4),
@@ -144,30 +149,33 @@ TEST(ParseSafetensorsTest, RejectsBadTensorEntries) {
   EXPECT_TRUE(ErrorContains(
       ParseError(entry(R"({"dtype": "F32", "shape": [1], "data_offsets": [-1, 3]})"), 4),
       "negative data_offsets"));
-  EXPECT_TRUE(ErrorContains(
-      ParseError(entry(R"({"dtype": "F32", "shape": [1], "data_offsets": [0]})"), 4),
-      "not [begin, end]"));
+  EXPECT_TRUE(
+      ErrorContains(ParseError(entry(R"({"dtype": "F32", "shape": [1], "data_offsets": [0]})"), 4),
+                    "not [begin, end]"));
   EXPECT_TRUE(ErrorContains(
       ParseError(entry(R"({"dtype": "BF16", "shape": [3], "data_offsets": [0, 4]})"), 4),
       "span 4 bytes but BF16 [3] needs 6 bytes"));
 }
 
 TEST(ParseSafetensorsTest, RejectsOverlapsGapsAndDuplicates) {
-  EXPECT_TRUE(ErrorContains(
-      ParseError(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                     "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12),
-      "tensor 'b': data_offsets [4, 12] overlap tensor 'a'"));
-  EXPECT_TRUE(ErrorContains(
-      ParseError(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-                     "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}})", 12),
-      "gap of 4 unused bytes after tensor 'a'"));
+  EXPECT_TRUE(
+      ErrorContains(ParseError(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                     "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                               12),
+                    "tensor 'b': data_offsets [4, 12] overlap tensor 'a'"));
+  EXPECT_TRUE(
+      ErrorContains(ParseError(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                     "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}})",
+                               12),
+                    "gap of 4 unused bytes after tensor 'a'"));
   EXPECT_TRUE(ErrorContains(
       ParseError(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", 8),
       "gap of 4 unused bytes after the header"));
-  EXPECT_TRUE(ErrorContains(
-      ParseError(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-                     "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", 8),
-      "tensor 'a': duplicate name"));
+  EXPECT_TRUE(
+      ErrorContains(ParseError(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                     "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+                               8),
+                    "tensor 'a': duplicate name"));
   EXPECT_TRUE(ErrorContains(ParseError(R"({"__metadata__": {"k": 1}})", 0),
                             "'__metadata__' key 'k' has a non-string value"));
   EXPECT_TRUE(ErrorContains(ParseError(R"({"__metadata__": [1]})", 0),
@@ -194,10 +202,18 @@ TEST(ParseSafetensorsTest, MutatedImagesNeverEscapeTheBuffer) {
     for (int e = 0; e < edits; ++e) {
       const size_t at = next() % image.size();
       switch (next() % 4) {
-        case 0: image[at] = static_cast<char>(next()); break;       // random byte
-        case 1: image[at] = "0123456789-[]{},:\" e."[next() % 21]; break;  // JSON-ish byte
-        case 2: image.erase(at, 1 + next() % 8); break;             // truncate a span
-        case 3: image.insert(at, 1, static_cast<char>('0' + next() % 10)); break;
+        case 0:
+          image[at] = static_cast<char>(next());
+          break;  // random byte
+        case 1:
+          image[at] = "0123456789-[]{},:\" e."[next() % 21];
+          break;  // JSON-ish byte
+        case 2:
+          image.erase(at, 1 + next() % 8);
+          break;  // truncate a span
+        case 3:
+          image.insert(at, 1, static_cast<char>('0' + next() % 10));
+          break;
       }
       if (image.empty()) image = "x";
     }
@@ -218,7 +234,8 @@ TEST(SafetensorsFileTest, OpenNamesThePathInErrors) {
   TempDir dir;
   EXPECT_TRUE(ErrorContains(SafetensorsFile::Open((dir / "absent.safetensors").string()).status(),
                             "absent.safetensors: no such file"));
-  EXPECT_TRUE(ErrorContains(SafetensorsFile::Open(dir.path().string()).status(), "not a regular file"));
+  EXPECT_TRUE(
+      ErrorContains(SafetensorsFile::Open(dir.path().string()).status(), "not a regular file"));
   WriteBytes(dir / "empty.safetensors", "");
   EXPECT_TRUE(ErrorContains(SafetensorsFile::Open((dir / "empty.safetensors").string()).status(),
                             "empty.safetensors: file is 0 bytes"));
@@ -234,8 +251,9 @@ TEST(SafetensorsFileTest, TruncatedRealShardIsRejected) {
   EXPECT_TRUE(ErrorContains(SafetensorsFile::Open((dir / "cut.safetensors").string()).status(),
                             "out of range"));
   WriteBytes(dir / "header_cut.safetensors", bytes.substr(0, 100));
-  EXPECT_TRUE(ErrorContains(SafetensorsFile::Open((dir / "header_cut.safetensors").string()).status(),
-                            "runs past the end of the file"));
+  EXPECT_TRUE(
+      ErrorContains(SafetensorsFile::Open((dir / "header_cut.safetensors").string()).status(),
+                    "runs past the end of the file"));
 }
 
 TEST(WriteSafetensorsTest, RoundTripsMixedDtypesAndMetadata) {
@@ -291,8 +309,8 @@ TEST(WriteSafetensorsTest, RejectsInconsistentInput) {
       {.name = "x", .dtype = DType::kF32, .shape = {2}, .data = x, .nbytes = 8}};
   EXPECT_TRUE(ErrorContains(WriteSafetensors(path, duplicate, {}), "duplicate tensor name"));
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_TRUE(ErrorContains(WriteSafetensors((dir / "no/such/dir.st").string(), {}, {}),
-                            "cannot create"));
+  EXPECT_TRUE(
+      ErrorContains(WriteSafetensors((dir / "no/such/dir.st").string(), {}, {}), "cannot create"));
 }
 
 // --- TensorStore -----------------------------------------------------------
@@ -326,7 +344,8 @@ TEST(TensorStoreTest, OpensTheShardedFixture) {
   const TensorView* embed = (*store)->Find("model.embed_tokens.weight");
   ASSERT_NE(embed, nullptr);
   EXPECT_EQ(embed->shape, (std::vector<int64_t>{128256, 64}));
-  EXPECT_TRUE((*store)->FileOf("model.embed_tokens.weight").ends_with("model-00001-of-00002.safetensors"));
+  EXPECT_TRUE(
+      (*store)->FileOf("model.embed_tokens.weight").ends_with("model-00001-of-00002.safetensors"));
   uint64_t sum = 0;
   for (const std::string& name : (*store)->names()) sum += (*store)->Find(name)->nbytes;
   EXPECT_EQ((*store)->total_bytes(), sum);
@@ -338,8 +357,9 @@ TEST(TensorStoreTest, RejectsIndexesThatDisagreeWithTheShards) {
     TempDir dir;
     CopyShardedFixture(dir);
     fs::remove(dir / "model-00002-of-00002.safetensors");
-    EXPECT_TRUE(ErrorContains(TensorStore::Open(dir.path().string()).status(),
-                              "shard 'model-00002-of-00002.safetensors' named in the index is missing"));
+    EXPECT_TRUE(
+        ErrorContains(TensorStore::Open(dir.path().string()).status(),
+                      "shard 'model-00002-of-00002.safetensors' named in the index is missing"));
   }
   {
     TempDir dir;
@@ -377,8 +397,8 @@ TEST(TensorStoreTest, RejectsIndexesThatDisagreeWithTheShards) {
     json index = ReadIndex(dir);
     index["weight_map"]["model.norm.weight"] = escape;
     WriteIndex(dir, index);
-    EXPECT_TRUE(ErrorContains(TensorStore::Open(dir.path().string()).status(),
-                              "is not a plain file name"))
+    EXPECT_TRUE(
+        ErrorContains(TensorStore::Open(dir.path().string()).status(), "is not a plain file name"))
         << escape;
   }
   {
@@ -387,7 +407,8 @@ TEST(TensorStoreTest, RejectsIndexesThatDisagreeWithTheShards) {
     EXPECT_TRUE(ErrorContains(TensorStore::Open(dir.path().string()).status(),
                               "missing object 'weight_map'"));
     WriteBytes(dir / "model.safetensors.index.json", "not json");
-    EXPECT_TRUE(ErrorContains(TensorStore::Open(dir.path().string()).status(), "not a JSON object"));
+    EXPECT_TRUE(
+        ErrorContains(TensorStore::Open(dir.path().string()).status(), "not a JSON object"));
   }
   {
     TempDir dir;

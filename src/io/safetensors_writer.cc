@@ -97,8 +97,7 @@ absl::Status WriteSafetensors(const std::string& path, std::span<const TensorToW
   uint64_t offset = 0;
   for (const TensorToWrite& t : tensors) {
     auto error = [&](auto&&... parts) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": tensor '", t.name, "': ", parts...));
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name, "': ", parts...));
     };
     if (t.name.empty() || t.name == "__metadata__") return error("invalid tensor name");
     if (!names.insert(t.name).second) return error("duplicate tensor name");
@@ -106,8 +105,8 @@ absl::Status WriteSafetensors(const std::string& path, std::span<const TensorToW
     if (!numel) return error("negative or overflowing shape");
     std::optional<uint64_t> nbytes = CheckedMul(static_cast<uint64_t>(*numel), DTypeSize(t.dtype));
     if (!nbytes || *nbytes != t.nbytes) {
-      return error("nbytes ", t.nbytes, " does not match ", std::string(DTypeName(t.dtype)), " x ", *numel,
-                   " elements");
+      return error("nbytes ", t.nbytes, " does not match ", std::string(DTypeName(t.dtype)), " x ",
+                   *numel, " elements");
     }
     if (t.data == nullptr && t.nbytes != 0) return error("no data");
     header[t.name] = {{"dtype", DTypeName(t.dtype)},

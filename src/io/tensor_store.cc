@@ -96,8 +96,8 @@ absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::Open(const std::string
   std::map<std::string, std::string> shard_of;
   for (const auto& [tensor, shard_value] : map_it->items()) {
     if (!shard_value.is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(index_path, ": tensor '", tensor,
-                                                     "': shard is not a string"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(index_path, ": tensor '", tensor, "': shard is not a string"));
     }
     const std::string shard = shard_value.get<std::string>();
     SR_RETURN_IF_ERROR(CheckShardName(shard, index_path, tensor));
@@ -112,9 +112,8 @@ absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::Open(const std::string
   for (const std::string& shard : shard_order) {
     const std::string shard_path = (fs::path(dir) / shard).string();
     if (!fs::exists(shard_path, ec)) {
-      return absl::NotFoundError(absl::StrCat(index_path, ": shard '", shard,
-                                              "' named in the index is missing (",
-                                              shard_path, ")"));
+      return absl::NotFoundError(absl::StrCat(
+          index_path, ": shard '", shard, "' named in the index is missing (", shard_path, ")"));
     }
     SR_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(shard_path));
     SR_RETURN_IF_ERROR(store->AddFile(std::move(file)));
@@ -123,9 +122,9 @@ absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::Open(const std::string
   for (const auto& [tensor, shard] : shard_of) {
     auto it = store->by_name_.find(tensor);
     if (it == store->by_name_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          index_path, ": tensor '", tensor, "': the index maps it to '", shard,
-          "' but no shard contains it"));
+      return absl::InvalidArgumentError(absl::StrCat(index_path, ": tensor '", tensor,
+                                                     "': the index maps it to '", shard,
+                                                     "' but no shard contains it"));
     }
     const std::string actual = fs::path(store->files_[it->second.first]->path()).filename();
     if (actual != shard) {

@@ -22,27 +22,41 @@ constexpr LayerTensor kLlamaLayerTensors[] = {
     {"input_layernorm.weight", &LayerWeights::attn_norm,
      [](const ModelConfig& c) { return std::vector<int64_t>{c.hidden_size}; }, true},
     {"self_attn.q_proj.weight", &LayerWeights::wq,
-     [](const ModelConfig& c) { return std::vector<int64_t>{c.num_heads * c.head_dim, c.hidden_size}; },
+     [](const ModelConfig& c) {
+       return std::vector<int64_t>{c.num_heads * c.head_dim, c.hidden_size};
+     },
      false},
     {"self_attn.k_proj.weight", &LayerWeights::wk,
-     [](const ModelConfig& c) { return std::vector<int64_t>{c.num_kv_heads * c.head_dim, c.hidden_size}; },
+     [](const ModelConfig& c) {
+       return std::vector<int64_t>{c.num_kv_heads * c.head_dim, c.hidden_size};
+     },
      false},
     {"self_attn.v_proj.weight", &LayerWeights::wv,
-     [](const ModelConfig& c) { return std::vector<int64_t>{c.num_kv_heads * c.head_dim, c.hidden_size}; },
+     [](const ModelConfig& c) {
+       return std::vector<int64_t>{c.num_kv_heads * c.head_dim, c.hidden_size};
+     },
      false},
     {"self_attn.o_proj.weight", &LayerWeights::wo,
-     [](const ModelConfig& c) { return std::vector<int64_t>{c.hidden_size, c.num_heads * c.head_dim}; },
+     [](const ModelConfig& c) {
+       return std::vector<int64_t>{c.hidden_size, c.num_heads * c.head_dim};
+     },
      false},
     {"post_attention_layernorm.weight", &LayerWeights::ffn_norm,
      [](const ModelConfig& c) { return std::vector<int64_t>{c.hidden_size}; }, true},
     {"mlp.gate_proj.weight", &LayerWeights::w_gate,
-     [](const ModelConfig& c) { return std::vector<int64_t>{c.intermediate_size, c.hidden_size}; },
+     [](const ModelConfig& c) {
+       return std::vector<int64_t>{c.intermediate_size, c.hidden_size};
+     },
      false},
     {"mlp.up_proj.weight", &LayerWeights::w_up,
-     [](const ModelConfig& c) { return std::vector<int64_t>{c.intermediate_size, c.hidden_size}; },
+     [](const ModelConfig& c) {
+       return std::vector<int64_t>{c.intermediate_size, c.hidden_size};
+     },
      false},
     {"mlp.down_proj.weight", &LayerWeights::w_down,
-     [](const ModelConfig& c) { return std::vector<int64_t>{c.hidden_size, c.intermediate_size}; },
+     [](const ModelConfig& c) {
+       return std::vector<int64_t>{c.hidden_size, c.intermediate_size};
+     },
      false},
 };
 
@@ -84,8 +98,8 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config) {
                    .is_norm = true,
                    .global_slot = &ModelWeights::output_norm});
   if (!config.tie_word_embeddings) {
-    specs.push_back({.name = "lm_head.weight", .shape = {V, H},
-                     .global_slot = &ModelWeights::lm_head});
+    specs.push_back(
+        {.name = "lm_head.weight", .shape = {V, H}, .global_slot = &ModelWeights::lm_head});
   }
   return specs;
 }
@@ -100,9 +114,7 @@ const TensorView& SlotOf(const ModelWeights& weights, const TensorSpec& spec) {
   return SlotOf(const_cast<ModelWeights&>(weights), spec);
 }
 
-bool IsHarmlessExtraTensor(std::string_view name) {
-  return name.ends_with(".rotary_emb.inv_freq");
-}
+bool IsHarmlessExtraTensor(std::string_view name) { return name.ends_with(".rotary_emb.inv_freq"); }
 
 int64_t LayerIndexOf(std::string_view name) {
   constexpr std::string_view kPrefix = "model.layers.";

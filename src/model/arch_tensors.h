@@ -16,10 +16,10 @@
 namespace saferoute {
 
 struct TensorSpec {
-  std::string name;             // HF name, e.g. "model.layers.3.mlp.up_proj.weight"
-  std::vector<int64_t> shape;   // exact shape the config implies
-  bool is_norm = false;         // 1-D RMSNorm gain (random models init it near 1)
-  int layer = -1;               // decoder layer, or -1 for a global tensor
+  std::string name;            // HF name, e.g. "model.layers.3.mlp.up_proj.weight"
+  std::vector<int64_t> shape;  // exact shape the config implies
+  bool is_norm = false;        // 1-D RMSNorm gain (random models init it near 1)
+  int layer = -1;              // decoder layer, or -1 for a global tensor
   TensorView ModelWeights::*global_slot = nullptr;  // when layer == -1
   TensorView LayerWeights::*layer_slot = nullptr;   // when layer >= 0
 };

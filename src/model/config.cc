@@ -70,7 +70,8 @@ class Fields {
       return Error(field, absl::StrCat("must be an integer, got ", v.dump()));
     }
     if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi)) {
-      return Error(field, absl::StrCat("value ", v.dump(), " is out of range [", lo, ", ", hi, "]"));
+      return Error(field,
+                   absl::StrCat("value ", v.dump(), " is out of range [", lo, ", ", hi, "]"));
     }
     const int64_t x = v.get<int64_t>();
     if (x < lo || x > hi) {
@@ -128,12 +129,12 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json* value, const std::strin
   }
   if (type == "default" || (type.empty() && field == "rope_parameters")) return scaling;
   if (type != "llama3") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": unsupported RoPE scaling type '", type, "' (supported: none, default, llama3)"));
+    return absl::InvalidArgumentError(absl::StrCat(where, ": unsupported RoPE scaling type '", type,
+                                                   "' (supported: none, default, llama3)"));
   }
   scaling.type = RopeScaling::Type::kLlama3;
-  for (const char* key : {"factor", "low_freq_factor", "high_freq_factor",
-                          "original_max_position_embeddings"}) {
+  for (const char* key :
+       {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
     if (f.Get(key) == nullptr) return f.Error(key, "missing (required for llama3 RoPE scaling)");
   }
   SR_ASSIGN_OR_RETURN(scaling.factor, f.Number("factor", 0, /*positive=*/true));
@@ -154,7 +155,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
                                              std::string_view source_view) {
   const std::string source(source_view);
   json root = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON"));
+  if (root.is_discarded())
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON"));
   if (!root.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
   }
@@ -178,9 +180,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
   c.architecture = info->architecture;
   SR_ASSIGN_OR_RETURN(std::string model_type, f.String("model_type", info->model_type));
   if (model_type != info->model_type) {
-    return f.Error("model_type", absl::StrCat("'", model_type, "' does not match architecture '",
-                                              c.architecture_name, "' (expected '",
-                                              info->model_type, "')"));
+    return f.Error("model_type",
+                   absl::StrCat("'", model_type, "' does not match architecture '",
+                                c.architecture_name, "' (expected '", info->model_type, "')"));
   }
 
   SR_ASSIGN_OR_RETURN(c.hidden_size, f.Int("hidden_size", 1, kMaxHiddenSize));
@@ -193,9 +195,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
   SR_ASSIGN_OR_RETURN(c.max_position_embeddings,
                       f.Int("max_position_embeddings", 1, kMaxPositions));
   if (c.num_heads % c.num_kv_heads != 0) {
-    return f.Error("num_key_value_heads",
-                   absl::StrCat(c.num_kv_heads, " does not divide num_attention_heads ",
-                                c.num_heads));
+    return f.Error(
+        "num_key_value_heads",
+        absl::StrCat(c.num_kv_heads, " does not divide num_attention_heads ", c.num_heads));
   }
   if (f.Get("head_dim") != nullptr) {
     SR_ASSIGN_OR_RETURN(c.head_dim, f.Int("head_dim", 1, kMaxHeadDim));
@@ -222,8 +224,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
   // instead of rope_theta + rope_scaling; accept either, prefer rope_scaling.
   SR_ASSIGN_OR_RETURN(c.rope_theta, f.Number("rope_theta", 10000.0, /*positive=*/true));
   if (f.Get("rope_scaling") != nullptr || f.Get("rope_parameters") == nullptr) {
-    SR_ASSIGN_OR_RETURN(c.rope_scaling, ParseRopeScaling(f.Get("rope_scaling"), "rope_scaling",
-                                                         source));
+    SR_ASSIGN_OR_RETURN(c.rope_scaling,
+                        ParseRopeScaling(f.Get("rope_scaling"), "rope_scaling", source));
   } else {
     const json* params = f.Get("rope_parameters");
     SR_ASSIGN_OR_RETURN(c.rope_scaling, ParseRopeScaling(params, "rope_parameters", source));
@@ -295,12 +297,12 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["rope_theta"] = c.rope_theta;
   if (c.rope_scaling.type == RopeScaling::Type::kLlama3) {
-    j["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", c.rope_scaling.factor},
-                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
-                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
-                         {"original_max_position_embeddings",
-                          c.rope_scaling.original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.rope_scaling.factor},
+        {"low_freq_factor", c.rope_scaling.low_freq_factor},
+        {"high_freq_factor", c.rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
   } else {
     j["rope_scaling"] = nullptr;
   }
@@ -409,14 +411,15 @@ absl::StatusOr<ModelConfig> NamedModelConfig(std::string_view name) {
     return c;
   }
   std::string known;
-  for (const std::string& n : NamedModelConfigNames()) absl::StrAppend(&known, known.empty() ? "" : ", ", n);
+  for (const std::string& n : NamedModelConfigNames())
+    absl::StrAppend(&known, known.empty() ? "" : ", ", n);
   return absl::NotFoundError(
       absl::StrCat("unknown model shape '", std::string(name), "' (known: ", known, ")"));
 }
 
 std::vector<std::string> NamedModelConfigNames() {
-  return {"llama-guard-3-1b", "llama-guard-3-8b", "qwen3guard-0.6b", "qwen3guard-4b",
-          "qwen3guard-8b", "tiny"};
+  return {"llama-guard-3-1b", "llama-guard-3-8b", "qwen3guard-0.6b",
+          "qwen3guard-4b",    "qwen3guard-8b",    "tiny"};
 }
 
 }  // namespace saferoute

@@ -39,7 +39,7 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   int32_t bos_token_id = -1;
   std::vector<int32_t> eos_token_ids;
-  std::string torch_dtype;        // informational
+  std::string torch_dtype;  // informational
 };
 
 // Parses and validates config.json text. `source` names the file in errors.

@@ -17,10 +17,12 @@ using json = nlohmann::json;
 const fs::path kFixtures = fs::path(SAFEROUTE_SHARED_DIR) / "fixtures";
 
 ::testing::AssertionResult ErrorContains(const absl::Status& status, const std::string& part) {
-  if (status.ok()) return ::testing::AssertionFailure() << "expected an error containing '" << part << "'";
+  if (status.ok())
+    return ::testing::AssertionFailure() << "expected an error containing '" << part << "'";
   const std::string message(status.message());
   if (message.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "error '" << message << "' does not contain '" << part << "'";
+  return ::testing::AssertionFailure()
+         << "error '" << message << "' does not contain '" << part << "'";
 }
 
 // A minimal valid Llama config; tests edit one field at a time.
@@ -66,8 +68,8 @@ TEST(ModelConfigTest, ParsesTheFixtureConfigs) {
   EXPECT_EQ(qwen->rope_theta, 1e6);
   EXPECT_EQ(qwen->rms_norm_eps, 1e-6);
 
-  auto guard = LoadModelConfig(
-      (kFixtures / "guard/llama_guard_tiny_fullvocab_bf16/config.json").string());
+  auto guard =
+      LoadModelConfig((kFixtures / "guard/llama_guard_tiny_fullvocab_bf16/config.json").string());
   ASSERT_TRUE(guard.ok()) << guard.status();
   EXPECT_EQ(guard->eos_token_ids, (std::vector<int32_t>{128001, 128008, 128009}));
   EXPECT_EQ(guard->bos_token_id, 128000);
@@ -127,8 +129,11 @@ TEST(ModelConfigTest, AcceptsHfVariants) {
   json j = BaseConfig();
   j["eos_token_id"] = {5, 6};
   j.erase("num_key_value_heads");  // HF: defaults to num_attention_heads
-  j["rope_scaling"] = {{"type", "llama3"}, {"factor", 8}, {"low_freq_factor", 1},
-                       {"high_freq_factor", 4}, {"original_max_position_embeddings", 8192}};
+  j["rope_scaling"] = {{"type", "llama3"},
+                       {"factor", 8},
+                       {"low_freq_factor", 1},
+                       {"high_freq_factor", 4},
+                       {"original_max_position_embeddings", 8192}};
   auto c = Parse(j);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->eos_token_ids, (std::vector<int32_t>{5, 6}));
@@ -163,8 +168,8 @@ TEST(ModelConfigTest, RefusesUnsupportedModelsByName) {
   }
   j = BaseConfig();
   j["rope_scaling"].erase("low_freq_factor");
-  EXPECT_TRUE(ErrorContains(Parse(j).status(),
-                            "field 'low_freq_factor': missing (required for llama3"));
+  EXPECT_TRUE(
+      ErrorContains(Parse(j).status(), "field 'low_freq_factor': missing (required for llama3"));
   j = BaseConfig();
   j["rope_scaling"]["high_freq_factor"] = 1.0;
   EXPECT_TRUE(ErrorContains(Parse(j).status(), "must be greater than low_freq_factor"));

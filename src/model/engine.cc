@@ -22,8 +22,9 @@ struct Engine::Impl {
     const int64_t vocab = model->config().vocab_size;
     for (size_t i = 0; i < tokens.size(); ++i) {
       if (tokens[i] < 0 || tokens[i] >= vocab) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: token %d at index %d is outside the vocabulary [0, %d)", what, tokens[i], i, vocab));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: token %d at index %d is outside the vocabulary [0, %d)", what,
+                            tokens[i], i, vocab));
       }
     }
     return absl::OkStatus();
@@ -86,9 +87,9 @@ absl::StatusOr<std::vector<SequenceResult>> Engine::Prefill(
     }
     const int64_t past = r.prefix ? r.prefix->kv.length : 0;
     if (past + static_cast<int64_t>(r.tokens.size()) > m.options.max_tokens) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: %d prefix + %d tokens exceed max_tokens %d", what, past, r.tokens.size(),
-          m.options.max_tokens));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: %d prefix + %d tokens exceed max_tokens %d", what, past,
+                          r.tokens.size(), m.options.max_tokens));
     }
     sequences[i].tokens = r.tokens;
     sequences[i].past = past;
@@ -139,8 +140,8 @@ absl::StatusOr<std::vector<SequenceResult>> Engine::Prefill(
                 hidden.begin() + static_cast<int64_t>(j) * h);
     }
     std::vector<float> logits(full.size() * static_cast<size_t>(vocab));
-    SR_RETURN_IF_ERROR(m.forward->FullLogits(hidden.data(), static_cast<int64_t>(full.size()),
-                                             logits.data()));
+    SR_RETURN_IF_ERROR(
+        m.forward->FullLogits(hidden.data(), static_cast<int64_t>(full.size()), logits.data()));
     for (size_t j = 0; j < full.size(); ++j) {
       results[full[j]].logits.assign(logits.begin() + static_cast<int64_t>(j) * vocab,
                                      logits.begin() + static_cast<int64_t>(j + 1) * vocab);
@@ -163,7 +164,8 @@ absl::StatusOr<std::shared_ptr<const PrefixCache>> Engine::ComputePrefix(
   prefix->owner = m.model.get();
   prefix->precision = m.options.precision;
   prefix->tokens.assign(tokens.begin(), tokens.end());
-  prefix->kv.Allocate(c.num_layers, c.num_kv_heads, c.head_dim, static_cast<int64_t>(tokens.size()));
+  prefix->kv.Allocate(c.num_layers, c.num_kv_heads, c.head_dim,
+                      static_cast<int64_t>(tokens.size()));
   ForwardSequence seq;
   seq.tokens = tokens;
   seq.store = &prefix->kv;
@@ -179,7 +181,8 @@ absl::StatusOr<std::vector<int32_t>> Engine::GreedyDecode(std::span<const int32_
   Impl& m = *impl_;
   if (tokens.empty()) return absl::InvalidArgumentError("decode: no tokens");
   if (max_new_tokens < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("decode: max_new_tokens ", max_new_tokens, " < 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("decode: max_new_tokens ", max_new_tokens, " < 0"));
   }
   SR_RETURN_IF_ERROR(m.CheckTokens(tokens, "decode"));
   SR_RETURN_IF_ERROR(m.CheckPrefix(prefix.get(), "decode"));
@@ -187,9 +190,9 @@ absl::StatusOr<std::vector<int32_t>> Engine::GreedyDecode(std::span<const int32_
   const int64_t past = prefix ? prefix->kv.length : 0;
   const int64_t capacity = past + static_cast<int64_t>(tokens.size()) + max_new_tokens;
   if (capacity > m.options.max_tokens) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "decode: %d prefix + %d tokens + %d new exceed max_tokens %d", past, tokens.size(),
-        max_new_tokens, m.options.max_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("decode: %d prefix + %d tokens + %d new exceed max_tokens %d", past,
+                        tokens.size(), max_new_tokens, m.options.max_tokens));
   }
   std::vector<int32_t> generated;
   if (max_new_tokens == 0) return generated;

@@ -32,8 +32,8 @@ enum class Precision {
 
 struct EngineOptions {
   Precision precision = Precision::kBf16;
-  int num_threads = 0;          // 0: all cores
-  int64_t max_tokens = 8192;    // longest sequence (prefix + tokens) accepted
+  int num_threads = 0;        // 0: all cores
+  int64_t max_tokens = 8192;  // longest sequence (prefix + tokens) accepted
 };
 
 // Keys/values of a token prefix shared by many requests (a guard's policy
@@ -44,21 +44,21 @@ class PrefixCache;
 enum class LogitsMode { kNone, kSelected, kFull };
 
 struct SequenceRequest {
-  std::span<const int32_t> tokens;                  // tokens after the prefix (>= 1)
-  std::shared_ptr<const PrefixCache> prefix;        // optional; positions continue after it
+  std::span<const int32_t> tokens;            // tokens after the prefix (>= 1)
+  std::shared_ptr<const PrefixCache> prefix;  // optional; positions continue after it
   LogitsMode logits = LogitsMode::kSelected;
-  std::span<const int32_t> logit_ids;               // for kSelected
-  bool all_hidden = false;   // return the final hidden state of every position, not just the last
-  bool layer_taps = false;   // return the residual stream after every layer (all positions);
-                             // layers[k] = HF hidden_states[k+1] for k < L-1; layers[L-1]
-                             // is the pre-norm output of the last layer (HF exposes only
-                             // its norm, which is `hidden`)
+  std::span<const int32_t> logit_ids;  // for kSelected
+  bool all_hidden = false;  // return the final hidden state of every position, not just the last
+  bool layer_taps = false;  // return the residual stream after every layer (all positions);
+                            // layers[k] = HF hidden_states[k+1] for k < L-1; layers[L-1]
+                            // is the pre-norm output of the last layer (HF exposes only
+                            // its norm, which is `hidden`)
 };
 
 struct SequenceResult {
-  std::vector<float> last_hidden;   // [H] final norm output at the last position (router feature)
-  std::vector<float> logits;        // [n_ids] or [V] at the last position
-  std::vector<float> hidden;        // [T, H] if all_hidden (tokens after the prefix)
+  std::vector<float> last_hidden;  // [H] final norm output at the last position (router feature)
+  std::vector<float> logits;       // [n_ids] or [V] at the last position
+  std::vector<float> hidden;       // [T, H] if all_hidden (tokens after the prefix)
   std::vector<std::vector<float>> layers;  // [L][T*H] if layer_taps
 };
 

@@ -28,8 +28,10 @@ absl::StatusOr<cpu::WeightType> WeightTypeOf(const TensorView& t) {
   return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': unsupported dtype"));
 }
 
-absl::Status CheckShape(const TensorView& t, std::vector<int64_t> expected, const std::string& slot) {
-  if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("engine: missing tensor for ", slot));
+absl::Status CheckShape(const TensorView& t, std::vector<int64_t> expected,
+                        const std::string& slot) {
+  if (t.empty())
+    return absl::InvalidArgumentError(absl::StrCat("engine: missing tensor for ", slot));
   if (t.shape != expected) {
     return absl::InvalidArgumentError(absl::StrCat(
         "engine: tensor '", t.name, "' (", slot, ") has shape [", absl::StrJoin(t.shape, ", "),
@@ -99,7 +101,8 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& config) {
   for (int64_t j = 0; j < d / 2; ++j) {
     // 1 / base ** (arange(0, d, 2).float() / d), fp32 tensor math.
     const float exponent = static_cast<float>(2 * j) / static_cast<float>(d);
-    const float power = static_cast<float>(std::pow(config.rope_theta, static_cast<double>(exponent)));
+    const float power =
+        static_cast<float>(std::pow(config.rope_theta, static_cast<double>(exponent)));
     inv_freq[j] = 1.0f / power;
   }
   if (config.rope_scaling.type == RopeScaling::Type::kLlama3) {
@@ -197,7 +200,7 @@ void CpuForward::ParallelRows(int64_t rows, Fn fn) {
   // Elementwise passes over fewer than ~16 rows of a 2048-wide model are not
   // worth a fork/join.
   const int64_t parts = rows * h_ < (int64_t{1} << 15) ? 1 : std::min<int64_t>(num_threads_, rows);
-#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static)
+#pragma omp parallel for num_threads(static_cast <int>(parts)) schedule(static)
   for (int64_t p = 0; p < parts; ++p) {
     fn(rows * p / parts, rows * (p + 1) / parts);
   }
@@ -230,9 +233,9 @@ absl::Status CpuForward::Run(std::span<const ForwardSequence> sequences) {
     // area: [nKV][past + T][d].
     kv_offset_[s + 1] = kv_offset_[s] + (seq.store ? 0 : n_kv_ * (seq.past + t) * d_);
     if (seq.past + t > rope_.max_positions) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "engine: sequence %d needs %d positions, max_tokens is %d", s, seq.past + t,
-          rope_.max_positions));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("engine: sequence %d needs %d positions, max_tokens is %d", s,
+                          seq.past + t, rope_.max_positions));
     }
   }
   rows_ = seq_offset_.back();
@@ -299,7 +302,8 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
                      round);
       cpu::ApplyRope(rope_, k_.data() + a * kv_width, b - a, kv_width, n_kv_, first_position,
                      round);
-      if (round) cpu::RoundToBf16InPlace(v_.data() + a * kv_width, static_cast<size_t>((b - a) * kv_width));
+      if (round)
+        cpu::RoundToBf16InPlace(v_.data() + a * kv_width, static_cast<size_t>((b - a) * kv_width));
     }
   });
 
@@ -331,10 +335,10 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
     for (int64_t i = 0; i < t; ++i) {
       const int64_t row = seq_offset_[s] + i;
       for (int64_t g = 0; g < n_kv_; ++g) {
-        std::memcpy(k_area + g * head_stride + (seq.past + i) * d_, k_.data() + row * kv_width + g * d_,
-                    static_cast<size_t>(d_) * sizeof(float));
-        std::memcpy(v_area + g * head_stride + (seq.past + i) * d_, v_.data() + row * kv_width + g * d_,
-                    static_cast<size_t>(d_) * sizeof(float));
+        std::memcpy(k_area + g * head_stride + (seq.past + i) * d_,
+                    k_.data() + row * kv_width + g * d_, static_cast<size_t>(d_) * sizeof(float));
+        std::memcpy(v_area + g * head_stride + (seq.past + i) * d_,
+                    v_.data() + row * kv_width + g * d_, static_cast<size_t>(d_) * sizeof(float));
       }
     }
     cpu::AttentionShape shape;
@@ -360,8 +364,8 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
   });
   for (int64_t c0 = 0; c0 < rows_; c0 += kFfnChunkRows) {
     const int64_t rows = std::min(kFfnChunkRows, rows_ - c0);
-    float* gate = ffn_buf_.data();        // [rows, 2I]: gate in columns [0, I)
-    float* up = ffn_buf_.data() + ffn_;   //              up in columns [I, 2I)
+    float* gate = ffn_buf_.data();       // [rows, 2I]: gate in columns [0, I)
+    float* up = ffn_buf_.data() + ffn_;  //              up in columns [I, 2I)
     const cpu::GemmJob gate_up[] = {{p.w_gate, gate, 2 * ffn_, false},
                                     {p.w_up, up, 2 * ffn_, false}};
     SR_RETURN_IF_ERROR(gemm_.Run(xn_.data() + c0 * h_, rows, h_, h_, gate_up));

@@ -32,12 +32,13 @@ namespace saferoute {
 
 // One sequence of a forward call.
 struct ForwardSequence {
-  std::span<const int32_t> tokens;    // new tokens (>= 1), already validated < V
-  int64_t past = 0;                   // positions before them (their positions start here)
-  const KvCache* past_kv = nullptr;   // source of the `past` positions (a prefix), or
-  KvCache* store = nullptr;           // a persistent cache that already holds `past`
-                                      // positions and receives the new ones (decode, prefix)
-  std::vector<std::vector<float>>* layer_taps = nullptr;  // if set: [L][T*H] residual after each layer
+  std::span<const int32_t> tokens;   // new tokens (>= 1), already validated < V
+  int64_t past = 0;                  // positions before them (their positions start here)
+  const KvCache* past_kv = nullptr;  // source of the `past` positions (a prefix), or
+  KvCache* store = nullptr;          // a persistent cache that already holds `past`
+                                     // positions and receives the new ones (decode, prefix)
+  std::vector<std::vector<float>>* layer_taps =
+      nullptr;  // if set: [L][T*H] residual after each layer
 };
 
 class CpuForward {

@@ -171,7 +171,8 @@ TEST_P(ParityTest, Bf16WithinDocumentedTolerance) {
   float worst_hidden = 0, worst_logits = 0;
   for (size_t i = 0; i < f.sequences.size(); ++i) {
     const std::string id = std::to_string(i);
-    worst_hidden = std::max(worst_hidden, MaxAbsDiff((*results)[i].hidden, Expected(f, "hidden_" + id)));
+    worst_hidden =
+        std::max(worst_hidden, MaxAbsDiff((*results)[i].hidden, Expected(f, "hidden_" + id)));
     worst_logits =
         std::max(worst_logits, MaxAbsDiff((*results)[i].logits, Expected(f, "logits_last_" + id)));
   }

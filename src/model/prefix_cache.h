@@ -31,8 +31,12 @@ struct KvCache {
   int64_t head_stride() const { return capacity * head_dim; }
   float* k_layer(int64_t layer) { return k.data() + layer * n_kv_heads * head_stride(); }
   float* v_layer(int64_t layer) { return v.data() + layer * n_kv_heads * head_stride(); }
-  const float* k_layer(int64_t layer) const { return k.data() + layer * n_kv_heads * head_stride(); }
-  const float* v_layer(int64_t layer) const { return v.data() + layer * n_kv_heads * head_stride(); }
+  const float* k_layer(int64_t layer) const {
+    return k.data() + layer * n_kv_heads * head_stride();
+  }
+  const float* v_layer(int64_t layer) const {
+    return v.data() + layer * n_kv_heads * head_stride();
+  }
 };
 
 // A computed prefix. `owner` identifies the Model it was computed with (a

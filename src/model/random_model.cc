@@ -58,14 +58,15 @@ struct FillJob {
   std::byte* data;
   DType dtype;
   bool is_norm;
-  uint64_t stream;  // per-tensor key
+  uint64_t stream;     // per-tensor key
   int64_t begin, end;  // element range
 };
 
 void RunFill(const FillJob& job) {
   // SplitMix64 in counter mode: element i of a stream is Mix64(stream + i * gamma).
   constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ull;
-  const float scale = job.is_norm ? kNormSpread : kWeightStd * std::sqrt(3.0f);  // U(-a,a): std a/sqrt3
+  const float scale =
+      job.is_norm ? kNormSpread : kWeightStd * std::sqrt(3.0f);  // U(-a,a): std a/sqrt3
   const float center = job.is_norm ? 1.0f : 0.0f;
   // Separate typed loops so the compiler can vectorise the generator.
   if (job.dtype == DType::kBF16) {
@@ -83,12 +84,11 @@ void RunFill(const FillJob& job) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<const Model>> MakeRandomModel(const ModelConfig& config,
-                                                             DType dtype, uint64_t seed) {
+absl::StatusOr<std::shared_ptr<const Model>> MakeRandomModel(const ModelConfig& config, DType dtype,
+                                                             uint64_t seed) {
   if (dtype != DType::kF32 && dtype != DType::kBF16) {
-    return absl::InvalidArgumentError(absl::StrCat("MakeRandomModel: dtype ",
-                                                   std::string(DTypeName(dtype)),
-                                                   " not supported (F32 or BF16)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MakeRandomModel: dtype ", std::string(DTypeName(dtype)), " not supported (F32 or BF16)"));
   }
   // Validate the shape the same way a config.json is validated.
   SR_RETURN_IF_ERROR(ParseModelConfig(ModelConfigToJson(config), "random model config").status());
@@ -107,8 +107,8 @@ absl::StatusOr<std::shared_ptr<const Model>> MakeRandomModel(const ModelConfig& 
     auto* raw = static_cast<std::byte*>(
         ::operator new[](std::max<size_t>(nbytes, 1), std::align_val_t{64}, std::nothrow));
     if (raw == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "MakeRandomModel: cannot allocate ", nbytes, " bytes for '", spec.name, "'"));
+      return absl::ResourceExhaustedError(absl::StrCat("MakeRandomModel: cannot allocate ", nbytes,
+                                                       " bytes for '", spec.name, "'"));
     }
     owned->buffers.emplace_back(raw);
     TensorView& view = SlotOf(weights, spec);
@@ -133,8 +133,7 @@ absl::StatusOr<std::shared_ptr<const Model>> MakeRandomModel(const ModelConfig& 
   if (config.tie_word_embeddings) weights.lm_head = weights.token_embd;
   ModelConfig stored = config;
   stored.torch_dtype = dtype == DType::kBF16 ? "bfloat16" : "float32";
-  return std::make_shared<CheckpointModel>(std::move(stored), std::move(weights),
-                                           std::move(owned));
+  return std::make_shared<CheckpointModel>(std::move(stored), std::move(weights), std::move(owned));
 }
 
 absl::Status WriteModelDirectory(const Model& model, const std::string& dir) {
@@ -150,7 +149,10 @@ absl::Status WriteModelDirectory(const Model& model, const std::string& dir) {
       return absl::FailedPreconditionError(
           absl::StrCat("WriteModelDirectory: tensor '", spec.name, "' missing or misshapen"));
     }
-    tensors.push_back({.name = spec.name, .dtype = t.dtype, .shape = t.shape, .data = t.data,
+    tensors.push_back({.name = spec.name,
+                       .dtype = t.dtype,
+                       .shape = t.shape,
+                       .data = t.data,
                        .nbytes = t.nbytes});
   }
   // Weights first, config last: a directory with a config.json is complete.

@@ -111,10 +111,10 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir) {
     expected.insert(spec.name);
     const TensorView* t = store->Find(spec.name);
     if (t == nullptr) {
-      return absl::NotFoundError(absl::StrCat(
-          dir, ": missing tensor '", spec.name, "' (", config_path, " says ",
-          config.architecture_name, " with ", config.num_layers, " layers",
-          spec.name == "lm_head.weight" ? ", untied embeddings" : "", ")"));
+      return absl::NotFoundError(
+          absl::StrCat(dir, ": missing tensor '", spec.name, "' (", config_path, " says ",
+                       config.architecture_name, " with ", config.num_layers, " layers",
+                       spec.name == "lm_head.weight" ? ", untied embeddings" : "", ")"));
     }
     auto error = [&](auto&&... parts) {
       return absl::InvalidArgumentError(
@@ -124,8 +124,7 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir) {
       return error("shape ", ShapeText(t->shape), " does not match ", config_path, " (expected ",
                    ShapeText(spec.shape), " from hidden ", config.hidden_size, ", heads ",
                    config.num_heads, "/", config.num_kv_heads, ", head_dim ", config.head_dim,
-                   ", intermediate ", config.intermediate_size, ", vocab ", config.vocab_size,
-                   ")");
+                   ", intermediate ", config.intermediate_size, ", vocab ", config.vocab_size, ")");
     }
     if (reinterpret_cast<uintptr_t>(t->data) % DTypeSize(t->dtype) != 0) {
       return error("data is not aligned to its ", DTypeSize(t->dtype),
@@ -139,17 +138,15 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir) {
     const int64_t layer = LayerIndexOf(name);
     if (layer >= config.num_layers) {
       return absl::InvalidArgumentError(absl::StrCat(
-          store->FileOf(name), ": tensor '", name, "': ", config_path, " says ",
-          config.num_layers, " layers but the checkpoint has layer ", layer,
-          " (config disagrees with weights)"));
+          store->FileOf(name), ": tensor '", name, "': ", config_path, " says ", config.num_layers,
+          " layers but the checkpoint has layer ", layer, " (config disagrees with weights)"));
     }
-    return absl::InvalidArgumentError(
-        absl::StrCat(store->FileOf(name), ": tensor '", name, "': not part of ",
-                     config.architecture_name, " as configured (unsupported feature?)"));
+    return absl::InvalidArgumentError(absl::StrCat(store->FileOf(name), ": tensor '", name,
+                                                   "': not part of ", config.architecture_name,
+                                                   " as configured (unsupported feature?)"));
   }
   if (config.tie_word_embeddings) weights.lm_head = weights.token_embd;
-  return std::make_shared<CheckpointModel>(std::move(config), std::move(weights),
-                                           std::move(store));
+  return std::make_shared<CheckpointModel>(std::move(config), std::move(weights), std::move(store));
 }
 
 }  // namespace saferoute

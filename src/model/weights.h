@@ -21,10 +21,10 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  TensorView token_embd;    // [V, H]
+  TensorView token_embd;  // [V, H]
   std::vector<LayerWeights> layers;
-  TensorView output_norm;   // [H]
-  TensorView lm_head;       // [V, H]; same data as token_embd when tied
+  TensorView output_norm;  // [H]
+  TensorView lm_head;      // [V, H]; same data as token_embd when tied
 };
 
 // Owns whatever keeps the tensor data alive (memory-mapped shards or owned
@@ -48,8 +48,8 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir);
 
 // A model with random weights of the given shape, held in memory (bench,
 // tests, stand-in guards). Deterministic for a seed. dtype: kF32 or kBF16.
-absl::StatusOr<std::shared_ptr<const Model>> MakeRandomModel(const ModelConfig& config,
-                                                             DType dtype, uint64_t seed);
+absl::StatusOr<std::shared_ptr<const Model>> MakeRandomModel(const ModelConfig& config, DType dtype,
+                                                             uint64_t seed);
 
 // Writes `model` as a Hugging Face directory (config.json + model.safetensors)
 // that LoadModel reads back; used to make stand-in guards on disk.

@@ -159,8 +159,8 @@ TEST(LoadModelTest, ShardedGuardLoadsWithValuesFromTheRightShard) {
   EXPECT_EQ((*model)->config().vocab_size, 128256);
   EXPECT_EQ((*model)->config().eos_token_ids, (std::vector<int32_t>{128001, 128008, 128009}));
   EXPECT_EQ(w.lm_head.data, w.token_embd.data);  // tied
-  const std::string embed =
-      RawTensorBytes(kShardedGuard / "model-00001-of-00002.safetensors", "model.embed_tokens.weight");
+  const std::string embed = RawTensorBytes(kShardedGuard / "model-00001-of-00002.safetensors",
+                                           "model.embed_tokens.weight");
   ASSERT_EQ(embed.size(), w.token_embd.nbytes);
   EXPECT_EQ(std::memcmp(embed.data(), w.token_embd.data, embed.size()), 0);
   const std::string down = RawTensorBytes(kShardedGuard / "model-00002-of-00002.safetensors",
@@ -170,8 +170,8 @@ TEST(LoadModelTest, ShardedGuardLoadsWithValuesFromTheRightShard) {
   // weight_bytes counts the tied head once: embed + 2 layers + norm.
   size_t sum = w.token_embd.nbytes + w.output_norm.nbytes;
   for (const LayerWeights& l : w.layers) {
-    for (const TensorView* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate,
-                                &l.w_up, &l.w_down}) {
+    for (const TensorView* t :
+         {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) {
       sum += t->nbytes;
     }
   }
@@ -185,7 +185,10 @@ TEST(LoadModelTest, WeightsAreMemoryMappedNotCopied) {
   ASSERT_TRUE(model.ok()) << model.status();
   std::ifstream maps("/proc/self/maps");
   ASSERT_TRUE(maps.good());
-  struct Range { uintptr_t lo, hi; std::string path; };
+  struct Range {
+    uintptr_t lo, hi;
+    std::string path;
+  };
   std::vector<Range> ranges;
   for (std::string line; std::getline(maps, line);) {
     Range r;
@@ -356,7 +359,8 @@ TEST_F(CorruptCheckpointTest, IntactCheckpointLoads) { EXPECT_TRUE(Load().ok()) 
 
 TEST_F(CorruptCheckpointTest, MissingTensor) {
   EditTensors([](auto& t) {
-    std::erase_if(t, [](const TensorToWrite& x) { return x.name == "model.layers.1.mlp.up_proj.weight"; });
+    std::erase_if(
+        t, [](const TensorToWrite& x) { return x.name == "model.layers.1.mlp.up_proj.weight"; });
   });
   EXPECT_TRUE(LoadFailsWith("missing tensor 'model.layers.1.mlp.up_proj.weight'"));
   EXPECT_TRUE(LoadFailsWith("with 2 layers"));
@@ -400,8 +404,9 @@ TEST_F(CorruptCheckpointTest, ConfigDisagreesOnSizes) {
 
 TEST_F(CorruptCheckpointTest, ConfigRefusedBeforeWeightsAreRead) {
   EditConfig([](json& c) { c["architectures"] = {"GemmaForCausalLM"}; });
-  EXPECT_TRUE(LoadFailsWith("config.json: field 'architectures': unsupported architecture "
-                            "'GemmaForCausalLM'"));
+  EXPECT_TRUE(
+      LoadFailsWith("config.json: field 'architectures': unsupported architecture "
+                    "'GemmaForCausalLM'"));
   EditConfig([](json& c) {
     c["architectures"] = {"LlamaForCausalLM"};
     c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
@@ -437,14 +442,17 @@ TEST_F(CorruptCheckpointTest, UnexpectedTensorIsAnError) {
   EditTensors([&](auto& t) {
     t.push_back({"model.layers.0.self_attn.q_proj.bias", DType::kF32, {64}, bias, sizeof(bias)});
   });
-  EXPECT_TRUE(LoadFailsWith(
-      "tensor 'model.layers.0.self_attn.q_proj.bias': not part of LlamaForCausalLM"));
+  EXPECT_TRUE(
+      LoadFailsWith("tensor 'model.layers.0.self_attn.q_proj.bias': not part of LlamaForCausalLM"));
 }
 
 TEST_F(CorruptCheckpointTest, HarmlessExtrasAreIgnored) {
   const float inv_freq[8] = {};
   EditTensors([&](auto& t) {
-    t.push_back({"model.layers.0.self_attn.rotary_emb.inv_freq", DType::kF32, {8}, inv_freq,
+    t.push_back({"model.layers.0.self_attn.rotary_emb.inv_freq",
+                 DType::kF32,
+                 {8},
+                 inv_freq,
                  sizeof(inv_freq)});
   });
   EXPECT_TRUE(Load().ok()) << Load();

@@ -25,8 +25,9 @@ absl::Status CheckBinary(std::span<const uint8_t> values, size_t expected, std::
 
 }  // namespace
 
-absl::StatusOr<std::vector<CalibrationPoint>> BuildCalibrationTable(
-    std::span<const float> scores, const SafetyOutcomes* outcomes, int max_points) {
+absl::StatusOr<std::vector<CalibrationPoint>> BuildCalibrationTable(std::span<const float> scores,
+                                                                    const SafetyOutcomes* outcomes,
+                                                                    int max_points) {
   if (scores.empty()) return absl::InvalidArgumentError("calibration: no scores");
   if (max_points < 2) return absl::InvalidArgumentError("calibration: max_points must be >= 2");
   for (size_t i = 0; i < scores.size(); ++i) {
@@ -43,7 +44,8 @@ absl::StatusOr<std::vector<CalibrationPoint>> BuildCalibrationTable(
   }
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return scores[a] > scores[b]; });
 
   // Cascade verdict counts, starting with nothing routed (all small verdicts).
   BinaryCounts counts;
@@ -68,7 +70,8 @@ absl::StatusOr<std::vector<CalibrationPoint>> BuildCalibrationTable(
     if (value == 0.0f) {
       // Scores of exactly 0 are never routed (strict >): ε = 0 routes the
       // same rows as the previous cut.
-      descending.push_back({.threshold = 0.0, .large_share = static_cast<double>(routed) / n, .f1 = f1()});
+      descending.push_back(
+          {.threshold = 0.0, .large_share = static_cast<double>(routed) / n, .f1 = f1()});
       break;
     }
     // Everything tied at `value` crosses together.
@@ -93,7 +96,8 @@ absl::StatusOr<std::vector<CalibrationPoint>> BuildCalibrationTable(
   } else {
     size_t cursor = 0;
     for (int j = 0; j < max_points; ++j) {
-      const double target = static_cast<double>(j) / (max_points - 1) * descending.back().large_share;
+      const double target =
+          static_cast<double>(j) / (max_points - 1) * descending.back().large_share;
       while (cursor + 1 < descending.size() &&
              std::abs(descending[cursor + 1].large_share - target) <=
                  std::abs(descending[cursor].large_share - target)) {
@@ -116,7 +120,8 @@ absl::StatusOr<double> InterpolateThreshold(const std::vector<CalibrationPoint>&
         "router has no calibration table (run `saferoute calibrate`)");
   }
   if (!(share >= 0.0 && share <= 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat("large-guard share ", share, " is not in [0, 1]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("large-guard share ", share, " is not in [0, 1]"));
   }
   // table: ascending threshold, descending share.
   if (share >= table.front().large_share) return table.front().threshold;

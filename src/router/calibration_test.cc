@@ -61,7 +61,8 @@ TEST(CalibrationTest, RequestedShareIsHitOnHeldOutData) {
   auto draw = [](uint64_t seed, int n) {
     std::vector<float> z(n), s(n);
     FillNormal(MixKey(seed, 3, 3), z.data(), n);
-    for (int i = 0; i < n; ++i) s[i] = Sigmoid(-2.0f + 1.5f * z[i] + 0.5f * z[i] * z[i] * (z[i] > 0));
+    for (int i = 0; i < n; ++i)
+      s[i] = Sigmoid(-2.0f + 1.5f * z[i] + 0.5f * z[i] * z[i] * (z[i] > 0));
     return s;
   };
   const std::vector<float> calibration = draw(1, 20000), held_out = draw(2, 20000);

@@ -47,12 +47,14 @@ absl::StatusOr<FeatureSet> ReadFeatureFile(const std::string& path) {
   const int64_t rows = view->shape[0];
   if (static_cast<int64_t>(ids.size()) != rows) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": metadata 'ids' has ", ids.size(),
-                                                   " entries, tensor 'features' has ", rows, " rows"));
+                                                   " entries, tensor 'features' has ", rows,
+                                                   " rows"));
   }
   std::unordered_map<std::string, int64_t> seen;
   for (int64_t i = 0; i < rows; ++i) {
     if (!ids[i].is_string())
-      return absl::InvalidArgumentError(absl::StrCat(path, ": metadata 'ids' entry ", i, " is not a string"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": metadata 'ids' entry ", i, " is not a string"));
     std::string id = ids[i].get<std::string>();
     if (auto [it, inserted] = seen.emplace(id, i); !inserted) {
       return absl::InvalidArgumentError(
@@ -80,8 +82,10 @@ absl::Status WriteFeatureFile(const std::string& path, const FeatureSet& set) {
   if (set.dim <= 0 || set.features.size() != set.ids.size() * static_cast<size_t>(set.dim)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": features do not match ids x dim"));
   }
-  const TensorToWrite tensor{.name = "features", .dtype = DType::kF32,
-                             .shape = {set.rows(), set.dim}, .data = set.features.data(),
+  const TensorToWrite tensor{.name = "features",
+                             .dtype = DType::kF32,
+                             .shape = {set.rows(), set.dim},
+                             .data = set.features.data(),
                              .nbytes = set.features.size() * sizeof(float)};
   const std::map<std::string, std::string> metadata = {
       {"ids", json(set.ids).dump(-1, ' ', false, json::error_handler_t::replace)},
@@ -126,9 +130,9 @@ absl::StatusOr<RouterLabels> ReadLabelsFor(const std::string& path,
     if (!t) return bad("field 't' missing or not 0/1");
     labels.t[row->second] = *t;
     int present = 0;
-    for (auto [name, out] : {std::pair{"small_pred", &labels.small_pred},
-                             std::pair{"large_pred", &labels.large_pred},
-                             std::pair{"gold", &labels.gold}}) {
+    for (auto [name, out] :
+         {std::pair{"small_pred", &labels.small_pred}, std::pair{"large_pred", &labels.large_pred},
+          std::pair{"gold", &labels.gold}}) {
       auto it = obj.find(name);
       if (it == obj.end()) continue;
       std::optional<uint8_t> v = AsBinary(*it);
@@ -136,7 +140,8 @@ absl::StatusOr<RouterLabels> ReadLabelsFor(const std::string& path,
       (*out)[row->second] = *v;
       ++present;
     }
-    if (present != 0 && present != 3) return bad("has some but not all of small_pred, large_pred, gold");
+    if (present != 0 && present != 3)
+      return bad("has some but not all of small_pred, large_pred, gold");
     with_outcomes += present == 3;
   }
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
@@ -147,8 +152,9 @@ absl::StatusOr<RouterLabels> ReadLabelsFor(const std::string& path,
     }
   }
   if (with_outcomes != 0 && with_outcomes != lines) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": ", with_outcomes, " of ", lines, " lines have small_pred/large_pred/gold; need all or none"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", with_outcomes, " of ", lines,
+                     " lines have small_pred/large_pred/gold; need all or none"));
   }
   labels.has_outcomes = with_outcomes > 0;
   return labels;

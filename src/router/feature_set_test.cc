@@ -13,8 +13,10 @@ namespace {
 std::string Temp(const char* name) { return UniqueTestPath(name); }
 
 FeatureSet ThreeRows() {
-  return FeatureSet{.ids = {"a", "b", "c"}, .dim = 2,
-                    .features = {1, 2, 3, 4, 5, 6}, .fingerprint = "guard:last"};
+  return FeatureSet{.ids = {"a", "b", "c"},
+                    .dim = 2,
+                    .features = {1, 2, 3, 4, 5, 6},
+                    .fingerprint = "guard:last"};
 }
 
 void WriteText(const std::string& path, const std::string& text) {
@@ -35,18 +37,21 @@ TEST(FeatureSetTest, RoundTrip) {
 
 TEST(FeatureSetTest, BadFeatureFilesAreRejected) {
   const std::vector<float> data = {1, 2, 3, 4};
-  const TensorToWrite tensor{.name = "features", .dtype = DType::kF32, .shape = {2, 2},
-                             .data = data.data(), .nbytes = 16};
+  const TensorToWrite tensor{
+      .name = "features", .dtype = DType::kF32, .shape = {2, 2}, .data = data.data(), .nbytes = 16};
   auto write = [&](std::map<std::string, std::string> meta) {
     EXPECT_TRUE(WriteSafetensors(Temp("bad.safetensors"), std::span(&tensor, 1), meta).ok());
     return ReadFeatureFile(Temp("bad.safetensors")).status();
   };
   EXPECT_NE(ErrorOf(write({{"fingerprint", "x"}})).find("'ids' missing"), std::string::npos);
-  EXPECT_NE(ErrorOf(write({{"ids", "[\"a\"]"}, {"fingerprint", "x"}})).find("1 entries"), std::string::npos);
+  EXPECT_NE(ErrorOf(write({{"ids", "[\"a\"]"}, {"fingerprint", "x"}})).find("1 entries"),
+            std::string::npos);
   EXPECT_NE(ErrorOf(write({{"ids", "[\"a\",\"a\"]"}, {"fingerprint", "x"}})).find("id 'a' appears"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(write({{"ids", "{}"}, {"fingerprint", "x"}})).find("not a JSON array"), std::string::npos);
-  EXPECT_NE(ErrorOf(write({{"ids", "[\"a\",\"b\"]"}})).find("'fingerprint' missing"), std::string::npos);
+  EXPECT_NE(ErrorOf(write({{"ids", "{}"}, {"fingerprint", "x"}})).find("not a JSON array"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(write({{"ids", "[\"a\",\"b\"]"}})).find("'fingerprint' missing"),
+            std::string::npos);
   EXPECT_TRUE(write({{"ids", "[\"a\",\"b\"]"}, {"fingerprint", "x"}}).ok());
 }
 
@@ -64,7 +69,8 @@ TEST(LabelsTest, AlignsToFeatureOrderWithOptionalOutcomes) {
   EXPECT_EQ(labels->large_pred, (std::vector<uint8_t>{1, 0, 1}));
   EXPECT_EQ(labels->gold, (std::vector<uint8_t>{0, 1, 1}));
 
-  WriteText(Temp("l2.jsonl"), "{\"id\":\"a\",\"t\":0}\n{\"id\":\"b\",\"t\":1}\n{\"id\":\"c\",\"t\":0}\n");
+  WriteText(Temp("l2.jsonl"),
+            "{\"id\":\"a\",\"t\":0}\n{\"id\":\"b\",\"t\":1}\n{\"id\":\"c\",\"t\":0}\n");
   labels = ReadLabelsFor(Temp("l2.jsonl"), ThreeRows().ids);
   ASSERT_TRUE(labels.ok());
   EXPECT_FALSE(labels->has_outcomes);
@@ -78,13 +84,17 @@ TEST(LabelsTest, MismatchesAndBadLinesNameTheLine) {
   };
   const std::string ab = "{\"id\":\"a\",\"t\":0}\n{\"id\":\"b\",\"t\":1}\n";
   EXPECT_NE(error(ab).find("no label for id 'c'"), std::string::npos);
-  EXPECT_NE(error(ab + "{\"id\":\"z\",\"t\":0}\n").find(":3: id 'z' is not in the feature file"), std::string::npos);
-  EXPECT_NE(error(ab + "{\"id\":\"a\",\"t\":0}\n").find(":3: id 'a' already labelled on line 1"), std::string::npos);
+  EXPECT_NE(error(ab + "{\"id\":\"z\",\"t\":0}\n").find(":3: id 'z' is not in the feature file"),
+            std::string::npos);
+  EXPECT_NE(error(ab + "{\"id\":\"a\",\"t\":0}\n").find(":3: id 'a' already labelled on line 1"),
+            std::string::npos);
   EXPECT_NE(error(ab + "{\"id\":\"c\",\"t\":2}\n").find(":3: field 't'"), std::string::npos);
   EXPECT_NE(error(ab + "{\"id\":\"c\"\n").find(":3: not a JSON object"), std::string::npos);
   EXPECT_NE(error(ab + "{\"id\":7,\"t\":0}\n").find(":3: field 'id'"), std::string::npos);
-  EXPECT_NE(error(ab + "{\"id\":\"c\",\"t\":0,\"gold\":1}\n").find("some but not all"), std::string::npos);
-  EXPECT_NE(error(ab + "{\"id\":\"c\",\"t\":0,\"gold\":1,\"small_pred\":0,\"large_pred\":0}\n").find("1 of 3 lines"),
+  EXPECT_NE(error(ab + "{\"id\":\"c\",\"t\":0,\"gold\":1}\n").find("some but not all"),
+            std::string::npos);
+  EXPECT_NE(error(ab + "{\"id\":\"c\",\"t\":0,\"gold\":1,\"small_pred\":0,\"large_pred\":0}\n")
+                .find("1 of 3 lines"),
             std::string::npos);
   EXPECT_EQ(ReadLabelsFor(Temp("missing.jsonl"), ids).status().code(), absl::StatusCode::kNotFound);
 }

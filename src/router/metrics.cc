@@ -12,12 +12,14 @@ namespace saferoute {
 
 double AveragePrecision(std::span<const float> scores, std::span<const uint8_t> targets) {
   SR_CHECK(scores.size() == targets.size());
-  const int64_t positives = std::count_if(targets.begin(), targets.end(), [](uint8_t t) { return t != 0; });
+  const int64_t positives =
+      std::count_if(targets.begin(), targets.end(), [](uint8_t t) { return t != 0; });
   if (positives == 0) return std::numeric_limits<double>::quiet_NaN();
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
   // Stable: equal scores keep input order; they are grouped below anyway.
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return scores[a] > scores[b]; });
   double ap = 0, previous_recall = 0;
   int64_t true_pos = 0, seen = 0;
   for (size_t k = 0; k < order.size();) {
@@ -55,10 +57,14 @@ BinaryCounts CountAtThreshold(std::span<const float> scores, std::span<const uin
   for (size_t i = 0; i < scores.size(); ++i) {
     const bool predicted = scores[i] > threshold;
     const bool actual = targets[i] != 0;
-    if (predicted && actual) ++c.true_pos;
-    else if (predicted) ++c.false_pos;
-    else if (actual) ++c.false_neg;
-    else ++c.true_neg;
+    if (predicted && actual)
+      ++c.true_pos;
+    else if (predicted)
+      ++c.false_pos;
+    else if (actual)
+      ++c.false_neg;
+    else
+      ++c.true_neg;
   }
   return c;
 }

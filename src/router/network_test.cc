@@ -128,8 +128,10 @@ TEST(RouterNetworkTest, BayesianLossMatchesHandComputation) {
   SetParam(bnn, "fc2.weight", {1.2f, -0.7f});
   SetParam(bnn, "fc2.bias", {0.3f});
   const float ls = std::log(0.2f);
-  for (const char* name : {"fc0.weight_log_sigma", "fc1.weight_log_sigma"}) SetParam(bnn, name, {ls, ls, ls, ls});
-  for (const char* name : {"fc0.bias_log_sigma", "fc2.weight_log_sigma"}) SetParam(bnn, name, {ls, ls});
+  for (const char* name : {"fc0.weight_log_sigma", "fc1.weight_log_sigma"})
+    SetParam(bnn, name, {ls, ls, ls, ls});
+  for (const char* name : {"fc0.bias_log_sigma", "fc2.weight_log_sigma"})
+    SetParam(bnn, name, {ls, ls});
   SetParam(bnn, "fc1.bias_log_sigma", {ls, ls});
   SetParam(bnn, "fc2.bias_log_sigma", {ls});
 
@@ -140,8 +142,8 @@ TEST(RouterNetworkTest, BayesianLossMatchesHandComputation) {
 
   // KL by hand: 17 elements; mu^2 summed over all Bayesian means.
   double kl_sum = 0;
-  const std::vector<double> mus = {0.5, -0.3, 0.2, 0.8, 0.1, -0.2, 0.3, -0.6, 0.9,
-                                   0.1, 0.05, 0.0, 1.2, -0.7, 0.3};
+  const std::vector<double> mus = {0.5, -0.3, 0.2,  0.8, 0.1, -0.2, 0.3, -0.6,
+                                   0.9, 0.1,  0.05, 0.0, 1.2, -0.7, 0.3};
   for (double mu : mus) kl_sum += 0.5 * (4.0 + mu * mu / 0.01 - 1.0 - std::log(4.0));
   const double kl_mean = kl_sum / 15.0;
   ASSERT_EQ(bnn.num_bayesian_params(), 15);
@@ -150,9 +152,9 @@ TEST(RouterNetworkTest, BayesianLossMatchesHandComputation) {
   std::vector<std::vector<float>> grads;
   double bce = 0;
   double loss = bnn.LossAndGradients(x.data(), t.data(), 3, nullptr, 0.01, &grads, &bce);
-  const double hand = HandLoss({0.5, -0.3, 0.2, 0.8}, {0.1, -0.2}, {0.3, -0.6, 0.9, 0.1},
-                               {0.05, 0.0}, {1.2, -0.7}, 0.3, {1.5, 0.7}, {0.2, 0.4}, {1.0, 2.0},
-                               {0.5, 0.1}, xs, ts);
+  const double hand =
+      HandLoss({0.5, -0.3, 0.2, 0.8}, {0.1, -0.2}, {0.3, -0.6, 0.9, 0.1}, {0.05, 0.0}, {1.2, -0.7},
+               0.3, {1.5, 0.7}, {0.2, 0.4}, {1.0, 2.0}, {0.5, 0.1}, xs, ts);
   EXPECT_NEAR(bce, hand, 1e-5);
   EXPECT_NEAR(loss, hand + 0.01 * kl_mean, 1e-5);
   EXPECT_NEAR(bnn.MeanKl(), kl_mean, 1e-5);
@@ -166,11 +168,11 @@ TEST(RouterNetworkTest, BayesianLossMatchesHandComputation) {
     return mu;
   };
   loss = bnn.LossAndGradients(x.data(), t.data(), 3, &noise, 0.01, &grads, &bce);
-  const double hand_sampled = HandLoss(
-      sampled("fc0.weight", {0.5, -0.3, 0.2, 0.8}), sampled("fc0.bias", {0.1, -0.2}),
-      sampled("fc1.weight", {0.3, -0.6, 0.9, 0.1}), sampled("fc1.bias", {0.05, 0.0}),
-      sampled("fc2.weight", {1.2, -0.7}), sampled("fc2.bias", {0.3})[0], {1.5, 0.7}, {0.2, 0.4},
-      {1.0, 2.0}, {0.5, 0.1}, xs, ts);
+  const double hand_sampled =
+      HandLoss(sampled("fc0.weight", {0.5, -0.3, 0.2, 0.8}), sampled("fc0.bias", {0.1, -0.2}),
+               sampled("fc1.weight", {0.3, -0.6, 0.9, 0.1}), sampled("fc1.bias", {0.05, 0.0}),
+               sampled("fc2.weight", {1.2, -0.7}), sampled("fc2.bias", {0.3})[0], {1.5, 0.7},
+               {0.2, 0.4}, {1.0, 2.0}, {0.5, 0.1}, xs, ts);
   EXPECT_NEAR(bce, hand_sampled, 1e-4);
   EXPECT_NEAR(loss, hand_sampled + 0.01 * kl_mean, 1e-4);
   EXPECT_GT(std::abs(hand_sampled - hand), 1e-4);  // the noise really changed the weights
@@ -185,7 +187,8 @@ void CheckGradients(RouterType type, double kl_weight) {
   net.Initialize(11);
   // Move log-sigmas and LayerNorm params off their init so their gradients are generic.
   for (ParamTensor& p : net.params()) {
-    std::vector<float> jitter = RandomVector(MixKey(5, p.values.size(), p.name.size()), p.values.size(), 0.2);
+    std::vector<float> jitter =
+        RandomVector(MixKey(5, p.values.size(), p.name.size()), p.values.size(), 0.2);
     for (size_t i = 0; i < p.values.size(); ++i) p.values[i] += jitter[i];
   }
   const std::vector<float> x = RandomVector(99, n * dim);
@@ -203,7 +206,8 @@ void CheckGradients(RouterType type, double kl_weight) {
       v = saved + h;
       const double up = net.LossAndGradients(x.data(), t.data(), n, noise_ptr, kl_weight, &scratch);
       v = saved - h;
-      const double down = net.LossAndGradients(x.data(), t.data(), n, noise_ptr, kl_weight, &scratch);
+      const double down =
+          net.LossAndGradients(x.data(), t.data(), n, noise_ptr, kl_weight, &scratch);
       v = saved;
       const double numeric = (up - down) / (2 * h);
       EXPECT_NEAR(grads[p][i], numeric, 2e-3 + 2e-2 * std::abs(numeric))
@@ -219,7 +223,9 @@ TEST(RouterNetworkTest, BayesianGradientsMatchFiniteDifferences) {
   // A large KL weight makes the KL part of the gradient dominate: checks it too.
   CheckGradients(RouterType::kBayesianMlp, 50.0);
 }
-TEST(RouterNetworkTest, MlpGradientsMatchFiniteDifferences) { CheckGradients(RouterType::kMlp, 0.0); }
+TEST(RouterNetworkTest, MlpGradientsMatchFiniteDifferences) {
+  CheckGradients(RouterType::kMlp, 0.0);
+}
 TEST(RouterNetworkTest, LogisticGradientsMatchFiniteDifferences) {
   CheckGradients(RouterType::kLogistic, 0.0);
 }

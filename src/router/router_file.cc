@@ -19,10 +19,14 @@ constexpr int64_t kMaxHiddenDim = 65536;
 
 json MetricsJson(const EpochReport& r) {
   auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
-  return {{"epoch", r.epoch},         {"train_loss", num(r.train_loss)},
-          {"train_bce", num(r.train_bce)}, {"val_loss", num(r.val.loss)},
-          {"val_auprc", num(r.val.auprc)}, {"val_f1", num(r.val.f1)},
-          {"val_accuracy", num(r.val.accuracy)}, {"seconds", num(r.seconds)}};
+  return {{"epoch", r.epoch},
+          {"train_loss", num(r.train_loss)},
+          {"train_bce", num(r.train_bce)},
+          {"val_loss", num(r.val.loss)},
+          {"val_auprc", num(r.val.auprc)},
+          {"val_f1", num(r.val.f1)},
+          {"val_accuracy", num(r.val.accuracy)},
+          {"seconds", num(r.seconds)}};
 }
 
 class NetworkRouter final : public Router {
@@ -111,10 +115,14 @@ json TrainSummaryToJson(const TrainSummary& s) {
           {"kept_epoch", s.kept_epoch},
           {"selection", o.keep_last_epoch ? "last_epoch" : "best_val_auprc"},
           {"options",
-           {{"batch_size", o.batch_size}, {"learning_rate", o.learning_rate},
-            {"weight_decay", o.weight_decay}, {"warmup_steps", o.warmup_steps},
-            {"kl_weight", o.kl_weight}, {"prior_sigma", o.bayes.prior_sigma},
-            {"init_log_sigma", o.bayes.init_log_sigma}, {"val_share", o.val_share}}},
+           {{"batch_size", o.batch_size},
+            {"learning_rate", o.learning_rate},
+            {"weight_decay", o.weight_decay},
+            {"warmup_steps", o.warmup_steps},
+            {"kl_weight", o.kl_weight},
+            {"prior_sigma", o.bayes.prior_sigma},
+            {"init_log_sigma", o.bayes.init_log_sigma},
+            {"val_share", o.val_share}}},
           {"best", MetricsJson(s.best)},
           {"last", MetricsJson(s.last)}};
 }
@@ -123,10 +131,12 @@ absl::Status WriteRouterFile(const std::string& path, const RouterNetwork& netwo
                              const RouterInfo& info) {
   SR_RETURN_IF_ERROR(ValidateCalibrationTable(info.calibration, path));
   if (!(info.threshold >= 0 && info.threshold <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": threshold ", info.threshold, " not in [0, 1]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": threshold ", info.threshold, " not in [0, 1]"));
   }
   json calibration = json::array();
-  for (const CalibrationPoint& p : info.calibration) calibration.push_back({p.threshold, p.large_share, p.f1});
+  for (const CalibrationPoint& p : info.calibration)
+    calibration.push_back({p.threshold, p.large_share, p.f1});
   json config = {{"type", std::string(RouterTypeName(network.type()))},
                  {"feature_dim", network.feature_dim()},
                  {"hidden_dim", network.hidden_dim()},
@@ -138,8 +148,11 @@ absl::Status WriteRouterFile(const std::string& path, const RouterNetwork& netwo
   if (network.bayesian()) config["prior_sigma"] = network.bayes().prior_sigma;
   std::vector<TensorToWrite> tensors;
   for (const ParamTensor& p : network.params()) {
-    tensors.push_back({.name = p.name, .dtype = DType::kF32, .shape = p.shape,
-                       .data = p.values.data(), .nbytes = p.values.size() * sizeof(float)});
+    tensors.push_back({.name = p.name,
+                       .dtype = DType::kF32,
+                       .shape = p.shape,
+                       .data = p.values.data(),
+                       .nbytes = p.values.size() * sizeof(float)});
   }
   const std::map<std::string, std::string> metadata = {
       {"format", kRouterFormat},
@@ -159,10 +172,10 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
   };
   const std::string* format = meta("format");
   if (!format || *format != kRouterFormat) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": not a SafeRoute router file (metadata 'format' is ",
-        format ? absl::StrCat("'", *format, "'") : std::string("missing"), ", expected '",
-        kRouterFormat, "')"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a SafeRoute router file (metadata 'format' is ",
+                     format ? absl::StrCat("'", *format, "'") : std::string("missing"),
+                     ", expected '", kRouterFormat, "')"));
   }
   const std::string* version = meta("version");
   if (!version || *version != std::to_string(kRouterFormatVersion)) {
@@ -171,10 +184,12 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
         " (this build reads version ", kRouterFormatVersion, ")"));
   }
   const std::string* config_text = meta("config");
-  if (!config_text) return absl::InvalidArgumentError(absl::StrCat(path, ": metadata 'config' missing"));
+  if (!config_text)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": metadata 'config' missing"));
   const json config = json::parse(*config_text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": metadata 'config' is not a JSON object"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": metadata 'config' is not a JSON object"));
   }
   ConfigReader reader(config, path);
   SR_ASSIGN_OR_RETURN(std::string type_name, reader.String("type"));
@@ -203,11 +218,13 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
         !row[2].is_number()) {
       return reader.Error("calibration", absl::StrCat("row ", i, " is not [threshold, share, f1]"));
     }
-    contents.info.calibration.push_back(
-        {.threshold = row[0].get<double>(), .large_share = row[1].get<double>(), .f1 = row[2].get<double>()});
+    contents.info.calibration.push_back({.threshold = row[0].get<double>(),
+                                         .large_share = row[1].get<double>(),
+                                         .f1 = row[2].get<double>()});
   }
   SR_RETURN_IF_ERROR(ValidateCalibrationTable(contents.info.calibration, path));
-  if (auto it = config.find("calibration_source"); it != config.end()) contents.info.calibration_source = *it;
+  if (auto it = config.find("calibration_source"); it != config.end())
+    contents.info.calibration_source = *it;
   if (auto it = config.find("training"); it != config.end()) contents.info.training = *it;
 
   contents.network = std::make_unique<RouterNetwork>(*type, static_cast<int>(feature_dim),
@@ -221,7 +238,8 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
           absl::StrCat(path, ": tensor '", p.name, "': ", std::string(what)));
     };
     if (!view) return bad(absl::StrCat("missing (a ", type_name, " router needs it)"));
-    if (view->dtype != DType::kF32) return bad(absl::StrCat("dtype ", std::string(DTypeName(view->dtype)), ", expected F32"));
+    if (view->dtype != DType::kF32)
+      return bad(absl::StrCat("dtype ", std::string(DTypeName(view->dtype)), ", expected F32"));
     if (view->shape != p.shape) {
       return bad(absl::StrCat("shape [", absl::StrJoin(view->shape, ","), "], expected [",
                               absl::StrJoin(p.shape, ","), "]"));
@@ -234,8 +252,8 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
   }
   for (const TensorView& view : file->tensors()) {
     if (!expected.contains(view.name)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": unexpected tensor '", view.name, "' for a ", type_name, " router"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": unexpected tensor '", view.name, "' for a ", type_name, " router"));
     }
   }
   return contents;
@@ -244,9 +262,9 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
 absl::Status CheckFeatureSource(const RouterInfo& info, int router_dim,
                                 std::string_view fingerprint, int dim) {
   if (dim != router_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("router expects ", router_dim,
-                                                   "-dim features, got ", dim, "-dim features (from '",
-                                                   std::string(fingerprint), "')"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("router expects ", router_dim, "-dim features, got ", dim,
+                     "-dim features (from '", std::string(fingerprint), "')"));
   }
   if (fingerprint != info.fingerprint) {
     return absl::InvalidArgumentError(absl::StrCat("router was trained on features from '",

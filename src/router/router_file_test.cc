@@ -100,7 +100,8 @@ INSTANTIATE_TEST_SUITE_P(AllRouters, RoundTripTest,
                          [](const auto& info) { return std::string(RouterTypeName(info.param)); });
 
 TEST(RouterFileTest, FeatureSourceMustMatch) {
-  auto router = MakeRouter(std::make_unique<RouterNetwork>(TinyNetwork(RouterType::kMlp, 1)), TinyInfo());
+  auto router =
+      MakeRouter(std::make_unique<RouterNetwork>(TinyNetwork(RouterType::kMlp, 1)), TinyInfo());
   EXPECT_TRUE(router->CheckFeatureSource("guard-x:layer-16", 6).ok());
   absl::Status wrong_fp = router->CheckFeatureSource("guard-y:layer-16", 6);
   EXPECT_FALSE(wrong_fp.ok());
@@ -113,7 +114,8 @@ TEST(RouterFileTest, FeatureSourceMustMatch) {
 TEST(RouterFileTest, NoCalibrationTableIsAnErrorForBudgets) {
   RouterInfo info = TinyInfo();
   info.calibration.clear();
-  auto router = MakeRouter(std::make_unique<RouterNetwork>(TinyNetwork(RouterType::kLogistic, 1)), info);
+  auto router =
+      MakeRouter(std::make_unique<RouterNetwork>(TinyNetwork(RouterType::kLogistic, 1)), info);
   EXPECT_EQ(router->ThresholdForShare(0.1).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(router->threshold(), 0.35);
 }
@@ -136,8 +138,11 @@ absl::Status ReadMutated(const std::function<void(Parts&)>& mutate) {
   if (!parts.config.is_null()) parts.metadata["config"] = parts.config.dump();
   std::vector<TensorToWrite> to_write;
   for (const ParamTensor& p : parts.tensors) {
-    to_write.push_back({.name = p.name, .dtype = DType::kF32, .shape = p.shape,
-                        .data = p.values.data(), .nbytes = p.values.size() * sizeof(float)});
+    to_write.push_back({.name = p.name,
+                        .dtype = DType::kF32,
+                        .shape = p.shape,
+                        .data = p.values.data(),
+                        .nbytes = p.values.size() * sizeof(float)});
   }
   const std::string bad = UniqueTestPath("bad.safetensors");
   SR_RETURN_IF_ERROR(WriteSafetensors(bad, to_write, parts.metadata));
@@ -158,27 +163,39 @@ TEST(RouterFileTest, UnmodifiedFileIsAccepted) {
 TEST(RouterFileTest, CorruptFilesAreRejectedWithAClearMessage) {
   ExpectRejected([](Parts& p) { p.metadata["format"] = "gguf"; }, "not a SafeRoute router file");
   ExpectRejected([](Parts& p) { p.metadata.erase("format"); }, "not a SafeRoute router file");
-  ExpectRejected([](Parts& p) { p.metadata["version"] = "2"; }, "unsupported router file version 2");
-  ExpectRejected([](Parts& p) { p.config = nullptr; p.metadata["config"] = "{not json"; },
-                 "'config' is not a JSON object");
+  ExpectRejected([](Parts& p) { p.metadata["version"] = "2"; },
+                 "unsupported router file version 2");
+  ExpectRejected(
+      [](Parts& p) {
+        p.config = nullptr;
+        p.metadata["config"] = "{not json";
+      },
+      "'config' is not a JSON object");
   ExpectRejected([](Parts& p) { p.config["type"] = "transformer"; }, "config field 'type'");
   ExpectRejected([](Parts& p) { p.config["feature_dim"] = -6; }, "config field 'feature_dim'");
-  ExpectRejected([](Parts& p) { p.config["feature_dim"] = 7; }, "tensor 'fc0.weight': shape [5,6], expected [5,7]");
+  ExpectRejected([](Parts& p) { p.config["feature_dim"] = 7; },
+                 "tensor 'fc0.weight': shape [5,6], expected [5,7]");
   ExpectRejected([](Parts& p) { p.config.erase("fingerprint"); }, "'fingerprint': missing");
   ExpectRejected([](Parts& p) { p.config["threshold"] = 1.5; }, "'threshold': not in [0, 1]");
   ExpectRejected([](Parts& p) { p.config["prior_sigma"] = 0; }, "prior_sigma");
-  ExpectRejected([](Parts& p) { p.config["calibration"] = {{0.5, 0.1, -1}, {0.2, 0.3, -1}}; },
-                 "thresholds not ascending");
+  ExpectRejected(
+      [](Parts& p) {
+        p.config["calibration"] = {{0.5, 0.1, -1}, {0.2, 0.3, -1}};
+      },
+      "thresholds not ascending");
   ExpectRejected([](Parts& p) { p.config["calibration"] = {{0.5, 0.1}}; }, "row 0");
   ExpectRejected([](Parts& p) { p.tensors.erase(p.tensors.begin() + 2); },
                  "tensor 'fc0.weight_log_sigma': missing");
   ExpectRejected([](Parts& p) { p.tensors[0].values[3] = std::nanf(""); },
                  "tensor 'fc0.weight': element 3 is not finite");
-  ExpectRejected([](Parts& p) { p.tensors.push_back({.name = "extra", .shape = {1}, .values = {0}}); },
-                 "unexpected tensor 'extra'");
-  ExpectRejected([](Parts& p) {
-    p.tensors[1].shape = {1, 5};  // fc0.bias [5] -> [1, 5]
-  }, "tensor 'fc0.bias': shape [1,5], expected [5]");
+  ExpectRejected(
+      [](Parts& p) { p.tensors.push_back({.name = "extra", .shape = {1}, .values = {0}}); },
+      "unexpected tensor 'extra'");
+  ExpectRejected(
+      [](Parts& p) {
+        p.tensors[1].shape = {1, 5};  // fc0.bias [5] -> [1, 5]
+      },
+      "tensor 'fc0.bias': shape [1,5], expected [5]");
 }
 
 TEST(RouterFileTest, TruncatedAndGarbageFilesAreRejected) {

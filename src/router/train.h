@@ -51,15 +51,15 @@ struct SplitMetrics {
 };
 
 struct EpochReport {
-  int epoch = 0;            // 1-based
-  double train_loss = 0;    // mean over the epoch's steps of BCE + kl_weight * KL
-  double train_bce = 0;     // BCE part (balanced batches)
+  int epoch = 0;          // 1-based
+  double train_loss = 0;  // mean over the epoch's steps of BCE + kl_weight * KL
+  double train_bce = 0;   // BCE part (balanced batches)
   SplitMetrics val;
-  double seconds = 0;       // wall time of the epoch (training + validation)
+  double seconds = 0;  // wall time of the epoch (training + validation)
 };
 
 struct TrainSummary {
-  int64_t examples = 0, positives = 0;         // all rows given
+  int64_t examples = 0, positives = 0;  // all rows given
   int64_t train_examples = 0, val_examples = 0;
   int64_t val_positives = 0;
   int epochs = 0;
@@ -72,8 +72,8 @@ struct TrainSummary {
 struct TrainedRouter {
   RouterNetwork network;  // the kept epoch's weights
   TrainSummary summary;
-  std::vector<int64_t> val_rows;      // indices into the input of the validation rows
-  std::vector<float> val_scores;      // sigmoid scores of `network` on val_rows
+  std::vector<int64_t> val_rows;  // indices into the input of the validation rows
+  std::vector<float> val_scores;  // sigmoid scores of `network` on val_rows
 };
 
 using EpochCallback = std::function<void(const EpochReport&)>;

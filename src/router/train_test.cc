@@ -22,7 +22,8 @@ struct Synthetic {
 };
 
 Synthetic MakeSeparable(int n, int dim, uint64_t seed) {
-  Synthetic s{.dim = dim, .features = std::vector<float>(static_cast<size_t>(n) * dim), .targets = {}};
+  Synthetic s{
+      .dim = dim, .features = std::vector<float>(static_cast<size_t>(n) * dim), .targets = {}};
   FillNormal(MixKey(seed, 1, 0), s.features.data(), s.features.size());
   std::vector<float> direction(dim);
   FillNormal(MixKey(7, 2, 0), direction.data(), dim);  // same rule for every seed
@@ -66,9 +67,9 @@ TEST_P(LearnsRuleTest, ValidationAuprcAtLeast095) {
   ASSERT_GT(positives, 250);
   ASSERT_LT(positives, 500);
   int epochs_seen = 0;
-  absl::StatusOr<TrainedRouter> trained = TrainRouter(
-      data.features, data.dim, data.targets, SmallOptions(GetParam()),
-      [&](const EpochReport& r) { epochs_seen = r.epoch; });
+  absl::StatusOr<TrainedRouter> trained =
+      TrainRouter(data.features, data.dim, data.targets, SmallOptions(GetParam()),
+                  [&](const EpochReport& r) { epochs_seen = r.epoch; });
   ASSERT_TRUE(trained.ok()) << trained.status();
   EXPECT_EQ(epochs_seen, 40);
   const TrainSummary& s = trained->summary;

@@ -12,12 +12,16 @@ bool NestingWithin(absl::string_view body, int max_depth) {
   bool in_string = false, escaped = false;
   for (char c : body) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
-    if (c == '"') in_string = true;
+    if (c == '"')
+      in_string = true;
     else if (c == '[' || c == '{') {
       if (++depth > max_depth) return false;
     } else if (c == ']' || c == '}') {
@@ -31,14 +35,22 @@ bool NestingWithin(absl::string_view body, int max_depth) {
 
 std::string JsonTypeName(const nlohmann::json& value) {
   switch (value.type()) {
-    case nlohmann::json::value_t::null: return "null";
-    case nlohmann::json::value_t::object: return "object";
-    case nlohmann::json::value_t::array: return "array";
-    case nlohmann::json::value_t::string: return "string";
-    case nlohmann::json::value_t::boolean: return "boolean";
-    case nlohmann::json::value_t::binary: return "binary";
-    case nlohmann::json::value_t::discarded: return "invalid";
-    default: return "number";
+    case nlohmann::json::value_t::null:
+      return "null";
+    case nlohmann::json::value_t::object:
+      return "object";
+    case nlohmann::json::value_t::array:
+      return "array";
+    case nlohmann::json::value_t::string:
+      return "string";
+    case nlohmann::json::value_t::boolean:
+      return "boolean";
+    case nlohmann::json::value_t::binary:
+      return "binary";
+    case nlohmann::json::value_t::discarded:
+      return "invalid";
+    default:
+      return "number";
   }
 }
 
@@ -58,8 +70,10 @@ absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view body, int max_d
     // since messages are logged and prompt text must not be (position stays).
     if (size_t cut = what.find("; last read:"); cut != std::string::npos) what.resize(cut);
     std::string code = "invalid_json";
-    if (what.find("surrogate") != std::string::npos) code = "invalid_unicode";
-    else if (what.find("UTF-8") != std::string::npos) code = "invalid_utf8";
+    if (what.find("surrogate") != std::string::npos)
+      code = "invalid_unicode";
+    else if (what.find("UTF-8") != std::string::npos)
+      code = "invalid_utf8";
     return InputError(absl::StrCat("request body is not valid JSON: ", what), "", code);
   } catch (const nlohmann::json::exception& e) {
     return InputError(absl::StrCat("request body is not valid JSON: ", e.what()), "",

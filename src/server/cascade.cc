@@ -20,16 +20,19 @@ struct StageWait {
   size_t remaining = 0;
 };
 
-const std::vector<double> kLatencyBucketsSeconds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                    0.1,   0.25,   0.5,   1,    2.5,   5,   10};
+const std::vector<double> kLatencyBucketsSeconds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                    0.25,  0.5,    1,     2.5,  5,     10};
 
 }  // namespace
 
 absl::string_view FailurePolicyName(FailurePolicy policy) {
   switch (policy) {
-    case FailurePolicy::kFailClosed: return "fail_closed";
-    case FailurePolicy::kFailOpen: return "fail_open";
-    case FailurePolicy::kDegrade: return "degrade";
+    case FailurePolicy::kFailClosed:
+      return "fail_closed";
+    case FailurePolicy::kFailOpen:
+      return "fail_open";
+    case FailurePolicy::kDegrade:
+      return "degrade";
   }
   return "unknown";
 }
@@ -38,15 +41,18 @@ absl::StatusOr<FailurePolicy> ParseFailurePolicy(absl::string_view name) {
   if (name == "fail_closed") return FailurePolicy::kFailClosed;
   if (name == "fail_open") return FailurePolicy::kFailOpen;
   if (name == "degrade") return FailurePolicy::kDegrade;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "failure policy '", name, "' is not one of fail_closed, fail_open, degrade"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("failure policy '", name, "' is not one of fail_closed, fail_open, degrade"));
 }
 
 absl::string_view DecidedByName(DecidedBy who) {
   switch (who) {
-    case DecidedBy::kSmall: return "small";
-    case DecidedBy::kLarge: return "large";
-    case DecidedBy::kPolicy: return "policy";
+    case DecidedBy::kSmall:
+      return "small";
+    case DecidedBy::kLarge:
+      return "large";
+    case DecidedBy::kPolicy:
+      return "policy";
   }
   return "unknown";
 }
@@ -90,8 +96,8 @@ absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guar
   double base_threshold = options.router_threshold;
   std::optional<EscalationBudgetOptions> budget;
   if (parts.router != nullptr) {
-    absl::Status source = parts.router->CheckFeatureSource(small_guard.fingerprint(),
-                                                           small_guard.feature_dim());
+    absl::Status source =
+        parts.router->CheckFeatureSource(small_guard.fingerprint(), small_guard.feature_dim());
     if (!source.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "router does not fit small guard ", small_guard.name(), ": ", source.message()));
@@ -101,10 +107,9 @@ absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guar
       absl::StatusOr<double> table_threshold =
           parts.router->ThresholdForShare(options.max_escalation_share);
       if (!table_threshold.ok()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("escalation budget ", options.max_escalation_share,
-                         " needs the router's calibration table: ",
-                         table_threshold.status().message()));
+        return absl::FailedPreconditionError(absl::StrCat(
+            "escalation budget ", options.max_escalation_share,
+            " needs the router's calibration table: ", table_threshold.status().message()));
       }
       budget = EscalationBudgetOptions{.max_share = options.max_escalation_share,
                                        .table_threshold = *table_threshold,
@@ -130,11 +135,12 @@ absl::StatusOr<std::vector<std::optional<ScheduledResult>>> Cascade::RunStage(
   std::vector<BatchScheduler::Item> items;
   items.reserve(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
-    items.push_back({.request = inputs[i], .deadline = deadline, .done = [wait, i](ScheduledResult r) {
-                       std::lock_guard lock(wait->mu);
-                       wait->results[i] = std::move(r);
-                       if (--wait->remaining == 0) wait->cv.notify_all();
-                     }});
+    items.push_back(
+        {.request = inputs[i], .deadline = deadline, .done = [wait, i](ScheduledResult r) {
+           std::lock_guard lock(wait->mu);
+           wait->results[i] = std::move(r);
+           if (--wait->remaining == 0) wait->cv.notify_all();
+         }});
   }
   SR_RETURN_IF_ERROR(scheduler.Submit(std::move(items)));
   std::unique_lock lock(wait->mu);
@@ -173,20 +179,19 @@ void Cascade::MaybeShadow(const GuardRequest& input, bool small_unsafe) {
     metrics->Increment("saferoute_shadow_samples_total", {"dropped"});
     return;
   }
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double, std::milli>(
-                                               options_.shadow_timeout_ms));
+  const auto deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double, std::milli>(options_.shadow_timeout_ms));
   std::vector<BatchScheduler::Item> items;
-  items.push_back({.request = input, .deadline = deadline,
-                   .done = [metrics, small_unsafe](ScheduledResult r) {
-                     if (!r.verdict.ok()) {
-                       metrics->Increment("saferoute_shadow_samples_total", {"error"});
-                     } else {
-                       metrics->Increment("saferoute_shadow_samples_total",
-                                          {r.verdict->unsafe == small_unsafe ? "agree"
-                                                                             : "disagree"});
-                     }
-                   }});
+  items.push_back(
+      {.request = input, .deadline = deadline, .done = [metrics, small_unsafe](ScheduledResult r) {
+         if (!r.verdict.ok()) {
+           metrics->Increment("saferoute_shadow_samples_total", {"error"});
+         } else {
+           metrics->Increment("saferoute_shadow_samples_total",
+                              {r.verdict->unsafe == small_unsafe ? "agree" : "disagree"});
+         }
+       }});
   if (!parts_.large->Submit(std::move(items)).ok()) {
     metrics->Increment("saferoute_shadow_samples_total", {"dropped"});
   }
@@ -210,16 +215,15 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     const std::string param = absl::StrCat("input[", i, "]");
     if (!small_results[i].has_value()) {
       return WithParam(absl::DeadlineExceededError(absl::StrFormat(
-                           "input %d: small guard did not answer within the deadline (%.0f ms)",
-                           i, MsSince(start, deadline))),
+                           "input %d: small guard did not answer within the deadline (%.0f ms)", i,
+                           MsSince(start, deadline))),
                        param);
     }
     ScheduledResult& small = *small_results[i];
     if (!small.verdict.ok()) {
       const absl::Status& s = small.verdict.status();
-      return WithParam(absl::Status(s.code(), absl::StrCat("input ", i, ": small guard: ",
-                                                           s.message())),
-                       param);
+      return WithParam(
+          absl::Status(s.code(), absl::StrCat("input ", i, ": small guard: ", s.message())), param);
     }
     const GuardVerdict& verdict = *small.verdict;
     CascadeDecision& d = decisions[i];
@@ -303,8 +307,7 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
         ScheduledResult& large = *(*large_results)[k];
         d.latency.large_queue_ms = large.queue_ms;
         d.latency.large_ms = large.guard_ms;
-        metrics.Observe("saferoute_stage_latency_seconds", {"large_queue"},
-                        large.queue_ms / 1e3);
+        metrics.Observe("saferoute_stage_latency_seconds", {"large_queue"}, large.queue_ms / 1e3);
         if (!large.verdict.ok()) {
           reason = absl::IsDeadlineExceeded(large.verdict.status()) ? "timeout" : "error";
           error = std::string(large.verdict.status().message());

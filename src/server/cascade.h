@@ -33,11 +33,11 @@ enum class DecidedBy { kSmall, kLarge, kPolicy };
 
 absl::string_view FailurePolicyName(FailurePolicy policy);  // fail_closed | fail_open | degrade
 absl::StatusOr<FailurePolicy> ParseFailurePolicy(absl::string_view name);
-absl::string_view DecidedByName(DecidedBy who);              // small | large | policy
+absl::string_view DecidedByName(DecidedBy who);  // small | large | policy
 
 struct CascadeOptions {
-  double router_threshold = -1;      // ε; < 0 means the router's own threshold()
-  double max_escalation_share = 1;   // run-time cap B on the escalated share; 1 = no cap
+  double router_threshold = -1;     // ε; < 0 means the router's own threshold()
+  double max_escalation_share = 1;  // run-time cap B on the escalated share; 1 = no cap
   double budget_window_seconds = 60;
   FailurePolicy failure_policy = FailurePolicy::kFailClosed;
   // `degrade`: the small guard's verdict with this threshold on p_unsafe
@@ -56,19 +56,19 @@ struct StageLatencies {
 
 struct CascadeDecision {
   bool flagged = false;
-  float p_unsafe = 0;                   // of the verdict that decided (small's under a policy)
-  std::vector<std::string> s_codes;     // Llama Guard categories of the deciding verdict
+  float p_unsafe = 0;                // of the verdict that decided (small's under a policy)
+  std::vector<std::string> s_codes;  // Llama Guard categories of the deciding verdict
   DecidedBy decided_by = DecidedBy::kSmall;
   float p_unsafe_small = 0;
   std::optional<float> p_unsafe_large;
   std::optional<float> router_score;
-  double router_threshold = 0;          // threshold the score was compared with
-  bool escalated = false;               // sent to the large guard
+  double router_threshold = 0;  // threshold the score was compared with
+  bool escalated = false;       // sent to the large guard
   // router | below_threshold | budget_capped | no_router | no_large_guard
   std::string routing_reason;
   bool degraded = false;
   std::optional<FailurePolicy> policy_applied;
-  std::string large_error;              // why the large stage failed, if it did
+  std::string large_error;  // why the large stage failed, if it did
   std::optional<std::string> unparsed_output;
   int n_tokens = 0;
   StageLatencies latency;
@@ -80,9 +80,9 @@ void RegisterCascadeMetrics(MetricsRegistry& metrics);
 class Cascade {
  public:
   struct Parts {
-    BatchScheduler* small = nullptr;   // required
-    const Router* router = nullptr;    // optional: without it nothing escalates
-    BatchScheduler* large = nullptr;   // optional: without it nothing escalates
+    BatchScheduler* small = nullptr;     // required
+    const Router* router = nullptr;      // optional: without it nothing escalates
+    BatchScheduler* large = nullptr;     // optional: without it nothing escalates
     MetricsRegistry* metrics = nullptr;  // required, with RegisterCascadeMetrics done
   };
   // Errors if the router cannot score this small guard's features, or the

@@ -91,7 +91,7 @@ TEST(CircuitBreakerTest, StragglerFailureWhileOpenDoesNotExtendWindow) {
   ASSERT_TRUE(breaker.Allow());  // two requests in flight
   breaker.RecordFailure();       // opens
   clock.now += milliseconds(60);
-  breaker.RecordFailure();       // the second one fails later
+  breaker.RecordFailure();  // the second one fails later
   EXPECT_EQ(breaker.times_opened(), 1u);
   clock.now += milliseconds(40);
   EXPECT_EQ(breaker.state(), CircuitState::kHalfOpen);

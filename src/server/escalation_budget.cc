@@ -40,8 +40,8 @@ EscalationBudget::Decision EscalationBudget::Decide(double score, double base_th
   Decision decision{.threshold = base_threshold};
   if (score > base_threshold) {
     const double n = static_cast<double>(window_.size());
-    const bool within_cap = options_.max_share >= 1 ||
-                            escalated_in_window_ + 1 <= options_.max_share * (n + 1);
+    const bool within_cap =
+        options_.max_share >= 1 || escalated_in_window_ + 1 <= options_.max_share * (n + 1);
     if (within_cap) {
       decision.escalate = true;
     } else {

@@ -22,10 +22,10 @@
 namespace saferoute::server {
 
 struct EscalationBudgetOptions {
-  double max_share = 1;          // B in (0, 1]; 1 means no cap
-  double table_threshold = 0;    // Router::ThresholdForShare(B)
-  double window_seconds = 60;    // sliding window length
-  int max_entries = 4096;        // most recent decisions kept (bounds memory and time)
+  double max_share = 1;        // B in (0, 1]; 1 means no cap
+  double table_threshold = 0;  // Router::ThresholdForShare(B)
+  double window_seconds = 60;  // sliding window length
+  int max_entries = 4096;      // most recent decisions kept (bounds memory and time)
 };
 
 class EscalationBudget {
@@ -34,12 +34,11 @@ class EscalationBudget {
 
   struct Decision {
     bool escalate = false;
-    bool cap_bound = false;   // the cap raised the threshold for this input
-    double threshold = 0;     // the threshold the score was compared with
+    bool cap_bound = false;  // the cap raised the threshold for this input
+    double threshold = 0;    // the threshold the score was compared with
   };
   // Decides for one router score against base threshold ε and records it.
-  Decision Decide(double score, double base_threshold,
-                  std::chrono::steady_clock::time_point now);
+  Decision Decide(double score, double base_threshold, std::chrono::steady_clock::time_point now);
 
   // Realised escalation share over the current window (0 when empty).
   double WindowShare(std::chrono::steady_clock::time_point now);

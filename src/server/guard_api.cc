@@ -12,8 +12,7 @@ absl::StatusOr<std::string> RequiredString(const nlohmann::json& object, const c
                                            const std::string& param) {
   auto it = object.find(key);
   if (it == object.end()) {
-    return InputError(absl::StrCat("missing required field '", param, "'"), param,
-                      "missing_field");
+    return InputError(absl::StrCat("missing required field '", param, "'"), param, "missing_field");
   }
   if (!it->is_string()) {
     return InputError(absl::StrCat(param, " must be a string, got ", JsonTypeName(*it)), param,
@@ -33,8 +32,8 @@ bool IsCategoryCode(const std::string& code) {
 
 absl::StatusOr<Policy> ParsePolicy(const nlohmann::json& json) {
   if (!json.is_object()) {
-    return InputError(absl::StrCat("policy must be an object, got ", JsonTypeName(json)),
-                      "policy", "invalid_type");
+    return InputError(absl::StrCat("policy must be an object, got ", JsonTypeName(json)), "policy",
+                      "invalid_type");
   }
   Policy policy;
   for (const auto& [key, value] : json.items()) {
@@ -45,15 +44,13 @@ absl::StatusOr<Policy> ParsePolicy(const nlohmann::json& json) {
   }
   if (auto categories = json.find("categories"); categories != json.end()) {
     if (!categories->is_array()) {
-      return InputError("policy.categories must be an array", "policy.categories",
-                        "invalid_type");
+      return InputError("policy.categories must be an array", "policy.categories", "invalid_type");
     }
     for (size_t i = 0; i < categories->size(); ++i) {
       const std::string param = absl::StrCat("policy.categories[", i, "]");
       const nlohmann::json& item = (*categories)[i];
       if (!item.is_object()) {
-        return InputError(param + " must be an object {\"code\",\"name\"}", param,
-                          "invalid_type");
+        return InputError(param + " must be an object {\"code\",\"name\"}", param, "invalid_type");
       }
       SR_ASSIGN_OR_RETURN(std::string code, RequiredString(item, "code", param + ".code"));
       SR_ASSIGN_OR_RETURN(std::string name, RequiredString(item, "name", param + ".name"));
@@ -112,9 +109,9 @@ absl::StatusOr<NativeGuardRequest> ParseNativeGuardRequest(const nlohmann::json&
                         "invalid_type");
     }
     if (static_cast<int>(turns.size()) > max_turns) {
-      return InputError(absl::StrFormat("conversation has %d turns; the limit is %d",
-                                        turns.size(), max_turns),
-                        "conversation", "too_many_turns");
+      return InputError(
+          absl::StrFormat("conversation has %d turns; the limit is %d", turns.size(), max_turns),
+          "conversation", "too_many_turns");
     }
     for (size_t i = 0; i < turns.size(); ++i) {
       const std::string param = absl::StrCat("conversation[", i, "]");
@@ -129,8 +126,7 @@ absl::StatusOr<NativeGuardRequest> ParseNativeGuardRequest(const nlohmann::json&
       const bool want_user = i % 2 == 0;
       if (role != (want_user ? "user" : "assistant")) {
         return InputError(absl::StrCat(param, ".role must be '", want_user ? "user" : "assistant",
-                                       "' (turns alternate, starting with user), got '", role,
-                                       "'"),
+                                       "' (turns alternate, starting with user), got '", role, "'"),
                           param + ".role", "invalid_value");
       }
       out.request.conversation.push_back(

@@ -27,13 +27,11 @@ absl::StatusOr<std::unique_ptr<GuardService>> GuardService::Create(GuardServiceP
         parts.large, service->options_.large_scheduler,
         [metrics](int n) { metrics->Observe("saferoute_batch_size", {"large"}, n); });
   }
-  SR_ASSIGN_OR_RETURN(
-      service->cascade_,
-      Cascade::Create({.small = service->small_scheduler_.get(),
-                       .router = parts.router,
-                       .large = service->large_scheduler_.get(),
-                       .metrics = metrics},
-                      *parts.small, service->options_.cascade));
+  SR_ASSIGN_OR_RETURN(service->cascade_, Cascade::Create({.small = service->small_scheduler_.get(),
+                                                          .router = parts.router,
+                                                          .large = service->large_scheduler_.get(),
+                                                          .metrics = metrics},
+                                                         *parts.small, service->options_.cascade));
   return service;
 }
 
@@ -45,20 +43,20 @@ void GuardService::RegisterMetrics() {
                       "HTTP requests by route, status code and verdict (flagged: any input "
                       "flagged; allowed: none; none: no verdict, e.g. an error).",
                       {"route", "status", "verdict"});
-  metrics_.AddHistogram("saferoute_http_request_duration_seconds",
-                        "Wall time of HTTP requests by route.",
-                        {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
-                        {"route"});
+  metrics_.AddHistogram(
+      "saferoute_http_request_duration_seconds", "Wall time of HTTP requests by route.",
+      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, {"route"});
   metrics_.AddCounter("saferoute_inputs_total", "Inputs decided, by deciding stage.",
                       {"decided_by"});
-  metrics_.AddCallbackFamily(
-      "saferoute_queue_depth", "Inputs waiting in each guard's batch queue.", false, {"guard"},
-      [this] {
-        MetricsRegistry::SeriesList out;
-        if (small_scheduler_) out.push_back({{"small"}, double(small_scheduler_->depth())});
-        if (large_scheduler_) out.push_back({{"large"}, double(large_scheduler_->depth())});
-        return out;
-      });
+  metrics_.AddCallbackFamily("saferoute_queue_depth", "Inputs waiting in each guard's batch queue.",
+                             false, {"guard"}, [this] {
+                               MetricsRegistry::SeriesList out;
+                               if (small_scheduler_)
+                                 out.push_back({{"small"}, double(small_scheduler_->depth())});
+                               if (large_scheduler_)
+                                 out.push_back({{"large"}, double(large_scheduler_->depth())});
+                               return out;
+                             });
   metrics_.AddCallbackGauge("saferoute_draining", "1 while the server drains for shutdown.",
                             [this] { return draining_ ? 1.0 : 0.0; });
   if (parts_.remote != nullptr) {

@@ -23,11 +23,11 @@
 namespace saferoute::server {
 
 struct GuardServiceParts {
-  Guard* small = nullptr;           // required
-  const Router* router = nullptr;   // optional
-  Guard* large = nullptr;           // optional (local or remote)
-  RemoteGuard* remote = nullptr;    // == large when the large guard is remote: readiness
-                                    // probe, circuit state and error counters
+  Guard* small = nullptr;          // required
+  const Router* router = nullptr;  // optional
+  Guard* large = nullptr;          // optional (local or remote)
+  RemoteGuard* remote = nullptr;   // == large when the large guard is remote: readiness
+                                   // probe, circuit state and error counters
 };
 
 inline SchedulerOptions LargeSchedulerDefaults() {

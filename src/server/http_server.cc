@@ -40,9 +40,9 @@ absl::StatusOr<double> DeadlineFromHeader(const httplib::Request& req) {
   char* end = nullptr;
   const double ms = std::strtod(value.c_str(), &end);
   if (value.empty() || end != value.c_str() + value.size() || !std::isfinite(ms) || ms <= 0) {
-    return InputError(absl::StrCat("header ", kDeadlineHeader,
-                                   " must be a positive number of milliseconds"),
-                      kDeadlineHeader, "invalid_value");
+    return InputError(
+        absl::StrCat("header ", kDeadlineHeader, " must be a positive number of milliseconds"),
+        kDeadlineHeader, "invalid_value");
   }
   return ms;
 }
@@ -82,7 +82,8 @@ RouteOutcome HandleModerations(GuardService& service, const httplib::Request& re
     inputs[i].prompt = std::move(parsed->inputs[i]);
   }
   out.log_detail = absl::StrCat("inputs=", inputs.size(), " bytes=", bytes);
-  if (service.options().log_prompts) absl::StrAppend(&out.log_detail, " prompts=", PromptsForLog(inputs));
+  if (service.options().log_prompts)
+    absl::StrAppend(&out.log_detail, " prompts=", PromptsForLog(inputs));
   absl::StatusOr<std::vector<CascadeDecision>> decisions = service.Decide(inputs, *deadline);
   if (!decisions.ok()) {
     out.body = decisions.status();
@@ -105,12 +106,13 @@ RouteOutcome HandleGuard(GuardService& service, const httplib::Request& req) {
   const double deadline_ms = parsed->deadline_ms.value_or(*deadline);
   std::vector<GuardRequest> inputs = {std::move(parsed->request)};
   out.log_detail = absl::StrCat("turns=", std::max<size_t>(1, inputs[0].conversation.size()));
-  if (service.options().log_prompts) absl::StrAppend(&out.log_detail, " prompts=", PromptsForLog(inputs));
+  if (service.options().log_prompts)
+    absl::StrAppend(&out.log_detail, " prompts=", PromptsForLog(inputs));
   absl::StatusOr<std::vector<CascadeDecision>> decisions = service.Decide(inputs, deadline_ms);
   if (!decisions.ok()) {
     // The single input is the whole request: name the field, not "input[0]".
-    out.body = RenameParam(decisions.status(), inputs[0].conversation.empty() ? "prompt"
-                                                                              : "conversation");
+    out.body =
+        RenameParam(decisions.status(), inputs[0].conversation.empty() ? "prompt" : "conversation");
     return out;
   }
   out.verdict = VerdictLabel(*decisions);
@@ -191,26 +193,26 @@ void GuardHttpServer::RegisterRoutes() {
   http.set_error_handler([service, max_body](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     std::string message =
-        res.status == 413 ? absl::StrCat("request body exceeds the limit of ", max_body, " bytes")
+        res.status == 413   ? absl::StrCat("request body exceeds the limit of ", max_body, " bytes")
         : res.status == 404 ? absl::StrCat("no route ", req.method, " ", req.path)
                             : absl::StrCat("HTTP error ", res.status);
     res.set_content(Dump(ErrorBodyForHttpCode(res.status, message)), "application/json");
     service->metrics().Increment("saferoute_http_requests_total",
                                  {"other", std::to_string(res.status), "none"});
   });
-  http.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {
-        std::string what = "unknown exception";
-        try {
-          if (error) std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        res.status = 500;
-        res.set_content(Dump(ErrorBody(absl::InternalError(absl::StrCat("internal error: ", what)))),
-                        "application/json");
-      });
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                                std::exception_ptr error) {
+    std::string what = "unknown exception";
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    res.status = 500;
+    res.set_content(Dump(ErrorBody(absl::InternalError(absl::StrCat("internal error: ", what)))),
+                    "application/json");
+  });
 }
 
 absl::StatusOr<int> GuardHttpServer::Start() {

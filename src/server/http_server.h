@@ -27,8 +27,8 @@ namespace saferoute::server {
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 0;                  // 0: any free port
-  int threads = 32;              // worker threads; each holds one request while it waits
+  int port = 0;      // 0: any free port
+  int threads = 32;  // worker threads; each holds one request while it waits
   int64_t max_body_bytes = 1 << 20;
 };
 

@@ -16,28 +16,44 @@ std::optional<std::string> Payload(const absl::Status& status, const char* key) 
 
 std::string ErrorTypeForHttp(int http_code) {
   switch (http_code) {
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "invalid_request_error";
-    case 429: return "rate_limit_error";
-    case 503: return "service_unavailable_error";
-    case 504: return "timeout_error";
-    default: return http_code < 500 ? "invalid_request_error" : "server_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "invalid_request_error";
+    case 429:
+      return "rate_limit_error";
+    case 503:
+      return "service_unavailable_error";
+    case 504:
+      return "timeout_error";
+    default:
+      return http_code < 500 ? "invalid_request_error" : "server_error";
   }
 }
 
 // Default "code" when the status carries none: a stable snake_case name.
 std::string DefaultCode(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kInvalidArgument: return "invalid_request";
-    case absl::StatusCode::kOutOfRange: return "out_of_range";
-    case absl::StatusCode::kResourceExhausted: return "queue_full";
-    case absl::StatusCode::kDeadlineExceeded: return "deadline_exceeded";
-    case absl::StatusCode::kUnavailable: return "unavailable";
-    case absl::StatusCode::kCancelled: return "shutting_down";
-    case absl::StatusCode::kNotFound: return "not_found";
-    default: return "internal_error";
+    case absl::StatusCode::kInvalidArgument:
+      return "invalid_request";
+    case absl::StatusCode::kOutOfRange:
+      return "out_of_range";
+    case absl::StatusCode::kResourceExhausted:
+      return "queue_full";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "deadline_exceeded";
+    case absl::StatusCode::kUnavailable:
+      return "unavailable";
+    case absl::StatusCode::kCancelled:
+      return "shutting_down";
+    case absl::StatusCode::kNotFound:
+      return "not_found";
+    default:
+      return "internal_error";
   }
 }
 
@@ -45,20 +61,31 @@ std::string DefaultCode(absl::StatusCode code) {
 
 int HttpStatusFor(const absl::Status& status) {
   switch (status.code()) {
-    case absl::StatusCode::kOk: return 200;
+    case absl::StatusCode::kOk:
+      return 200;
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kFailedPrecondition: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
-    case absl::StatusCode::kAborted: return 409;
-    case absl::StatusCode::kResourceExhausted: return 429;
-    case absl::StatusCode::kUnimplemented: return 501;
+    case absl::StatusCode::kFailedPrecondition:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kCancelled: return 503;
-    case absl::StatusCode::kDeadlineExceeded: return 504;
-    default: return 500;
+    case absl::StatusCode::kCancelled:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
   }
 }
 

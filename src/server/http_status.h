@@ -25,8 +25,7 @@ namespace saferoute::server {
 int HttpStatusFor(const absl::Status& status);
 
 // InvalidArgument with "param" and "code" payloads for the error body.
-absl::Status InputError(absl::string_view message, absl::string_view param,
-                        absl::string_view code);
+absl::Status InputError(absl::string_view message, absl::string_view param, absl::string_view code);
 
 // Adds/overrides the "param" payload (e.g. a guard error for input i).
 absl::Status WithParam(absl::Status status, absl::string_view param);

@@ -13,8 +13,8 @@ bool IsMetricName(absl::string_view name, bool allow_colon) {
   if (name.empty()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
     const char c = name[i];
-    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                       (allow_colon && c == ':');
+    const bool alpha =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (allow_colon && c == ':');
     const bool digit = c >= '0' && c <= '9';
     if (!alpha && !(digit && i > 0)) return false;
   }
@@ -43,10 +43,14 @@ std::string EscapeLabelValue(absl::string_view value) {
   std::string out;
   out.reserve(value.size());
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -54,9 +58,12 @@ std::string EscapeLabelValue(absl::string_view value) {
 std::string EscapeHelp(absl::string_view help) {
   std::string out;
   for (char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -86,27 +93,36 @@ void MetricsRegistry::AddFamily(Family family) {
 
 void MetricsRegistry::AddCounter(std::string name, std::string help,
                                  std::vector<std::string> labels) {
-  AddFamily({.name = std::move(name), .help = std::move(help), .kind = Kind::kCounter,
+  AddFamily({.name = std::move(name),
+             .help = std::move(help),
+             .kind = Kind::kCounter,
              .label_names = std::move(labels)});
 }
 
 void MetricsRegistry::AddGauge(std::string name, std::string help,
                                std::vector<std::string> labels) {
-  AddFamily({.name = std::move(name), .help = std::move(help), .kind = Kind::kGauge,
+  AddFamily({.name = std::move(name),
+             .help = std::move(help),
+             .kind = Kind::kGauge,
              .label_names = std::move(labels)});
 }
 
 void MetricsRegistry::AddCallbackGauge(std::string name, std::string help,
                                        std::function<double()> read) {
-  AddFamily({.name = std::move(name), .help = std::move(help), .kind = Kind::kCallbackGauge,
+  AddFamily({.name = std::move(name),
+             .help = std::move(help),
+             .kind = Kind::kCallbackGauge,
              .read = std::move(read)});
 }
 
 void MetricsRegistry::AddCallbackFamily(std::string name, std::string help, bool is_counter,
                                         std::vector<std::string> labels,
                                         std::function<SeriesList()> read) {
-  AddFamily({.name = std::move(name), .help = std::move(help), .kind = Kind::kCallbackFamily,
-             .label_names = std::move(labels), .read_family = std::move(read),
+  AddFamily({.name = std::move(name),
+             .help = std::move(help),
+             .kind = Kind::kCallbackFamily,
+             .label_names = std::move(labels),
+             .read_family = std::move(read),
              .callback_is_counter = is_counter});
 }
 
@@ -117,8 +133,11 @@ void MetricsRegistry::AddHistogram(std::string name, std::string help,
     SR_CHECK(std::isfinite(upper_bounds[i]));
     SR_CHECK(i == 0 || upper_bounds[i] > upper_bounds[i - 1]);
   }
-  AddFamily({.name = std::move(name), .help = std::move(help), .kind = Kind::kHistogram,
-             .label_names = std::move(labels), .upper_bounds = std::move(upper_bounds)});
+  AddFamily({.name = std::move(name),
+             .help = std::move(help),
+             .kind = Kind::kHistogram,
+             .label_names = std::move(labels),
+             .upper_bounds = std::move(upper_bounds)});
 }
 
 MetricsRegistry::Family& MetricsRegistry::FindLocked(absl::string_view name, Kind kind,
@@ -224,10 +243,10 @@ std::string MetricsRegistry::Render() const {
           uint64_t cumulative = 0;
           for (size_t i = 0; i < f.upper_bounds.size(); ++i) {
             cumulative += series.bucket_counts[i];
-            absl::StrAppend(&out, f.name, "_bucket",
-                            LabelSet(f.label_names, labels, "le",
-                                     FormatSampleValue(f.upper_bounds[i])),
-                            " ", cumulative, "\n");
+            absl::StrAppend(
+                &out, f.name, "_bucket",
+                LabelSet(f.label_names, labels, "le", FormatSampleValue(f.upper_bounds[i])), " ",
+                cumulative, "\n");
           }
           absl::StrAppend(&out, f.name, "_bucket", LabelSet(f.label_names, labels, "le", "+Inf"),
                           " ", series.count, "\n");

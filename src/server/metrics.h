@@ -80,7 +80,7 @@ class MetricsRegistry {
 // Escaping rules of the text format, exposed for tests.
 std::string EscapeLabelValue(absl::string_view value);  // \\, \", \n
 std::string EscapeHelp(absl::string_view help);         // \\, \n
-std::string FormatSampleValue(double value);           // +Inf, -Inf, NaN, shortest round-trip
+std::string FormatSampleValue(double value);            // +Inf, -Inf, NaN, shortest round-trip
 
 }  // namespace saferoute::server
 

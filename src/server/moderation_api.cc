@@ -51,11 +51,19 @@ absl::StatusOr<std::string> TextPart(const nlohmann::json& part, const std::stri
 }  // namespace
 
 const std::vector<std::string>& OpenAiCategoryKeys() {
-  static const auto* keys = new std::vector<std::string>{
-      "harassment", "harassment/threatening", "hate",          "hate/threatening",
-      "illicit",    "illicit/violent",        "self-harm",     "self-harm/intent",
-      "self-harm/instructions", "sexual",     "sexual/minors", "violence",
-      "violence/graphic"};
+  static const auto* keys = new std::vector<std::string>{"harassment",
+                                                         "harassment/threatening",
+                                                         "hate",
+                                                         "hate/threatening",
+                                                         "illicit",
+                                                         "illicit/violent",
+                                                         "self-harm",
+                                                         "self-harm/intent",
+                                                         "self-harm/instructions",
+                                                         "sexual",
+                                                         "sexual/minors",
+                                                         "violence",
+                                                         "violence/graphic"};
   return *keys;
 }
 
@@ -69,8 +77,8 @@ absl::StatusOr<ModerationRequest> ParseModerationRequest(const nlohmann::json& b
   ModerationRequest request;
   if (auto model = body.find("model"); model != body.end() && !model->is_null()) {
     if (!model->is_string()) {
-      return InputError(absl::StrCat("model must be a string, got ", JsonTypeName(*model)),
-                        "model", "invalid_type");
+      return InputError(absl::StrCat("model must be a string, got ", JsonTypeName(*model)), "model",
+                        "invalid_type");
     }
     request.model = model->get<std::string>();
   }

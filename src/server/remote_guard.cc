@@ -71,7 +71,11 @@ absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url) {
 
 // How one attempt ended.
 enum class AttemptKind {
-  kOk, kConnect, kTimeout, kServerError, kBadResponse,
+  kOk,
+  kConnect,
+  kTimeout,
+  kServerError,
+  kBadResponse,
   kClientError,  // HTTP 4xx: the remote answered and refused this request
   kConfigError,  // TLS certificates, redirects: no answer, and retrying cannot help
 };
@@ -104,8 +108,8 @@ class RemoteGuardImpl final : public RemoteGuard {
         breaker_(options.breaker_failure_threshold, options.breaker_open_ms) {
     tokens_.safe_id = options.safe_token_id;
     tokens_.unsafe_id = options.unsafe_token_id;
-    endpoint_ = url_.path_prefix +
-                (options.kind == RemoteKind::kVllm ? "/v1/completions" : "/completion");
+    endpoint_ =
+        url_.path_prefix + (options.kind == RemoteKind::kVllm ? "/v1/completions" : "/completion");
     name_ = options.kind == RemoteKind::kVllm
                 ? absl::StrCat("vllm:", options.model, "@", options.base_url)
                 : absl::StrCat("llamacpp@", options.base_url);
@@ -174,8 +178,8 @@ class RemoteGuardImpl final : public RemoteGuard {
     std::unique_ptr<httplib::Client> client = NewClient();
     httplib::Result result = client->Get(url_.path_prefix + "/health");
     if (!result) {
-      return absl::UnavailableError(absl::StrCat("remote guard ", name_, ": GET /health: ",
-                                                 httplib::to_string(result.error())));
+      return absl::UnavailableError(absl::StrCat(
+          "remote guard ", name_, ": GET /health: ", httplib::to_string(result.error())));
     }
     if (result->status != 200) {
       return absl::UnavailableError(absl::StrCat("remote guard ", name_, ": GET /health: HTTP ",
@@ -206,9 +210,9 @@ class RemoteGuardImpl final : public RemoteGuard {
       if (!breaker_.Allow()) {
         ++short_circuited_;
         ++errors_;
-        std::string why = absl::StrCat(
-            "circuit breaker open (", options_.breaker_failure_threshold,
-            " consecutive failures; next probe after ", options_.breaker_open_ms, " ms)");
+        std::string why = absl::StrCat("circuit breaker open (", options_.breaker_failure_threshold,
+                                       " consecutive failures; next probe after ",
+                                       options_.breaker_open_ms, " ms)");
         if (!last_error.ok()) absl::StrAppend(&why, "; last error: ", last_error.message());
         return absl::UnavailableError(why);
       }
@@ -238,8 +242,8 @@ class RemoteGuardImpl final : public RemoteGuard {
       if (attempt + 1 < max_attempts) SleepBackoff(attempt);
     }
     ++errors_;
-    return absl::Status(last_error.code(), absl::StrCat("after ", max_attempts, " attempts: ",
-                                                        last_error.message()));
+    return absl::Status(last_error.code(),
+                        absl::StrCat("after ", max_attempts, " attempts: ", last_error.message()));
   }
 
   // Full jitter: uniform in [0, min(cap, base * 2^attempt)].
@@ -258,17 +262,31 @@ class RemoteGuardImpl final : public RemoteGuard {
       out.kind = kind;
       out.status = std::move(status);
       switch (kind) {
-        case AttemptKind::kConnect: ++connect_errors_; break;
-        case AttemptKind::kTimeout: ++timeouts_; break;
-        case AttemptKind::kServerError: ++server_errors_; break;
-        case AttemptKind::kBadResponse: ++bad_responses_; break;
-        case AttemptKind::kClientError: ++client_errors_; break;
-        case AttemptKind::kConfigError: ++connect_errors_; break;
-        case AttemptKind::kOk: break;
+        case AttemptKind::kConnect:
+          ++connect_errors_;
+          break;
+        case AttemptKind::kTimeout:
+          ++timeouts_;
+          break;
+        case AttemptKind::kServerError:
+          ++server_errors_;
+          break;
+        case AttemptKind::kBadResponse:
+          ++bad_responses_;
+          break;
+        case AttemptKind::kClientError:
+          ++client_errors_;
+          break;
+        case AttemptKind::kConfigError:
+          ++connect_errors_;
+          break;
+        case AttemptKind::kOk:
+          break;
       }
       return out;
     };
-    const std::string where = absl::StrCat("POST ", options_.base_url, endpoint_.substr(url_.path_prefix.size()));
+    const std::string where =
+        absl::StrCat("POST ", options_.base_url, endpoint_.substr(url_.path_prefix.size()));
     std::unique_ptr<httplib::Client> client = NewClient();
 
     // httplib's timeouts apply per socket operation; the progress callback
@@ -303,19 +321,16 @@ class RemoteGuardImpl final : public RemoteGuard {
                              ((error == httplib::Error::Read || error == httplib::Error::Write) &&
                               elapsed_ms >= 0.9 * options_.timeout_ms);
       if (timed_out) {
-        return fail(AttemptKind::kTimeout,
-                    absl::DeadlineExceededError(absl::StrCat(
-                        where, ": no answer within ", options_.timeout_ms, " ms (", 
-                        httplib::to_string(error), ")")));
+        return fail(AttemptKind::kTimeout, absl::DeadlineExceededError(absl::StrCat(
+                                               where, ": no answer within ", options_.timeout_ms,
+                                               " ms (", httplib::to_string(error), ")")));
       }
       if (error == httplib::Error::SSLLoadingCerts ||
           error == httplib::Error::SSLServerVerification ||
-          error == httplib::Error::ExceedRedirectCount ||
-          error == httplib::Error::BindIPAddress) {
+          error == httplib::Error::ExceedRedirectCount || error == httplib::Error::BindIPAddress) {
         // Configuration problems: retrying cannot help.
-        return fail(AttemptKind::kConfigError,
-                    absl::FailedPreconditionError(absl::StrCat(where, ": ",
-                                                               httplib::to_string(error))));
+        return fail(AttemptKind::kConfigError, absl::FailedPreconditionError(absl::StrCat(
+                                                   where, ": ", httplib::to_string(error))));
       }
       return fail(AttemptKind::kConnect,
                   absl::UnavailableError(absl::StrCat(where, ": ", httplib::to_string(error))));
@@ -330,7 +345,7 @@ class RemoteGuardImpl final : public RemoteGuard {
       // length); other 4xx (401/403/404) point at the configuration.
       std::string message = absl::StrCat(where, ": HTTP ", res.status, ": ", Excerpt(res.body));
       bool input_problem = res.status == 400 || res.status == 413 || res.status == 422;
-        return fail(AttemptKind::kClientError, input_problem
+      return fail(AttemptKind::kClientError, input_problem
                                                  ? absl::InvalidArgumentError(message)
                                                  : absl::FailedPreconditionError(message));
     }
@@ -377,8 +392,7 @@ class RemoteGuardImpl final : public RemoteGuard {
   CircuitBreaker breaker_;
 
   std::atomic<uint64_t> requests_{0}, errors_{0}, retries_{0}, timeouts_{0}, bad_responses_{0},
-      short_circuited_{0}, attempts_{0}, connect_errors_{0}, server_errors_{0},
-      client_errors_{0};
+      short_circuited_{0}, attempts_{0}, connect_errors_{0}, server_errors_{0}, client_errors_{0};
 };
 
 }  // namespace
@@ -397,7 +411,8 @@ absl::StatusOr<std::unique_ptr<RemoteGuard>> RemoteGuard::Create(const RemoteGua
     return bad("timeout_ms", absl::StrCat(options.timeout_ms, " is not in (0, 3600000]"));
   }
   if (options.max_retries < 0 || options.max_retries > kMaxRetries) {
-    return bad("max_retries", absl::StrCat(options.max_retries, " is not in [0, ", kMaxRetries, "]"));
+    return bad("max_retries",
+               absl::StrCat(options.max_retries, " is not in [0, ", kMaxRetries, "]"));
   }
   if (!(options.backoff_ms >= 0) || !(options.backoff_max_ms >= 0)) {
     return bad("backoff_ms", "must be >= 0");

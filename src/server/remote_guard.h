@@ -43,21 +43,21 @@ enum class CircuitState { kClosed, kOpen, kHalfOpen };
 
 struct RemoteGuardOptions {
   RemoteKind kind = RemoteKind::kVllm;
-  std::string base_url;              // "http://127.0.0.1:8000"
-  std::string model;                 // model name sent to vLLM
-  double timeout_ms = 2000;          // per attempt
-  int max_retries = 2;               // attempts after the first, on 5xx/timeouts/garbage
-  double backoff_ms = 50;            // base of exponential backoff, with full jitter
-  int breaker_failure_threshold = 5; // consecutive failures that open the circuit
-  double breaker_open_ms = 5000;     // how long it stays open before a half-open probe
+  std::string base_url;               // "http://127.0.0.1:8000"
+  std::string model;                  // model name sent to vLLM
+  double timeout_ms = 2000;           // per attempt
+  int max_retries = 2;                // attempts after the first, on 5xx/timeouts/garbage
+  double backoff_ms = 50;             // base of exponential backoff, with full jitter
+  int breaker_failure_threshold = 5;  // consecutive failures that open the circuit
+  double breaker_open_ms = 5000;      // how long it stays open before a half-open probe
   int top_logprobs = 20;
   // Additions (remote helper):
-  double backoff_max_ms = 1000;      // cap of one backoff sleep before jitter
-  int max_parallel = 8;              // concurrent HTTP calls for one batch
-  int32_t safe_token_id = 19193;     // Llama Guard 3 verdict tokens (guard-models.md §1.5)
+  double backoff_max_ms = 1000;   // cap of one backoff sleep before jitter
+  int max_parallel = 8;           // concurrent HTTP calls for one batch
+  int32_t safe_token_id = 19193;  // Llama Guard 3 verdict tokens (guard-models.md §1.5)
   int32_t unsafe_token_id = 39257;
-  int categories_max_tokens = 12;    // decode length when categories are asked for
-  bool vllm_return_token_ids = true; // vLLM extra "return_tokens_as_token_ids"
+  int categories_max_tokens = 12;     // decode length when categories are asked for
+  bool vllm_return_token_ids = true;  // vLLM extra "return_tokens_as_token_ids"
   bool llama_cpp_cache_prompt = false;
 };
 
@@ -70,17 +70,17 @@ struct RemoteGuardStats {
   uint64_t requests = 0, errors = 0, retries = 0, timeouts = 0, bad_responses = 0,
            short_circuited = 0;
   // Additions (remote helper): per-attempt failure reasons and breaker events.
-  uint64_t attempts = 0;          // HTTP calls made (first tries + retries)
-  uint64_t connect_errors = 0;    // refused / unreachable / reset
-  uint64_t server_errors = 0;     // HTTP 5xx (retried)
-  uint64_t client_errors = 0;     // HTTP 4xx (not retried)
-  uint64_t circuit_opened = 0;    // transitions to open
+  uint64_t attempts = 0;        // HTTP calls made (first tries + retries)
+  uint64_t connect_errors = 0;  // refused / unreachable / reset
+  uint64_t server_errors = 0;   // HTTP 5xx (retried)
+  uint64_t client_errors = 0;   // HTTP 4xx (not retried)
+  uint64_t circuit_opened = 0;  // transitions to open
 };
 
 class RemoteGuard : public Guard {
  public:
   static absl::StatusOr<std::unique_ptr<RemoteGuard>> Create(const RemoteGuardOptions& options,
-                                                            PromptEncoder encoder);
+                                                             PromptEncoder encoder);
   virtual CircuitState circuit_state() const = 0;
   virtual RemoteGuardStats stats() const = 0;
   // Cheap reachability probe for /readyz (GET /health or /v1/models).

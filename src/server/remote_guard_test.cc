@@ -127,24 +127,25 @@ class StandInRemote {
     const std::string text = n_tokens > 1 ? decode_text : (p > 0.5 ? "unsafe" : "safe");
     json answer;
     if (vllm_endpoint) {
-      answer = {{"id", "cmpl-standin"},
-                {"object", "text_completion"},
-                {"choices",
-                 {{{"index", 0},
-                   {"text", text},
-                   {"finish_reason", "length"},
-                   {"logprobs",
-                    {{"tokens", {p > 0.5 ? "token_id:39257" : "token_id:19193"}},
-                     {"token_logprobs", {std::log(std::max(p, 1 - p))}},
-                     {"top_logprobs",
-                      {{{"token_id:39257", std::log(p)},
-                        {"token_id:19193", std::log(1 - p)}}}}}}}}}};
+      answer = {
+          {"id", "cmpl-standin"},
+          {"object", "text_completion"},
+          {"choices",
+           {{{"index", 0},
+             {"text", text},
+             {"finish_reason", "length"},
+             {"logprobs",
+              {{"tokens", {p > 0.5 ? "token_id:39257" : "token_id:19193"}},
+               {"token_logprobs", {std::log(std::max(p, 1 - p))}},
+               {"top_logprobs",
+                {{{"token_id:39257", std::log(p)}, {"token_id:19193", std::log(1 - p)}}}}}}}}}};
     } else if (m == Mode::kLlamaCppOld) {
-      answer = {{"content", text},
-                {"completion_probabilities",
-                 {{{"content", text},
-                   {"probs", {{{"tok_str", "unsafe"}, {"prob", p}},
-                              {{"tok_str", "safe"}, {"prob", 1 - p}}}}}}}};
+      answer = {
+          {"content", text},
+          {"completion_probabilities",
+           {{{"content", text},
+             {"probs",
+              {{{"tok_str", "unsafe"}, {"prob", p}}, {{"tok_str", "safe"}, {"prob", 1 - p}}}}}}}};
     } else {
       answer = {{"content", text},
                 {"tokens", {p > 0.5 ? 39257 : 19193}},
@@ -477,14 +478,16 @@ TEST(RemoteGuardTest, CreateRejectsBadOptionsNamingTheField) {
   for (const Case& c : cases) {
     RemoteGuardOptions options = FastOptions("http://127.0.0.1:1");
     c.edit(options);
-    absl::StatusOr<std::unique_ptr<RemoteGuard>> guard = RemoteGuard::Create(options, TestEncoder());
+    absl::StatusOr<std::unique_ptr<RemoteGuard>> guard =
+        RemoteGuard::Create(options, TestEncoder());
     ASSERT_FALSE(guard.ok()) << c.field;
     EXPECT_EQ(guard.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(guard.status().message().find(c.field), absl::string_view::npos) << guard.status();
   }
   EXPECT_FALSE(RemoteGuard::Create(FastOptions("http://127.0.0.1:1"), nullptr).ok());
   // A path prefix is kept (servers behind a reverse proxy).
-  EXPECT_TRUE(RemoteGuard::Create(FastOptions("https://guard.example:8443/llm/"), TestEncoder()).ok());
+  EXPECT_TRUE(
+      RemoteGuard::Create(FastOptions("https://guard.example:8443/llm/"), TestEncoder()).ok());
 }
 
 }  // namespace

@@ -26,9 +26,8 @@ absl::StatusOr<json> ParseJsonObject(absl::string_view body) {
     for (char& c : excerpt) {
       if (static_cast<unsigned char>(c) < 0x20) c = ' ';
     }
-    return absl::InvalidArgumentError(
-        absl::StrCat("response is not valid JSON (", body.size(), " bytes, starts with \"",
-                     excerpt, "\")"));
+    return absl::InvalidArgumentError(absl::StrCat("response is not valid JSON (", body.size(),
+                                                   " bytes, starts with \"", excerpt, "\")"));
   }
   if (!root.is_object()) {
     return absl::InvalidArgumentError(
@@ -89,10 +88,10 @@ struct TopKScan {
 
   absl::StatusOr<RemoteScore> Finish(absl::string_view field, const VerdictTokens& tokens) const {
     if (!safe && !unsafe) {
-      return FieldError(field, absl::StrCat("neither '", tokens.safe_text, "' (", tokens.safe_id,
-                                            ") nor '", tokens.unsafe_text, "' (", tokens.unsafe_id,
-                                            ") is among the ", entries,
-                                            " top tokens: not a Llama Guard verdict position"));
+      return FieldError(
+          field, absl::StrCat("neither '", tokens.safe_text, "' (", tokens.safe_id, ") nor '",
+                              tokens.unsafe_text, "' (", tokens.unsafe_id, ") is among the ",
+                              entries, " top tokens: not a Llama Guard verdict position"));
     }
     RemoteScore score;
     score.logprob_safe = safe ? *safe : min_logprob;
@@ -192,7 +191,8 @@ absl::StatusOr<RemoteScore> ParseVllmResponse(absl::string_view body, const Verd
   if (const json* toks = FindField(*logprobs, "tokens"); toks != nullptr && toks->is_array()) {
     std::vector<int32_t> ids;
     for (const json& t : *toks) {
-      std::optional<int32_t> id = t.is_string() ? TokenIdFromKey(t.get<std::string>()) : std::nullopt;
+      std::optional<int32_t> id =
+          t.is_string() ? TokenIdFromKey(t.get<std::string>()) : std::nullopt;
       if (!id) {
         ids.clear();
         break;

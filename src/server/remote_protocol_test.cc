@@ -14,7 +14,8 @@ namespace {
 
 using json = nlohmann::json;
 
-const std::vector<int32_t> kIds = {128000, 128006, 882, 128007, 271, 128009, 128006, 78191, 128007, 271};
+const std::vector<int32_t> kIds = {128000, 128006, 882,   128007, 271,
+                                   128009, 128006, 78191, 128007, 271};
 
 // Two-way p(unsafe) written the textbook way, independent of the parser's
 // 1 / (1 + e^(ls - lu)) form.
@@ -122,8 +123,7 @@ TEST(RemoteProtocolTest, VllmGarbageIsAClearErrorNamingTheField) {
        "not valid JSON"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":0.7,"unsafe":-1}]}}]})",
        "> 0"},
-      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":1e400,"unsafe":-1}]}}]})",
-       ""},
+      {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":1e400,"unsafe":-1}]}}]})", ""},
       {R"({"object":"error","error":{"message":"model not loaded"}})", "model not loaded"},
   };
   for (const Case& c : cases) {
@@ -205,8 +205,10 @@ TEST(RemoteProtocolTest, LlamaCppGarbage) {
 // Every prefix of a valid body, and random byte flips, must give an error or
 // a well-formed score: never a crash, never a NaN.
 TEST(RemoteProtocolTest, TruncatedAndCorruptedBodiesNeverCrash) {
-  const std::string vllm = R"({"choices":[{"index":0,"text":"unsafe\nS1","logprobs":{"tokens":["token_id:39257"],"top_logprobs":[{"token_id:39257":-0.02,"token_id:19193":-3.9}]}}]})";
-  const std::string llama = R"({"content":"unsafe","tokens":[39257],"completion_probabilities":[{"id":39257,"logprob":-0.02,"top_logprobs":[{"id":39257,"logprob":-0.02},{"id":19193,"logprob":-3.9}]}]})";
+  const std::string vllm =
+      R"({"choices":[{"index":0,"text":"unsafe\nS1","logprobs":{"tokens":["token_id:39257"],"top_logprobs":[{"token_id:39257":-0.02,"token_id:19193":-3.9}]}}]})";
+  const std::string llama =
+      R"({"content":"unsafe","tokens":[39257],"completion_probabilities":[{"id":39257,"logprob":-0.02,"top_logprobs":[{"id":39257,"logprob":-0.02},{"id":19193,"logprob":-3.9}]}]})";
   std::mt19937 rng(7);
   for (bool is_vllm : {true, false}) {
     const std::string& valid = is_vllm ? vllm : llama;
@@ -244,8 +246,8 @@ TEST(RemoteProtocolTest, CategoryLine) {
   FillCategoriesFromText("unsafe", v);  // no category line (cut short)
   EXPECT_TRUE(v.categories.empty());
   EXPECT_FALSE(v.unparsed_output.has_value());
-  for (const char* bad : {"", "maybe", "unsafe\nS1,S", "unsafe\nS1,,S2", "unsafe\nX1",
-                          "unsafe\nS0", "safe\nS1", "unsafe\nS1\nS2", "unsafe\nS1a"}) {
+  for (const char* bad : {"", "maybe", "unsafe\nS1,S", "unsafe\nS1,,S2", "unsafe\nX1", "unsafe\nS0",
+                          "safe\nS1", "unsafe\nS1\nS2", "unsafe\nS1a"}) {
     FillCategoriesFromText(bad, v);
     EXPECT_TRUE(v.categories.empty()) << bad;
     ASSERT_TRUE(v.unparsed_output.has_value()) << bad;

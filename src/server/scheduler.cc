@@ -35,9 +35,9 @@ absl::Status BatchScheduler::Submit(std::vector<Item> items) {
     }
     const size_t free = options_.queue_capacity - queue_.size();
     if (items.size() > free) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "%s guard queue full: %d inputs queued of capacity %d, request needs %d",
-          options_.name, queue_.size(), options_.queue_capacity, items.size()));
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("%s guard queue full: %d inputs queued of capacity %d, request needs %d",
+                          options_.name, queue_.size(), options_.queue_capacity, items.size()));
     }
     for (Item& item : items) queue_.push_back({std::move(item), now});
   }
@@ -95,9 +95,9 @@ void BatchScheduler::RunBatch(std::vector<Queued>& batch) {
   std::vector<Queued*> live;
   for (Queued& q : batch) {
     if (q.item.deadline <= start) {
-      q.item.done({.verdict = absl::DeadlineExceededError(absl::StrFormat(
-                       "deadline passed after %.1f ms in the %s guard queue",
-                       MsBetween(q.enqueued, start), options_.name)),
+      q.item.done({.verdict = absl::DeadlineExceededError(
+                       absl::StrFormat("deadline passed after %.1f ms in the %s guard queue",
+                                       MsBetween(q.enqueued, start), options_.name)),
                    .queue_ms = MsBetween(q.enqueued, start)});
     } else {
       live.push_back(&q);
@@ -113,9 +113,9 @@ void BatchScheduler::RunBatch(std::vector<Queued>& batch) {
   if (on_batch_) on_batch_(static_cast<int>(live.size()));
 
   if (verdicts.ok() && verdicts->size() != live.size()) {
-    verdicts = absl::InternalError(absl::StrFormat(
-        "%s guard returned %d verdicts for a batch of %d", options_.name, verdicts->size(),
-        live.size()));
+    verdicts =
+        absl::InternalError(absl::StrFormat("%s guard returned %d verdicts for a batch of %d",
+                                            options_.name, verdicts->size(), live.size()));
   }
   if (verdicts.ok()) {
     for (size_t i = 0; i < live.size(); ++i) {

@@ -33,17 +33,17 @@ namespace saferoute::server {
 using Clock = std::chrono::steady_clock;
 
 struct SchedulerOptions {
-  std::string name = "small";    // for error messages and metrics ("small" | "large")
-  int queue_capacity = 256;      // queued inputs (not requests), >= 1
-  int max_batch = 16;            // inputs per Classify call, >= 1
-  double batch_wait_ms = 2;      // longest wait for a batch to fill after its first input
+  std::string name = "small";  // for error messages and metrics ("small" | "large")
+  int queue_capacity = 256;    // queued inputs (not requests), >= 1
+  int max_batch = 16;          // inputs per Classify call, >= 1
+  double batch_wait_ms = 2;    // longest wait for a batch to fill after its first input
 };
 
 struct ScheduledResult {
   absl::StatusOr<GuardVerdict> verdict;
-  double queue_ms = 0;   // time from Submit to the start of the Classify call
-  double guard_ms = 0;   // duration of the Classify call that produced it
-  int batch_size = 0;    // inputs in that call
+  double queue_ms = 0;  // time from Submit to the start of the Classify call
+  double guard_ms = 0;  // duration of the Classify call that produced it
+  int batch_size = 0;   // inputs in that call
 };
 
 class BatchScheduler {

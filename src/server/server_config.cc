@@ -26,7 +26,8 @@ std::vector<Key> Keys(ServerConfig& c) {
       {"", "log_prompts", "log prompt text (default: never)", &c.log_prompts},
       {"", "categories", "ask the guards for S-codes (short greedy decode)", &c.categories},
       {"small", "model_dir", "small guard model directory (required)", &c.small.model_dir},
-      {"small", "format", "llama-guard-3-1b | llama-guard-3-8b | empty: from config", &c.small.format},
+      {"small", "format", "llama-guard-3-1b | llama-guard-3-8b | empty: from config",
+       &c.small.format},
       {"small", "precision", "bf16 | fp32", &c.small.precision},
       {"small", "threads", "compute threads (0: all cores)", &c.small.threads},
       {"small", "queue_size", "queued inputs before 429", &c.small.queue_size},
@@ -93,10 +94,18 @@ std::string TomlString(const std::string& s) {
   std::string out = "\"";
   for (char ch : s) {
     switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(ch) < 0x20) {
           out += absl::StrFormat("\\u%04x", ch);
@@ -134,8 +143,7 @@ void AddServeFlags(CLI::App& app, ServerConfig& config, std::string& config_file
   app.add_option("--config", config_file,
                  "TOML configuration file; command-line flags override its keys")
       ->check(CLI::ExistingFile);
-  app.add_flag("--print-config", print_config,
-               "print the effective configuration (TOML) and exit");
+  app.add_flag("--print-config", print_config, "print the effective configuration (TOML) and exit");
   for (const Key& key : Keys(config)) {
     const std::string flag = "--" + FlagName(key);
     std::visit(
@@ -194,10 +202,11 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat("config key ", key, ": ", why));
   };
   if (c.listen_port < 0 || c.listen_port > 65535) return bad("listen.port", "not in 0..65535");
-  if (c.listen_threads < 1 || c.listen_threads > 1024) return bad("listen.threads", "not in 1..1024");
+  if (c.listen_threads < 1 || c.listen_threads > 1024)
+    return bad("listen.threads", "not in 1..1024");
   if (c.small.model_dir.empty()) return bad("small.model_dir", "required");
-  for (const auto& [name, stage] : {std::pair<const char*, const GuardStageConfig*>{"small", &c.small},
-                                    {"large", &c.large}}) {
+  for (const auto& [name, stage] :
+       {std::pair<const char*, const GuardStageConfig*>{"small", &c.small}, {"large", &c.large}}) {
     const std::string s = name;
     if (stage->precision != "bf16" && stage->precision != "fp32") {
       return bad((s + ".precision").c_str(), "must be bf16 or fp32");

@@ -37,21 +37,21 @@ inline GuardStageConfig LargeStageDefaults() {
 struct ServerConfig {
   // [listen]
   std::string listen_host = "127.0.0.1";
-  int listen_port = 8080;          // 0: any free port (printed at start)
-  int listen_threads = 32;         // HTTP worker threads (each waits on one request)
+  int listen_port = 8080;   // 0: any free port (printed at start)
+  int listen_threads = 32;  // HTTP worker threads (each waits on one request)
   // top level
   std::string model_name = "saferoute-lg3";  // "model" in /v1/moderations responses
-  bool log_prompts = false;        // prompt text in logs (off: only sizes and verdicts)
-  bool categories = true;          // ask the guards for S-codes (short greedy decode)
+  bool log_prompts = false;                  // prompt text in logs (off: only sizes and verdicts)
+  bool categories = true;                    // ask the guards for S-codes (short greedy decode)
   // [small]
   GuardStageConfig small;
   // [router]
-  std::string router_path;         // router file; "" = no router, nothing escalates
-  double router_threshold = -1;    // ε; < 0: the router file's threshold
-  double router_budget = 1;        // cap on the escalated share over the window; 1 = none
+  std::string router_path;       // router file; "" = no router, nothing escalates
+  double router_threshold = -1;  // ε; < 0: the router file's threshold
+  double router_budget = 1;      // cap on the escalated share over the window; 1 = none
   double router_budget_window_s = 60;
   // [large]
-  std::string large_mode = "none"; // none | local | remote
+  std::string large_mode = "none";  // none | local | remote
   GuardStageConfig large = LargeStageDefaults();
   // [remote]  (large_mode = remote)
   std::string remote_kind = "vllm";  // vllm | llamacpp
@@ -65,7 +65,7 @@ struct ServerConfig {
   double remote_breaker_open_ms = 5000;
   // [policy]
   std::string policy_failure = "fail_closed";  // fail_closed | fail_open | degrade
-  double policy_degrade_threshold = 0.5;        // degrade: small p_unsafe > this blocks
+  double policy_degrade_threshold = 0.5;       // degrade: small p_unsafe > this blocks
   // [limits]
   int64_t limits_body_bytes = 1 << 20;
   int limits_inputs_per_request = 32;
@@ -74,8 +74,8 @@ struct ServerConfig {
   double limits_default_deadline_ms = 5000;
   double limits_max_deadline_ms = 60000;
   // [shadow]
-  double shadow_fraction = 0;      // of non-escalated inputs, also run by the large guard
-  uint64_t shadow_seed = 0;        // 0: random
+  double shadow_fraction = 0;  // of non-escalated inputs, also run by the large guard
+  uint64_t shadow_seed = 0;    // 0: random
 };
 
 // Declares every flag (bound to `config`), plus --config FILE and

@@ -55,9 +55,11 @@ TEST(Metrics, SampleValuesAndCallbacks) {
   EXPECT_EQ(FormatSampleValue(0.1), "0.1");
   EXPECT_EQ(FormatSampleValue(3), "3");
   MetricsRegistry m;
-  m.AddCallbackFamily("ev_total", "Events.", true, {"event"},
-                      [] { return MetricsRegistry::SeriesList{{{"x"}, 4}}; });
-  EXPECT_EQ(m.Render(), "# HELP ev_total Events.\n# TYPE ev_total counter\nev_total{event=\"x\"} 4\n");
+  m.AddCallbackFamily("ev_total", "Events.", true, {"event"}, [] {
+    return MetricsRegistry::SeriesList{{{"x"}, 4}};
+  });
+  EXPECT_EQ(m.Render(),
+            "# HELP ev_total Events.\n# TYPE ev_total counter\nev_total{event=\"x\"} 4\n");
 }
 
 TEST(MetricsDeathTest, UndeclaredMetricIsAProgrammingError) {
@@ -184,7 +186,8 @@ TEST(BatchScheduler, ExpiredItemsAreAnsweredWithoutTheGuard) {
   guard.OpenGate();
   c.WaitFor(2);
   int expired = 0;
-  for (const ScheduledResult& r : c.results) expired += absl::IsDeadlineExceeded(r.verdict.status());
+  for (const ScheduledResult& r : c.results)
+    expired += absl::IsDeadlineExceeded(r.verdict.status());
   EXPECT_EQ(expired, 1);
   EXPECT_EQ(guard.batch_sizes(), (std::vector<int>{1}));
 }
@@ -390,9 +393,10 @@ ParsedConfig ParseServe(std::vector<std::string> args, const std::string& toml =
 }
 
 TEST(ServerConfig, FileKeysAndCommandLineOverride) {
-  ParsedConfig p = ParseServe({"--router-budget", "0.3", "--log-prompts"},
-                              "model_name = \"x\"\n[small]\nmodel_dir = \"/m/1b\"\nmax_batch = 4\n"
-                              "[router]\nbudget = 0.2\nthreshold = 0.6\n[policy]\nfailure = \"degrade\"\n");
+  ParsedConfig p =
+      ParseServe({"--router-budget", "0.3", "--log-prompts"},
+                 "model_name = \"x\"\n[small]\nmodel_dir = \"/m/1b\"\nmax_batch = 4\n"
+                 "[router]\nbudget = 0.2\nthreshold = 0.6\n[policy]\nfailure = \"degrade\"\n");
   ASSERT_TRUE(p.status.ok()) << p.status;
   EXPECT_EQ(p.config.model_name, "x");
   EXPECT_EQ(p.config.small.model_dir, "/m/1b");

@@ -30,11 +30,13 @@ struct Harness {
 
   // `with_large`/`with_router` select the cascade's parts.
   explicit Harness(GuardServiceOptions options = {}, bool with_large = true,
-                   bool with_router = true, FakeRouter r = FakeRouter()) : router(r) {
-    absl::StatusOr<std::unique_ptr<GuardService>> s = GuardService::Create(
-        {.small = &small, .router = with_router ? &router : nullptr,
-         .large = with_large ? &large : nullptr},
-        options);
+                   bool with_router = true, FakeRouter r = FakeRouter())
+      : router(r) {
+    absl::StatusOr<std::unique_ptr<GuardService>> s =
+        GuardService::Create({.small = &small,
+                              .router = with_router ? &router : nullptr,
+                              .large = with_large ? &large : nullptr},
+                             options);
     SR_CHECK(s.ok());
     service = std::move(*s);
     http = std::make_unique<GuardHttpServer>(
@@ -136,8 +138,9 @@ TEST(ServerHttp, ModerationSingleInputHasOpenAiShape) {
 
 TEST(ServerHttp, ModerationArrayKeepsOrderAndEscalates) {
   Harness h;
-  Harness::Reply r = h.Post("/v1/moderations",
-                            R"({"input":["safe one","bad p=0.8 c=S10","hard p=0.3 r=0.9 lp=0.85 c=S4"]})");
+  Harness::Reply r =
+      h.Post("/v1/moderations",
+             R"({"input":["safe one","bad p=0.8 c=S10","hard p=0.3 r=0.9 lp=0.85 c=S4"]})");
   ASSERT_EQ(r.status, 200) << r.raw;
   const Json& results = r.body["results"];
   ASSERT_EQ(results.size(), 3u);
@@ -253,8 +256,9 @@ TEST(ServerHttp, BadInputMatrixGivesOpenAiErrors) {
     ExpectOpenAiError(h.Post(c.path, c.body), c.status, c.code, c.param,
                       c.path + " " + c.body.substr(0, 60));
   }
-  ExpectOpenAiError(h.Post("/v1/moderations", R"({"input":"x"})", {{"X-SafeRoute-Deadline-Ms", "soon"}}),
-                    400, "invalid_value", "X-SafeRoute-Deadline-Ms", "deadline header");
+  ExpectOpenAiError(
+      h.Post("/v1/moderations", R"({"input":"x"})", {{"X-SafeRoute-Deadline-Ms", "soon"}}), 400,
+      "invalid_value", "X-SafeRoute-Deadline-Ms", "deadline header");
   // The server is still healthy after all of that.
   EXPECT_EQ(h.Post("/v1/moderations", R"({"input":"x"})").status, 200);
 }
@@ -274,13 +278,14 @@ TEST(ServerHttp, TooManyTokensIsA400ForThatInputOnly) {
 
 TEST(ServerHttp, FullQueueGives429WithRetryAfter) {
   GuardServiceOptions options;
-  options.small_scheduler = {.name = "small", .queue_capacity = 2, .max_batch = 1,
-                             .batch_wait_ms = 0};
+  options.small_scheduler = {
+      .name = "small", .queue_capacity = 2, .max_batch = 1, .batch_wait_ms = 0};
   options.max_inputs_per_request = 2;
   Harness h(options);
   h.small.CloseGate();
   // One input in the guard, two queued: the queue is full.
-  auto first = std::async(std::launch::async, [&] { return h.Post("/v1/moderations", R"({"input":"a"})"); });
+  auto first =
+      std::async(std::launch::async, [&] { return h.Post("/v1/moderations", R"({"input":"a"})"); });
   h.small.WaitEntered(1);
   auto second = std::async(std::launch::async,
                            [&] { return h.Post("/v1/moderations", R"({"input":["b","c"]})"); });
@@ -308,8 +313,8 @@ TEST(ServerHttp, SmallStageDeadlineGives504) {
 
 TEST(ServerHttp, ConcurrentRequestsShareOneBatch) {
   GuardServiceOptions options;
-  options.small_scheduler = {.name = "small", .queue_capacity = 64, .max_batch = 8,
-                             .batch_wait_ms = 0};
+  options.small_scheduler = {
+      .name = "small", .queue_capacity = 64, .max_batch = 8, .batch_wait_ms = 0};
   Harness h(options);
   // Hold the worker in a first call so that the next eight concurrent
   // requests meet in the queue however slowly their threads start.
@@ -464,8 +469,8 @@ TEST(ServerHttp, ShadowDisagreementIsCounted) {
 TEST(ServerHttp, GracefulStopDrainsInFlightRequests) {
   auto h = std::make_unique<Harness>();
   h->small.CloseGate();
-  auto in_flight =
-      std::async(std::launch::async, [&] { return h->Post("/v1/moderations", R"({"input":"x"})"); });
+  auto in_flight = std::async(std::launch::async,
+                              [&] { return h->Post("/v1/moderations", R"({"input":"x"})"); });
   h->small.WaitEntered(1);
   auto stopped = std::async(std::launch::async, [&] { h->http->Stop(); });
   // Stop must wait for the in-flight request.
@@ -489,10 +494,10 @@ TEST(ServerHttp, MetricsExposition) {
   ASSERT_EQ(m.status, 200);
   const std::string& text = m.raw;
   for (const char* family :
-       {"saferoute_http_requests_total", "saferoute_stage_latency_seconds",
-        "saferoute_queue_depth", "saferoute_batch_size", "saferoute_escalation_share",
-        "saferoute_routing_decisions_total", "saferoute_shadow_samples_total",
-        "saferoute_failure_policy_total", "saferoute_router_score"}) {
+       {"saferoute_http_requests_total", "saferoute_stage_latency_seconds", "saferoute_queue_depth",
+        "saferoute_batch_size", "saferoute_escalation_share", "saferoute_routing_decisions_total",
+        "saferoute_shadow_samples_total", "saferoute_failure_policy_total",
+        "saferoute_router_score"}) {
     EXPECT_NE(text.find(absl::StrCat("# HELP ", family, " ")), std::string::npos) << family;
     EXPECT_NE(text.find(absl::StrCat("# TYPE ", family, " ")), std::string::npos) << family;
   }

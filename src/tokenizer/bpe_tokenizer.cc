@@ -107,16 +107,17 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
   try {
     root = Json::parse(json_text);
   } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON: ", std::string(e.what())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": not valid JSON: ", std::string(e.what())));
   }
   if (!root.is_object()) return FieldError(source, "(root)", "must be a JSON object");
   std::unique_ptr<BpeTokenizer> tok(new BpeTokenizer());
 
   // --- normalizer: byte-level BPE files we support carry none.
   if (auto it = root.find("normalizer"); it != root.end() && !it->is_null()) {
-    return absl::UnimplementedError(absl::StrCat(
-        source, ": normalizer ", it->dump().substr(0, 80),
-        " is not supported (only tokenizers without a normalizer, like Llama 3)"));
+    return absl::UnimplementedError(
+        absl::StrCat(source, ": normalizer ", it->dump().substr(0, 80),
+                     " is not supported (only tokenizers without a normalizer, like Llama 3)"));
   }
 
   // --- model
@@ -192,7 +193,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
     if (it == tok->bytes_to_id_.end()) {
       return FieldError(source, "model.vocab",
                         absl::StrFormat("no token for the single byte 0x%02X (byte-level BPE "
-                                        "needs all 256)", b));
+                                        "needs all 256)",
+                                        b));
     }
     tok->byte_token_id_[b] = it->second;
   }
@@ -260,9 +262,9 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
       }
       const int32_t id = entry["id"].get<int32_t>();
       if (tok->id_present_[id] && tok->id_to_bytes_[id] != text) {
-        return FieldError(source, field,
-                          absl::StrCat("id ", id, " is already the vocab token ",
-                                       Quote(tok->id_to_bytes_[id])));
+        return FieldError(
+            source, field,
+            absl::StrCat("id ", id, " is already the vocab token ", Quote(tok->id_to_bytes_[id])));
       }
       if (!tok->special_to_id_.emplace(text, id).second) {
         return FieldError(source, field, absl::StrCat(Quote(text), " is listed twice"));
@@ -302,8 +304,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
     const std::string type = step->value("type", "");
     if (type == "Split") {
       if (!pattern.empty() || byte_level_seen) {
-        return absl::UnimplementedError(absl::StrCat(
-            source, ": ", field, ": only one Split, before ByteLevel, is supported"));
+        return absl::UnimplementedError(
+            absl::StrCat(source, ": ", field, ": only one Split, before ByteLevel, is supported"));
       }
       auto pat = step->find("pattern");
       if (pat == step->end() || !pat->is_object() || !pat->contains("Regex") ||
@@ -318,7 +320,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
       }
       SR_RETURN_IF_ERROR(RequireNullOr(*step, "invert", Json(false), source, field + "."));
     } else if (type == "ByteLevel") {
-      SR_RETURN_IF_ERROR(RequireNullOr(*step, "add_prefix_space", Json(false), source, field + "."));
+      SR_RETURN_IF_ERROR(
+          RequireNullOr(*step, "add_prefix_space", Json(false), source, field + "."));
       byte_level_seen = true;
       if (step->value("use_regex", true)) {
         if (!pattern.empty()) {
@@ -517,9 +520,9 @@ absl::StatusOr<std::string> BpeTokenizer::Decode(std::span<const int32_t> ids) c
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
     if (id < 0 || id >= vocab_size() || !id_present_[id]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("decode: id ", id, " at position ", i, " is not a token (vocab size ",
-                       vocab_size(), ")"));
+      return absl::InvalidArgumentError(absl::StrCat("decode: id ", id, " at position ", i,
+                                                     " is not a token (vocab size ", vocab_size(),
+                                                     ")"));
     }
     out += id_to_bytes_[id];
   }

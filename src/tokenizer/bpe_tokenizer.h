@@ -95,16 +95,16 @@ class BpeTokenizer {
     return it == merges_.end() ? nullptr : &it->second;
   }
 
-  absl::flat_hash_map<std::string, int32_t> bytes_to_id_;     // ordinary vocab, raw bytes
-  absl::flat_hash_map<std::string, int32_t> special_to_id_;   // added tokens by content
-  std::vector<std::string> id_to_bytes_;                      // [vocab_size]
-  std::vector<bool> id_present_;                              // [vocab_size]
-  int32_t byte_token_id_[256] = {};                           // id of each single byte
-  absl::flat_hash_map<uint64_t, Merge> merges_;               // (left, right) -> merge
+  absl::flat_hash_map<std::string, int32_t> bytes_to_id_;    // ordinary vocab, raw bytes
+  absl::flat_hash_map<std::string, int32_t> special_to_id_;  // added tokens by content
+  std::vector<std::string> id_to_bytes_;                     // [vocab_size]
+  std::vector<bool> id_present_;                             // [vocab_size]
+  int32_t byte_token_id_[256] = {};                          // id of each single byte
+  absl::flat_hash_map<uint64_t, Merge> merges_;              // (left, right) -> merge
   int64_t num_merges_ = 0;
   bool ignore_merges_ = false;
   std::unique_ptr<RegexSplitter> splitter_;
-  std::vector<std::string> specials_by_length_;               // longest first, for parsing
+  std::vector<std::string> specials_by_length_;  // longest first, for parsing
 };
 
 // GPT-2 bytes_to_unicode: the code point that stands for byte `b` in

@@ -48,8 +48,8 @@ size_t Llama3AsciiMatchEnd(std::string_view text, size_t pos) {
       const unsigned char c2 = s[pos + 2];
       if (c2 >= 0x80) return kUndecided;
       const unsigned char l2 = c2 | 0x20;
-      if (IsAsciiLetter(c2) && ((l1 == 'r' && l2 == 'e') || (l1 == 'v' && l2 == 'e') ||
-                                (l1 == 'l' && l2 == 'l'))) {
+      if (IsAsciiLetter(c2) &&
+          ((l1 == 'r' && l2 == 'e') || (l1 == 'v' && l2 == 'e') || (l1 == 'l' && l2 == 'l'))) {
         return pos + 3;
       }
     }
@@ -154,8 +154,8 @@ absl::Status RegexSplitter::Split(std::string_view text,
     if (match_context != nullptr) pcre2_match_context_free(match_context);
     if (jit_stack != nullptr) pcre2_jit_stack_free(jit_stack);
   };
-  size_t gap_start = 0;   // start of text not yet emitted
-  size_t search_at = 0;   // where the next match is searched from
+  size_t gap_start = 0;  // start of text not yet emitted
+  size_t search_at = 0;  // where the next match is searched from
   absl::Status status;
   while (search_at < n) {
     if (llama3_fast_path_ && search_at == gap_start) {
@@ -170,10 +170,10 @@ absl::Status RegexSplitter::Split(std::string_view text,
       match_data = pcre2_match_data_create_from_pattern(pcre_->code, nullptr);
       SR_CHECK(match_data != nullptr);
     }
-    int rc = pcre_->jit ? pcre2_jit_match(pcre_->code, subject, n, search_at, 0, match_data,
-                                          match_context)
-                        : pcre2_match(pcre_->code, subject, n, search_at, PCRE2_NO_UTF_CHECK,
-                                      match_data, match_context);
+    int rc = pcre_->jit
+                 ? pcre2_jit_match(pcre_->code, subject, n, search_at, 0, match_data, match_context)
+                 : pcre2_match(pcre_->code, subject, n, search_at, PCRE2_NO_UTF_CHECK, match_data,
+                               match_context);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT && jit_stack == nullptr) {
       // Very long runs can exceed the default 32 KiB JIT stack: retry with a
       // larger one (allocated only when needed).
@@ -185,9 +185,8 @@ absl::Status RegexSplitter::Split(std::string_view text,
     }
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
-      status = absl::ResourceExhaustedError(
-          absl::StrFormat("pre-tokenizer regex failed at byte offset %d: %s", search_at,
-                          PcreErrorMessage(rc)));
+      status = absl::ResourceExhaustedError(absl::StrFormat(
+          "pre-tokenizer regex failed at byte offset %d: %s", search_at, PcreErrorMessage(rc)));
       break;
     }
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match_data);

@@ -31,8 +31,8 @@ class RegexSplitter {
   // Compiles `pattern`. `fast_path`: use the ASCII scanner when the pattern
   // is exactly kLlama3SplitPattern (ignored otherwise). Errors name `source`.
   static absl::StatusOr<std::unique_ptr<RegexSplitter>> Create(std::string_view pattern,
-                                                                bool fast_path,
-                                                                std::string_view source);
+                                                               bool fast_path,
+                                                               std::string_view source);
   ~RegexSplitter();
   RegexSplitter(const RegexSplitter&) = delete;
   RegexSplitter& operator=(const RegexSplitter&) = delete;

@@ -26,12 +26,15 @@ std::vector<std::string> Pieces(const RegexSplitter& splitter, std::string_view 
 // Unicode folds (U+017F long s, U+212A Kelvin), non-ASCII letters/digits/
 // spaces/symbols, CJK, emoji, combining marks.
 const std::vector<std::string> kAlphabet = {
-    "a", "Z", "q", "s", "t", "e", "l", "v", "r", "m", "d", "S", "L", "0", "7", "9", " ", " ",
-    "  ", "\t", "\n", "\r", "\r\n", "\v", "\f", "'", "'", "\"", ".", ",", "!", "?", "(", ")",
-    "<", ">", "|", "-", "_", "#", "$", "\x01", "\x1f", "\x7f", "é", "ß", "ſ", "\u212a",
-    "Ж", "ж", "α", "中", "文", "日本", "١", "½", "Ⅻ", "²", "\u00a0", "\u3000", "\u2003",
-    "\u0085", "\u2028", "\u200b", "€", "—", "…", "😀", "👍🏽", "\u0301", "ก", "\u05d0",
-    "'s", "'T", "'re", "'VE", "'ll", "'D", "'m", " 's", "123", "4567", "don't",
+    "a",      "Z",      "q",      "s",      "t",   "e",   "l",   "v",      "r",        "m",
+    "d",      "S",      "L",      "0",      "7",   "9",   " ",   " ",      "  ",       "\t",
+    "\n",     "\r",     "\r\n",   "\v",     "\f",  "'",   "'",   "\"",     ".",        ",",
+    "!",      "?",      "(",      ")",      "<",   ">",   "|",   "-",      "_",        "#",
+    "$",      "\x01",   "\x1f",   "\x7f",   "é",   "ß",   "ſ",   "\u212a", "Ж",        "ж",
+    "α",      "中",     "文",     "日本",   "١",   "½",   "Ⅻ",   "²",      "\u00a0",   "\u3000",
+    "\u2003", "\u0085", "\u2028", "\u200b", "€",   "—",   "…",   "😀",      "👍🏽", "\u0301",
+    "ก",      "\u05d0", "'s",     "'T",     "'re", "'VE", "'ll", "'D",     "'m",       " 's",
+    "123",    "4567",   "don't",
 };
 
 std::string RandomText(std::mt19937& rng, int max_parts) {
@@ -87,16 +90,16 @@ TEST(Utf8, RejectsMalformedSequencesWithOffset) {
     size_t offset;
   };
   const Case cases[] = {
-      {"ok\xED\xA0\x80", 2},      // CESU-8/WTF-8 lone high surrogate U+D800
-      {"\xED\xBF\xBF", 0},        // lone low surrogate U+DFFF
-      {"a\xC0\xAF", 1},           // overlong '/'
-      {"ab\xE0\x80\xAF", 2},      // overlong 3-byte
-      {"\xF0\x80\x80\xAF", 0},    // overlong 4-byte
-      {"x\xF4\x90\x80\x80", 1},   // above U+10FFFF
+      {"ok\xED\xA0\x80", 2},     // CESU-8/WTF-8 lone high surrogate U+D800
+      {"\xED\xBF\xBF", 0},       // lone low surrogate U+DFFF
+      {"a\xC0\xAF", 1},          // overlong '/'
+      {"ab\xE0\x80\xAF", 2},     // overlong 3-byte
+      {"\xF0\x80\x80\xAF", 0},   // overlong 4-byte
+      {"x\xF4\x90\x80\x80", 1},  // above U+10FFFF
       {"\xF5\x80\x80\x80", 0},
-      {"abc\xE2\x82", 3},         // truncated
-      {"\x80", 0},                // stray continuation
-      {"12345678\xFF", 8},        // after the 8-byte ASCII fast path
+      {"abc\xE2\x82", 3},   // truncated
+      {"\x80", 0},          // stray continuation
+      {"12345678\xFF", 8},  // after the 8-byte ASCII fast path
   };
   for (const Case& c : cases) {
     EXPECT_EQ(FindInvalidUtf8(c.bytes), c.offset);
@@ -108,8 +111,8 @@ TEST(Utf8, RejectsMalformedSequencesWithOffset) {
 }
 
 TEST(Utf8, DecodeAppendRoundTrip) {
-  for (char32_t cp : {0x0u, 0x7Fu, 0x80u, 0x7FFu, 0x800u, 0xD7FFu, 0xE000u, 0xFFFFu, 0x10000u,
-                      0x10FFFFu}) {
+  for (char32_t cp :
+       {0x0u, 0x7Fu, 0x80u, 0x7FFu, 0x800u, 0xD7FFu, 0xE000u, 0xFFFFu, 0x10000u, 0x10FFFFu}) {
     std::string s;
     AppendUtf8(cp, s);
     ASSERT_TRUE(ValidateUtf8(s).ok());
@@ -129,7 +132,8 @@ TEST(ByteLevel, Gpt2Mapping) {
 }
 
 TEST(Bpe, ScanAndHeapMergesAgree) {
-  auto tok = BpeTokenizer::Load(std::string(SAFEROUTE_SHARED_DIR) + "/tokenizers/llama3/tokenizer.json");
+  auto tok =
+      BpeTokenizer::Load(std::string(SAFEROUTE_SHARED_DIR) + "/tokenizers/llama3/tokenizer.json");
   ASSERT_TRUE(tok.ok()) << tok.status();
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> byte(0, 255);

@@ -39,8 +39,7 @@ void ExpectRoundTripOrOffsetError(const std::string& text) {
     ASSERT_EQ(*decoded, text);
   } else {
     ASSERT_FALSE(ids.ok());
-    ASSERT_NE(ids.status().message().find("byte offset " + std::to_string(bad)),
-              std::string::npos)
+    ASSERT_NE(ids.status().message().find("byte offset " + std::to_string(bad)), std::string::npos)
         << ids.status();
   }
 }
@@ -71,9 +70,9 @@ TEST(TokenizerFuzz, RandomUnicode) {
 }
 
 TEST(TokenizerFuzz, LoneSurrogatesAndSpecialsAsText) {
-  ExpectRoundTripOrOffsetError("abc\xED\xA0\x80xyz");          // CESU-8 high surrogate
-  ExpectRoundTripOrOffsetError("\xED\xB0\x80");                // low surrogate
-  ExpectRoundTripOrOffsetError("\xF0\x9F\x98");                // truncated emoji
+  ExpectRoundTripOrOffsetError("abc\xED\xA0\x80xyz");           // CESU-8 high surrogate
+  ExpectRoundTripOrOffsetError("\xED\xB0\x80");                 // low surrogate
+  ExpectRoundTripOrOffsetError("\xF0\x9F\x98");                 // truncated emoji
   ExpectRoundTripOrOffsetError("<|eot_id|><|begin_of_text|>");  // plain text, round-trips
   std::vector<int32_t> ids = {1, 2, 3};
   EXPECT_FALSE(Llama3().EncodeAppend("x\xC3", ids).ok());
@@ -86,7 +85,7 @@ TEST(TokenizerFuzz, OneMegabyteInputs) {
   const size_t kMiB = 1 << 20;
   std::mt19937 rng(3);
   std::vector<std::string> inputs;
-  inputs.push_back(std::string(kMiB, 'a'));   // one 1 MB pre-token: heap merge path
+  inputs.push_back(std::string(kMiB, 'a'));  // one 1 MB pre-token: heap merge path
   // Shorter single-piece runs of the other classes (each is one BPE piece,
   // like the 'a' run; 256 KiB keeps the test fast).
   inputs.push_back(std::string(kMiB / 4, ' '));
@@ -97,7 +96,7 @@ TEST(TokenizerFuzz, OneMegabyteInputs) {
   inputs.push_back(digits);
   std::string unicode_spaces;
   while (unicode_spaces.size() < kMiB) unicode_spaces += "\u3000";
-  inputs.push_back(unicode_spaces + "x");     // PCRE2 path, long backtracking run
+  inputs.push_back(unicode_spaces + "x");  // PCRE2 path, long backtracking run
   std::string mixed;
   const char* words[] = {"the ", "Việt ", "中文", "  ", "\n", "don't ", "12345", "😀", "!!", "é"};
   while (mixed.size() < kMiB) mixed += words[rng() % 10];
@@ -109,9 +108,9 @@ TEST(TokenizerFuzz, OneMegabyteInputs) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     // Not a benchmark: a guard against quadratic blow-ups (which take hours
     // on 1 MB), loose enough for a loaded 2-core CI machine.
-    EXPECT_LT(seconds, 20.0) << "input of " << text.size() << " bytes starting with "
-                             << Json(text.substr(0, 8)).dump(-1, ' ', true,
-                                                             Json::error_handler_t::replace);
+    EXPECT_LT(seconds, 20.0)
+        << "input of " << text.size() << " bytes starting with "
+        << Json(text.substr(0, 8)).dump(-1, ' ', true, Json::error_handler_t::replace);
   }
   std::string invalid = mixed;
   invalid[invalid.size() / 2] = '\xFF';
@@ -183,10 +182,16 @@ TEST(TokenizerJson, DamageIsNamed) {
       {"model.vocab[\"a b\"]", [](Json& j) { j["model"]["vocab"]["a b"] = 400; }},
       {"single byte 0x41", [](Json& j) { j["model"]["vocab"].erase("A"); }},
       {"model.merges[1]", [](Json& j) { j["model"]["merges"][1] = "l l l"; }},
-      {"model.merges[2]", [](Json& j) { j["model"]["merges"][2] = Json::array({"he", "zz"}); }},
+      {"model.merges[2]",
+       [](Json& j) {
+         j["model"]["merges"][2] = Json::array({"he", "zz"});
+       }},
       {"model.merges[0]", [](Json& j) { j["model"]["merges"][0] = 5; }},
       {"model.byte_fallback", [](Json& j) { j["model"]["byte_fallback"] = true; }},
-      {"normalizer", [](Json& j) { j["normalizer"] = {{"type", "NFC"}}; }},
+      {"normalizer",
+       [](Json& j) {
+         j["normalizer"] = {{"type", "NFC"}};
+       }},
       {"added_tokens[0].id", [](Json& j) { j["added_tokens"][0]["id"] = 1LL << 40; }},
       {"added_tokens[0]", [](Json& j) { j["added_tokens"][0]["id"] = 65; }},
       {"Split pattern does not compile",
@@ -203,7 +208,8 @@ TEST(TokenizerJson, DamageIsNamed) {
       c.damage(json);
       error = LoadError(json);
     }
-    EXPECT_NE(error.find(c.expect), std::string::npos) << "expected '" << c.expect << "' in: " << error;
+    EXPECT_NE(error.find(c.expect), std::string::npos)
+        << "expected '" << c.expect << "' in: " << error;
     EXPECT_NE(error.find(".json"), std::string::npos) << error;
   }
   EXPECT_NE(std::string(BpeTokenizer::Load("/nonexistent/tokenizer.json").status().message())

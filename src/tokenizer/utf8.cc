@@ -26,12 +26,12 @@ size_t FindInvalidUtf8(std::string_view text) {
       len = 2;
     } else if (c >= 0xE0 && c <= 0xEF) {
       len = 3;
-      if (c == 0xE0) lo = 0xA0;          // no overlong 3-byte forms
-      if (c == 0xED) hi = 0x9F;          // no surrogates U+D800..U+DFFF
+      if (c == 0xE0) lo = 0xA0;  // no overlong 3-byte forms
+      if (c == 0xED) hi = 0x9F;  // no surrogates U+D800..U+DFFF
     } else if (c >= 0xF0 && c <= 0xF4) {
       len = 4;
-      if (c == 0xF0) lo = 0x90;          // no overlong 4-byte forms
-      if (c == 0xF4) hi = 0x8F;          // nothing above U+10FFFF
+      if (c == 0xF0) lo = 0x90;  // no overlong 4-byte forms
+      if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
     } else {
       return i;  // continuation byte, overlong lead C0/C1, or F5..FF
     }

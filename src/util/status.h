@@ -12,19 +12,19 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "absl/status/status.h"      // IWYU pragma: export
-#include "absl/status/statusor.h"    // IWYU pragma: export
-#include "absl/strings/str_cat.h"    // IWYU pragma: export
-#include "absl/strings/str_format.h" // IWYU pragma: export
+#include "absl/status/status.h"       // IWYU pragma: export
+#include "absl/status/statusor.h"     // IWYU pragma: export
+#include "absl/strings/str_cat.h"     // IWYU pragma: export
+#include "absl/strings/str_format.h"  // IWYU pragma: export
 
 #define SR_INTERNAL_CONCAT_(a, b) a##b
 #define SR_INTERNAL_CONCAT(a, b) SR_INTERNAL_CONCAT_(a, b)
 
 // Returns early from the enclosing function if `expr` (a Status) is not OK.
-#define SR_RETURN_IF_ERROR(expr)                  \
-  do {                                            \
-    ::absl::Status sr_status_ = (expr);           \
-    if (!sr_status_.ok()) return sr_status_;      \
+#define SR_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status sr_status_ = (expr);      \
+    if (!sr_status_.ok()) return sr_status_; \
   } while (0)
 
 // SR_ASSIGN_OR_RETURN(auto x, MakeX());  Declares/assigns `lhs` from a
@@ -37,13 +37,12 @@
   lhs = std::move(tmp).value()
 
 // Always-on invariant check. Only for programming errors, never for input.
-#define SR_CHECK(cond)                                                     \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                   #cond);                                                 \
-      std::abort();                                                        \
-    }                                                                      \
+#define SR_CHECK(cond)                                                              \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                 \
+    }                                                                               \
   } while (0)
 
 #endif  // SAFEROUTE_UTIL_STATUS_H_

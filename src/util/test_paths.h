@@ -14,7 +14,8 @@ namespace saferoute {
 // <TempDir>/<Suite>.<Test>.<pid>.<name>
 inline std::string UniqueTestPath(const std::string& name) {
   const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string test = info == nullptr ? "global" : std::string(info->test_suite_name()) + "." + info->name();
+  std::string test =
+      info == nullptr ? "global" : std::string(info->test_suite_name()) + "." + info->name();
   for (char& c : test) {
     if (c == '/') c = '_';
   }

@@ -89,9 +89,15 @@ class FakeGuard : public Guard {
   std::string name() const override { return name_; }
 
   // Test controls.
-  void CloseGate() { std::lock_guard l(mu_); gate_closed_ = true; }
+  void CloseGate() {
+    std::lock_guard l(mu_);
+    gate_closed_ = true;
+  }
   void OpenGate() {
-    { std::lock_guard l(mu_); gate_closed_ = false; }
+    {
+      std::lock_guard l(mu_);
+      gate_closed_ = false;
+    }
     cv_.notify_all();
   }
   // Blocks until Classify has been entered `n` times in total.
@@ -99,10 +105,22 @@ class FakeGuard : public Guard {
     std::unique_lock l(mu_);
     cv_.wait(l, [&] { return entered_ >= n; });
   }
-  void FailWith(absl::Status s) { std::lock_guard l(mu_); fail_with_ = std::move(s); }
-  void SetMaxWords(int n) { std::lock_guard l(mu_); max_words_ = n; }
-  std::vector<int> batch_sizes() { std::lock_guard l(mu_); return batch_sizes_; }
-  std::vector<GuardRequest> last_requests() { std::lock_guard l(mu_); return last_requests_; }
+  void FailWith(absl::Status s) {
+    std::lock_guard l(mu_);
+    fail_with_ = std::move(s);
+  }
+  void SetMaxWords(int n) {
+    std::lock_guard l(mu_);
+    max_words_ = n;
+  }
+  std::vector<int> batch_sizes() {
+    std::lock_guard l(mu_);
+    return batch_sizes_;
+  }
+  std::vector<GuardRequest> last_requests() {
+    std::lock_guard l(mu_);
+    return last_requests_;
+  }
 
  private:
   const std::string name_;
@@ -122,10 +140,10 @@ class FakeGuard : public Guard {
 // (scores uniform on [0, 1]).
 class FakeRouter : public Router {
  public:
-  explicit FakeRouter(double threshold = 0.5, bool with_table = true)
-      : threshold_(threshold) {
+  explicit FakeRouter(double threshold = 0.5, bool with_table = true) : threshold_(threshold) {
     if (with_table) {
-      for (int i = 10; i >= 0; --i) table_.push_back({.threshold = i / 10.0, .large_share = 1 - i / 10.0});
+      for (int i = 10; i >= 0; --i)
+        table_.push_back({.threshold = i / 10.0, .large_share = 1 - i / 10.0});
     }
   }
   RouterType type() const override { return RouterType::kMlp; }
