@@ -1,7 +1,13 @@
 #include "server/http_server.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <utility>
 
 #include "httplib.h"
 #include "nlohmann/json.hpp"
@@ -45,6 +51,12 @@ absl::StatusOr<double> DeadlineFromHeader(const httplib::Request& req) {
         kDeadlineHeader, "invalid_value");
   }
   return ms;
+}
+
+// httplib's timeouts are (seconds, microseconds).
+std::pair<time_t, time_t> SecondsAndMicros(double ms) {
+  const auto micros = static_cast<int64_t>(std::llround(ms * 1000));
+  return {static_cast<time_t>(micros / 1000000), static_cast<time_t>(micros % 1000000)};
 }
 
 std::string VerdictLabel(const std::vector<CascadeDecision>& decisions) {
@@ -139,7 +151,20 @@ void GuardHttpServer::RegisterRoutes() {
   // httplib writes headers and body in separate send()s; with Nagle on, the
   // body waits for the client's delayed ACK (~40 ms on Linux loopback).
   http.set_tcp_nodelay(true);
-  http.set_keep_alive_timeout(2);  // bounds how long an idle connection delays shutdown
+  // Per-connection limits (a slow or stalled client frees its worker).
+  const auto [read_s, read_us] = SecondsAndMicros(options_.read_timeout_ms);
+  http.set_read_timeout(read_s, read_us);
+  const auto [write_s, write_us] = SecondsAndMicros(options_.write_timeout_ms);
+  http.set_write_timeout(write_s, write_us);
+  http.set_keep_alive_timeout(options_.keep_alive_timeout_s);
+  http.set_keep_alive_max_count(static_cast<size_t>(options_.keep_alive_max_requests));
+  // httplib's default options (address reuse), plus a note of the socket so
+  // Start() can raise its listen backlog after the bind.
+  int* bound_socket = &bound_socket_;
+  http.set_socket_options([bound_socket](socket_t sock) {
+    httplib::default_socket_options(sock);
+    *bound_socket = sock;
+  });
   GuardService* service = service_;
   const int64_t max_body = options_.max_body_bytes;
 
@@ -226,6 +251,16 @@ absl::StatusOr<int> GuardHttpServer::Start() {
   if (port < 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options_.host, ":", options_.port));
+  }
+  // httplib listened with its compiled-in backlog of 5. listen() on a socket
+  // that already listens only updates the backlog (Linux), so this raises it
+  // before any connection is accepted.
+  if (::listen(bound_socket_, options_.listen_backlog) != 0) {
+    const int error = errno;
+    ::close(bound_socket_);  // never handed to listen_after_bind()
+    return absl::UnavailableError(absl::StrCat("cannot set listen backlog ",
+                                               options_.listen_backlog, " on ", options_.host, ":",
+                                               port, ": ", std::strerror(error)));
   }
   started_ = true;
   listener_ = std::thread([this] {

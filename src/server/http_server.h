@@ -28,8 +28,22 @@ namespace saferoute::server {
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;      // 0: any free port
-  int threads = 32;  // worker threads; each holds one request while it waits
+  int threads = 32;  // worker threads; each holds one connection while it is served
   int64_t max_body_bytes = 1 << 20;
+  // Connections the kernel queues before accept(); it caps the value at
+  // net.core.somaxconn. httplib's own backlog (5, compiled into Debian's
+  // libcpp-httplib.so) drops SYNs under a connection burst.
+  int listen_backlog = 1024;
+  // Longest silence while reading one request (each read, not the whole
+  // request) or writing one response; then the connection is closed and its
+  // worker freed, so a stalled client cannot hold a worker for ever.
+  double read_timeout_ms = 5000;
+  double write_timeout_ms = 5000;
+  // Idle wait for the next request on a keep-alive connection. It holds a
+  // worker and also delays a graceful stop by up to this long. Whole seconds
+  // (httplib's unit).
+  int keep_alive_timeout_s = 2;
+  int keep_alive_max_requests = 100;  // then the connection is closed
 };
 
 class GuardHttpServer {
@@ -54,6 +68,9 @@ class GuardHttpServer {
   std::thread listener_;
   std::atomic<bool> listener_exited_{false};
   bool started_ = false;
+  // The socket httplib last created for binding (set by the socket-options
+  // callback during Start()): the listening socket once the bind succeeded.
+  int bound_socket_ = -1;
 };
 
 }  // namespace saferoute::server

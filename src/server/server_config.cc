@@ -21,7 +21,18 @@ std::vector<Key> Keys(ServerConfig& c) {
   return {
       {"listen", "host", "address to listen on", &c.listen_host},
       {"listen", "port", "TCP port (0: any free port)", &c.listen_port},
-      {"listen", "threads", "HTTP worker threads", &c.listen_threads},
+      {"listen", "threads", "HTTP worker threads (each serves one connection at a time)",
+       &c.listen_threads},
+      {"listen", "backlog", "pending connections queued by the kernel (capped at somaxconn)",
+       &c.listen_backlog},
+      {"listen", "read_timeout_ms", "close a connection silent this long mid-request",
+       &c.listen_read_timeout_ms},
+      {"listen", "write_timeout_ms", "close a connection that accepts no response bytes this long",
+       &c.listen_write_timeout_ms},
+      {"listen", "keep_alive_timeout_s", "close an idle keep-alive connection after this (whole s)",
+       &c.listen_keep_alive_timeout_s},
+      {"listen", "keep_alive_max_requests", "requests per connection before it is closed",
+       &c.listen_keep_alive_max_requests},
       {"", "model_name", "\"model\" reported in /v1/moderations responses", &c.model_name},
       {"", "log_prompts", "log prompt text (default: never)", &c.log_prompts},
       {"", "categories", "ask the guards for S-codes (short greedy decode)", &c.categories},
@@ -204,6 +215,22 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (c.listen_port < 0 || c.listen_port > 65535) return bad("listen.port", "not in 0..65535");
   if (c.listen_threads < 1 || c.listen_threads > 1024)
     return bad("listen.threads", "not in 1..1024");
+  if (c.listen_backlog < 1 || c.listen_backlog > 65535) {
+    return bad("listen.backlog", "not in 1..65535");
+  }
+  // Below 1 ms httplib's (s, us) split would give 0, which means "no wait".
+  if (!(c.listen_read_timeout_ms >= 1 && c.listen_read_timeout_ms <= 3600000)) {
+    return bad("listen.read_timeout_ms", "not in 1..3600000");
+  }
+  if (!(c.listen_write_timeout_ms >= 1 && c.listen_write_timeout_ms <= 3600000)) {
+    return bad("listen.write_timeout_ms", "not in 1..3600000");
+  }
+  if (c.listen_keep_alive_timeout_s < 1 || c.listen_keep_alive_timeout_s > 3600) {
+    return bad("listen.keep_alive_timeout_s", "not in 1..3600");
+  }
+  if (c.listen_keep_alive_max_requests < 1 || c.listen_keep_alive_max_requests > 1000000) {
+    return bad("listen.keep_alive_max_requests", "not in 1..1000000");
+  }
   if (c.small.model_dir.empty()) return bad("small.model_dir", "required");
   for (const auto& [name, stage] :
        {std::pair<const char*, const GuardStageConfig*>{"small", &c.small}, {"large", &c.large}}) {

@@ -37,8 +37,13 @@ inline GuardStageConfig LargeStageDefaults() {
 struct ServerConfig {
   // [listen]
   std::string listen_host = "127.0.0.1";
-  int listen_port = 8080;   // 0: any free port (printed at start)
-  int listen_threads = 32;  // HTTP worker threads (each waits on one request)
+  int listen_port = 8080;     // 0: any free port (printed at start)
+  int listen_threads = 32;    // HTTP worker threads (each serves one connection at a time)
+  int listen_backlog = 1024;  // pending connections (kernel caps at somaxconn)
+  double listen_read_timeout_ms = 5000;      // longest silence while reading a request
+  double listen_write_timeout_ms = 5000;     // longest stall while writing a response
+  int listen_keep_alive_timeout_s = 2;       // idle keep-alive connection is closed after this
+  int listen_keep_alive_max_requests = 100;  // requests per connection, then it is closed
   // top level
   std::string model_name = "saferoute-lg3";  // "model" in /v1/moderations responses
   bool log_prompts = false;                  // prompt text in logs (off: only sizes and verdicts)

@@ -2,7 +2,18 @@
 // fake guards and router: API shapes, bad input, backpressure, deadlines,
 // batching, the escalation budget, failure policies, shadow sampling,
 // graceful drain and the metrics exposition.
+#include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -11,6 +22,7 @@
 #include "httplib.h"
 #include "server/http_server.h"
 #include "server/moderation_api.h"
+#include "server/server_config.h"
 #include "server/testing/fake_guards.h"
 
 namespace saferoute::server {
@@ -28,9 +40,14 @@ struct Harness {
   std::unique_ptr<GuardHttpServer> http;
   int port = 0;
 
+  static HttpServerOptions DefaultHttpOptions() {
+    return {.port = 0, .threads = 16, .max_body_bytes = 4096};
+  }
+
   // `with_large`/`with_router` select the cascade's parts.
   explicit Harness(GuardServiceOptions options = {}, bool with_large = true,
-                   bool with_router = true, FakeRouter r = FakeRouter())
+                   bool with_router = true, FakeRouter r = FakeRouter(),
+                   HttpServerOptions http_options = DefaultHttpOptions())
       : router(r) {
     absl::StatusOr<std::unique_ptr<GuardService>> s =
         GuardService::Create({.small = &small,
@@ -39,8 +56,7 @@ struct Harness {
                              options);
     SR_CHECK(s.ok());
     service = std::move(*s);
-    http = std::make_unique<GuardHttpServer>(
-        service.get(), HttpServerOptions{.port = 0, .threads = 16, .max_body_bytes = 4096});
+    http = std::make_unique<GuardHttpServer>(service.get(), std::move(http_options));
     absl::StatusOr<int> p = http->Start();
     SR_CHECK(p.ok());
     port = *p;
@@ -517,6 +533,169 @@ TEST(ServerHttp, MetricsExposition) {
   EXPECT_EQ(text.back(), '\n');
   // For the Python parser check (ctest label e2e): dump the text if asked.
   if (const char* dump = std::getenv("SAFEROUTE_METRICS_DUMP")) std::ofstream(dump) << text;
+}
+
+// ------------------------------------------------- connection protection
+
+// A plain TCP client (no HTTP library), to send a request that never ends.
+// Receives give up after `receive_timeout_ms` so a test cannot hang.
+int ConnectRaw(int port, int receive_timeout_ms) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  SR_CHECK(fd >= 0);
+  timeval timeout{.tv_sec = receive_timeout_ms / 1000, .tv_usec = receive_timeout_ms % 1000 * 1000};
+  SR_CHECK(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) == 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  SR_CHECK(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0);
+  return fd;
+}
+
+TEST(ServerHttp, StalledHalfRequestIsClosedAfterReadTimeoutAndFreesItsWorker) {
+  HttpServerOptions options = Harness::DefaultHttpOptions();
+  options.threads = 1;  // the stalled client holds the only worker
+  options.read_timeout_ms = 200;
+  options.keep_alive_timeout_s = 1;
+  Harness h({}, true, true, FakeRouter(), options);
+
+  constexpr int kClientGivesUpMs = 3000;
+  const int stalled = ConnectRaw(h.port, kClientGivesUpMs);
+  // Slowloris: a request line and half a header, then silence.
+  const std::string half = "POST /v1/moderations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le";
+  ASSERT_EQ(::send(stalled, half.data(), half.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(half.size()));
+  const auto stalled_at = std::chrono::steady_clock::now();
+  // Let the single worker take the stalled connection before the normal one
+  // arrives, so the normal request can only be served once it is cut.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto normal =
+      std::async(std::launch::async, [&] { return h.Post("/v1/moderations", R"({"input":"a"})"); });
+
+  std::string received;
+  bool closed_by_server = false;
+  for (;;) {
+    char buffer[4096];
+    const ssize_t n = ::recv(stalled, buffer, sizeof(buffer), 0);
+    if (n > 0) {
+      received.append(buffer, static_cast<size_t>(n));
+      continue;
+    }
+    closed_by_server = n == 0 || errno == ECONNRESET;  // not EAGAIN: our own timeout
+    break;
+  }
+  const double closed_after_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stalled_at)
+          .count();
+  ::close(stalled);
+  ASSERT_TRUE(closed_by_server) << "stalled connection still open after " << kClientGivesUpMs
+                                << " ms; received: " << received;
+  // Not before the read timeout; httplib answers the broken header with a 400
+  // and then waits at most the keep-alive timeout for a next request.
+  EXPECT_GE(closed_after_ms, 180) << received;
+  EXPECT_LE(closed_after_ms, 200 + 1000 + 800) << received;
+  if (!received.empty()) EXPECT_EQ(received.rfind("HTTP/1.1 400", 0), 0u) << received;
+
+  Harness::Reply r = normal.get();
+  EXPECT_EQ(r.status, 200) << r.raw;
+}
+
+// The accept-queue limit of the TCP socket listening on 127.0.0.1:`port`, as
+// the kernel reports it (`ss -lt` shows it as Send-Q): one sock_diag dump.
+absl::StatusOr<uint32_t> KernelListenBacklog(int port) {
+  const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("netlink: ", std::strerror(errno)));
+  struct {
+    nlmsghdr header;
+    inet_diag_req_v2 request;
+  } message{};
+  message.header.nlmsg_len = sizeof(message);
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.request.sdiag_family = AF_INET;
+  message.request.sdiag_protocol = IPPROTO_TCP;
+  constexpr int kTcpListenState = 10;  // TCP_LISTEN in the kernel's tcp_states.h
+  message.request.idiag_states = 1u << kTcpListenState;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(fd, &message, sizeof(message), 0, reinterpret_cast<const sockaddr*>(&kernel),
+               sizeof(kernel)) < 0) {
+    const int error = errno;
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat("sock_diag request: ", std::strerror(error)));
+  }
+  absl::StatusOr<uint32_t> result = absl::NotFoundError("no listening socket on that port");
+  alignas(nlmsghdr) char buffer[1 << 15];
+  for (bool done = false; !done;) {
+    ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) {
+      result = absl::UnavailableError("sock_diag reply: nothing received");
+      break;
+    }
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        result = absl::UnavailableError("sock_diag reply: error");
+        done = true;
+        break;
+      }
+      const auto* diag = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+      if (ntohs(diag->id.idiag_sport) == port) result = diag->idiag_wqueue;  // max backlog
+    }
+  }
+  ::close(fd);
+  return result;
+}
+
+TEST(ServerHttp, ListenBacklogIsTheConfiguredOne) {
+  HttpServerOptions options = Harness::DefaultHttpOptions();
+  options.listen_backlog = 777;  // not httplib's 5, not a kernel default
+  Harness h({}, true, true, FakeRouter(), options);
+  absl::StatusOr<uint32_t> backlog = KernelListenBacklog(h.port);
+  if (absl::IsUnavailable(backlog.status())) {
+    GTEST_SKIP() << "cannot ask the kernel here: " << backlog.status();
+  }
+  ASSERT_TRUE(backlog.ok()) << backlog.status();
+  // The kernel caps listen()'s backlog at net.core.somaxconn.
+  uint32_t somaxconn = 4096;
+  std::ifstream("/proc/sys/net/core/somaxconn") >> somaxconn;
+  EXPECT_EQ(*backlog, std::min<uint32_t>(777, somaxconn));
+  EXPECT_EQ(h.Get("/healthz").status, 200);
+}
+
+TEST(ServerConfig, ListenLimitsAreValidatedByKey) {
+  ServerConfig c;
+  c.small.model_dir = "/m";
+  ASSERT_TRUE(ValidateServerConfig(c).ok());
+  struct Case {
+    const char* key;
+    void (*breaks)(ServerConfig&);
+  };
+  for (const Case& bad : std::initializer_list<Case>{
+           {"listen.backlog", [](ServerConfig& x) { x.listen_backlog = 0; }},
+           {"listen.backlog", [](ServerConfig& x) { x.listen_backlog = 70000; }},
+           {"listen.read_timeout_ms", [](ServerConfig& x) { x.listen_read_timeout_ms = 0.5; }},
+           {"listen.write_timeout_ms", [](ServerConfig& x) { x.listen_write_timeout_ms = -1; }},
+           {"listen.keep_alive_timeout_s",
+            [](ServerConfig& x) { x.listen_keep_alive_timeout_s = 0; }},
+           {"listen.keep_alive_max_requests",
+            [](ServerConfig& x) { x.listen_keep_alive_max_requests = 0; }},
+       }) {
+    ServerConfig broken = c;
+    bad.breaks(broken);
+    absl::Status status = ValidateServerConfig(broken);
+    EXPECT_FALSE(status.ok()) << bad.key;
+    EXPECT_NE(status.message().find(bad.key), absl::string_view::npos) << status;
+  }
+  const std::string toml = ServerConfigToToml(c);
+  for (const char* line :
+       {"backlog = 1024\n", "read_timeout_ms = 5000.0\n", "write_timeout_ms = 5000.0\n",
+        "keep_alive_timeout_s = 2\n", "keep_alive_max_requests = 100\n"}) {
+    EXPECT_NE(toml.find(line), std::string::npos) << line << "\n" << toml;
+  }
 }
 
 }  // namespace
