@@ -1,25 +1,42 @@
 #!/usr/bin/env python3
 """Load benchmark for `saferoute serve` on loopback (not a test).
 
-Many concurrent clients POST /v1/moderations for a fixed duration against a
+Concurrent clients POST /v1/moderations for a fixed duration against a
 running service (--url, optionally --pid to sample its RSS), or against one
 this script starts (--launch BIN: the tiny fixture small guard, optionally a
 router and the stand-in remote large guard from tests/e2e/).
 
-Reports requests/s, latency percentiles, errors by kind, the service's RSS
-sampled every second (flat memory = no leak), and where the time goes: the
-per-stage latency fields of the response's `saferoute.latency_ms` object split
-the client-observed latency into model time (small guard, router, large guard)
-and service overhead (HTTP + JSON + queueing). JSON to stdout (or --out).
+Two clients (--client):
+  python  threads with http.client (default); overhead is paired per request.
+  wrk     the native load generator `wrk` with bench/moderations.lua, so the
+          client's own cost does not inflate the overhead. Benchmark-only tool,
+          not a build or test dependency: `apt-get install -y wrk` (Debian).
+Each level of --concurrency (comma list) is one run of --duration seconds after
+--warmup seconds of discarded load.
+
+Reports requests/s, client latency percentiles, errors by kind, the service's
+RSS (sampled every second: flat memory = no leak), and where the time goes:
+the per-stage fields of each response's `saferoute.latency_ms` give the model
+time (small guard + router + large guard); overhead = client latency - model
+time (HTTP + JSON + queueing + batching wait). With wrk the two are separate
+distributions, so overhead p50 = client p50 - model p50. The service's
+/metrics (scraped before and after each run) give exact means of the stage
+times and of the request handler, splitting the mean overhead into outside
+the handler (TCP, HTTP parsing, worker hand-off) and inside it (JSON, queue).
+JSON to stdout (or --out).
 
   build/venv/bin/python bench/load_bench.py --launch build/release/src/cli/saferoute \
       --duration 60 --concurrency 32
+  python3 bench/load_bench.py --client wrk --launch build/release/src/cli/saferoute \
+      --concurrency 1,16 --duration 60 --serve-arg=--small-batch-wait-ms=0
 """
 import argparse
 import http.client
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -141,6 +158,180 @@ def wait_healthy(url_host, port, proc, timeout=120):
     raise SystemExit("service not healthy in time")
 
 
+METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+
+
+def scrape_metrics(host, port):
+    """{(name, labels text): value} from the service's /metrics."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("GET", "/metrics")
+    resp = conn.getresponse()
+    text = resp.read().decode()
+    if resp.status != 200:
+        raise SystemExit(f"/metrics answered {resp.status}")
+    out = {}
+    for line in text.splitlines():
+        m = METRIC_LINE.match(line)
+        if m:
+            out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def metric_means_ms(before, after):
+    """Exact means over a run, from histogram _sum/_count deltas (ms)."""
+    series = {"small": ("saferoute_stage_latency_seconds", '{stage="small"}'),
+              "small_queue": ("saferoute_stage_latency_seconds", '{stage="small_queue"}'),
+              "router": ("saferoute_stage_latency_seconds", '{stage="router"}'),
+              "large": ("saferoute_stage_latency_seconds", '{stage="large"}'),
+              "http_handler": ("saferoute_http_request_duration_seconds",
+                               '{route="/v1/moderations"}')}
+    means = {}
+    for key, (name, labels) in series.items():
+        count = after.get((name + "_count", labels), 0) - before.get((name + "_count", labels), 0)
+        total = after.get((name + "_sum", labels), 0) - before.get((name + "_sum", labels), 0)
+        means[key] = round(total / count * 1000, 4) if count > 0 else None
+        means[key + "_count"] = int(count)
+    return means
+
+
+class RssSampler(threading.Thread):
+    """The service's RSS once a second while a run lasts."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.stop, self.samples = pid, threading.Event(), []
+        self.t0 = time.monotonic()
+
+    def run(self):
+        while not self.stop.is_set():
+            if self.pid:
+                self.samples.append([round(time.monotonic() - self.t0, 1), rss_mib(self.pid)])
+            self.stop.wait(1)
+
+    def summary(self):
+        values = [v for _, v in self.samples if v is not None]
+        return {"first": values[0] if values else None, "last": values[-1] if values else None,
+                "max": max(values) if values else None, "samples": self.samples}
+
+
+def run_python(host, port, concurrency, args):
+    stop = threading.Event()
+    workers = [Worker(host, port, stop, args.inputs_per_request, i, args.timeout)
+               for i in range(concurrency)]
+    for w in workers:
+        w.start()
+    time.sleep(args.warmup)
+    for w in workers:  # discard the warm-up
+        w.latencies.clear(); w.errors.clear(); w.overhead_ms.clear(); w.inputs = 0
+        for s in STAGES:
+            w.stage_ms[s].clear()
+    metrics_before = scrape_metrics(host, port)
+    rss = RssSampler(args.pid)
+    rss.start()
+    t_start = time.monotonic()
+    time.sleep(args.duration)
+    measured = time.monotonic() - t_start
+    stop.set()
+    for w in workers:
+        w.join(timeout=args.timeout + 5)
+    rss.stop.set()
+    rss.join()
+    metrics_after = scrape_metrics(host, port)
+    hung = sum(w.is_alive() for w in workers)
+
+    lat = [x * 1000 for w in workers for x in w.latencies]
+    errors = {}
+    for w in workers:
+        for k, v in w.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    stage = {s: [x for w in workers for x in w.stage_ms[s]] for s in STAGES}
+    overhead = [x for w in workers for x in w.overhead_ms]
+    return {
+        "client": "python",
+        "duration_s": round(measured, 1),
+        "concurrency": concurrency,
+        "inputs_per_request": args.inputs_per_request,
+        "requests_ok": len(lat),
+        "requests_per_s": round(len(lat) / measured, 1),
+        "inputs_per_s": round(sum(w.inputs for w in workers) / measured, 1),
+        "errors": errors,
+        "clients_hung": hung,
+        "latency_ms": {"p50": percentile(lat, 50), "p90": percentile(lat, 90),
+                       "p99": percentile(lat, 99), "max": max(lat) if lat else None,
+                       "mean": statistics.fmean(lat) if lat else None},
+        "server_stage_ms_p50": {s: percentile(v, 50) for s, v in stage.items()},
+        "server_stage_ms_p99": {s: percentile(v, 99) for s, v in stage.items()},
+        # Client latency minus model stages (small + router + large): HTTP,
+        # JSON, queueing, batching wait.
+        "overhead_ms": {"p50": percentile(overhead, 50), "p99": percentile(overhead, 99)},
+        "server_metrics_mean_ms": metric_means_ms(metrics_before, metrics_after),
+        "rss_mib": rss.summary(),
+    }
+
+
+WRK_MARKER = "SAFEROUTE_WRK_JSON "
+
+
+def wrk_once(host, port, concurrency, seconds, args):
+    """One wrk run; the JSON its Lua done() printed."""
+    threads = max(1, min(concurrency, args.wrk_threads))
+    cmd = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:g}s",
+           "--timeout", f"{args.timeout:g}s", "-s", os.path.join(HERE, "moderations.lua"),
+           f"http://{host}:{port}/v1/moderations"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + args.timeout + 30)
+    lines = [l for l in done.stdout.splitlines() if l.startswith(WRK_MARKER)]
+    if done.returncode != 0 or len(lines) != 1:
+        raise SystemExit(f"wrk failed (exit {done.returncode}): {' '.join(cmd)}\n"
+                         f"{done.stdout}\n{done.stderr}")
+    return json.loads(lines[0][len(WRK_MARKER):]), cmd
+
+
+def run_wrk(host, port, concurrency, args):
+    if args.warmup > 0:
+        wrk_once(host, port, concurrency, args.warmup, args)
+    metrics_before = scrape_metrics(host, port)
+    rss = RssSampler(args.pid)
+    rss.start()
+    result, cmd = wrk_once(host, port, concurrency, args.duration, args)
+    rss.stop.set()
+    rss.join()
+    metrics_after = scrape_metrics(host, port)
+    client = result["client_latency_ms"]
+    model = result["server_model_ms"]
+    means = metric_means_ms(metrics_before, metrics_after)
+
+    def diff(a, b):
+        return round(a - b, 4) if a is not None and b is not None else None
+
+    return {
+        "client": "wrk",
+        "command": " ".join(cmd),
+        "concurrency": concurrency,
+        "duration_s": round(result["duration_s"], 1),
+        "requests": result["requests"],
+        "requests_per_s": round(result["requests_per_s"], 1),
+        "errors": result["errors"],
+        "client_latency_ms": client,
+        # Per response: small + router + large stage times the service measured.
+        "server_model_ms": model,
+        # The service's own total per input (its queue + batching + model).
+        "server_total_ms": result["server_total_ms"],
+        "overhead_ms": {
+            # HTTP + JSON + queue + batching wait, by the issue's definition.
+            "p50": diff(client["p50"], model["p50"]),
+            # Without the in-service queue/batching: only HTTP, JSON, threads.
+            "p50_outside_cascade": diff(client["p50"], result["server_total_ms"]["p50"]),
+            "mean_outside_handler": diff(client["mean"], means["http_handler"]),
+            "mean_inside_handler_beyond_model":
+                diff(means["http_handler"],
+                     sum(means[s] or 0 for s in ("small", "router", "large"))
+                     if means["small"] is not None else None),
+        },
+        "server_metrics_mean_ms": means,
+        "rss_mib": rss.summary(),
+    }
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", default="http://127.0.0.1:8080", help="running service")
@@ -152,13 +343,30 @@ def main():
     p.add_argument("--standin-remote", action="store_true",
                    help="with --launch: a stand-in vLLM remote as the large guard")
     p.add_argument("--serve-arg", action="append", default=[], help="extra serve flag (repeat)")
-    p.add_argument("--duration", type=float, default=60, help="seconds of load")
-    p.add_argument("--warmup", type=float, default=3, help="seconds before measuring")
-    p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--inputs-per-request", type=int, default=1)
+    p.add_argument("--client", choices=("python", "wrk"), default="python")
+    p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (at most -c)")
+    p.add_argument("--duration", type=float, default=60, help="seconds of load per run")
+    p.add_argument("--warmup", type=float, default=3, help="seconds of discarded load per run")
+    p.add_argument("--concurrency", default=None,
+                   help="comma list of client counts, one run each (python: 32, wrk: 1,16)")
+    p.add_argument("--inputs-per-request", type=int, default=1,
+                   help="python client only; wrk sends one input per request")
     p.add_argument("--timeout", type=float, default=30, help="per-request client timeout (s)")
     p.add_argument("--out", help="write the JSON report here too")
     args = p.parse_args()
+    levels_text = args.concurrency or ("1,16" if args.client == "wrk" else "32")
+    try:
+        levels = [int(x) for x in levels_text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--concurrency: not a comma list of integers: {levels_text!r}")
+    if any(c < 1 for c in levels):
+        raise SystemExit("--concurrency: every level must be >= 1")
+    if args.client == "wrk":
+        if shutil.which("wrk") is None:
+            raise SystemExit("--client wrk needs the `wrk` load generator (benchmark only, not a "
+                             "build or test dependency): apt-get install -y wrk")
+        if args.inputs_per_request != 1:
+            raise SystemExit("--client wrk sends one input per request")
 
     proc = remote = None
     host, port = "127.0.0.1", None
@@ -185,58 +393,15 @@ def main():
             port = int(port)
         wait_healthy(host, port, proc)
 
-        stop = threading.Event()
-        workers = [Worker(host, port, stop, args.inputs_per_request, i, args.timeout)
-                   for i in range(args.concurrency)]
-        for w in workers:
-            w.start()
-        time.sleep(args.warmup)
-        for w in workers:  # discard the warm-up
-            w.latencies.clear(); w.errors.clear(); w.overhead_ms.clear(); w.inputs = 0
-            for s in STAGES:
-                w.stage_ms[s].clear()
-        rss = []
-        t_start = time.monotonic()
-        while time.monotonic() - t_start < args.duration:
-            if args.pid:
-                rss.append([round(time.monotonic() - t_start, 1), rss_mib(args.pid)])
-            time.sleep(1)
-        measured = time.monotonic() - t_start
-        stop.set()
-        for w in workers:
-            w.join(timeout=args.timeout + 5)
-        hung = sum(w.is_alive() for w in workers)
-
-        lat = [x * 1000 for w in workers for x in w.latencies]
-        errors = {}
-        for w in workers:
-            for k, v in w.errors.items():
-                errors[k] = errors.get(k, 0) + v
-        stage = {s: [x for w in workers for x in w.stage_ms[s]] for s in STAGES}
-        overhead = [x for w in workers for x in w.overhead_ms]
-        rss_values = [v for _, v in rss if v is not None]
+        rss_at_start = rss_mib(args.pid) if args.pid else None
+        run = run_wrk if args.client == "wrk" else run_python
+        runs = [run(host, port, c, args) for c in levels]
         report = {
             "target": f"http://{host}:{port}",
-            "duration_s": round(measured, 1),
-            "concurrency": args.concurrency,
-            "inputs_per_request": args.inputs_per_request,
-            "requests_ok": len(lat),
-            "requests_per_s": round(len(lat) / measured, 1),
-            "inputs_per_s": round(sum(w.inputs for w in workers) / measured, 1),
-            "errors": errors,
-            "clients_hung": hung,
-            "latency_ms": {"p50": percentile(lat, 50), "p90": percentile(lat, 90),
-                           "p99": percentile(lat, 99), "max": max(lat) if lat else None,
-                           "mean": statistics.fmean(lat) if lat else None},
-            "server_stage_ms_p50": {s: percentile(v, 50) for s, v in stage.items()},
-            "server_stage_ms_p99": {s: percentile(v, 99) for s, v in stage.items()},
-            # Client latency minus model stages (small + router + large): HTTP,
-            # JSON, queueing, batching wait.
-            "overhead_ms": {"p50": percentile(overhead, 50), "p99": percentile(overhead, 99)},
-            "rss_mib": {"first": rss_values[0] if rss_values else None,
-                        "last": rss_values[-1] if rss_values else None,
-                        "max": max(rss_values) if rss_values else None,
-                        "samples": rss},
+            "serve_command": " ".join(cmd) if args.launch else None,
+            "rss_mib_before_load": rss_at_start,
+            "rss_mib_after_load": rss_mib(args.pid) if args.pid else None,
+            "runs": runs,
         }
         text = json.dumps(report, indent=1)
         print(text)
