@@ -138,6 +138,12 @@ RouteOutcome HandleGuard(GuardService& service, const httplib::Request& req) {
 GuardHttpServer::GuardHttpServer(GuardService* service, HttpServerOptions options)
     : service_(service), options_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
   SR_CHECK(service_ != nullptr);
+  // Range checks on outside input live in ValidateServerConfig; here a bad
+  // value is a caller's bug (httplib would silently serve no request with a
+  // keep-alive count of 0, or time out every read at 0).
+  SR_CHECK(options_.threads >= 1 && options_.listen_backlog >= 1);
+  SR_CHECK(options_.read_timeout_ms > 0 && options_.write_timeout_ms > 0);
+  SR_CHECK(options_.keep_alive_timeout_s >= 1 && options_.keep_alive_max_requests >= 1);
   RegisterRoutes();
 }
 

@@ -218,7 +218,7 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (c.listen_backlog < 1 || c.listen_backlog > 65535) {
     return bad("listen.backlog", "not in 1..65535");
   }
-  // Below 1 ms httplib's (s, us) split would give 0, which means "no wait".
+  // 0 would make every read or write give up at once; under 1 ms is no better.
   if (!(c.listen_read_timeout_ms >= 1 && c.listen_read_timeout_ms <= 3600000)) {
     return bad("listen.read_timeout_ms", "not in 1..3600000");
   }
