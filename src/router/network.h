@@ -45,7 +45,7 @@ struct ParamTensor {
 
 // Prior and KL settings of the Bayesian MLP (paper / released code values).
 struct BayesSettings {
-  double prior_sigma = 0.1;      // prior N(0, prior_sigma^2) on every weight and bias
+  double prior_sigma = 0.1;                    // prior N(0, prior_sigma^2) on every weight and bias
   double init_log_sigma = -2.302585092994046;  // log(0.1)
 };
 
@@ -58,8 +58,7 @@ class RouterNetwork {
  public:
   // hidden_dim is ignored for kLogistic. Parameters start at zero; call
   // Initialize() or fill params() (e.g. from a file).
-  RouterNetwork(RouterType type, int feature_dim, int hidden_dim,
-                BayesSettings bayes = {});
+  RouterNetwork(RouterType type, int feature_dim, int hidden_dim, BayesSettings bayes = {});
 
   RouterType type() const { return type_; }
   int feature_dim() const { return feature_dim_; }
@@ -86,6 +85,25 @@ class RouterNetwork {
   // Draws the N(0,1) noise for one training step from a counter-based
   // generator keyed by (seed, step): reproducible and thread-count independent.
   WeightNoise DrawNoise(uint64_t seed, uint64_t step) const;
+  // The same values into *noise, reusing its buffers (the training loop).
+  void DrawNoise(uint64_t seed, uint64_t step, WeightNoise* noise) const;
+
+  // Activations of one forward pass, kept for the backward pass.
+  struct Activations {
+    // Per hidden layer l (each [n, H] unless noted):
+    std::vector<std::vector<float>> normalized;  // x̂ = (h - mean) * rstd
+    std::vector<std::vector<float>> rstd;        // [n]
+    std::vector<std::vector<float>> activated;   // ReLU(gamma * x̂ + beta)
+    std::vector<float> logits;                   // [n]
+  };
+  // Buffers a training loop passes to every LossAndGradients call: without
+  // them each step of the paper's router allocates and page-faults ~30 MB.
+  struct StepBuffers {
+    std::vector<std::vector<float>> sigma;    // per Bayesian tensor: exp(log_sigma)
+    std::vector<std::vector<float>> sampled;  // per Bayesian tensor: mu + sigma * eps
+    Activations activations;
+    std::vector<float> d_out, d_input;
+  };
 
   // Posterior-mean logits. features: [n, feature_dim] row-major; logits: [n].
   void Logits(const float* features, int64_t n, float* logits) const;
@@ -94,10 +112,11 @@ class RouterNetwork {
   // weights of Bayesian layers set to mu + exp(log_sigma) * noise (noise may
   // be null: posterior mean). Writes d loss / d param into grads (resized to
   // match params()). Returns the loss; *bce_out (optional) gets the BCE part.
+  // buffers (optional) are reused across calls; results do not depend on it.
   double LossAndGradients(const float* features, const float* targets, int64_t n,
                           const WeightNoise* noise, double kl_weight,
-                          std::vector<std::vector<float>>* grads,
-                          double* bce_out = nullptr) const;
+                          std::vector<std::vector<float>>* grads, double* bce_out = nullptr,
+                          StepBuffers* buffers = nullptr) const;
 
  private:
   struct Dense {
@@ -108,12 +127,11 @@ class RouterNetwork {
   struct Norm {
     int gamma = -1, beta = -1;
   };
-  struct ForwardCache;  // activations kept for the backward pass (network.cc)
   int AddParam(std::string name, std::vector<int64_t> shape);
   // Runs the layers with the given effective weights/biases (one per dense
   // layer); fills cache->logits [n] and, for backward, the hidden activations.
   void Forward(const float* features, int64_t n, const std::vector<const float*>& weights,
-               const std::vector<const float*>& biases, ForwardCache* cache) const;
+               const std::vector<const float*>& biases, Activations* cache) const;
 
   RouterType type_;
   int feature_dim_;

@@ -63,7 +63,7 @@ class AdamW {
       float* m = m_[p].data();
       float* v = v_[p].data();
       const int64_t size = static_cast<int64_t>(params[p].values.size());
-#pragma omp parallel for schedule(static) if(size >= kMinParallelWork)
+#pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
       for (int64_t i = 0; i < size; ++i) {
         w[i] *= decay;
         m[i] = kBeta1 * m[i] + (1 - kBeta1) * g[i];
@@ -83,7 +83,7 @@ class AdamW {
 void GatherRows(std::span<const float> features, int dim, std::span<const int64_t> rows,
                 float* out) {
   const int64_t n = static_cast<int64_t>(rows.size());
-#pragma omp parallel for schedule(static) if(n * dim >= kMinParallelWork)
+#pragma omp parallel for schedule(static) if (n * dim >= kMinParallelWork)
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(out + i * dim, features.data() + rows[i] * dim, sizeof(float) * dim);
   }
@@ -149,7 +149,8 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
                                           const EpochCallback& on_epoch) {
   SR_RETURN_IF_ERROR(ValidateOptions(options));
   const int64_t n = static_cast<int64_t>(targets.size());
-  if (dim <= 0) return absl::InvalidArgumentError(absl::StrCat("feature dim ", dim, " must be positive"));
+  if (dim <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("feature dim ", dim, " must be positive"));
   if (n == 0) return absl::InvalidArgumentError("no training examples");
   if (features.size() != static_cast<size_t>(n) * dim) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -157,12 +158,13 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
   }
   for (int64_t i = 0; i < n; ++i) {
     if (targets[i] > 1)
-      return absl::InvalidArgumentError(absl::StrCat("row ", i, ": label t=", int{targets[i]}, " is not 0 or 1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("row ", i, ": label t=", int{targets[i]}, " is not 0 or 1"));
   }
   for (size_t i = 0; i < features.size(); ++i) {
     if (!std::isfinite(features[i])) {
-      return absl::InvalidArgumentError(absl::StrCat("row ", i / dim, ", column ", i % dim,
-                                                     ": feature is not finite"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("row ", i / dim, ", column ", i % dim, ": feature is not finite"));
     }
   }
 
@@ -170,9 +172,9 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
   std::vector<int64_t> by_class[2];
   for (int64_t r : train_rows) by_class[targets[r] != 0].push_back(r);
   if (by_class[0].empty() || by_class[1].empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the training split has ", by_class[0].size(), " rows with t=0 and ", by_class[1].size(),
-        " with t=1; both classes are needed"));
+    return absl::InvalidArgumentError(absl::StrCat("the training split has ", by_class[0].size(),
+                                                   " rows with t=0 and ", by_class[1].size(),
+                                                   " with t=1; both classes are needed"));
   }
 
   TrainSummary summary;
@@ -200,6 +202,8 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
   std::vector<float> batch_targets(options.batch_size);
   std::vector<int64_t> batch_rows(options.batch_size);
   std::vector<std::vector<float>> grads;
+  WeightNoise noise;                        // reused every step (Bayesian only)
+  RouterNetwork::StepBuffers step_buffers;  // reused every step
   std::vector<float> val_scores;
 
   std::optional<std::vector<ParamTensor>> best_params;
@@ -223,20 +227,19 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
         batch_targets[i] = static_cast<float>(cls);
       }
       GatherRows(features, dim, std::span(batch_rows.data(), rows), batch_features.data());
-      std::optional<WeightNoise> noise;
-      if (net.bayesian()) noise = net.DrawNoise(MixKey(options.seed, kNoiseStream, 0), step);
+      if (net.bayesian()) net.DrawNoise(MixKey(options.seed, kNoiseStream, 0), step, &noise);
       double bce = 0;
-      const double loss =
-          net.LossAndGradients(batch_features.data(), batch_targets.data(), rows,
-                               noise ? &*noise : nullptr, options.kl_weight, &grads, &bce);
+      const double loss = net.LossAndGradients(batch_features.data(), batch_targets.data(), rows,
+                                               net.bayesian() ? &noise : nullptr,
+                                               options.kl_weight, &grads, &bce, &step_buffers);
       if (!std::isfinite(loss)) {
         return absl::InternalError(absl::StrCat("epoch ", epoch, ", step ", step,
                                                 ": training loss is not finite (lr too high?)"));
       }
       loss_sum += loss;
       bce_sum += bce;
-      const double lr = options.learning_rate *
-                        LearningRateScale(step, options.warmup_steps, total_steps);
+      const double lr =
+          options.learning_rate * LearningRateScale(step, options.warmup_steps, total_steps);
       optimizer.Step(net.params(), grads, lr, options.weight_decay);
     }
     EpochReport report;
@@ -261,8 +264,8 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
     if (on_epoch) on_epoch(report);
   }
 
-  TrainedRouter result{.network = std::move(net), .summary = summary, .val_rows = val_rows,
-                       .val_scores = {}};
+  TrainedRouter result{
+      .network = std::move(net), .summary = summary, .val_rows = val_rows, .val_scores = {}};
   if (!options.keep_last_epoch && best_params) {
     result.network.params() = std::move(*best_params);
     result.val_scores = std::move(best_scores);
