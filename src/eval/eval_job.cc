@@ -8,6 +8,7 @@
 #include "eval/metrics.h"
 #include "eval/score_file.h"
 #include "eval/scoring.h"
+#include "router/feature_set.h"
 
 namespace saferoute::eval {
 namespace {
@@ -32,7 +33,8 @@ absl::StatusOr<std::vector<double>> RouterScores(const Router& router,
                                                  const std::string& features_path,
                                                  const std::vector<Example>& examples,
                                                  const std::optional<ScoreMeta>& small_meta) {
-  SR_ASSIGN_OR_RETURN(FeatureTable table, ReadFeatureTable(features_path));
+  // Checks shape, unique ids, a fingerprint and finite values.
+  SR_ASSIGN_OR_RETURN(FeatureSet table, ReadFeatureFile(features_path));
   if (small_meta.has_value() && !small_meta->fingerprint.empty() &&
       small_meta->fingerprint != table.fingerprint) {
     return absl::InvalidArgumentError(
@@ -43,12 +45,7 @@ absl::StatusOr<std::vector<double>> RouterScores(const Router& router,
   if (!source.ok())
     return absl::InvalidArgumentError(absl::StrCat(features_path, ": ", source.message()));
   std::unordered_map<std::string, size_t> row_of;
-  for (size_t r = 0; r < table.ids.size(); ++r) {
-    if (!row_of.emplace(table.ids[r], r).second) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("%s: duplicate id '%s' (row %d)", features_path, table.ids[r], r));
-    }
-  }
+  for (size_t r = 0; r < table.ids.size(); ++r) row_of.emplace(table.ids[r], r);
   const size_t dim = static_cast<size_t>(table.dim);
   std::vector<float> ordered(examples.size() * dim);  // [N, H] in dataset order
   for (size_t i = 0; i < examples.size(); ++i) {
@@ -58,14 +55,7 @@ absl::StatusOr<std::vector<double>> RouterScores(const Router& router,
                                                         features_path, examples[i].id,
                                                         examples[i].file, examples[i].line));
     }
-    const float* row = table.rows.data() + it->second * dim;
-    for (size_t k = 0; k < dim; ++k) {
-      if (!std::isfinite(row[k])) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("%s: row %d (id '%s') has a non-finite value", features_path,
-                            it->second, examples[i].id));
-      }
-    }
+    const float* row = table.features.data() + it->second * dim;
     std::copy(row, row + dim, ordered.begin() + i * dim);
   }
   // Every example has a row and ids are unique, so the only other mismatch

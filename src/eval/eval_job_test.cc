@@ -194,7 +194,7 @@ TEST_F(EvalJobTest, RouterNeedsFeaturesAndMatchingSource) {
   job.features = WriteFeatures("nan.safetensors", {"e0", "e1", "e2", "e3", "e4", "e5"},
                                {0, 0, NAN, 0, 0, 0}, "small-fp");
   EXPECT_THAT(RunEvalJob(job, &router).status().message(),
-              HasSubstr("nan.safetensors: row 2 (id 'e2') has a non-finite"));
+              HasSubstr("nan.safetensors: features row 2 ('e2') is not finite"));
 }
 
 TEST_F(EvalJobTest, BadScoreFilesNameFileAndLine) {

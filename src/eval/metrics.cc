@@ -34,35 +34,6 @@ Confusion Count(std::span<const uint8_t> predicted, std::span<const uint8_t> gol
   return c;
 }
 
-double AveragePrecision(std::span<const double> scores, std::span<const uint8_t> gold) {
-  SR_CHECK(scores.size() == gold.size());
-  const int64_t positives =
-      std::count_if(gold.begin(), gold.end(), [](uint8_t g) { return g != 0; });
-  if (positives == 0) return 0.0;
-  std::vector<size_t> order(scores.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return scores[a] > scores[b]; });
-  double ap = 0.0;
-  double previous_recall = 0.0;
-  int64_t tp = 0, predicted = 0;
-  for (size_t k = 0; k < order.size();) {
-    // Everything tied with order[k] crosses the threshold together.
-    size_t end = k;
-    while (end < order.size() && scores[order[end]] == scores[order[k]]) {
-      tp += gold[order[end]] != 0;
-      ++predicted;
-      ++end;
-    }
-    const double recall = static_cast<double>(tp) / positives;
-    const double precision = static_cast<double>(tp) / predicted;
-    ap += (recall - previous_recall) * precision;
-    previous_recall = recall;
-    k = end;
-  }
-  return ap;
-}
-
 double BinaryEntropyBits(double p) {
   if (p <= 0.0 || p >= 1.0) return 0.0;
   return -(p * std::log2(p) + (1.0 - p) * std::log2(1.0 - p));

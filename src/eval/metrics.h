@@ -22,11 +22,7 @@ struct Confusion {
 
 Confusion Count(std::span<const uint8_t> predicted, std::span<const uint8_t> gold);
 
-// Average precision (area under the precision-recall curve, step-wise, as
-// sklearn.metrics.average_precision_score): sum over distinct score
-// thresholds, highest first, of (R_k - R_{k-1}) * P_k. Tied scores form one
-// step. 0 when there is no positive.
-double AveragePrecision(std::span<const double> scores, std::span<const uint8_t> gold);
+// Average precision: saferoute::AveragePrecision (router/metrics.h).
 
 // H(p) = -p log2 p - (1-p) log2 (1-p), in bits; H(0) = H(1) = 0.
 double BinaryEntropyBits(double p);

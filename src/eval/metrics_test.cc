@@ -30,18 +30,6 @@ TEST(ConfusionTest, ZeroDivisionIsZero) {
   EXPECT_EQ(c.f1(), 0.0);
 }
 
-TEST(AveragePrecisionTest, HandComputedWithAndWithoutTies) {
-  // Steps: (R .5, P 1), (R .5, P .5), (R 1, P 2/3), (R 1, P .5)
-  // -> .5 * 1 + .5 * 2/3 = 5/6 (sklearn gives 0.8333).
-  EXPECT_NEAR(
-      AveragePrecision(std::vector<double>{0.9, 0.8, 0.7, 0.6}, std::vector<uint8_t>{1, 0, 1, 0}),
-      5.0 / 6, 1e-12);
-  // A tie is one step: (R .5, P .5), (R 1, P 2/3) -> .25 + 1/3.
-  EXPECT_NEAR(AveragePrecision(std::vector<double>{0.5, 0.5, 0.2}, std::vector<uint8_t>{1, 0, 1}),
-              0.25 + 1.0 / 3, 1e-12);
-  EXPECT_EQ(AveragePrecision(std::vector<double>{0.5, 0.2}, std::vector<uint8_t>{0, 0}), 0.0);
-}
-
 TEST(EntropyTest, BinaryEntropyBits) {
   EXPECT_DOUBLE_EQ(BinaryEntropyBits(0.5), 1.0);
   EXPECT_EQ(BinaryEntropyBits(0.0), 0.0);

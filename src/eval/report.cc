@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "eval/labels.h"
+#include "router/metrics.h"
 #include "util/status.h"
 
 namespace saferoute::eval {
@@ -90,7 +91,11 @@ MethodResult Evaluate(const Columns& c, std::string key, std::string label,
   // The share counts verdicts taken from the large guard (the oracle's is the
   // share of t = 1, as the paper's 5.09%); its cost still includes both passes.
   if (cost == Cost::kLargeOnly) m.large_share = 1.0;
-  if (routing_scores != nullptr) m.routing_auprc = AveragePrecision(*routing_scores, c.t);
+  if (routing_scores != nullptr) {
+    // NaN when no example has t = 1 (nothing to find); reported as 0.
+    const double ap = AveragePrecision(std::span<const double>(*routing_scores), c.t);
+    m.routing_auprc = std::isnan(ap) ? 0.0 : ap;
+  }
   m.latency_rel =
       RelativeCost(c.small_latency, c.large_latency, c.small_latency_total, route, cost);
   if (c.have_flops)
@@ -189,6 +194,20 @@ EvalReport RunEvaluation(const EvalInputs& in) {
                               RandomRouting(n, share, in.seed), Cost::kRouted, nullptr);
     m.settings["share"] = share;
     m.settings["seed"] = in.seed;
+    // One draw is noisy on small sets: also the spread of safety F1 over
+    // seeds seed..seed+4 (the row itself is seed's draw).
+    constexpr int kSeeds = 5;
+    std::vector<double> f1s;
+    for (int s = 0; s < kSeeds; ++s) {
+      f1s.push_back(Evaluate(c, key, "", RandomRouting(n, share, in.seed + s), Cost::kRouted,
+                             nullptr)
+                        .safety.f1());
+    }
+    const double mean = std::accumulate(f1s.begin(), f1s.end(), 0.0) / kSeeds;
+    double var = 0;
+    for (double f : f1s) var += (f - mean) * (f - mean);
+    m.settings["f1_mean_over_5_seeds"] = mean;
+    m.settings["f1_std_over_5_seeds"] = std::sqrt(var / (kSeeds - 1));
     report.methods.push_back(std::move(m));
   };
   add_random("random", 0.5);

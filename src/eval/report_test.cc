@@ -158,6 +158,28 @@ TEST(ReportTest, RandomIsSeededAndMatchesItsRouting) {
   EXPECT_DOUBLE_EQ(r.Find("random")->large_share, routed / 6);
   ASSERT_NE(r.Find("random_share"), nullptr);
   EXPECT_EQ(ReportToJson(r)["methods"]["random_share"]["settings"]["share"].get<double>(), 0.25);
+
+  // The spread over seeds 3..7, recomputed here from each draw's verdicts:
+  // routed examples take the large guard's verdict (p > 0.5), others the small's.
+  const std::vector<bool> gold = {true, true, false, false, true, false};
+  const std::vector<bool> small_pred = {true, false, true, false, false, false};
+  const std::vector<bool> large_pred = {true, true, false, true, false, false};
+  std::vector<double> f1s;
+  for (uint64_t seed = 3; seed < 8; ++seed) {
+    const std::vector<uint8_t> draw = RandomRouting(6, 0.5, seed);
+    Confusion c;
+    for (size_t i = 0; i < 6; ++i) c.Add(draw[i] ? large_pred[i] : small_pred[i], gold[i]);
+    f1s.push_back(c.f1());
+  }
+  double mean = 0;
+  for (double f : f1s) mean += f / 5;
+  double var = 0;
+  for (double f : f1s) var += (f - mean) * (f - mean) / 4;
+  const nlohmann::ordered_json json = ReportToJson(r);
+  const auto& settings = json["methods"]["random"]["settings"];
+  EXPECT_NEAR(settings["f1_mean_over_5_seeds"].get<double>(), mean, 1e-12);
+  EXPECT_NEAR(settings["f1_std_over_5_seeds"].get<double>(), std::sqrt(var), 1e-12);
+  EXPECT_DOUBLE_EQ(r.Find("random")->safety.f1(), f1s[0]);  // the row is seed 3's draw
 }
 
 TEST(ReportTest, CurveThinningKeepsEndsAndOrder) {

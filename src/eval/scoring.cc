@@ -333,38 +333,4 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
   return summary;
 }
 
-absl::StatusOr<FeatureTable> ReadFeatureTable(const std::string& path) {
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
-  const TensorView* features = file->Find("features");
-  if (features == nullptr)
-    return absl::InvalidArgumentError(absl::StrCat(path, ": no tensor 'features'"));
-  if (features->dtype != DType::kF32 || features->shape.size() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": tensor 'features' must be F32 [N, H]"));
-  }
-  FeatureTable table;
-  const auto& meta = file->metadata();
-  auto ids_it = meta.find("ids");
-  if (ids_it == meta.end())
-    return absl::InvalidArgumentError(absl::StrCat(path, ": __metadata__ has no 'ids'"));
-  nlohmann::json ids = nlohmann::json::parse(ids_it->second, nullptr, /*allow_exceptions=*/false);
-  if (!ids.is_array())
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": __metadata__ 'ids' is not a JSON array"));
-  for (const auto& id : ids) {
-    if (!id.is_string())
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": __metadata__ 'ids' holds a non-string"));
-    table.ids.push_back(id.get<std::string>());
-  }
-  if (static_cast<int64_t>(table.ids.size()) != features->shape[0]) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: %d ids for %d feature rows", path,
-                                                      table.ids.size(), features->shape[0]));
-  }
-  if (auto fp = meta.find("fingerprint"); fp != meta.end()) table.fingerprint = fp->second;
-  table.dim = static_cast<int>(features->shape[1]);
-  table.rows.resize(static_cast<size_t>(features->numel()));
-  std::memcpy(table.rows.data(), features->data, table.rows.size() * sizeof(float));
-  return table;
-}
-
 }  // namespace saferoute::eval

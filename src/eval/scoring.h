@@ -50,15 +50,6 @@ absl::StatusOr<ScoreSummary> ScoreDataset(Guard& guard, const std::vector<Exampl
 // classification when the example has a response.
 GuardRequest RequestFor(const Example& example, bool want_feature);
 
-// features.safetensors as written by ScoreDataset.
-struct FeatureTable {
-  std::vector<std::string> ids;
-  std::vector<float> rows;  // [ids.size(), dim]
-  int dim = 0;
-  std::string fingerprint;
-};
-absl::StatusOr<FeatureTable> ReadFeatureTable(const std::string& path);
-
 }  // namespace saferoute::eval
 
 #endif  // SAFEROUTE_EVAL_SCORING_H_

@@ -14,6 +14,7 @@
 #include "eval/score_file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "router/feature_set.h"
 #include "nlohmann/json.hpp"
 
 namespace saferoute::eval {
@@ -138,7 +139,8 @@ TEST_F(ScoringTest, WritesScoresFeaturesAndMeta) {
     EXPECT_EQ((*scores)[i].latency_ms, v.timings.forward_ms);
   }
 
-  auto table = ReadFeatureTable((root_ / "out" / kFeaturesFile).string());
+  // Read back through the router's reader: the format both sides agree on.
+  auto table = ReadFeatureFile((root_ / "out" / kFeaturesFile).string());
   ASSERT_TRUE(table.ok()) << table.status();
   EXPECT_EQ(table->dim, 6);
   EXPECT_EQ(table->fingerprint, guard.fingerprint());
@@ -146,7 +148,7 @@ TEST_F(ScoringTest, WritesScoresFeaturesAndMeta) {
   for (size_t i = 0; i < examples.size(); ++i) {
     EXPECT_EQ(table->ids[i], examples[i].id);
     const GuardVerdict v = reference.Classify({RequestFor(examples[i], true)}).value()[0];
-    for (int k = 0; k < 6; ++k) EXPECT_EQ(table->rows[i * 6 + k], v.feature[k]) << i << "," << k;
+    for (int k = 0; k < 6; ++k) EXPECT_EQ(table->features[i * 6 + k], v.feature[k]) << i << "," << k;
   }
 
   auto meta = ReadScoreMeta((root_ / "out" / kMetaFile).string());

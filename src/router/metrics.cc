@@ -10,7 +10,10 @@
 
 namespace saferoute {
 
-double AveragePrecision(std::span<const float> scores, std::span<const uint8_t> targets) {
+namespace {
+
+template <typename Score>
+double AveragePrecisionOf(std::span<const Score> scores, std::span<const uint8_t> targets) {
   SR_CHECK(scores.size() == targets.size());
   const int64_t positives =
       std::count_if(targets.begin(), targets.end(), [](uint8_t t) { return t != 0; });
@@ -37,6 +40,15 @@ double AveragePrecision(std::span<const float> scores, std::span<const uint8_t> 
     k = end;
   }
   return ap;
+}
+
+}  // namespace
+
+double AveragePrecision(std::span<const float> scores, std::span<const uint8_t> targets) {
+  return AveragePrecisionOf(scores, targets);
+}
+double AveragePrecision(std::span<const double> scores, std::span<const uint8_t> targets) {
+  return AveragePrecisionOf(scores, targets);
 }
 
 double BinaryCounts::F1() const {

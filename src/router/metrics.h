@@ -11,7 +11,9 @@ namespace saferoute {
 // sklearn.metrics.average_precision_score): sum over distinct score
 // thresholds, highest first, of (R_k - R_{k-1}) * P_k. Tied scores form one
 // step. NaN when there is no positive target.
+// Used by training (float scores) and by eval's routing AUPRC (double).
 double AveragePrecision(std::span<const float> scores, std::span<const uint8_t> targets);
+double AveragePrecision(std::span<const double> scores, std::span<const uint8_t> targets);
 
 struct BinaryCounts {
   int64_t true_pos = 0, false_pos = 0, false_neg = 0, true_neg = 0;

@@ -199,5 +199,24 @@ TEST(MetricsTest, AveragePrecisionByHand) {
   EXPECT_TRUE(std::isnan(AveragePrecision(scores, std::vector<uint8_t>(4, 0))));
 }
 
+// The double overload (eval's routing AUPRC); the float one is checked by hand
+// above.
+TEST(MetricsTest, AveragePrecisionDoubleOverloadAndNoPositives) {
+  // Steps: (R .5, P 1), (R .5, P .5), (R 1, P 2/3), (R 1, P .5)
+  // -> .5 * 1 + .5 * 2/3 = 5/6 (sklearn gives 0.8333).
+  EXPECT_NEAR(
+      AveragePrecision(std::vector<double>{0.9, 0.8, 0.7, 0.6}, std::vector<uint8_t>{1, 0, 1, 0}),
+      5.0 / 6, 1e-12);
+  // A tie is one step: (R .5, P .5), (R 1, P 2/3) -> .25 + 1/3.
+  EXPECT_NEAR(AveragePrecision(std::vector<double>{0.5, 0.5, 0.2}, std::vector<uint8_t>{1, 0, 1}),
+              0.25 + 1.0 / 3, 1e-12);
+  // Undefined without a positive.
+  EXPECT_TRUE(
+      std::isnan(AveragePrecision(std::vector<double>{0.5, 0.2}, std::vector<uint8_t>{0, 0})));
+  EXPECT_TRUE(
+      std::isnan(AveragePrecision(std::vector<float>{0.5f, 0.2f}, std::vector<uint8_t>{0, 0})));
+}
+
+
 }  // namespace
 }  // namespace saferoute
