@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <string>
+#include <vector>
 
 #include "cpu/convert.h"
 
@@ -128,6 +130,28 @@ bool NativeBf16MatmulSupported() {
   } catch (const dnnl::error&) {
     return false;
   }
+}
+
+double LibrarySgemmGflops(int64_t m, int64_t k, int64_t n, int threads, int reps) {
+  std::vector<float> x(static_cast<size_t>(m * k)), w(static_cast<size_t>(n * k)),
+      y(static_cast<size_t>(m * n));
+  // Non-trivial values (denormals or zeros could change the speed).
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.001f * static_cast<float>(i % 97) - 0.05f;
+  for (size_t i = 0; i < w.size(); ++i) w[i] = 0.002f * static_cast<float>(i % 89) - 0.09f;
+  const int saved_max_threads = omp_get_max_threads();
+  omp_set_num_threads(std::max(1, threads));  // oneDNN's OpenMP team for the call
+  double best = 1e30;
+  for (int r = 0; r < std::max(1, reps) + 1; ++r) {  // the first run warms up
+    const auto start = std::chrono::steady_clock::now();
+    const dnnl_status_t st =
+        dnnl_sgemm('N', 'T', m, n, k, 1.0f, x.data(), k, w.data(), k, 0.0f, y.data(), n);
+    SR_CHECK(st == dnnl_success);  // fixed valid arguments
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (r > 0) best = std::min(best, seconds);
+  }
+  omp_set_num_threads(saved_max_threads);
+  return 2.0 * static_cast<double>(m) * n * k / best / 1e9;
 }
 
 void ReferenceGemm(const float* x, int64_t m, int64_t k, const WeightMatrix& w, float* y,

@@ -72,6 +72,12 @@ class GemmRunner {
 // bf16 path computes the same numbers through the widened-panel sgemm.
 bool NativeBf16MatmulSupported();
 
+// GFLOP/s of oneDNN's own sgemm on one row-major [m, k] x [n, k]^T product,
+// run multi-threaded on `threads` OpenMP threads, best of `reps` after one
+// warm-up. `saferoute bench` takes the machine's fp32 GEMM peak from this
+// (the library at its best), not from the engine's own panel GEMM.
+double LibrarySgemmGflops(int64_t m, int64_t k, int64_t n, int threads, int reps);
+
 // Plain triple-loop reference (tests only; slow).
 void ReferenceGemm(const float* x, int64_t m, int64_t k, const WeightMatrix& w, float* y,
                    int64_t ldy, bool accumulate);
