@@ -52,28 +52,15 @@ struct FitFlags {
 // Stand-in for a large guard: a random-weight Llama with the real vocabulary,
 // a different (bigger) shape than the small stand-in, rendered in the 8B layout.
 ModelConfig StandInLargeConfig() {
-  ModelConfig c;
-  c.architecture = Architecture::kLlama;
-  c.architecture_name = "LlamaForCausalLM";
+  // The Llama Guard 3 family settings (vocabulary, RoPE, ids), scaled down.
+  ModelConfig c = NamedModelConfig("llama-guard-3-1b").value();
   c.hidden_size = 128;
   c.num_layers = 4;
   c.num_heads = 4;
   c.num_kv_heads = 2;
   c.head_dim = 32;
   c.intermediate_size = 384;
-  c.vocab_size = 128256;
-  c.max_position_embeddings = 131072;
-  c.rope_theta = 500000.0;
-  c.rope_scaling = {.type = RopeScaling::Type::kLlama3,
-                    .factor = 8.0,
-                    .low_freq_factor = 1.0,
-                    .high_freq_factor = 4.0,
-                    .original_max_position_embeddings = 8192};
-  c.rms_norm_eps = 1e-5;
   c.tie_word_embeddings = true;
-  c.bos_token_id = 128000;
-  c.eos_token_ids = {128001, 128008, 128009};
-  c.torch_dtype = "bfloat16";
   return c;
 }
 
