@@ -380,7 +380,9 @@ TEST(ServerHttp, EscalationBudgetCapBinds) {
     if (ext["escalated"] == true) {
       ++escalated;
       // Whenever the cap bound, only scores above the calibrated 0.75 got through.
-      if (ext["router_threshold"].get<double>() > 0) EXPECT_GT(scores[i], 0.75) << i;
+      if (ext["router_threshold"].get<double>() > 0) {
+        EXPECT_GT(scores[i], 0.75) << i;
+      }
     }
     capped += ext["routing_reason"] == "budget_capped";
   }
@@ -594,7 +596,9 @@ TEST(ServerHttp, StalledHalfRequestIsClosedAfterReadTimeoutAndFreesItsWorker) {
   // and then waits at most the keep-alive timeout for a next request.
   EXPECT_GE(closed_after_ms, 180) << received;
   EXPECT_LE(closed_after_ms, 200 + 1000 + 800) << received;
-  if (!received.empty()) EXPECT_EQ(received.rfind("HTTP/1.1 400", 0), 0u) << received;
+  if (!received.empty()) {
+    EXPECT_EQ(received.rfind("HTTP/1.1 400", 0), 0u) << received;
+  }
 
   Harness::Reply r = normal.get();
   EXPECT_EQ(r.status, 200) << r.raw;
