@@ -111,7 +111,9 @@ void ExpectOpenAiError(const Harness::Reply& r, int status, const std::string& c
   EXPECT_TRUE(e["type"].is_string()) << context;
   EXPECT_TRUE(e.contains("param")) << context;
   EXPECT_EQ(e["code"], code) << context << ": " << r.raw;
-  if (!param.is_discarded()) EXPECT_EQ(e["param"], param) << context << ": " << r.raw;
+  if (!param.is_discarded()) {
+    EXPECT_EQ(e["param"], param) << context << ": " << r.raw;
+  }
 }
 
 // ------------------------------------------------------------- API shapes
