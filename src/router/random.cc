@@ -22,11 +22,12 @@ namespace {
 // log(u) for normal floats u > 0: u = 2^e * m, m in [sqrt(1/2), sqrt(2)),
 // log(m) = 2 atanh(t) with t = (m - 1) / (m + 1), |t| <= 0.1716.
 inline float LogPositive(float u) {
-  const uint32_t bits = std::bit_cast<uint32_t>(u);
+  const int32_t bits = std::bit_cast<int32_t>(u);
   // Shift the mantissa range by sqrt(1/2) so m lands in [sqrt(1/2), sqrt(2)).
-  const uint32_t shifted = bits - 0x3F3504F3u;  // bits of sqrt(1/2)
-  const int32_t exponent = static_cast<int32_t>(shifted) >> 23;
-  const float m = std::bit_cast<float>((shifted & 0x007FFFFFu) + 0x3F3504F3u);
+  constexpr int32_t kSqrtHalfBits = 0x3F3504F3;
+  const int32_t shifted = bits - kSqrtHalfBits;
+  const int32_t exponent = shifted >> 23;  // arithmetic shift: floor
+  const float m = std::bit_cast<float>((shifted & 0x007FFFFF) + kSqrtHalfBits);
   const float t = (m - 1.0f) / (m + 1.0f);
   const float t2 = t * t;
   // 2 * (t + t^3/3 + t^5/5 + t^7/7 + t^9/9): the next term is < 1e-9.
@@ -36,11 +37,15 @@ inline float LogPositive(float u) {
 }
 
 // sin and cos of 2*pi*u for u in [0, 1): quadrant from 4u, then Taylor
-// polynomials on [0, pi/2) (remainders < 6e-8).
-inline void SinCosTwoPi(float u, float* sin_out, float* cos_out) {
+// polynomials on [0, pi/2) (remainders < 6e-8). Selects on float compares
+// and a truncating conversion (not std::floor) so GCC vectorises the loop.
+struct SinCos {
+  float sin, cos;
+};
+inline SinCos SinCosTwoPi(float u) {
   const float v = u * 4.0f;
-  const float quadrant = std::floor(v);
-  const float x = (v - quadrant) * 1.57079632679489662f;  // in [0, pi/2)
+  const float quadrant = static_cast<float>(static_cast<int32_t>(v));  // v >= 0: floor
+  const float x = (v - quadrant) * 1.57079632679489662f;             // in [0, pi/2)
   const float x2 = x * x;
   const float s =
       x * (1.0f + x2 * (-1.0f / 6 + x2 * (1.0f / 120 + x2 * (-1.0f / 5040 +
@@ -51,12 +56,11 @@ inline void SinCosTwoPi(float u, float* sin_out, float* cos_out) {
                                                    x2 * (1.0f / 40320 +
                                                          x2 * (-1.0f / 3628800 +
                                                                x2 * (1.0f / 479001600))))));
-  // Rotate by quadrant * pi/2: (sin, cos) -> (cos, -sin) per quarter turn.
-  const int q = static_cast<int>(quadrant);
-  const float sin_q = q == 0 ? s : q == 1 ? c : q == 2 ? -s : -c;
-  const float cos_q = q == 0 ? c : q == 1 ? -s : q == 2 ? -c : s;
-  *sin_out = sin_q;
-  *cos_out = cos_q;
+  // Rotate by quadrant quarter turns: (sin, cos) -> (cos, -sin) per turn.
+  const bool odd = quadrant == 1.0f || quadrant == 3.0f;
+  const float a = odd ? c : s;
+  const float b = odd ? s : c;
+  return {quadrant >= 2.0f ? -a : a, (quadrant == 1.0f || quadrant == 2.0f) ? -b : b};
 }
 
 // Pairs [begin, end) of stream `key` into out (2 values per pair, the last
@@ -69,15 +73,17 @@ void NormalPairs(uint64_t key, int64_t begin, int64_t end, float* out, size_t n)
     // Integer hashing (64-bit multiplies) stays scalar; the math below is
     // vectorised.
     for (int64_t i = 0; i < count; ++i) {
-      const uint64_t bits = Mix64(key ^ Mix64(static_cast<uint64_t>(block + i)));
+      // SplitMix64 of the stream seeded with key: one mix per pair.
+      const uint64_t bits = Mix64(key + static_cast<uint64_t>(block + i) * 0x9E3779B97F4A7C15ull);
       // u1 in (0, 1] so log(u1) is finite; u2 in [0, 1). 24 bits each.
       u1[i] = static_cast<float>((bits >> 40) + 1) * 0x1.0p-24f;
       u2[i] = static_cast<float>((bits >> 16) & 0xFFFFFF) * 0x1.0p-24f;
     }
-#pragma omp simd
+    for (int64_t i = 0; i < count; ++i) radius[i] = std::sqrt(-2.0f * LogPositive(u1[i]));
     for (int64_t i = 0; i < count; ++i) {
-      radius[i] = std::sqrt(-2.0f * LogPositive(u1[i]));
-      SinCosTwoPi(u2[i], &sin_v[i], &cos_v[i]);
+      const SinCos sc = SinCosTwoPi(u2[i]);
+      sin_v[i] = sc.sin;
+      cos_v[i] = sc.cos;
     }
     for (int64_t i = 0; i < count; ++i) {
       const size_t at = 2 * static_cast<size_t>(block + i);
@@ -91,7 +97,9 @@ void NormalPairs(uint64_t key, int64_t begin, int64_t end, float* out, size_t n)
 
 float LogPositiveForTest(float u) { return LogPositive(u); }
 void SinCosTwoPiForTest(float u, float* sin_out, float* cos_out) {
-  SinCosTwoPi(u, sin_out, cos_out);
+  const SinCos sc = SinCosTwoPi(u);
+  *sin_out = sc.sin;
+  *cos_out = sc.cos;
 }
 
 void FillNormal(uint64_t key, float* out, size_t n) {
