@@ -199,9 +199,9 @@ EvalReport RunEvaluation(const EvalInputs& in) {
     constexpr int kSeeds = 5;
     std::vector<double> f1s;
     for (int s = 0; s < kSeeds; ++s) {
-      f1s.push_back(Evaluate(c, key, "", RandomRouting(n, share, in.seed + s), Cost::kRouted,
-                             nullptr)
-                        .safety.f1());
+      f1s.push_back(
+          Evaluate(c, key, "", RandomRouting(n, share, in.seed + s), Cost::kRouted, nullptr)
+              .safety.f1());
     }
     const double mean = std::accumulate(f1s.begin(), f1s.end(), 0.0) / kSeeds;
     double var = 0;

@@ -148,7 +148,8 @@ TEST_F(ScoringTest, WritesScoresFeaturesAndMeta) {
   for (size_t i = 0; i < examples.size(); ++i) {
     EXPECT_EQ(table->ids[i], examples[i].id);
     const GuardVerdict v = reference.Classify({RequestFor(examples[i], true)}).value()[0];
-    for (int k = 0; k < 6; ++k) EXPECT_EQ(table->features[i * 6 + k], v.feature[k]) << i << "," << k;
+    for (int k = 0; k < 6; ++k)
+      EXPECT_EQ(table->features[i * 6 + k], v.feature[k]) << i << "," << k;
   }
 
   auto meta = ReadScoreMeta((root_ / "out" / kMetaFile).string());

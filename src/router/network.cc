@@ -157,7 +157,6 @@ double BceWithLogits(double logit, double target) {
   return std::max(logit, 0.0) - logit * target + std::log1p(std::exp(-std::abs(logit)));
 }
 
-
 RouterNetwork::RouterNetwork(RouterType type, int feature_dim, int hidden_dim, BayesSettings bayes)
     : type_(type),
       feature_dim_(feature_dim),
@@ -460,8 +459,8 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
       mean_dxhat_xhat /= h;
       float* dh = d_out.data() + i * h;
       for (int64_t j = 0; j < h; ++j) {
-        dh[j] = static_cast<float>(rstd[i] * (double(dy[j]) * gamma[j] - mean_dxhat -
-                                              xh[j] * mean_dxhat_xhat));
+        dh[j] = static_cast<float>(
+            rstd[i] * (double(dy[j]) * gamma[j] - mean_dxhat - xh[j] * mean_dxhat_xhat));
       }
     }
   }
@@ -504,8 +503,8 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
           for (int64_t i = begin; i < end; ++i) {
             const float s2 = sigma[i] * sigma[i];
             const float g_w = g_mu[i];
-            kl_acc += (double(sigma[i]) * sigma[i] + double(mu[i]) * mu[i]) * half_inv_prior_var -
-                      ls[i];
+            kl_acc +=
+                (double(sigma[i]) * sigma[i] + double(mu[i]) * mu[i]) * half_inv_prior_var - ls[i];
             g_ls[i] = (eps ? g_w * eps[i] * sigma[i] : 0.0f) + c_f * (s2 * inv_prior_var - 1.0f);
             g_mu[i] = g_w + c_f * mu[i] * inv_prior_var;
           }

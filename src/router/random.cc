@@ -45,17 +45,17 @@ struct SinCos {
 inline SinCos SinCosTwoPi(float u) {
   const float v = u * 4.0f;
   const float quadrant = static_cast<float>(static_cast<int32_t>(v));  // v >= 0: floor
-  const float x = (v - quadrant) * 1.57079632679489662f;             // in [0, pi/2)
+  const float x = (v - quadrant) * 1.57079632679489662f;               // in [0, pi/2)
   const float x2 = x * x;
   const float s =
-      x * (1.0f + x2 * (-1.0f / 6 + x2 * (1.0f / 120 + x2 * (-1.0f / 5040 +
-                                                               x2 * (1.0f / 362880 +
-                                                                     x2 * (-1.0f / 39916800))))));
+      x * (1.0f + x2 * (-1.0f / 6 +
+                        x2 * (1.0f / 120 + x2 * (-1.0f / 5040 +
+                                                 x2 * (1.0f / 362880 + x2 * (-1.0f / 39916800))))));
   const float c =
-      1.0f + x2 * (-0.5f + x2 * (1.0f / 24 + x2 * (-1.0f / 720 +
-                                                   x2 * (1.0f / 40320 +
-                                                         x2 * (-1.0f / 3628800 +
-                                                               x2 * (1.0f / 479001600))))));
+      1.0f +
+      x2 * (-0.5f + x2 * (1.0f / 24 + x2 * (-1.0f / 720 +
+                                            x2 * (1.0f / 40320 + x2 * (-1.0f / 3628800 +
+                                                                       x2 * (1.0f / 479001600))))));
   // Rotate by quadrant quarter turns: (sin, cos) -> (cos, -sin) per turn.
   const bool odd = quadrant == 1.0f || quadrant == 3.0f;
   const float a = odd ? c : s;

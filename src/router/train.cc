@@ -230,8 +230,8 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
       if (net.bayesian()) net.DrawNoise(MixKey(options.seed, kNoiseStream, 0), step, &noise);
       double bce = 0;
       const double loss = net.LossAndGradients(batch_features.data(), batch_targets.data(), rows,
-                                               net.bayesian() ? &noise : nullptr,
-                                               options.kl_weight, &grads, &bce, &step_buffers);
+                                               net.bayesian() ? &noise : nullptr, options.kl_weight,
+                                               &grads, &bce, &step_buffers);
       if (!std::isfinite(loss)) {
         return absl::InternalError(absl::StrCat("epoch ", epoch, ", step ", step,
                                                 ": training loss is not finite (lr too high?)"));

@@ -217,6 +217,5 @@ TEST(MetricsTest, AveragePrecisionDoubleOverloadAndNoPositives) {
       std::isnan(AveragePrecision(std::vector<float>{0.5f, 0.2f}, std::vector<uint8_t>{0, 0})));
 }
 
-
 }  // namespace
 }  // namespace saferoute
