@@ -6,6 +6,24 @@
 --
 -- wrk runs request()/response() in one Lua state per thread and done() in
 -- another; per-thread samples reach done() through thread:get().
+--
+-- With the script argument "paired" (load_bench.py runs one connection per
+-- wrk thread, so request() and response() strictly alternate in each Lua
+-- state) each response is also timed here, and its overhead = this client
+-- latency - that response's model time is recorded per request. wrk's own
+-- latency histogram cannot be paired with response bodies.
+
+local ffi = require("ffi")  -- wrk embeds LuaJIT
+ffi.cdef [[
+typedef struct { long tv_sec; long tv_nsec; } saferoute_timespec;
+int clock_gettime(int clock_id, saferoute_timespec* ts);
+]]
+local kClockMonotonic = 1
+local clock_now = ffi.new("saferoute_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(kClockMonotonic, clock_now)
+  return tonumber(clock_now.tv_sec) * 1e3 + tonumber(clock_now.tv_nsec) / 1e6
+end
 
 local texts = {
   "What is the capital of France?",
@@ -37,8 +55,14 @@ model_ms = {}        -- small + router + large: the model time of that input
 total_ms = {}        -- the server's own total for that input (queue + model)
 statuses = {}        -- HTTP status (as a string) -> count, for non-200 answers
 unparsed = 0         -- 200 answers without a latency_ms object
+overhead_ms = {}     -- paired mode: client latency - model time, per request
+local paired = false
+local sent_at = nil
 
 function init(args)
+  for _, a in ipairs(args) do
+    if a == "paired" then paired = true end
+  end
   local headers = {["Content-Type"] = "application/json"}
   for i, text in ipairs(texts) do
     requests[i] = wrk.format("POST", "/v1/moderations", headers,
@@ -51,6 +75,7 @@ end
 function request()
   local r = requests[next_request]
   next_request = next_request % #requests + 1
+  if paired then sent_at = now_ms() end
   return r
 end
 
@@ -61,6 +86,8 @@ local function stage(latency, name)
 end
 
 function response(status, headers, body)
+  local client_ms = (paired and sent_at) and (now_ms() - sent_at) or nil
+  sent_at = nil
   if status ~= 200 then
     local key = tostring(status)
     statuses[key] = (statuses[key] or 0) + 1
@@ -71,8 +98,9 @@ function response(status, headers, body)
     unparsed = unparsed + 1
     return
   end
-  model_ms[#model_ms + 1] = stage(latency, "small") + stage(latency, "router") +
-                            stage(latency, "large")
+  local model = stage(latency, "small") + stage(latency, "router") + stage(latency, "large")
+  model_ms[#model_ms + 1] = model
+  if client_ms then overhead_ms[#overhead_ms + 1] = client_ms - model end
   total_ms[#total_ms + 1] = stage(latency, "total")
 end
 
@@ -105,9 +133,10 @@ local function distribution(samples)
 end
 
 function done(summary, latency, requests_stats)
-  local model, total, statuses_all, unparsed_all = {}, {}, {}, 0
+  local model, total, overhead, statuses_all, unparsed_all = {}, {}, {}, {}, 0
   for _, thread in ipairs(threads) do
     for _, v in ipairs(thread:get("model_ms")) do model[#model + 1] = v end
+    for _, v in ipairs(thread:get("overhead_ms")) do overhead[#overhead + 1] = v end
     for _, v in ipairs(thread:get("total_ms")) do total[#total + 1] = v end
     for k, n in pairs(thread:get("statuses")) do statuses_all[k] = (statuses_all[k] or 0) + n end
     unparsed_all = unparsed_all + thread:get("unparsed")
@@ -130,6 +159,7 @@ function done(summary, latency, requests_stats)
     },
     server_model_ms = distribution(model),
     server_total_ms = distribution(total),
+    paired_overhead_ms = distribution(overhead),
   }
   io.write("SAFEROUTE_WRK_JSON " .. json_value(report) .. "\n")
 end
