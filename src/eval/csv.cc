@@ -10,6 +10,22 @@ bool IsBlank(std::string_view text) {
   });
 }
 
+absl::Status ForEachJsonlRow(std::string_view text,
+                             absl::FunctionRef<absl::Status(int line, std::string_view row)> fn) {
+  size_t start = 0;
+  int line = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view row = text.substr(start, end - start);
+    start = end + 1;
+    ++line;
+    if (IsBlank(row)) continue;
+    SR_RETURN_IF_ERROR(fn(line, row));
+  }
+  return absl::OkStatus();
+}
+
 bool IsValidUtf8(std::string_view text, size_t* bad_offset) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "util/status.h"
 
 namespace saferoute::eval {
@@ -32,6 +33,12 @@ bool IsValidUtf8(std::string_view text, size_t* bad_offset = nullptr);
 
 // True iff `text` holds only ASCII whitespace (blank lines in JSONL files).
 bool IsBlank(std::string_view text);
+
+// Calls fn(line, row) for every non-blank line of JSONL text: `line` is
+// 1-based and counts blank lines (for error messages), `row` excludes the
+// '\n'; a last line without '\n' counts. Returns fn's first error.
+absl::Status ForEachJsonlRow(std::string_view text,
+                             absl::FunctionRef<absl::Status(int line, std::string_view row)> fn);
 
 }  // namespace saferoute::eval
 

@@ -43,16 +43,8 @@ absl::StatusOr<bool> ParseLabelJson(const json& value) {
 absl::StatusOr<std::vector<Example>> LoadJsonl(const std::string& path, const std::string& text,
                                                const FieldMapping& m) {
   std::vector<Example> out;
-  size_t start = 0;
-  int line = 0;
   int64_t row_index = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string_view row(text.data() + start, end - start);
-    start = end + 1;
-    ++line;
-    if (IsBlank(row)) continue;
+  SR_RETURN_IF_ERROR(ForEachJsonlRow(text, [&](int line, std::string_view row) -> absl::Status {
     json obj;
     try {
       obj = json::parse(row);
@@ -106,7 +98,8 @@ absl::StatusOr<std::vector<Example>> LoadJsonl(const std::string& path, const st
     ex.unsafe = *label;
     out.push_back(std::move(ex));
     ++row_index;
-  }
+    return absl::OkStatus();
+  }));
   return out;
 }
 

@@ -95,15 +95,7 @@ absl::StatusOr<std::vector<ScoreRecord>> ReadScoreFile(const std::string& path) 
   SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   std::vector<ScoreRecord> records;
   std::unordered_map<std::string, int> seen;  // id -> line
-  size_t start = 0;
-  int line = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string_view row(text.data() + start, end - start);
-    start = end + 1;
-    ++line;
-    if (IsBlank(row)) continue;
+  SR_RETURN_IF_ERROR(ForEachJsonlRow(text, [&](int line, std::string_view row) -> absl::Status {
     SR_ASSIGN_OR_RETURN(ScoreRecord r, ParseScoreLine(row, path, line));
     auto [it, inserted] = seen.emplace(r.id, line);
     if (!inserted) {
@@ -111,7 +103,8 @@ absl::StatusOr<std::vector<ScoreRecord>> ReadScoreFile(const std::string& path) 
                        absl::StrFormat("duplicate id '%s' (first at line %d)", r.id, it->second));
     }
     records.push_back(std::move(r));
-  }
+    return absl::OkStatus();
+  }));
   if (records.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no score rows"));
   return records;
 }
