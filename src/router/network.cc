@@ -8,6 +8,7 @@
 #include "oneapi/dnnl/dnnl.h"
 #include "router/parallel.h"
 #include "router/random.h"
+#include "router/vector_math.h"
 
 namespace saferoute {
 namespace {
@@ -115,6 +116,23 @@ void ColumnSums(const float* m, const float* mult, int64_t rows, int64_t cols, f
       for (int64_t j = begin; j < end; ++j) acc[j - begin] += mrow ? row[j] * mrow[j] : row[j];
     }
     for (int64_t j = begin; j < end; ++j) out[j] = static_cast<float>(acc[j - begin]);
+  }
+}
+
+// sigma = exp(log_sigma) and, when eps is given, w = mu + sigma * eps, over
+// [size] elements in fixed chunks (restrict pointers so each chunk
+// vectorises).
+void SampleWeights(const float* __restrict mu, const float* __restrict log_sigma,
+                   const float* __restrict eps, float* __restrict sigma, float* __restrict w,
+                   int64_t size) {
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (size + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kChunk, end = std::min(size, begin + kChunk);
+    for (int64_t i = begin; i < end; ++i) sigma[i] = ExpFloat(log_sigma[i]);
+    if (eps == nullptr) continue;
+    for (int64_t i = begin; i < end; ++i) w[i] = mu[i] + sigma[i] * eps[i];
   }
 }
 
@@ -378,19 +396,14 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
     sigma.resize(mu.size());
     const int64_t size = static_cast<int64_t>(mu.size());
     if (!sample) {
-#pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
-      for (int64_t i = 0; i < size; ++i) sigma[i] = std::exp(ls[i]);
+      SampleWeights(mu.data(), ls.data(), nullptr, sigma.data(), nullptr, size);
       return mu.data();
     }
     const std::vector<float>& eps = (*noise)[mu_index];
     SR_CHECK(eps.size() == mu.size());
     std::vector<float>& w = buf.sampled[mu_index];
     w.resize(mu.size());
-#pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
-    for (int64_t i = 0; i < size; ++i) {
-      sigma[i] = std::exp(ls[i]);
-      w[i] = mu[i] + sigma[i] * eps[i];
-    }
+    SampleWeights(mu.data(), ls.data(), eps.data(), sigma.data(), w.data(), size);
     return w.data();
   };
   std::vector<const float*> weights, biases;

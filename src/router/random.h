@@ -36,10 +36,6 @@ inline uint64_t IndexAt(uint64_t key, uint64_t i, uint64_t n) {
 // out[0..n) ~ N(0, 1) by Box-Muller on pairs (value i depends only on key, i;
 // 24-bit uniforms, single precision, vectorised log and sin/cos).
 void FillNormal(uint64_t key, float* out, size_t n);
-// The polynomial log(u), u > 0, and (sin, cos)(2*pi*u), u in [0, 1), that
-// FillNormal uses; exposed for their accuracy test.
-float LogPositiveForTest(float u);
-void SinCosTwoPiForTest(float u, float* sin_out, float* cos_out);
 // out[0..n) ~ U(low, high).
 void FillUniform(uint64_t key, double low, double high, float* out, size_t n);
 

@@ -10,34 +10,6 @@
 namespace saferoute {
 namespace {
 
-TEST(RandomTest, PolynomialLogMatchesLibm) {
-  double worst = 0;
-  // Every value FillNormal can feed it ((k + 1) / 2^24), sampled densely,
-  // plus the ends.
-  for (uint32_t k = 0; k < (1u << 24); k += 97) {
-    const float u = static_cast<float>(k + 1) * 0x1.0p-24f;
-    const double exact = std::log(static_cast<double>(u));
-    const double got = LogPositiveForTest(u);
-    if (exact != 0) worst = std::max(worst, std::abs(got - exact) / std::abs(exact));
-  }
-  EXPECT_EQ(LogPositiveForTest(1.0f), 0.0f);
-  EXPECT_NEAR(LogPositiveForTest(0x1.0p-24f), -24 * std::log(2.0), 1e-5);
-  EXPECT_NEAR(LogPositiveForTest(1000.0f), std::log(1000.0), 1e-5);
-  EXPECT_LT(worst, 3e-7);
-}
-
-TEST(RandomTest, PolynomialSinCosMatchesLibm) {
-  double worst = 0;
-  for (uint32_t k = 0; k < (1u << 24); k += 31) {
-    const float u = static_cast<float>(k) * 0x1.0p-24f;
-    float s = 0, c = 0;
-    SinCosTwoPiForTest(u, &s, &c);
-    const double angle = 2 * std::numbers::pi * static_cast<double>(u);
-    worst = std::max({worst, std::abs(s - std::sin(angle)), std::abs(c - std::cos(angle))});
-  }
-  EXPECT_LT(worst, 3e-7);
-}
-
 TEST(RandomTest, NormalMomentsAndDeterminism) {
   const size_t n = 1'000'001;  // odd: the last pair keeps only its first value
   std::vector<float> a(n), b(n);
