@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "cpu/convert.h"
@@ -199,9 +200,10 @@ std::vector<float> ReferenceAttention(const AttentionShape& s, const std::vector
 }
 
 TEST(Kernels, AttentionCausalGqaWithPast) {
-  for (int64_t past : {0, 9}) {
+  // 150 tokens span three query blocks (the last one partial) of the kernel.
+  for (auto [tokens, past] : {std::pair<int64_t, int64_t>{13, 0}, {13, 9}, {150, 9}, {1, 40}}) {
     AttentionShape s;
-    s.tokens = 13;
+    s.tokens = tokens;
     s.past = past;
     s.n_heads = 8;
     s.n_kv_heads = 2;
@@ -215,7 +217,15 @@ TEST(Kernels, AttentionCausalGqaWithPast) {
     auto v = RandomVector(s.n_kv_heads * s.kv_head_stride, 8);
     std::vector<float> out(s.tokens * s.out_stride);
     Attention(s, q.data(), k.data(), v.data(), out.data(), 2, false);
-    EXPECT_LT(MaxAbsDiff(out, ReferenceAttention(s, q, k, v)), 2e-6f) << past;
+    // fp32 rounding grows with the keys summed: 2e-6 holds up to ~22 keys;
+    // over 159 keys both this kernel and the per-query one it replaced
+    // measured 2.38e-6 against the double reference.
+    const float tolerance = past + tokens > 64 ? 4e-6f : 2e-6f;
+    EXPECT_LT(MaxAbsDiff(out, ReferenceAttention(s, q, k, v)), tolerance) << tokens << "," << past;
+    // One thread (the serial path) gives the same numbers.
+    std::vector<float> serial(out.size());
+    Attention(s, q.data(), k.data(), v.data(), serial.data(), 1, false);
+    EXPECT_EQ(serial, out) << tokens << "," << past;
   }
 }
 
