@@ -16,6 +16,8 @@ namespace {
 constexpr float kLayerNormEps = 1e-5f;  // torch nn.LayerNorm default
 // Multiply-adds below which a GEMM runs on the calling thread (~1 ms of work).
 constexpr int64_t kMinParallelGemm = int64_t{1} << 22;
+// Multiply-adds above which a single example's product is split over threads.
+constexpr int64_t kMinParallelMatVec = int64_t{1} << 19;
 
 // Eight floats as one value (GCC/Clang vector extension: AVX registers with
 // -march=native, pairs of SSE registers otherwise). Written out because the
@@ -73,14 +75,19 @@ void Sgemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const fl
       for (int64_t j = 0; j < n; ++j) c_row[j] = beta == 0.0f ? 0.0f : beta * c_row[j];
       if (trans_a == 'N' && trans_b == 'T') {  // rows of A against rows of B: dot products
         const float* a_row = a + i * lda;
-        int64_t j = 0;
-        for (; j + 4 <= n; j += 4) {
+        const int64_t quads = n / 4;
+        // One example through the first layer ([2048] x [512, 2048]) reads
+        // 4 MB of weights: bound by one core's cache bandwidth, so both
+        // cores share the rows (each output still computed by one thread).
+#pragma omp parallel for schedule(static) if (m == 1 && n * k >= kMinParallelMatVec)
+        for (int64_t quad = 0; quad < quads; ++quad) {
+          const int64_t j = quad * 4;
           float dots[4];
           Dot4(a_row, b + j * ldb, b + (j + 1) * ldb, b + (j + 2) * ldb, b + (j + 3) * ldb, k,
                dots);
           for (int r = 0; r < 4; ++r) c_row[j + r] += dots[r];
         }
-        for (; j < n; ++j) c_row[j] += Dot(a_row, b + j * ldb, k);
+        for (int64_t j = quads * 4; j < n; ++j) c_row[j] += Dot(a_row, b + j * ldb, k);
         continue;
       }
       for (int64_t p = 0; p < k; ++p) {
