@@ -10,7 +10,6 @@
 // same work: rows/512 steps plus one validation pass).
 // Prints one JSON object on stdout; progress on stderr.
 #include <omp.h>
-
 #include <time.h>
 
 #include <algorithm>

@@ -1,6 +1,5 @@
 #include "cpu/kernels.h"
 
-#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "cpu/convert.h"
+#include "oneapi/dnnl/dnnl.h"
 #include "util/status.h"
 
 #if defined(__AVX2__) && defined(__FMA__)

@@ -14,8 +14,8 @@
 #include "eval/score_file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "router/feature_set.h"
 #include "nlohmann/json.hpp"
+#include "router/feature_set.h"
 
 namespace saferoute::eval {
 namespace {

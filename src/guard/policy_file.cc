@@ -3,8 +3,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "guard/llama_guard_format.h"
 #include "absl/container/flat_hash_set.h"
+#include "guard/llama_guard_format.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/utf8.h"
 

@@ -13,13 +13,14 @@
 // Each tensor may be F32, BF16 or F16 independently (mixed files are fine).
 // Tensor data must be aligned to its element size so kernels may load it as
 // typed data; HF writers guarantee this (8-byte header padding, dtype order).
+#include "model/weights.h"
+
 #include <filesystem>
 #include <set>
 
 #include "io/safetensors.h"
 #include "model/arch_tensors.h"
 #include "model/checkpoint_model.h"
-#include "model/weights.h"
 
 namespace saferoute {
 namespace {

@@ -4,8 +4,8 @@
 #include <fstream>
 
 #include "gtest/gtest.h"
-#include "util/test_paths.h"
 #include "io/safetensors.h"
+#include "util/test_paths.h"
 
 namespace saferoute {
 namespace {

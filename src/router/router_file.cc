@@ -5,7 +5,6 @@
 #include <set>
 
 #include "absl/strings/str_join.h"
-
 #include "io/safetensors.h"
 #include "router/calibration.h"
 

@@ -9,9 +9,9 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
-#include "util/test_paths.h"
 #include "io/safetensors.h"
 #include "nlohmann/json.hpp"
+#include "util/test_paths.h"
 
 namespace saferoute {
 namespace {

@@ -5,7 +5,6 @@
 #define SAFEROUTE_SERVER_API_JSON_H_
 
 #include "absl/strings/string_view.h"
-
 #include "nlohmann/json.hpp"
 #include "server/cascade.h"
 

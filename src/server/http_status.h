@@ -8,8 +8,8 @@
 #define SAFEROUTE_SERVER_HTTP_STATUS_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 #include "util/status.h"
 

@@ -26,9 +26,9 @@
 #define SAFEROUTE_SERVER_MODERATION_API_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 #include "server/cascade.h"
 

@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "guard/guard.h"
 #include "server/remote_guard.h"
 

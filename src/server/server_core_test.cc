@@ -6,7 +6,6 @@
 #include <thread>
 
 #include "gtest/gtest.h"
-#include "util/test_paths.h"
 #include "server/api_json.h"
 #include "server/escalation_budget.h"
 #include "server/guard_api.h"
@@ -16,6 +15,7 @@
 #include "server/scheduler.h"
 #include "server/server_config.h"
 #include "server/testing/fake_guards.h"
+#include "util/test_paths.h"
 
 namespace saferoute::server {
 namespace {
