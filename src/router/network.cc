@@ -5,6 +5,7 @@
 #include <cstring>
 #include <numbers>
 
+#include "cpu/kernels.h"
 #include "oneapi/dnnl/dnnl.h"
 #include "router/parallel.h"
 #include "router/random.h"
@@ -57,10 +58,14 @@ void Dot4(const float* x, const float* y0, const float* y1, const float* y2, con
   }
 }
 
+// One row of Dot4 (the same sums in the same order).
 float Dot(const float* x, const float* y, int64_t n) {
-  float out[4];
-  Dot4(x, y, y, y, y, n, out);
-  return out[0];
+  Vec8 acc = {};
+  int64_t p = 0;
+  for (; p + 8 <= n; p += 8) acc += Load8(x + p) * Load8(y + p);
+  float sum = Sum8(acc);
+  for (; p < n; ++p) sum += x[p] * y[p];
+  return sum;
 }
 
 // Row-major C[m, n] = op(A)[m, k] * op(B)[k, n] (+ beta * C): oneDNN for
@@ -137,7 +142,8 @@ void SampleWeights(const float* __restrict mu, const float* __restrict log_sigma
 #pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, end = std::min(size, begin + kChunk);
-    for (int64_t i = begin; i < end; ++i) sigma[i] = ExpFloat(log_sigma[i]);
+    std::copy(log_sigma + begin, log_sigma + end, sigma + begin);
+    cpu::ExpInPlace(sigma + begin, static_cast<size_t>(end - begin));  // the engine's AVX2 exp
     if (eps == nullptr) continue;
     for (int64_t i = begin; i < end; ++i) w[i] = mu[i] + sigma[i] * eps[i];
   }

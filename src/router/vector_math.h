@@ -1,12 +1,11 @@
-// Branch-free float log, sin/cos and exp that GCC vectorises, for the loops
-// that run on every Bayesian weight at every training step (1.3M elements per
-// step for the paper's router): Box-Muller sampling (router/random.cc) and
-// sigma = exp(log_sigma) (router/network.cc). libm's scalar logf, sincosf and
-// expf were ~20% of training time; glibc's vector math (libmvec) is only used
-// under -ffast-math and has no vector sincos. Accuracy, checked against libm
+// Branch-free float log and sin/cos that GCC vectorises, for Box-Muller
+// sampling (router/random.cc), which runs on every Bayesian weight at every
+// training step (1.3M normals per step for the paper's router). libm's scalar
+// logf and sincosf were ~15% of training time; glibc's vector math (libmvec)
+// is only used under -ffast-math and has no vector sincos. (exp comes from
+// cpu::ExpInPlace.) Accuracy, checked against libm
 // in vector_math_test.cc: a few float ulps — below anything a training step
-// could show. Needs -fno-math-errno and -fno-trapping-math to vectorise
-// (router/CMakeLists.txt).
+// could show. Needs -fno-math-errno to vectorise (router/CMakeLists.txt).
 #ifndef SAFEROUTE_ROUTER_VECTOR_MATH_H_
 #define SAFEROUTE_ROUTER_VECTOR_MATH_H_
 
@@ -59,29 +58,6 @@ inline SinCos SinCosTwoPi(float u) {
   const float a = odd ? c : s;
   const float b = odd ? s : c;
   return {quadrant >= 2.0f ? -a : a, (quadrant == 1.0f || quadrant == 2.0f) ? -b : b};
-}
-
-// e^x for any float x, computed as 2^n * e^r with n = round(x / ln 2) and
-// |r| <= ln(2)/2; x is clamped to [-87, 88] so 2^n stays a normal float
-// (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38; no caller comes near either end).
-inline float ExpFloat(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  constexpr float kLog2E = 1.44269504088896341f;
-  constexpr float kLn2High = 0.693145751953125f;      // few mantissa bits: n * kLn2High is exact
-  constexpr float kLn2Low = 1.42860682030941723e-6f;  // ln 2 - kLn2High
-  // Round to nearest by adding and removing 1.5 * 2^23 (|x * log2 e| < 2^22).
-  constexpr float kRoundingShift = 12582912.0f;
-  const float n = (x * kLog2E + kRoundingShift) - kRoundingShift;
-  const float r = (x - n * kLn2High) - n * kLn2Low;
-  // Taylor to r^7: the remainder is < (ln2/2)^8 / 8! < 5e-9.
-  const float p =
-      1.0f +
-      r * (1.0f +
-           r * (1.0f / 2 +
-                r * (1.0f / 6 +
-                     r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
 }
 
 }  // namespace saferoute

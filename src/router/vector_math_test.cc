@@ -37,21 +37,5 @@ TEST(VectorMathTest, PolynomialSinCosMatchesLibm) {
   EXPECT_LT(worst, 3e-7);
 }
 
-TEST(VectorMathTest, ExpMatchesLibm) {
-  double worst = 0;
-  for (float x = -80.0f; x < 80.0f; x += 0.001953125f) {  // 2^-9 steps, ~82k points
-    const double exact = std::exp(static_cast<double>(x));
-    worst = std::max(worst, std::abs(ExpFloat(x) - exact) / exact);
-  }
-  EXPECT_LT(worst, 5e-7);
-  EXPECT_EQ(ExpFloat(0.0f), 1.0f);
-  EXPECT_NEAR(ExpFloat(-2.302585f), 0.1f, 1e-7);  // the BNN's initial sigma
-  // Clamped ends stay finite and ordered.
-  EXPECT_GT(ExpFloat(1000.0f), 1e38f);
-  EXPECT_TRUE(std::isfinite(ExpFloat(1000.0f)));
-  EXPECT_GT(ExpFloat(-1000.0f), 0.0f);
-  EXPECT_LT(ExpFloat(-1000.0f), 1e-37f);
-}
-
 }  // namespace
 }  // namespace saferoute
