@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/convert.h"
+#include "cpu/omp_threads.h"
 #include "oneapi/dnnl/dnnl.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -69,11 +70,9 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
   // Small products (tiny models, short decode steps) run on one thread: a
   // fork/join costs more than it saves, and far more on a loaded machine.
   const bool parallel = num_threads_ > 1 && m * total_rows * k >= kMinParallelMacs && n_panels > 1;
-  // oneDNN's sgemm goes multi-threaded whenever it is called outside an active
-  // parallel region; for the serial case cap this thread's OpenMP team size
-  // so it really runs on one thread (restored below).
-  const int saved_max_threads = omp_get_max_threads();
-  if (!parallel) omp_set_num_threads(1);
+  // Serial case: cap this thread's OpenMP team so oneDNN's sgemm, called
+  // outside a parallel region, really runs on one thread (omp_threads.h).
+  const ScopedOmpMaxThreads team(parallel ? omp_get_max_threads() : 1);
 #pragma omp parallel num_threads(num_threads_) if (parallel)
   {
     float* scratch = scratch_[static_cast<size_t>(omp_get_thread_num())].data();
@@ -109,7 +108,6 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
       }
     }
   }
-  if (!parallel) omp_set_num_threads(saved_max_threads);
   if (failure.load() != dnnl_success) {
     return absl::InternalError(absl::StrFormat(
         "gemm: oneDNN sgemm failed with status %d (M=%d K=%d)", failure.load(), m, k));
@@ -138,8 +136,7 @@ double LibrarySgemmGflops(int64_t m, int64_t k, int64_t n, int threads, int reps
   // Non-trivial values (denormals or zeros could change the speed).
   for (size_t i = 0; i < x.size(); ++i) x[i] = 0.001f * static_cast<float>(i % 97) - 0.05f;
   for (size_t i = 0; i < w.size(); ++i) w[i] = 0.002f * static_cast<float>(i % 89) - 0.09f;
-  const int saved_max_threads = omp_get_max_threads();
-  omp_set_num_threads(std::max(1, threads));  // oneDNN's OpenMP team for the call
+  const ScopedOmpMaxThreads team(threads);  // oneDNN's OpenMP team for the calls
   double best = 1e30;
   for (int r = 0; r < std::max(1, reps) + 1; ++r) {  // the first run warms up
     const auto start = std::chrono::steady_clock::now();
@@ -150,7 +147,6 @@ double LibrarySgemmGflops(int64_t m, int64_t k, int64_t n, int threads, int reps
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (r > 0) best = std::min(best, seconds);
   }
-  omp_set_num_threads(saved_max_threads);
   return 2.0 * static_cast<double>(m) * n * k / best / 1e9;
 }
 

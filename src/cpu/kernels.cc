@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/convert.h"
+#include "cpu/omp_threads.h"
 #include "oneapi/dnnl/dnnl.h"
 #include "util/status.h"
 
@@ -247,10 +248,8 @@ void Attention(const AttentionShape& shape, const float* q, const float* k, cons
   const bool parallel = num_threads > 1 && work > 1 &&
                         shape.n_heads * shape.tokens * max_keys * d >= (int64_t{1} << 19);
   // oneDNN's sgemm runs on the calling thread inside an active parallel
-  // region; outside one it would start its own team, so cap it at one thread
-  // for the serial case (restored below), as cpu/gemm.cc does.
-  const int saved_max_threads = omp_get_max_threads();
-  if (!parallel) omp_set_num_threads(1);
+  // region; outside one it would start its own team: cap it for the serial case.
+  const ScopedOmpMaxThreads team(parallel ? omp_get_max_threads() : 1);
   std::atomic<dnnl_status_t> failure{dnnl_success};
 #pragma omp parallel num_threads(num_threads) if (parallel)
   {
@@ -296,7 +295,6 @@ void Attention(const AttentionShape& shape, const float* q, const float* k, cons
       }
     }
   }
-  if (!parallel) omp_set_num_threads(saved_max_threads);
   // Arguments are ours and consistent: a failure is a programming error.
   SR_CHECK(failure.load() == dnnl_success);
 }
