@@ -12,20 +12,25 @@ namespace saferoute {
 namespace {
 
 // Pairs [begin, end) of stream `key` into out (2 values per pair, the last
-// pair may have only its first value when n is odd).
+// pair may have only its first value when n is odd). Each step is its own
+// loop over a block so that GCC vectorises all of them, the 64-bit hash
+// included (AVX2 has no 64-bit multiply; GCC builds it from 32-bit ones,
+// still ~3x faster than scalar code here).
 void NormalPairs(uint64_t key, int64_t begin, int64_t end, float* out, size_t n) {
   constexpr int64_t kBlock = 256;
+  uint64_t bits[kBlock];
   float u1[kBlock], u2[kBlock], radius[kBlock], sin_v[kBlock], cos_v[kBlock];
   for (int64_t block = begin; block < end; block += kBlock) {
     const int64_t count = std::min(kBlock, end - block);
-    // Integer hashing (64-bit multiplies) stays scalar; the math below is
-    // vectorised.
+    // SplitMix64 of the stream seeded with key: one mix per pair.
     for (int64_t i = 0; i < count; ++i) {
-      // SplitMix64 of the stream seeded with key: one mix per pair.
-      const uint64_t bits = Mix64(key + static_cast<uint64_t>(block + i) * 0x9E3779B97F4A7C15ull);
-      // u1 in (0, 1] so log(u1) is finite; u2 in [0, 1). 24 bits each.
-      u1[i] = static_cast<float>((bits >> 40) + 1) * 0x1.0p-24f;
-      u2[i] = static_cast<float>((bits >> 16) & 0xFFFFFF) * 0x1.0p-24f;
+      bits[i] = Mix64(key + static_cast<uint64_t>(block + i) * 0x9E3779B97F4A7C15ull);
+    }
+    // u1 in (0, 1] so log(u1) is finite; u2 in [0, 1). 24 bits each, through
+    // int32 (exact) because AVX2 cannot convert 64-bit integers.
+    for (int64_t i = 0; i < count; ++i) {
+      u1[i] = static_cast<float>(static_cast<int32_t>(bits[i] >> 40) + 1) * 0x1.0p-24f;
+      u2[i] = static_cast<float>(static_cast<int32_t>((bits[i] >> 16) & 0xFFFFFF)) * 0x1.0p-24f;
     }
     for (int64_t i = 0; i < count; ++i) radius[i] = std::sqrt(-2.0f * LogPositive(u1[i]));
     for (int64_t i = 0; i < count; ++i) {
@@ -33,11 +38,16 @@ void NormalPairs(uint64_t key, int64_t begin, int64_t end, float* out, size_t n)
       sin_v[i] = sc.sin;
       cos_v[i] = sc.cos;
     }
-    for (int64_t i = 0; i < count; ++i) {
-      const size_t at = 2 * static_cast<size_t>(block + i);
-      out[at] = radius[i] * cos_v[i];
-      if (at + 1 < n) out[at + 1] = radius[i] * sin_v[i];
+    // Interleaved stores; a last pair cut short by an odd n is written apart
+    // so this loop has no branch.
+    float* dst = out + 2 * static_cast<size_t>(block);
+    const bool cut = 2 * static_cast<size_t>(block + count) > n;
+    const int64_t full = cut ? count - 1 : count;
+    for (int64_t i = 0; i < full; ++i) {
+      dst[2 * i] = radius[i] * cos_v[i];
+      dst[2 * i + 1] = radius[i] * sin_v[i];
     }
+    if (cut) dst[2 * full] = radius[full] * cos_v[full];
   }
 }
 
