@@ -114,7 +114,10 @@ TEST(CalibrationTest, RejectsBadInput) {
 TEST(CalibrationTest, CalibrateOnValidationUsesOnlyTheValidationRowsOutcomes) {
   // Five training rows; rows 1 and 3 were held out. Their outcomes (and only
   // theirs) must reach the safety-F1 column.
-  TrainedRouter trained{.network = RouterNetwork(RouterType::kLogistic, 2, 1)};
+  TrainedRouter trained{.network = RouterNetwork(RouterType::kLogistic, 2, 1),
+                        .summary = {},
+                        .val_rows = {},
+                        .val_scores = {}};
   trained.val_rows = {1, 3};
   trained.val_scores = {0.9f, 0.2f};
   RouterLabels labels;

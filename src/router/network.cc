@@ -112,41 +112,42 @@ void Sgemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const fl
   SR_CHECK(status == dnnl_success);  // only fails on bad arguments: a programming error
 }
 
-// out[j] = sum_i m[i, j] * (mult ? mult[i, j] : 1), m: [rows, cols]. Each
+// sums[j] = sum_i m[i, j] and, when mult is given, product_sums[j] =
+// sum_i m[i, j] * mult[i, j]; m, mult: [rows, cols]. One pass over m. Each
 // column is summed by one thread in row order, so the result does not depend
 // on the thread count.
-void ColumnSums(const float* m, const float* mult, int64_t rows, int64_t cols, float* out) {
+void ColumnSums(const float* m, const float* mult, int64_t rows, int64_t cols, float* sums,
+                float* product_sums = nullptr) {
   constexpr int64_t kBlock = 64;
   const int64_t blocks = (cols + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (rows * cols >= kMinParallelWork)
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t begin = blk * kBlock, end = std::min(cols, begin + kBlock);
-    double acc[kBlock] = {};
+    const int64_t begin = blk * kBlock, width = std::min(cols, begin + kBlock) - begin;
+    double acc[kBlock] = {}, product_acc[kBlock] = {};
     for (int64_t i = 0; i < rows; ++i) {
-      const float* row = m + i * cols;
-      const float* mrow = mult ? mult + i * cols : nullptr;
-      for (int64_t j = begin; j < end; ++j) acc[j - begin] += mrow ? row[j] * mrow[j] : row[j];
+      const float* row = m + i * cols + begin;
+      for (int64_t j = 0; j < width; ++j) acc[j] += row[j];
+      if (mult == nullptr) continue;
+      const float* mult_row = mult + i * cols + begin;
+      for (int64_t j = 0; j < width; ++j) product_acc[j] += row[j] * mult_row[j];
     }
-    for (int64_t j = begin; j < end; ++j) out[j] = static_cast<float>(acc[j - begin]);
+    for (int64_t j = 0; j < width; ++j) {
+      sums[begin + j] = static_cast<float>(acc[j]);
+      if (mult != nullptr) product_sums[begin + j] = static_cast<float>(product_acc[j]);
+    }
   }
 }
 
-// sigma = exp(log_sigma) and, when eps is given, w = mu + sigma * eps, over
-// [size] elements in fixed chunks (restrict pointers so each chunk
-// vectorises).
-void SampleWeights(const float* __restrict mu, const float* __restrict log_sigma,
-                   const float* __restrict eps, float* __restrict sigma, float* __restrict w,
-                   int64_t size) {
-  constexpr int64_t kChunk = 4096;
-  const int64_t chunks = (size + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t begin = c * kChunk, end = std::min(size, begin + kChunk);
-    std::copy(log_sigma + begin, log_sigma + end, sigma + begin);
-    cpu::ExpInPlace(sigma + begin, static_cast<size_t>(end - begin));  // the engine's AVX2 exp
-    if (eps == nullptr) continue;
-    for (int64_t i = begin; i < end; ++i) w[i] = mu[i] + sigma[i] * eps[i];
-  }
+// Element-wise passes over Bayesian tensors work in chunks of this many
+// elements: a chunk's sigma fits in L1 next to the chunk itself.
+constexpr int64_t kBayesChunk = 4096;
+
+// sigma[0, size) = exp(log_sigma[0, size)): the engine's AVX2 exp. Computed
+// where it is needed rather than stored: recomputing is cheaper than another
+// 5 MB stream through memory per step.
+void Sigmas(const float* log_sigma, int64_t size, float* sigma) {
+  std::copy(log_sigma, log_sigma + size, sigma);
+  cpu::ExpInPlace(sigma, static_cast<size_t>(size));
 }
 
 int64_t Numel(const std::vector<int64_t>& shape) {
@@ -218,6 +219,17 @@ RouterNetwork::RouterNetwork(RouterType type, int feature_dim, int hidden_dim, B
           {.gamma = AddParam(ln + "weight", {out}), .beta = AddParam(ln + "bias", {out})});
     }
   }
+}
+
+bool RouterNetwork::is_bayesian_param(int index) const {
+  if (!bayesian()) return false;
+  for (const Dense& d : dense_) {
+    if (index == d.weight || index == d.bias || index == d.weight_log_sigma ||
+        index == d.bias_log_sigma) {
+      return true;
+    }
+  }
+  return false;
 }
 
 int RouterNetwork::AddParam(std::string name, std::vector<int64_t> shape) {
@@ -303,21 +315,47 @@ double RouterNetwork::MeanKl() const {
   return total / static_cast<double>(num_bayesian_params());
 }
 
-WeightNoise RouterNetwork::DrawNoise(uint64_t seed, uint64_t step) const {
-  WeightNoise noise;
-  DrawNoise(seed, step, &noise);
-  return noise;
+int RouterNetwork::LogSigmaIndex(int mean_index) const {
+  for (const Dense& d : dense_) {
+    if (mean_index == d.weight) return d.weight_log_sigma;
+    if (mean_index == d.bias) return d.bias_log_sigma;
+  }
+  SR_CHECK(false);  // not a posterior-mean tensor: a programming error
+  return -1;
 }
 
-void RouterNetwork::DrawNoise(uint64_t seed, uint64_t step, WeightNoise* noise) const {
-  noise->resize(params_.size());
+void RouterNetwork::DrawWeightSample(uint64_t seed, uint64_t step, WeightSample* sample) const {
+  sample->noise.resize(params_.size());
+  sample->weights.resize(params_.size());
   if (!bayesian()) return;
   for (const Dense& d : dense_) {
     for (int index : {d.weight, d.bias}) {
-      std::vector<float>& eps = (*noise)[index];
-      eps.resize(params_[index].values.size());
-      FillNormal(MixKey(seed, step, index), eps.data(), eps.size());
+      const int64_t size = static_cast<int64_t>(params_[index].values.size());
+      sample->noise[index].resize(size);
+      sample->weights[index].resize(size);
+      const int64_t chunks = (size + kBayesChunk - 1) / kBayesChunk;
+#pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
+      for (int64_t c = 0; c < chunks; ++c) {
+        DrawWeightSampleRange(seed, step, index, c * kBayesChunk,
+                              std::min(size, (c + 1) * kBayesChunk), sample);
+      }
     }
+  }
+}
+
+void RouterNetwork::DrawWeightSampleRange(uint64_t seed, uint64_t step, int mean_index,
+                                          int64_t begin, int64_t end, WeightSample* sample) const {
+  const float* __restrict mu = params_[mean_index].values.data();
+  const float* __restrict log_sigma = params_[LogSigmaIndex(mean_index)].values.data();
+  float* __restrict eps = sample->noise[mean_index].data();
+  float* __restrict w = sample->weights[mean_index].data();
+  SR_CHECK(end <= static_cast<int64_t>(sample->noise[mean_index].size()));
+  FillNormalRange(MixKey(seed, step, mean_index), begin, end, eps + begin);
+  for (int64_t sub = begin; sub < end; sub += kBayesChunk) {
+    const int64_t count = std::min(end - sub, kBayesChunk);
+    float sigma[kBayesChunk];
+    Sigmas(log_sigma + sub, count, sigma);
+    for (int64_t k = 0; k < count; ++k) w[sub + k] = mu[sub + k] + sigma[k] * eps[sub + k];
   }
 }
 
@@ -346,13 +384,17 @@ void RouterNetwork::Forward(const float* features, int64_t n,
 #pragma omp parallel for schedule(static) if (n * h >= kMinParallelWork)
     for (int64_t i = 0; i < n; ++i) {
       float* row = xhat.data() + i * h;
+      // Sums in double, in vector lanes (omp simd: a fixed order, so still
+      // independent of the thread count).
       double sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t j = 0; j < h; ++j) {
         row[j] += bias[j];
         sum += row[j];
       }
       const double mean = sum / h;
       double sq = 0;
+#pragma omp simd reduction(+ : sq)
       for (int64_t j = 0; j < h; ++j) sq += (row[j] - mean) * (row[j] - mean);
       const float r = static_cast<float>(1.0 / std::sqrt(sq / h + kLayerNormEps));  // biased var
       rstd[i] = r;
@@ -388,47 +430,34 @@ void RouterNetwork::Logits(const float* features, int64_t n, float* logits) cons
 }
 
 double RouterNetwork::LossAndGradients(const float* features, const float* targets, int64_t n,
-                                       const WeightNoise* noise, double kl_weight,
+                                       const WeightSample* sample, double kl_weight,
                                        std::vector<std::vector<float>>* grads, double* bce_out,
-                                       StepBuffers* buffers) const {
+                                       StepBuffers* buffers,
+                                       const BayesianGradientSink* sink) const {
   SR_CHECK(n > 0);
-  const bool sample = bayesian() && noise != nullptr;
-  if (sample) SR_CHECK(noise->size() == params_.size());
+  const bool sampled = bayesian() && sample != nullptr;
+  SR_CHECK(sink == nullptr || bayesian());
   StepBuffers local_buffers;
   StepBuffers& buf = buffers != nullptr ? *buffers : local_buffers;
-  buf.sigma.resize(params_.size());
-  buf.sampled.resize(params_.size());
-  // Bayesian tensors: sigma = exp(log_sigma), computed once per step and
-  // reused by the sampling, the KL and its gradient; effective weights
-  // w = mu + sigma * eps when sampling.
-  auto effective = [&](int mu_index, int ls_index) -> const float* {
-    const std::vector<float>& mu = params_[mu_index].values;
-    if (!bayesian()) return mu.data();
-    const std::vector<float>& ls = params_[ls_index].values;
-    std::vector<float>& sigma = buf.sigma[mu_index];
-    sigma.resize(mu.size());
-    const int64_t size = static_cast<int64_t>(mu.size());
-    if (!sample) {
-      SampleWeights(mu.data(), ls.data(), nullptr, sigma.data(), nullptr, size);
-      return mu.data();
-    }
-    const std::vector<float>& eps = (*noise)[mu_index];
-    SR_CHECK(eps.size() == mu.size());
-    std::vector<float>& w = buf.sampled[mu_index];
-    w.resize(mu.size());
-    SampleWeights(mu.data(), ls.data(), eps.data(), sigma.data(), w.data(), size);
-    return w.data();
+  // Effective weights: the sample's for Bayesian tensors, else the values.
+  auto effective = [&](int index) -> const float* {
+    if (!sampled) return params_[index].values.data();
+    SR_CHECK(sample->weights.size() == params_.size() &&
+             sample->weights[index].size() == params_[index].values.size());
+    return sample->weights[index].data();
   };
   std::vector<const float*> weights, biases;
   for (const Dense& d : dense_) {
-    weights.push_back(effective(d.weight, d.weight_log_sigma));
-    biases.push_back(effective(d.bias, d.bias_log_sigma));
+    weights.push_back(effective(d.weight));
+    biases.push_back(effective(d.bias));
   }
   Activations& cache = buf.activations;
   Forward(features, n, weights, biases, &cache);
 
   // Every gradient below is written in full (GEMMs with beta 0, column sums,
-  // the Bayesian loop), so the buffers are only sized, not cleared.
+  // the Bayesian loop), so the buffers are only sized, not cleared. With a
+  // sink, the buffers of Bayesian means hold dL/dw (an intermediate) and
+  // those of log-sigmas are not written.
   grads->resize(params_.size());
   for (size_t p = 0; p < params_.size(); ++p) (*grads)[p].resize(params_[p].values.size());
 
@@ -462,20 +491,19 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
     const std::vector<float>& xhat = cache.normalized[l - 1];
     const std::vector<float>& act = cache.activated[l - 1];
     const std::vector<float>& rstd = cache.rstd[l - 1];
-    // ReLU mask: act > 0 exactly where gamma*x̂+beta > 0.
-    for (int64_t i = 0; i < n * h; ++i) {
-      if (act[i] <= 0.0f) d_input[i] = 0.0f;
-    }
-    ColumnSums(d_input.data(), xhat.data(), n, h, (*grads)[norm.gamma].data());
-    ColumnSums(d_input.data(), nullptr, n, h, (*grads)[norm.beta].data());
     const float* gamma = params_[norm.gamma].values.data();
     d_out.resize(n * h);
 #pragma omp parallel for schedule(static) if (n * h >= kMinParallelWork)
     for (int64_t i = 0; i < n; ++i) {
+      // ReLU mask: act > 0 exactly where gamma*x̂+beta > 0. dy is kept masked
+      // for the gamma/beta sums below.
+      float* dy = d_input.data() + i * h;
+      const float* act_row = act.data() + i * h;
+      for (int64_t j = 0; j < h; ++j) dy[j] = act_row[j] > 0.0f ? dy[j] : 0.0f;
       // dh = rstd * (dx̂ - mean(dx̂) - x̂ * mean(dx̂ * x̂)), dx̂ = dy * gamma.
-      const float* dy = d_input.data() + i * h;
       const float* xh = xhat.data() + i * h;
       double mean_dxhat = 0, mean_dxhat_xhat = 0;
+#pragma omp simd reduction(+ : mean_dxhat, mean_dxhat_xhat)
       for (int64_t j = 0; j < h; ++j) {
         const double dxh = double(dy[j]) * gamma[j];
         mean_dxhat += dxh;
@@ -489,52 +517,67 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
             rstd[i] * (double(dy[j]) * gamma[j] - mean_dxhat - xh[j] * mean_dxhat_xhat));
       }
     }
+    ColumnSums(d_input.data(), xhat.data(), n, h, (*grads)[norm.beta].data(),
+               (*grads)[norm.gamma].data());
   }
 
   double kl = 0;
   if (bayesian()) {
-    // One pass per Bayesian tensor computes the KL (as MeanKl(), from the
-    // step's sigma) and both gradients:
+    // One pass per Bayesian tensor computes the KL (as MeanKl()) and both
+    // gradients, chunk by chunk:
     //   KL_i = log p - log_sigma + (sigma^2 + mu^2) / (2 p^2) - 1/2,
     //   d/d mu = dL/dw + c * mu / p^2,
     //   d/d log_sigma = dL/dw * eps * sigma + c * (sigma^2 / p^2 - 1),
-    // c = kl_weight / num_bayesian_params.
+    // c = kl_weight / num_bayesian_params. With a sink the chunk's gradients
+    // go there instead of into grads.
     const double c = kl_weight / static_cast<double>(num_bayesian_params());
     const float c_f = static_cast<float>(c);
     const double log_prior = std::log(bayes_.prior_sigma);
     const float inv_prior_var = static_cast<float>(1.0 / (bayes_.prior_sigma * bayes_.prior_sigma));
+    const double half_inv_prior_var = 0.5 * inv_prior_var;
     double kl_total = 0;
     for (const Dense& d : dense_) {
       for (auto [mu_index, ls_index] :
            {std::pair{d.weight, d.weight_log_sigma}, std::pair{d.bias, d.bias_log_sigma}}) {
+        const float* g_w = (*grads)[mu_index].data();  // dL/dw from the backward pass
         float* g_mu = (*grads)[mu_index].data();
         float* g_ls = (*grads)[ls_index].data();
         const float* mu = params_[mu_index].values.data();
         const float* ls = params_[ls_index].values.data();
-        const float* sigma = buf.sigma[mu_index].data();
-        const float* eps = sample ? (*noise)[mu_index].data() : nullptr;
+        const float* eps = sampled ? sample->noise[mu_index].data() : nullptr;
         const int64_t size = static_cast<int64_t>(params_[mu_index].values.size());
         // Fixed chunks summed in order: the KL does not depend on threads.
-        constexpr int64_t kChunk = 4096;
-        const int64_t chunks = (size + kChunk - 1) / kChunk;
+        const int64_t chunks = (size + kBayesChunk - 1) / kBayesChunk;
         std::vector<double> partial(chunks, 0.0);
 #pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
         for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-          const int64_t begin = chunk * kChunk, end = std::min(size, begin + kChunk);
+          const int64_t begin = chunk * kBayesChunk, count = std::min(size - begin, kBayesChunk);
+          float sigma[kBayesChunk], sink_d_mu[kBayesChunk], sink_d_ls[kBayesChunk];
+          Sigmas(ls + begin, count, sigma);
+          float* out_mu = sink ? sink_d_mu : g_mu + begin;
+          float* out_ls = sink ? sink_d_ls : g_ls + begin;
           // KL terms in double: the loss feeds finite-difference checks and
           // float terms summed over a layer lose ~1e-5 of it.
           double kl_acc = 0;
-          const double half_inv_prior_var = 0.5 * inv_prior_var;
 #pragma omp simd reduction(+ : kl_acc)
-          for (int64_t i = begin; i < end; ++i) {
-            const float s2 = sigma[i] * sigma[i];
-            const float g_w = g_mu[i];
+          for (int64_t k = 0; k < count; ++k) {
+            const int64_t i = begin + k;
+            const float s2 = sigma[k] * sigma[k];
+            const float dw = g_w[i];
             kl_acc +=
-                (double(sigma[i]) * sigma[i] + double(mu[i]) * mu[i]) * half_inv_prior_var - ls[i];
-            g_ls[i] = (eps ? g_w * eps[i] * sigma[i] : 0.0f) + c_f * (s2 * inv_prior_var - 1.0f);
-            g_mu[i] = g_w + c_f * mu[i] * inv_prior_var;
+                (double(sigma[k]) * sigma[k] + double(mu[i]) * mu[i]) * half_inv_prior_var - ls[i];
+            out_ls[k] = (eps ? dw * eps[i] * sigma[k] : 0.0f) + c_f * (s2 * inv_prior_var - 1.0f);
+            out_mu[k] = dw + c_f * mu[i] * inv_prior_var;
           }
-          partial[chunk] = kl_acc + (end - begin) * (log_prior - 0.5);
+          partial[chunk] = kl_acc + count * (log_prior - 0.5);
+          if (sink) {
+            (*sink)({.mean_index = mu_index,
+                     .log_sigma_index = ls_index,
+                     .begin = begin,
+                     .end = begin + count,
+                     .d_mean = sink_d_mu,
+                     .d_log_sigma = sink_d_ls});
+          }
         }
         for (double p : partial) kl_total += p;
       }

@@ -25,6 +25,7 @@
 #define SAFEROUTE_ROUTER_NETWORK_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,10 +50,14 @@ struct BayesSettings {
   double init_log_sigma = -2.302585092994046;  // log(0.1)
 };
 
-// Per-parameter N(0,1) noise for one training step of the Bayesian MLP:
-// eps[p] has the size of params()[p] for each posterior-mean tensor of a
-// Bayesian layer and is empty otherwise.
-using WeightNoise = std::vector<std::vector<float>>;
+// One weight sample of the Bayesian MLP for one training step, per
+// posterior-mean tensor p of a Bayesian layer (empty vectors for the other
+// tensors): noise[p] ~ N(0, 1) and weights[p] = mu + exp(log_sigma) * noise[p],
+// each the size of params()[p].
+struct WeightSample {
+  std::vector<std::vector<float>> noise;
+  std::vector<std::vector<float>> weights;
+};
 
 class RouterNetwork {
  public:
@@ -82,11 +87,16 @@ class RouterNetwork {
   // num_bayesian_params() (torchbnn BKLLoss, reduction "mean"); 0 otherwise.
   double MeanKl() const;
 
-  // Draws the N(0,1) noise for one training step from a counter-based
-  // generator keyed by (seed, step): reproducible and thread-count independent.
-  WeightNoise DrawNoise(uint64_t seed, uint64_t step) const;
-  // The same values into *noise, reusing its buffers (the training loop).
-  void DrawNoise(uint64_t seed, uint64_t step, WeightNoise* noise) const;
+  // Draws the sample of one training step from the current parameters. The
+  // noise comes from a counter-based generator keyed by (seed, step, tensor):
+  // reproducible and thread-count independent. Reuses sample's buffers.
+  void DrawWeightSample(uint64_t seed, uint64_t step, WeightSample* sample) const;
+  // The same for elements [begin, end) of posterior-mean tensor mean_index
+  // only (begin even), on the calling thread; *sample must already have been
+  // sized by DrawWeightSample. The training loop redraws each chunk for the
+  // next step right after updating it.
+  void DrawWeightSampleRange(uint64_t seed, uint64_t step, int mean_index, int64_t begin,
+                             int64_t end, WeightSample* sample) const;
 
   // Activations of one forward pass, kept for the backward pass.
   struct Activations {
@@ -99,24 +109,45 @@ class RouterNetwork {
   // Buffers a training loop passes to every LossAndGradients call: without
   // them each step of the paper's router allocates and page-faults ~30 MB.
   struct StepBuffers {
-    std::vector<std::vector<float>> sigma;    // per Bayesian tensor: exp(log_sigma)
-    std::vector<std::vector<float>> sampled;  // per Bayesian tensor: mu + sigma * eps
     Activations activations;
     std::vector<float> d_out, d_input;
   };
+  // Final gradients of elements [begin, end) of a Bayesian layer's posterior
+  // mean tensor and of its log-sigma tensor (same shape, same elements).
+  struct BayesianGradientChunk {
+    int mean_index = -1, log_sigma_index = -1;  // into params()
+    int64_t begin = 0, end = 0;
+    const float* d_mean = nullptr;       // [end - begin]
+    const float* d_log_sigma = nullptr;  // [end - begin]
+  };
+  // Called from several threads at once, each with its own chunk.
+  using BayesianGradientSink = std::function<void(const BayesianGradientChunk&)>;
+
+  // True for the posterior mean and log-sigma tensors of Bayesian layers: the
+  // tensors whose gradients go to a BayesianGradientSink when one is given.
+  bool is_bayesian_param(int index) const;
 
   // Posterior-mean logits. features: [n, feature_dim] row-major; logits: [n].
   void Logits(const float* features, int64_t n, float* logits) const;
 
   // loss = mean_i BCEWithLogits(logit_i, t_i) + kl_weight * MeanKl(), with the
-  // weights of Bayesian layers set to mu + exp(log_sigma) * noise (noise may
-  // be null: posterior mean). Writes d loss / d param into grads (resized to
-  // match params()). Returns the loss; *bce_out (optional) gets the BCE part.
-  // buffers (optional) are reused across calls; results do not depend on it.
+  // weights of Bayesian layers taken from sample, which must have been drawn
+  // from the current parameters (null: the posterior mean). Writes d loss /
+  // d param into grads (resized to match params()). Returns the loss;
+  // *bce_out (optional) gets the BCE part. buffers (optional) are reused
+  // across calls; results do not depend on it.
+  //
+  // With a sink (Bayesian MLP only), the gradients of the Bayesian tensors
+  // (is_bayesian_param) are not written to grads: each chunk goes to the sink
+  // as soon as it is final, while it is in cache, so a training loop can apply
+  // its optimiser there. The call reads none of a chunk's parameters or
+  // sample values after passing it on, so the sink may update the parameters
+  // in place and redraw the chunk's sample for the next step.
   double LossAndGradients(const float* features, const float* targets, int64_t n,
-                          const WeightNoise* noise, double kl_weight,
+                          const WeightSample* sample, double kl_weight,
                           std::vector<std::vector<float>>* grads, double* bce_out = nullptr,
-                          StepBuffers* buffers = nullptr) const;
+                          StepBuffers* buffers = nullptr,
+                          const BayesianGradientSink* sink = nullptr) const;
 
  private:
   struct Dense {
@@ -128,6 +159,8 @@ class RouterNetwork {
     int gamma = -1, beta = -1;
   };
   int AddParam(std::string name, std::vector<int64_t> shape);
+  // The log-sigma tensor of a Bayesian posterior-mean tensor.
+  int LogSigmaIndex(int mean_index) const;
   // Runs the layers with the given effective weights/biases (one per dense
   // layer); fills cache->logits [n] and, for backward, the hidden activations.
   void Forward(const float* features, int64_t n, const std::vector<const float*>& weights,

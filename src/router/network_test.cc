@@ -160,14 +160,15 @@ TEST(RouterNetworkTest, BayesianLossMatchesHandComputation) {
   EXPECT_NEAR(bnn.MeanKl(), kl_mean, 1e-5);
 
   // One weight sample: w = mu + sigma * eps with sigma = 0.2.
-  WeightNoise noise = bnn.DrawNoise(42, 7);
+  WeightSample sample;
+  bnn.DrawWeightSample(42, 7, &sample);
   auto sampled = [&](std::string_view name, std::vector<double> mu) {
     size_t index = 0;
     while (bnn.params()[index].name != name) ++index;
-    for (size_t i = 0; i < mu.size(); ++i) mu[i] += 0.2 * noise[index][i];
+    for (size_t i = 0; i < mu.size(); ++i) mu[i] += 0.2 * sample.noise[index][i];
     return mu;
   };
-  loss = bnn.LossAndGradients(x.data(), t.data(), 3, &noise, 0.01, &grads, &bce);
+  loss = bnn.LossAndGradients(x.data(), t.data(), 3, &sample, 0.01, &grads, &bce);
   const double hand_sampled =
       HandLoss(sampled("fc0.weight", {0.5, -0.3, 0.2, 0.8}), sampled("fc0.bias", {0.1, -0.2}),
                sampled("fc1.weight", {0.3, -0.6, 0.9, 0.1}), sampled("fc1.bias", {0.05, 0.0}),
@@ -193,10 +194,17 @@ void CheckGradients(RouterType type, double kl_weight) {
   }
   const std::vector<float> x = RandomVector(99, n * dim);
   const std::vector<float> t = {1, 0, 0, 1, 1, 0};
-  const WeightNoise noise = net.DrawNoise(1, 2);
-  const WeightNoise* noise_ptr = net.bayesian() ? &noise : nullptr;
+  // The same noise (seed 1, step 2) every time; the weights are redrawn from
+  // the perturbed parameters.
+  WeightSample sample;
+  auto loss_and_gradients = [&](std::vector<std::vector<float>>* grads) {
+    if (!net.bayesian())
+      return net.LossAndGradients(x.data(), t.data(), n, nullptr, kl_weight, grads);
+    net.DrawWeightSample(1, 2, &sample);
+    return net.LossAndGradients(x.data(), t.data(), n, &sample, kl_weight, grads);
+  };
   std::vector<std::vector<float>> grads, scratch;
-  net.LossAndGradients(x.data(), t.data(), n, noise_ptr, kl_weight, &grads);
+  loss_and_gradients(&grads);
   const float h = 2e-3f;
   int checked = 0;
   for (size_t p = 0; p < net.params().size(); ++p) {
@@ -204,10 +212,9 @@ void CheckGradients(RouterType type, double kl_weight) {
       float& v = net.params()[p].values[i];
       const float saved = v;
       v = saved + h;
-      const double up = net.LossAndGradients(x.data(), t.data(), n, noise_ptr, kl_weight, &scratch);
+      const double up = loss_and_gradients(&scratch);
       v = saved - h;
-      const double down =
-          net.LossAndGradients(x.data(), t.data(), n, noise_ptr, kl_weight, &scratch);
+      const double down = loss_and_gradients(&scratch);
       v = saved;
       const double numeric = (up - down) / (2 * h);
       EXPECT_NEAR(grads[p][i], numeric, 2e-3 + 2e-2 * std::abs(numeric))

@@ -7,17 +7,20 @@
 
 #include "router/parallel.h"
 #include "router/vector_math.h"
+#include "util/status.h"
 
 namespace saferoute {
 namespace {
 
-// Pairs [begin, end) of stream `key` into out (2 values per pair, the last
-// pair may have only its first value when n is odd). Each step is its own
+// Values [2 * first_pair, 2 * first_pair + values) of stream `key` into
+// out[0, values) (2 values per pair; an odd count ends with a pair's first
+// value). Each step is its own
 // loop over a block so that GCC vectorises all of them, the 64-bit hash
 // included (AVX2 has no 64-bit multiply; GCC builds it from 32-bit ones,
 // still ~3x faster than scalar code here).
-void NormalPairs(uint64_t key, int64_t begin, int64_t end, float* out, size_t n) {
+void NormalPairs(uint64_t key, int64_t first_pair, int64_t values, float* out) {
   constexpr int64_t kBlock = 256;
+  const int64_t begin = first_pair, end = first_pair + (values + 1) / 2;
   uint64_t bits[kBlock];
   float u1[kBlock], u2[kBlock], radius[kBlock], sin_v[kBlock], cos_v[kBlock];
   for (int64_t block = begin; block < end; block += kBlock) {
@@ -40,8 +43,8 @@ void NormalPairs(uint64_t key, int64_t begin, int64_t end, float* out, size_t n)
     }
     // Interleaved stores; a last pair cut short by an odd n is written apart
     // so this loop has no branch.
-    float* dst = out + 2 * static_cast<size_t>(block);
-    const bool cut = 2 * static_cast<size_t>(block + count) > n;
+    float* dst = out + 2 * (block - first_pair);
+    const bool cut = 2 * (block - first_pair + count) > values;
     const int64_t full = cut ? count - 1 : count;
     for (int64_t i = 0; i < full; ++i) {
       dst[2 * i] = radius[i] * cos_v[i];
@@ -60,8 +63,15 @@ void FillNormal(uint64_t key, float* out, size_t n) {
   const int64_t chunks = (pairs + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (pairs >= kMinParallelWork)
   for (int64_t c = 0; c < chunks; ++c) {
-    NormalPairs(key, c * kChunk, std::min(pairs, (c + 1) * kChunk), out, n);
+    const int64_t first = 2 * c * kChunk;
+    NormalPairs(key, c * kChunk, std::min(static_cast<int64_t>(n) - first, 2 * kChunk),
+                out + first);
   }
+}
+
+void FillNormalRange(uint64_t key, size_t begin, size_t end, float* out) {
+  SR_CHECK(begin % 2 == 0 && begin <= end);
+  NormalPairs(key, static_cast<int64_t>(begin / 2), static_cast<int64_t>(end - begin), out);
 }
 
 void FillUniform(uint64_t key, double low, double high, float* out, size_t n) {

@@ -36,6 +36,9 @@ inline uint64_t IndexAt(uint64_t key, uint64_t i, uint64_t n) {
 // out[0..n) ~ N(0, 1) by Box-Muller on pairs (value i depends only on key, i;
 // 24-bit uniforms, single precision, vectorised log and sin/cos).
 void FillNormal(uint64_t key, float* out, size_t n);
+// Values [begin, end) of that stream into out[0, end - begin), on the calling
+// thread; begin must be even (values come in pairs).
+void FillNormalRange(uint64_t key, size_t begin, size_t end, float* out);
 // out[0..n) ~ U(low, high).
 void FillUniform(uint64_t key, double low, double high, float* out, size_t n);
 

@@ -39,5 +39,20 @@ TEST(RandomTest, NormalMomentsAndDeterminism) {
   EXPECT_NE(a, other);
 }
 
+TEST(RandomTest, NormalRangeIsASliceOfTheStream) {
+  // Sizes across FillNormal's parallel chunks (8192 values) and its inner
+  // blocks, odd and even ends.
+  const size_t n = 20001;
+  std::vector<float> whole(n);
+  FillNormal(99, whole.data(), n);
+  for (auto [begin, end] : std::vector<std::pair<size_t, size_t>>{
+           {0, n}, {0, 1}, {2, 3}, {8190, 8195}, {4096, 12288}, {19998, 20001}, {10, 10}}) {
+    std::vector<float> part(end - begin);
+    FillNormalRange(99, begin, end, part.data());
+    EXPECT_EQ(part, std::vector<float>(whole.begin() + begin, whole.begin() + end))
+        << begin << ".." << end;
+  }
+}
+
 }  // namespace
 }  // namespace saferoute

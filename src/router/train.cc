@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 
+#include "router/adamw.h"
 #include "router/metrics.h"
 #include "router/parallel.h"
 #include "router/random.h"
@@ -39,45 +40,6 @@ absl::Status ValidateOptions(const TrainOptions& o) {
   if (!(o.val_share >= 0 && o.val_share < 1)) return bad("val_share must be in [0, 1)");
   return absl::OkStatus();
 }
-
-// torch.optim.AdamW (betas 0.9/0.999, eps 1e-8, decoupled weight decay).
-class AdamW {
- public:
-  explicit AdamW(const std::vector<ParamTensor>& params) {
-    for (const ParamTensor& p : params) {
-      m_.emplace_back(p.values.size(), 0.0f);
-      v_.emplace_back(p.values.size(), 0.0f);
-    }
-  }
-  void Step(std::vector<ParamTensor>& params, const std::vector<std::vector<float>>& grads,
-            double lr, double weight_decay) {
-    ++t_;
-    const double bias1 = 1.0 - std::pow(kBeta1, t_);
-    const double bias2 = 1.0 - std::pow(kBeta2, t_);
-    const float decay = static_cast<float>(1.0 - lr * weight_decay);
-    const float step = static_cast<float>(lr / bias1);
-    const float inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(bias2));
-    for (size_t p = 0; p < params.size(); ++p) {
-      float* w = params[p].values.data();
-      const float* g = grads[p].data();
-      float* m = m_[p].data();
-      float* v = v_[p].data();
-      const int64_t size = static_cast<int64_t>(params[p].values.size());
-#pragma omp parallel for schedule(static) if (size >= kMinParallelWork)
-      for (int64_t i = 0; i < size; ++i) {
-        w[i] *= decay;
-        m[i] = kBeta1 * m[i] + (1 - kBeta1) * g[i];
-        v[i] = kBeta2 * v[i] + (1 - kBeta2) * g[i] * g[i];
-        w[i] -= step * m[i] / (std::sqrt(v[i]) * inv_sqrt_bias2 + kEps);
-      }
-    }
-  }
-
- private:
-  static constexpr float kBeta1 = 0.9f, kBeta2 = 0.999f, kEps = 1e-8f;
-  std::vector<std::vector<float>> m_, v_;
-  int64_t t_ = 0;
-};
 
 // Copies rows [rows] of features [*, dim] into out [rows.size(), dim].
 void GatherRows(std::span<const float> features, int dim, std::span<const int64_t> rows,
@@ -202,14 +164,30 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
   std::vector<float> batch_targets(options.batch_size);
   std::vector<int64_t> batch_rows(options.batch_size);
   std::vector<std::vector<float>> grads;
-  WeightNoise noise;                        // reused every step (Bayesian only)
   RouterNetwork::StepBuffers step_buffers;  // reused every step
+  // Bayesian MLP: the weight sample of the current step. Drawn whole for the
+  // first step; after that each chunk is redrawn for step + 1 as soon as the
+  // gradient pass has updated it (below), while it is in cache.
+  const uint64_t noise_seed = MixKey(options.seed, kNoiseStream, 0);
+  WeightSample sample;
+  if (net.bayesian()) net.DrawWeightSample(noise_seed, 0, &sample);
+  int64_t step = 0;
+  const RouterNetwork::BayesianGradientSink update_bayesian =
+      [&](const RouterNetwork::BayesianGradientChunk& chunk) {
+        std::vector<ParamTensor>& params = net.params();
+        optimizer.UpdateRange(chunk.mean_index, chunk.begin, chunk.end,
+                              params[chunk.mean_index].values.data() + chunk.begin, chunk.d_mean);
+        optimizer.UpdateRange(chunk.log_sigma_index, chunk.begin, chunk.end,
+                              params[chunk.log_sigma_index].values.data() + chunk.begin,
+                              chunk.d_log_sigma);
+        net.DrawWeightSampleRange(noise_seed, static_cast<uint64_t>(step) + 1, chunk.mean_index,
+                                  chunk.begin, chunk.end, &sample);
+      };
   std::vector<float> val_scores;
 
   std::optional<std::vector<ParamTensor>> best_params;
   std::vector<float> best_scores;
   double best_auprc = -1;
-  int64_t step = 0;
   for (int epoch = 1; epoch <= options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     double loss_sum = 0, bce_sum = 0;
@@ -227,20 +205,26 @@ absl::StatusOr<TrainedRouter> TrainRouter(std::span<const float> features, int d
         batch_targets[i] = static_cast<float>(cls);
       }
       GatherRows(features, dim, std::span(batch_rows.data(), rows), batch_features.data());
-      if (net.bayesian()) net.DrawNoise(MixKey(options.seed, kNoiseStream, 0), step, &noise);
+      optimizer.BeginStep(
+          options.learning_rate * LearningRateScale(step, options.warmup_steps, total_steps),
+          options.weight_decay);
       double bce = 0;
-      const double loss = net.LossAndGradients(batch_features.data(), batch_targets.data(), rows,
-                                               net.bayesian() ? &noise : nullptr, options.kl_weight,
-                                               &grads, &bce, &step_buffers);
+      // The Bayesian tensors are updated inside the gradient pass (sink); the
+      // rest (LayerNorm, or every tensor of the other routers) after it.
+      const double loss =
+          net.LossAndGradients(batch_features.data(), batch_targets.data(), rows,
+                               net.bayesian() ? &sample : nullptr, options.kl_weight, &grads, &bce,
+                               &step_buffers, net.bayesian() ? &update_bayesian : nullptr);
       if (!std::isfinite(loss)) {
         return absl::InternalError(absl::StrCat("epoch ", epoch, ", step ", step,
                                                 ": training loss is not finite (lr too high?)"));
       }
       loss_sum += loss;
       bce_sum += bce;
-      const double lr =
-          options.learning_rate * LearningRateScale(step, options.warmup_steps, total_steps);
-      optimizer.Step(net.params(), grads, lr, options.weight_decay);
+      for (size_t p = 0; p < net.params().size(); ++p) {
+        if (net.is_bayesian_param(static_cast<int>(p))) continue;
+        optimizer.UpdateTensor(static_cast<int>(p), net.params()[p].values, grads[p]);
+      }
     }
     EpochReport report;
     report.epoch = epoch;
