@@ -98,12 +98,14 @@ inline void Axpy(float p, const float* v, float* out, int64_t n) {
 
 }  // namespace
 
-void ExpInPlace(float* x, size_t n) {
+void ExpInPlace(float* x, size_t n) { Exp(x, x, n); }
+
+void Exp(const float* x, float* out, size_t n) {
   size_t i = 0;
 #if SR_KERNELS_AVX2
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, Exp8(_mm256_loadu_ps(x + i)));
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, Exp8(_mm256_loadu_ps(x + i)));
 #endif
-  for (; i < n; ++i) x[i] = ExpScalar(x[i]);
+  for (; i < n; ++i) out[i] = ExpScalar(x[i]);
 }
 
 float Dot(const float* a, const float* b, int64_t n) {
