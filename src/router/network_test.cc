@@ -240,7 +240,7 @@ TEST(RouterNetworkTest, LogisticGradientsMatchFiniteDifferences) {
 TEST(RouterNetworkTest, BatchedLogitsEqualRowByRow) {
   RouterNetwork net(RouterType::kBayesianMlp, 9, 6);
   net.Initialize(4);
-  const int n = 300;  // more than one inference chunk
+  const int n = 1100;  // more than two inference chunks (512 rows)
   const std::vector<float> x = RandomVector(8, n * 9);
   std::vector<float> batch(n);
   net.Logits(x.data(), n, batch.data());
