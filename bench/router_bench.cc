@@ -8,6 +8,10 @@
 // batches, 10% validation) on synthetic features [rows, dim]; a few epochs are
 // timed and extrapolated linearly to 100 and 1000 epochs (every epoch does the
 // same work: rows/512 steps plus one validation pass).
+// The machine's GEMM peak is measured in the same run, before and after
+// training (oneDNN's own multi-threaded sgemm on the first layer's shape,
+// best of 20): the training's share of it is comparable across runs on this
+// noisy, shared machine, where absolute times drift by +-15%.
 // Prints one JSON object on stdout; progress on stderr.
 #include <omp.h>
 #include <time.h>
@@ -21,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/gemm.h"
 #include "nlohmann/json.hpp"
 #include "router/network.h"
 #include "router/random.h"
@@ -149,6 +154,12 @@ int main(int argc, char** argv) {
     TrainOptions options;  // paper settings: bnn, hidden 512, batch 512, lr 1e-3, KL 0.01
     options.hidden_dim = args.hidden;
     options.epochs = args.epochs;
+    auto probe_peak = [&] {
+      const int threads = omp_get_max_threads();
+      return std::max(cpu::LibrarySgemmGflops(512, args.dim, args.hidden, threads, 20),
+                      cpu::LibrarySgemmGflops(512, args.hidden, args.hidden, threads, 20));
+    };
+    const double peak_before = probe_peak();
     std::vector<double> epoch_seconds, epoch_cpu_seconds;
     double cpu_mark = CpuSeconds();
     auto start = Clock::now();
@@ -177,7 +188,20 @@ int main(int argc, char** argv) {
     const double per_epoch = later_mean(epoch_seconds);
     // Idle-machine estimate: CPU time spread over the threads.
     const double per_epoch_idle = later_mean(epoch_cpu_seconds) / omp_get_max_threads();
+    const double peak_after = probe_peak();
     const long steps = (static_cast<long>(trained->summary.train_examples) + 511) / 512;
+    // Multiply-adds of the products in one epoch: per training example the
+    // forward pass (D*H + H*H + H), the weight gradients (the same) and the
+    // input gradients of layers 2 and 3 (H*H + H); per validation example
+    // one forward pass.
+    const double d = args.dim, h = args.hidden;
+    const double forward = d * h + h * h + h;
+    const double gemm_gflop =
+        2.0 *
+        (static_cast<double>(trained->summary.train_examples) * (2 * forward + h * h + h) +
+         static_cast<double>(trained->summary.val_examples) * forward) /
+        1e9;
+    const double peak = std::max(peak_before, peak_after);
     out["training"] = {{"router", "bnn"},
                        {"rows", args.rows},
                        {"train_rows", trained->summary.train_examples},
@@ -193,6 +217,12 @@ int main(int argc, char** argv) {
                        {"idle_estimate_seconds_per_epoch", per_epoch_idle},
                        {"idle_estimate_100_epochs_minutes", per_epoch_idle * 100 / 60},
                        {"goal_100_epochs_minutes", 10},
+                       {"gemm_gflop_per_epoch", gemm_gflop},
+                       {"sgemm_peak_gflops_before", peak_before},
+                       {"sgemm_peak_gflops_after", peak_after},
+                       {"gemm_gflops_achieved", gemm_gflop / per_epoch},
+                       {"percent_of_sgemm_peak", 100.0 * gemm_gflop / per_epoch / peak},
+                       {"epoch_seconds_at_peak", gemm_gflop / peak},
                        {"last_val_auprc", trained->summary.last.val.auprc}};
   }
   std::printf("%s\n", out.dump(2).c_str());
