@@ -373,7 +373,7 @@ void RouterNetwork::Forward(const float* features, int64_t n,
     const int64_t h = d.out;
     std::vector<float>& xhat = cache->normalized[l];
     std::vector<float>& rstd = cache->rstd[l];
-    std::vector<float>& act = cache->activated[l];
+    SgemmOperandBuffer& act = cache->activated[l];
     xhat.resize(n * h);
     rstd.resize(n);
     act.resize(n * h);
@@ -494,7 +494,7 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
     const int64_t h = d.in;
     const Norm& norm = norms_[l - 1];
     const std::vector<float>& xhat = cache.normalized[l - 1];
-    const std::vector<float>& act = cache.activated[l - 1];
+    const SgemmOperandBuffer& act = cache.activated[l - 1];
     const std::vector<float>& rstd = cache.rstd[l - 1];
     const float* gamma = params_[norm.gamma].values.data();
     // Rows of d_out are padded: with 512 floats (2 KB) apart, reading its

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "router/router.h"
+#include "router/sgemm_buffer.h"
 #include "util/status.h"
 
 namespace saferoute {
@@ -56,7 +57,7 @@ struct BayesSettings {
 // each the size of params()[p].
 struct WeightSample {
   std::vector<std::vector<float>> noise;
-  std::vector<std::vector<float>> weights;
+  std::vector<SgemmOperandBuffer> weights;  // a GEMM operand (router/sgemm_buffer.h)
 };
 
 class RouterNetwork {
@@ -103,7 +104,7 @@ class RouterNetwork {
     // Per hidden layer l (each [n, H] unless noted):
     std::vector<std::vector<float>> normalized;  // x̂ = (h - mean) * rstd
     std::vector<std::vector<float>> rstd;        // [n]
-    std::vector<std::vector<float>> activated;   // ReLU(gamma * x̂ + beta)
+    std::vector<SgemmOperandBuffer> activated;   // ReLU(gamma * x̂ + beta), a GEMM operand
     std::vector<float> logits;                   // [n]
   };
   // Buffers a training loop passes to every LossAndGradients call: without
