@@ -83,22 +83,7 @@ inline float HorizontalSum(__m256 v) {
 
 inline float SumOfSquares(const float* x, int64_t n) { return Dot(x, x, n); }
 
-// out[i] += p * v[i]
-inline void Axpy(float p, const float* v, float* out, int64_t n) {
-  int64_t i = 0;
-#if SR_KERNELS_AVX2
-  const __m256 pv = _mm256_set1_ps(p);
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(out + i,
-                     _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(out + i)));
-  }
-#endif
-  for (; i < n; ++i) out[i] = std::fma(p, v[i], out[i]);
-}
-
 }  // namespace
-
-void ExpInPlace(float* x, size_t n) { Exp(x, x, n); }
 
 void Exp(const float* x, float* out, size_t n) {
   size_t i = 0;
@@ -280,7 +265,7 @@ void Attention(const AttentionShape& shape, const float* q, const float* k, cons
         float max_score = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < n_keys; ++j) max_score = std::max(max_score, row[j]);
         for (int64_t j = 0; j < n_keys; ++j) row[j] -= max_score;
-        ExpInPlace(row, static_cast<size_t>(n_keys));
+        Exp(row, row, static_cast<size_t>(n_keys));
         float sum = 0.0f;
         for (int64_t j = 0; j < n_keys; ++j) sum += row[j];
         const float inv_sum = 1.0f / sum;

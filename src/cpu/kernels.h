@@ -13,10 +13,9 @@
 
 namespace saferoute::cpu {
 
-// exp(x) for a vector, max relative error ~2 ulp; exp(x) underflows to 0 for
-// x < -87.3 (what softmax needs for very negative scores).
-void ExpInPlace(float* x, size_t n);
-// out[i] = exp(x[i]), the same values (x and out may be the same array).
+// out[i] = exp(x[i]) for a vector (out may be x), max relative error ~2 ulp;
+// exp(x) underflows to 0 for x < -87.3 (what softmax needs for very negative
+// scores).
 void Exp(const float* x, float* out, size_t n);
 
 // LlamaRMSNorm / Qwen3RMSNorm over rows of width `width`:

@@ -82,8 +82,8 @@ TEST(Convert, F16MatchesDefinition) {
 TEST(Kernels, ExpAccurate) {
   std::vector<float> x;
   for (float v = -100.0f; v < 88.37f; v += 0.0137f) x.push_back(v);
-  std::vector<float> y = x;
-  ExpInPlace(y.data(), y.size());
+  std::vector<float> y(x.size());
+  Exp(x.data(), y.data(), y.size());
   for (size_t i = 0; i < x.size(); ++i) {
     const double ref = std::exp(static_cast<double>(x[i]));
     if (x[i] < -87.3365447504f) {  // below the smallest normal result: flushed to 0
@@ -93,9 +93,9 @@ TEST(Kernels, ExpAccurate) {
     ASSERT_TRUE(std::isfinite(y[i])) << x[i];
     ASSERT_NEAR(y[i] / ref, 1.0, 3e-7) << x[i];
   }
-  // The out-of-place form gives the same values (odd length: the scalar tail too).
-  std::vector<float> z(x.size() - 1);
-  Exp(x.data(), z.data(), z.size());
+  // In place (out == x) gives the same values (odd length: the scalar tail too).
+  std::vector<float> z(x.begin(), x.end() - 1);
+  Exp(z.data(), z.data(), z.size());
   ASSERT_EQ(z, std::vector<float>(y.begin(), y.end() - 1));
 }
 

@@ -3,7 +3,7 @@
 // training step (1.3M normals per step for the paper's router). libm's scalar
 // logf and sincosf were ~15% of training time; glibc's vector math (libmvec)
 // is only used under -ffast-math and has no vector sincos. (exp comes from
-// cpu::ExpInPlace.) Accuracy, checked against libm
+// cpu::Exp.) Accuracy, checked against libm
 // in vector_math_test.cc: a few float ulps — below anything a training step
 // could show. Needs -fno-math-errno to vectorise (router/CMakeLists.txt).
 #ifndef SAFEROUTE_ROUTER_VECTOR_MATH_H_
