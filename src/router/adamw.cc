@@ -1,5 +1,6 @@
 #include "router/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "router/parallel.h"

@@ -60,16 +60,6 @@ void Dot4(const float* x, const float* y0, const float* y1, const float* y2, con
   }
 }
 
-// One row of Dot4 (the same sums in the same order).
-float Dot(const float* x, const float* y, int64_t n) {
-  Vec8 acc = {};
-  int64_t p = 0;
-  for (; p + 8 <= n; p += 8) acc += Load8(x + p) * Load8(y + p);
-  float sum = Sum8(acc);
-  for (; p < n; ++p) sum += x[p] * y[p];
-  return sum;
-}
-
 // Row-major C[m, n] = op(A)[m, k] * op(B)[k, n] (+ beta * C): oneDNN for
 // large products, a plain loop on the calling thread for small ones.
 void Sgemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
@@ -94,7 +84,7 @@ void Sgemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const fl
                dots);
           for (int r = 0; r < 4; ++r) c_row[j + r] += dots[r];
         }
-        for (int64_t j = quads * 4; j < n; ++j) c_row[j] += Dot(a_row, b + j * ldb, k);
+        for (int64_t j = quads * 4; j < n; ++j) c_row[j] += cpu::Dot(a_row, b + j * ldb, k);
         continue;
       }
       for (int64_t p = 0; p < k; ++p) {
@@ -420,9 +410,9 @@ void RouterNetwork::Logits(const float* features, int64_t n, float* logits) cons
     weights.push_back(params_[d.weight].values.data());
     biases.push_back(params_[d.bias].values.data());
   }
-  // Bounded memory: activations for at most kChunk rows at a time (~3 MB
-  // for the paper's router); the training batch's shape, which oneDNN runs
-  // faster than 256 rows.
+  // Bounded memory: activations for at most kChunk rows at a time (4 MB for
+  // the paper's router: x̂ and activations, 2 layers x [512, 512] floats);
+  // the training batch's shape, which oneDNN runs faster than 256 rows.
   constexpr int64_t kChunk = 512;
   Activations cache;
   for (int64_t begin = 0; begin < n; begin += kChunk) {
@@ -445,8 +435,9 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
   // Effective weights: the sample's for Bayesian tensors, else the values.
   auto effective = [&](int index) -> const float* {
     if (!sampled) return params_[index].values.data();
-    SR_CHECK(sample->weights.size() == params_.size() &&
-             sample->weights[index].size() == params_[index].values.size());
+    SR_CHECK(sample->weights.size() == params_.size() && sample->noise.size() == params_.size() &&
+             sample->weights[index].size() == params_[index].values.size() &&
+             sample->noise[index].size() == params_[index].values.size());
     return sample->weights[index].data();
   };
   std::vector<const float*> weights, biases;
@@ -498,7 +489,8 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
     const std::vector<float>& rstd = cache.rstd[l - 1];
     const float* gamma = params_[norm.gamma].values.data();
     // Rows of d_out are padded: with 512 floats (2 KB) apart, reading its
-    // columns for the transposed product above hits the same cache sets
+    // columns for the transposed ('T','N') product at the top of the loop
+    // hits the same cache sets
     // (measured: the 512^3 'T','N' sgemm took 3.5 ms with a 512 stride,
     // 2.5 ms with 528).
     d_out_stride = h + kRowPad;

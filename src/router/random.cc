@@ -14,10 +14,10 @@ namespace {
 
 // Values [2 * first_pair, 2 * first_pair + values) of stream `key` into
 // out[0, values) (2 values per pair; an odd count ends with a pair's first
-// value). Each step is its own
-// loop over a block so that GCC vectorises all of them, the 64-bit hash
-// included (AVX2 has no 64-bit multiply; GCC builds it from 32-bit ones,
-// still ~3x faster than scalar code here).
+// value). Each step is its own loop over a block so that GCC vectorises all
+// of them, the 64-bit hash included (AVX2 has no 64-bit multiply; GCC builds
+// it from 32-bit ones). Measured: 1.31M values in 1.2-1.3 ms on 2 threads,
+// 2.2-2.4 ms with the hash and stores scalar.
 void NormalPairs(uint64_t key, int64_t first_pair, int64_t values, float* out) {
   constexpr int64_t kBlock = 256;
   const int64_t begin = first_pair, end = first_pair + (values + 1) / 2;
