@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_join.h"
 #include "cpu/convert.h"
+#include "cpu/dequantize.h"
 
 namespace saferoute {
 namespace {
@@ -24,8 +25,11 @@ absl::StatusOr<cpu::WeightType> WeightTypeOf(const TensorView& t) {
       return cpu::WeightType::kBF16;
     case DType::kF16:
       return cpu::WeightType::kF16;
+    default:
+      break;
   }
-  return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': unsupported dtype"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "tensor '", t.name, "': dtype ", std::string(DTypeName(t.dtype)), " is not supported"));
 }
 
 absl::Status CheckShape(const TensorView& t, std::vector<int64_t> expected,
@@ -37,10 +41,11 @@ absl::Status CheckShape(const TensorView& t, std::vector<int64_t> expected,
         "engine: tensor '", t.name, "' (", slot, ") has shape [", absl::StrJoin(t.shape, ", "),
         "], config implies [", absl::StrJoin(expected, ", "), "]"));
   }
-  if (t.nbytes != static_cast<size_t>(t.numel()) * DTypeSize(t.dtype)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("engine: tensor '", t.name, "' holds ", t.nbytes, " bytes, shape needs ",
-                     static_cast<size_t>(t.numel()) * DTypeSize(t.dtype)));
+  const std::optional<uint64_t> needed = TensorBytes(t.dtype, t.shape);
+  if (!needed || t.nbytes != *needed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: tensor '", t.name, "' holds ", t.nbytes, " bytes, not what ",
+        std::string(DTypeName(t.dtype)), " shape ", absl::StrJoin(t.shape, "x"), " needs"));
   }
   return absl::OkStatus();
 }
@@ -55,19 +60,13 @@ absl::StatusOr<cpu::WeightMatrix> Matrix(const TensorView& t, int64_t rows, int6
 // A 1-D gain vector widened to fp32 (tiny: H or d floats).
 absl::StatusOr<std::vector<float>> Gain(const TensorView& t, int64_t n, const std::string& slot) {
   SR_RETURN_IF_ERROR(CheckShape(t, {n}, slot));
-  std::vector<float> out(static_cast<size_t>(n));
-  const auto* bits = reinterpret_cast<const uint16_t*>(t.data);
-  switch (t.dtype) {
-    case DType::kF32:
-      std::memcpy(out.data(), t.data, out.size() * sizeof(float));
-      break;
-    case DType::kBF16:
-      cpu::WidenBf16(bits, out.data(), out.size());
-      break;
-    case DType::kF16:
-      cpu::WidenF16(bits, out.data(), out.size());
-      break;
+  if (!cpu::CanDequantize(t.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("engine: tensor '", t.name, "' (", slot,
+                                                   "): dtype ", std::string(DTypeName(t.dtype)),
+                                                   " is not supported"));
   }
+  std::vector<float> out(static_cast<size_t>(n));
+  cpu::DequantizeToF32(t.dtype, t.data, n, out.data());
   return out;
 }
 
