@@ -84,21 +84,21 @@ double AttentionFlops(const ModelConfig& c, int64_t past, int64_t tokens) {
 }
 
 // Best-of-reps GFLOP/s of a [m, k] x [n, k]^T GEMM through the engine's GEMM.
-absl::StatusOr<double> EngineGemmGflops(cpu::WeightType type, int threads, int reps) {
+absl::StatusOr<double> EngineGemmGflops(DType dtype, int threads, int reps) {
   const int64_t m = 512, k = 2048, n = 8192;
   std::vector<float> x(static_cast<size_t>(m * k), 0.01f), y(static_cast<size_t>(m * n));
   std::vector<float> w32;
   std::vector<uint16_t> w16;
-  const void* data;
-  if (type == cpu::WeightType::kF32) {
+  const std::byte* data;
+  if (dtype == DType::kF32) {
     w32.assign(static_cast<size_t>(n * k), 0.02f);
-    data = w32.data();
+    data = reinterpret_cast<const std::byte*>(w32.data());
   } else {
     w16.assign(static_cast<size_t>(n * k), 0x3c00);  // bf16 0.0078125
-    data = w16.data();
+    data = reinterpret_cast<const std::byte*>(w16.data());
   }
   cpu::GemmRunner runner(threads);
-  const cpu::GemmJob job[] = {{{type, data, n, k}, y.data(), n, false}};
+  const cpu::GemmJob job[] = {{{dtype, data, n, k}, y.data(), n, false}};
   double best = 1e30;
   for (int r = 0; r < reps + 1; ++r) {  // first run is warm-up
     const double t0 = Now();
@@ -134,9 +134,8 @@ absl::StatusOr<PeakProbe> ProbePeak(int threads, int reps) {
     probe.library_fp32 =
         std::max(probe.library_fp32, cpu::LibrarySgemmGflops(s[0], s[1], s[2], threads, reps));
   }
-  SR_ASSIGN_OR_RETURN(probe.engine_fp32, EngineGemmGflops(cpu::WeightType::kF32, threads, reps));
-  SR_ASSIGN_OR_RETURN(probe.engine_bf16_weights,
-                      EngineGemmGflops(cpu::WeightType::kBF16, threads, reps));
+  SR_ASSIGN_OR_RETURN(probe.engine_fp32, EngineGemmGflops(DType::kF32, threads, reps));
+  SR_ASSIGN_OR_RETURN(probe.engine_bf16_weights, EngineGemmGflops(DType::kBF16, threads, reps));
   return probe;
 }
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu/convert.h"
+#include "cpu/dequantize.h"
 #include "cpu/omp_threads.h"
 #include "oneapi/dnnl/dnnl.h"
 #include "oneapi/dnnl/dnnl.hpp"
@@ -22,20 +22,13 @@ constexpr int64_t kRowBlock = 512;
 // Multiply-adds below which a GEMM call runs single-threaded.
 constexpr int64_t kMinParallelMacs = int64_t{1} << 21;
 
-float WeightAt(const WeightMatrix& w, int64_t row, int64_t col) {
-  const size_t index = static_cast<size_t>(row * w.cols + col);
-  switch (w.type) {
-    case WeightType::kF32:
-      return static_cast<const float*>(w.data)[index];
-    case WeightType::kBF16:
-      return Bf16ToF32(static_cast<const uint16_t*>(w.data)[index]);
-    case WeightType::kF16:
-      return F16ToF32(static_cast<const uint16_t*>(w.data)[index]);
-  }
-  return 0.0f;
-}
-
 }  // namespace
+
+void DequantizeRows(const WeightMatrix& w, int64_t row0, int64_t rows, float* out) {
+  // Rows are contiguous and each is a whole number of blocks, so a range of
+  // rows is one run of elements.
+  DequantizeToF32(w.dtype, w.row(row0), rows * w.cols, out);
+}
 
 GemmRunner::GemmRunner(int num_threads)
     : num_threads_(std::max(1, num_threads)), scratch_(static_cast<size_t>(num_threads_)) {}
@@ -54,6 +47,11 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
     if (w.cols != k || w.rows <= 0 || w.data == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrFormat("gemm: weight %d is [%d, %d], input has K=%d", j, w.rows, w.cols, k));
+    }
+    if (!CanDequantize(w.dtype) || !RowBytes(w.dtype, k)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("gemm: weight %d has dtype %s with K=%d, which cannot be read", j,
+                          DTypeName(w.dtype), k));
     }
     for (int64_t r = 0; r < w.rows; r += panel_rows) {
       panels.push_back({static_cast<int32_t>(j), r, std::min(panel_rows, w.rows - r)});
@@ -82,21 +80,11 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
       const Panel& panel = panels[static_cast<size_t>(p)];
       const GemmJob& job = jobs[static_cast<size_t>(panel.job)];
       const WeightMatrix& w = job.weight;
-      const size_t offset = static_cast<size_t>(panel.row0 * k);
-      const size_t count = static_cast<size_t>(panel.rows * k);
-      const float* b = nullptr;  // [panel.rows, K] fp32
-      switch (w.type) {
-        case WeightType::kF32:
-          b = static_cast<const float*>(w.data) + offset;
-          break;
-        case WeightType::kBF16:
-          WidenBf16(static_cast<const uint16_t*>(w.data) + offset, scratch, count);
-          b = scratch;
-          break;
-        case WeightType::kF16:
-          WidenF16(static_cast<const uint16_t*>(w.data) + offset, scratch, count);
-          b = scratch;
-          break;
+      const float* b = scratch;  // [panel.rows, K] fp32
+      if (w.dtype == DType::kF32) {
+        b = reinterpret_cast<const float*>(w.row(panel.row0));  // used in place
+      } else {
+        DequantizeRows(w, panel.row0, panel.rows, scratch);
       }
       for (int64_t m0 = 0; m0 < m; m0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, m - m0);
@@ -152,10 +140,12 @@ double LibrarySgemmGflops(int64_t m, int64_t k, int64_t n, int threads, int reps
 
 void ReferenceGemm(const float* x, int64_t m, int64_t k, const WeightMatrix& w, float* y,
                    int64_t ldy, bool accumulate) {
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t n = 0; n < w.rows; ++n) {
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t n = 0; n < w.rows; ++n) {
+    DequantizeRows(w, n, 1, row.data());
+    for (int64_t i = 0; i < m; ++i) {
       double sum = 0.0;
-      for (int64_t c = 0; c < k; ++c) sum += static_cast<double>(x[i * k + c]) * WeightAt(w, n, c);
+      for (int64_t c = 0; c < k; ++c) sum += static_cast<double>(x[i * k + c]) * row[c];
       float* out = y + i * ldy + n;
       *out = static_cast<float>(accumulate ? *out + sum : sum);
     }

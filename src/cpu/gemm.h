@@ -1,10 +1,11 @@
 // y[M,N] (+)= x[M,K] * W^T with W stored [N,K] row-major (HF Linear layout),
-// fp32 activations, weights in F32, BF16 or F16.
+// fp32 activations, weights of any DType that cpu::DequantizeToF32 handles
+// (F32, BF16, F16, and the GGML block types once their dequantizers exist).
 //
 // How: the N rows of W are cut into panels; the threads share the panels of
 // all jobs of one call (e.g. q, k and v projections of the same input), and
-// each thread runs oneDNN's single-threaded sgemm on its panel. BF16/F16
-// panels are first widened into that thread's fp32 scratch (bounded by
+// each thread runs oneDNN's single-threaded sgemm on its panel. Non-F32
+// panels are first widened (DequantizeToF32) into that thread's fp32 scratch (bounded by
 // kPanelScratchBytes, reused across calls): never a whole-model fp32 copy.
 // Widening costs O(N*K) per M-block against O(M*N*K) of GEMM work.
 //
@@ -23,19 +24,27 @@
 #include <span>
 #include <vector>
 
+#include "io/tensor.h"
 #include "util/status.h"
 
 namespace saferoute::cpu {
 
-enum class WeightType : uint8_t { kF32, kBF16, kF16 };
-
-// A [rows, cols] row-major weight matrix in checkpoint memory.
+// A [rows, cols] row-major weight matrix in checkpoint memory. Row r starts
+// at data + r * RowBytes(dtype, cols) (block-quantized types: cols is a whole
+// number of blocks).
 struct WeightMatrix {
-  WeightType type = WeightType::kF32;
-  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  const std::byte* data = nullptr;
   int64_t rows = 0;  // N (output features)
   int64_t cols = 0;  // K (input features)
+
+  size_t row_bytes() const { return static_cast<size_t>(*RowBytes(dtype, cols)); }
+  const std::byte* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
 };
+
+// out[(r - row0) * cols + c] = w[r, c] as fp32 for r in [row0, row0 + rows):
+// the one way weight elements are read (through cpu::DequantizeToF32).
+void DequantizeRows(const WeightMatrix& w, int64_t row0, int64_t rows, float* out);
 
 // One output of a multi-job GEMM: y[M, w.rows] at `y` with row stride ldy.
 struct GemmJob {

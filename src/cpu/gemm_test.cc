@@ -19,16 +19,16 @@ TEST(Gemm, MatchesReferenceForEveryWeightType) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> x(m * k);
   for (float& v : x) v = dist(rng);
-  for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kF16}) {
+  for (DType type : {DType::kF32, DType::kBF16, DType::kF16}) {
     const int64_t n1 = 1000, n2 = 37;  // two jobs sharing x
     std::vector<float> w32(n1 * k + n2 * k);
     for (float& v : w32) v = dist(rng) * 0.1f;
     std::vector<uint16_t> w16(w32.size());
     for (size_t i = 0; i < w32.size(); ++i) {
-      if (type == WeightType::kBF16) w16[i] = F32ToBf16(w32[i]);
+      if (type == DType::kBF16) w16[i] = F32ToBf16(w32[i]);
       // f16 bits via the hardware conversion would need F16C; use exact
       // small integers / 64 which are representable in both formats.
-      if (type == WeightType::kF16) {
+      if (type == DType::kF16) {
         const int q = static_cast<int>(std::lround(w32[i] * 64));
         const float value = q / 64.0f;
         w32[i] = value;
@@ -42,10 +42,11 @@ TEST(Gemm, MatchesReferenceForEveryWeightType) {
         w16[i] = bits;
       }
     }
-    const void* base = type == WeightType::kF32 ? static_cast<const void*>(w32.data()) : w16.data();
-    const size_t elem = type == WeightType::kF32 ? 4 : 2;
+    const auto* base = type == DType::kF32 ? reinterpret_cast<const std::byte*>(w32.data())
+                                           : reinterpret_cast<const std::byte*>(w16.data());
+    const size_t elem = type == DType::kF32 ? 4 : 2;
     WeightMatrix a{type, base, n1, k};
-    WeightMatrix b{type, static_cast<const std::byte*>(base) + n1 * k * elem, n2, k};
+    WeightMatrix b{type, base + n1 * k * elem, n2, k};
     const int64_t ldy = n1 + 3;
     std::vector<float> y(m * ldy, 0.5f), y2(m * n2, 0.0f);
     std::vector<float> ref = y, ref2 = y2;
@@ -64,9 +65,21 @@ TEST(Gemm, MatchesReferenceForEveryWeightType) {
 TEST(Gemm, RejectsShapeMismatch) {
   std::vector<float> x(4 * 8), w(3 * 9), y(4 * 3);
   GemmRunner runner(1);
-  std::vector<GemmJob> jobs = {{{WeightType::kF32, w.data(), 3, 9}, y.data(), 3, false}};
+  std::vector<GemmJob> jobs = {
+      {{DType::kF32, reinterpret_cast<const std::byte*>(w.data()), 3, 9}, y.data(), 3, false}};
   absl::Status status = runner.Run(x.data(), 4, 8, 8, jobs);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Gemm, RejectsWeightRowsThatAreNotWholeBlocks) {
+  // K = 40 is not a whole number of Q8_0 blocks (32 elements): no row layout.
+  std::vector<float> x(4 * 40), y(4 * 3);
+  std::vector<std::byte> w(3 * 2 * 34);
+  GemmRunner runner(1);
+  std::vector<GemmJob> jobs = {{{DType::kQ8_0, w.data(), 3, 40}, y.data(), 3, false}};
+  absl::Status status = runner.Run(x.data(), 4, 40, 40, jobs);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("Q8_0"), std::string::npos) << status;
 }
 
 }  // namespace

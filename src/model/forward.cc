@@ -17,19 +17,11 @@ namespace {
 // 1B shape) while keeping the GEMMs large enough to run near peak.
 constexpr int64_t kFfnChunkRows = 512;
 
-absl::StatusOr<cpu::WeightType> WeightTypeOf(const TensorView& t) {
-  switch (t.dtype) {
-    case DType::kF32:
-      return cpu::WeightType::kF32;
-    case DType::kBF16:
-      return cpu::WeightType::kBF16;
-    case DType::kF16:
-      return cpu::WeightType::kF16;
-    default:
-      break;
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "tensor '", t.name, "': dtype ", std::string(DTypeName(t.dtype)), " is not supported"));
+absl::Status CheckReadable(const TensorView& t, const std::string& slot) {
+  if (cpu::CanDequantize(t.dtype)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("engine: tensor '", t.name, "' (", slot,
+                                                 "): dtype ", std::string(DTypeName(t.dtype)),
+                                                 " is not supported"));
 }
 
 absl::Status CheckShape(const TensorView& t, std::vector<int64_t> expected,
@@ -53,38 +45,17 @@ absl::Status CheckShape(const TensorView& t, std::vector<int64_t> expected,
 absl::StatusOr<cpu::WeightMatrix> Matrix(const TensorView& t, int64_t rows, int64_t cols,
                                          const std::string& slot) {
   SR_RETURN_IF_ERROR(CheckShape(t, {rows, cols}, slot));
-  SR_ASSIGN_OR_RETURN(cpu::WeightType type, WeightTypeOf(t));
-  return cpu::WeightMatrix{type, t.data, rows, cols};
+  SR_RETURN_IF_ERROR(CheckReadable(t, slot));
+  return cpu::WeightMatrix{t.dtype, t.data, rows, cols};
 }
 
 // A 1-D gain vector widened to fp32 (tiny: H or d floats).
 absl::StatusOr<std::vector<float>> Gain(const TensorView& t, int64_t n, const std::string& slot) {
   SR_RETURN_IF_ERROR(CheckShape(t, {n}, slot));
-  if (!cpu::CanDequantize(t.dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat("engine: tensor '", t.name, "' (", slot,
-                                                   "): dtype ", std::string(DTypeName(t.dtype)),
-                                                   " is not supported"));
-  }
+  SR_RETURN_IF_ERROR(CheckReadable(t, slot));
   std::vector<float> out(static_cast<size_t>(n));
   cpu::DequantizeToF32(t.dtype, t.data, n, out.data());
   return out;
-}
-
-// One row of a weight matrix as fp32.
-void WidenRow(const cpu::WeightMatrix& w, int64_t row, float* out) {
-  const size_t offset = static_cast<size_t>(row * w.cols);
-  const auto n = static_cast<size_t>(w.cols);
-  switch (w.type) {
-    case cpu::WeightType::kF32:
-      std::memcpy(out, static_cast<const float*>(w.data) + offset, n * sizeof(float));
-      break;
-    case cpu::WeightType::kBF16:
-      cpu::WidenBf16(static_cast<const uint16_t*>(w.data) + offset, out, n);
-      break;
-    case cpu::WeightType::kF16:
-      cpu::WidenF16(static_cast<const uint16_t*>(w.data) + offset, out, n);
-      break;
-  }
 }
 
 template <typename T>
@@ -186,8 +157,7 @@ absl::Status CpuForward::Prepare(const Model& model) {
     SR_ASSIGN_OR_RETURN(p.w_down, Matrix(w.w_down, h_, ffn_, at + "w_down"));
   }
   SR_ASSIGN_OR_RETURN(output_norm_, Gain(weights_.output_norm, h_, "output_norm"));
-  SR_RETURN_IF_ERROR(CheckShape(weights_.token_embd, {vocab_, h_}, "token_embd"));
-  SR_RETURN_IF_ERROR(WeightTypeOf(weights_.token_embd).status());
+  SR_ASSIGN_OR_RETURN(token_embd_, Matrix(weights_.token_embd, vocab_, h_, "token_embd"));
   SR_ASSIGN_OR_RETURN(lm_head_, Matrix(weights_.lm_head, vocab_, h_, "lm_head"));
   (void)model;
   return absl::OkStatus();
@@ -206,15 +176,11 @@ void CpuForward::ParallelRows(int64_t rows, Fn fn) {
 }
 
 void CpuForward::Embed(std::span<const ForwardSequence> sequences) {
-  cpu::WeightMatrix table{};
-  table.data = weights_.token_embd.data;
-  table.rows = vocab_;
-  table.cols = h_;
-  table.type = *WeightTypeOf(weights_.token_embd);
   for (size_t s = 0; s < sequences.size(); ++s) {
     const ForwardSequence& seq = sequences[s];
     for (size_t t = 0; t < seq.tokens.size(); ++t) {
-      WidenRow(table, seq.tokens[t], x_.data() + (seq_offset_[s] + static_cast<int64_t>(t)) * h_);
+      cpu::DequantizeRows(token_embd_, seq.tokens[t], 1,
+                          x_.data() + (seq_offset_[s] + static_cast<int64_t>(t)) * h_);
     }
   }
 }
@@ -391,7 +357,7 @@ void CpuForward::SelectedLogits(const float* hidden, int64_t rows, std::span<con
                                 float* logits) {
   std::vector<float> row(static_cast<size_t>(h_));
   for (size_t i = 0; i < ids.size(); ++i) {
-    WidenRow(lm_head_, ids[i], row.data());
+    cpu::DequantizeRows(lm_head_, ids[i], 1, row.data());
     for (int64_t r = 0; r < rows; ++r) {
       logits[r * static_cast<int64_t>(ids.size()) + static_cast<int64_t>(i)] =
           cpu::Dot(hidden + r * h_, row.data(), h_);

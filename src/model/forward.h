@@ -81,7 +81,7 @@ class CpuForward {
   float eps_, attn_scale_;
   cpu::GemmRunner gemm_;
   cpu::RopeTable rope_;
-  cpu::WeightMatrix lm_head_;
+  cpu::WeightMatrix token_embd_, lm_head_;
   struct LayerPlan {
     std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;  // widened gains
     cpu::WeightMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
