@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "guard/llama_guard_format.h"
+#include "guard/guard_format.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/bpe_tokenizer.h"
 
@@ -117,10 +117,13 @@ int main(int argc, char** argv) {
       std::vector<Turn> turns = {
           {Turn::Role::kUser, "How do I kill a Python process that ignores SIGTERM on Linux?"}};
       std::vector<double> micros, cpu_micros;
+      auto format =
+          OpenGuardFormat("llama-guard-3-1b", std::shared_ptr<const BpeTokenizer>(std::move(*tok)));
+      if (!format.ok()) return Fail(std::string(format.status().message()));
       for (int i = 0; i < 2000; ++i) {
         const auto start = Clock::now();
         const double cpu_start = ThreadCpuSeconds();
-        auto rendered = RenderLlamaGuard3(GuardFormat::kLlamaGuard3_1B, turns, nullptr, **tok);
+        auto rendered = (*format)->Render(turns, nullptr);
         cpu_micros.push_back((ThreadCpuSeconds() - cpu_start) * 1e6);
         micros.push_back(Seconds(start) * 1e6);
         if (!rendered.ok()) return Fail(std::string(rendered.status().message()));

@@ -15,6 +15,7 @@
 
 #include "cli/command.h"
 #include "cli/guard_flags.h"
+#include "guard/guard_format.h"
 #include "guard/local_guard.h"
 #include "guard/policy_file.h"
 #include "nlohmann/json.hpp"
@@ -96,7 +97,7 @@ CommandRunner SetupClassifyCommand(CLI::App& cmd) {
                  "HF model directory (config.json, safetensors, tokenizer.json)")
       ->required();
   cmd.add_option("--format", flags->format,
-                 "llama-guard-3-1b | llama-guard-3-8b (default: guessed from the model's shape)");
+                 GuardFormatNameList() + " (default: guessed from the model's shape)");
   cmd.add_option("--tokenizer", flags->tokenizer,
                  "tokenizer.json (default: <model>/tokenizer.json)");
   cmd.add_option("--response", flags->response,

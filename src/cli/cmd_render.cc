@@ -1,9 +1,9 @@
-// `saferoute render`: the Llama Guard 3 prompt for a prompt [+ response], as
+// `saferoute render`: a guard format's prompt for a prompt [+ response], as
 // {"text": ..., "ids": [...]} (the HF chat template, byte for byte; user text
-// never becomes special tokens). Token 271 for the verdict position is NOT
-// appended: that is the scorer's job.
+// never becomes special tokens). The format's verdict lead is NOT appended:
+// that is the scorer's job.
 //
-//   saferoute render --format llama-guard-3-1b|llama-guard-3-8b --tokenizer PATH
+//   saferoute render --format NAME (guard/guard_format.h registry) --tokenizer PATH
 //                    --prompt T [--response T] [--categories FILE] [--exclude S2,S14]
 // --categories FILE: a JSON object {"S1": "Phishing.", ...} (file order kept)
 // or lines "S1: Phishing." (see guard/policy_file.h).
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "cli/command.h"
-#include "guard/llama_guard_format.h"
+#include "guard/guard_format.h"
 #include "guard/policy_file.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/bpe_tokenizer.h"
@@ -31,8 +31,9 @@ struct RenderFlags {
 };
 
 absl::Status RunRender(const RenderFlags& flags) {
-  SR_ASSIGN_OR_RETURN(GuardFormat format, ParseGuardFormat(flags.format));
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<BpeTokenizer> tok, BpeTokenizer::Load(flags.tokenizer));
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tok, BpeTokenizer::Load(flags.tokenizer));
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<GuardFormat> format,
+                      OpenGuardFormat(flags.format, std::move(tok)));
   Policy policy;
   if (!flags.categories.empty()) {
     SR_ASSIGN_OR_RETURN(policy, LoadPolicyCategories(flags.categories));
@@ -42,7 +43,7 @@ absl::Status RunRender(const RenderFlags& flags) {
   request.prompt = flags.prompt;
   request.response = flags.response;
   SR_ASSIGN_OR_RETURN(std::vector<Turn> turns, RequestTurns(request));
-  SR_ASSIGN_OR_RETURN(RenderedPrompt rendered, RenderLlamaGuard3(format, turns, &policy, *tok));
+  SR_ASSIGN_OR_RETURN(RenderedPrompt rendered, format->Render(turns, &policy));
   nlohmann::json out = {{"text", rendered.text}, {"ids", rendered.ids}};
   std::printf("%s\n", out.dump().c_str());
   return absl::OkStatus();
@@ -52,7 +53,7 @@ absl::Status RunRender(const RenderFlags& flags) {
 
 CommandRunner SetupRenderCommand(CLI::App& cmd) {
   auto flags = std::make_shared<RenderFlags>();
-  cmd.add_option("--format", flags->format, "llama-guard-3-1b | llama-guard-3-8b")->required();
+  cmd.add_option("--format", flags->format, GuardFormatNameList())->required();
   cmd.add_option("--tokenizer", flags->tokenizer, "tokenizer.json")->required();
   cmd.add_option("--prompt", flags->prompt, "the user turn")->required();
   cmd.add_option("--response", flags->response, "the assistant turn (response classification)");

@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "guard/llama_guard_format.h"
+#include "guard/guard_format.h"
 #include "guard/local_guard.h"
 #include "router/router.h"
 #include "server/guard_service.h"
@@ -20,6 +20,10 @@ namespace saferoute::cli {
 namespace {
 
 using server::ServerConfig;
+
+// A remote server's config.json is out of reach, so its format cannot be
+// guessed from the shape: the usual large guard unless large.format says.
+constexpr std::string_view kDefaultRemoteFormat = "llama-guard-3-8b";
 
 Precision PrecisionFrom(const std::string& name) {
   return name == "fp32" ? Precision::kFp32 : Precision::kBf16;
@@ -37,32 +41,22 @@ absl::StatusOr<std::unique_ptr<Guard>> OpenLocal(const server::GuardStageConfig&
   return OpenLocalGuard(options);
 }
 
-// Renders the large guard's prompt ids for the remote server: the HF
-// template of the large format, token 271 appended (the verdict position).
-absl::StatusOr<PromptEncoder> MakeRemoteEncoder(const ServerConfig& config) {
+// The remote large guard's format, on its tokenizer: it renders the prompts
+// (token ids, so the server applies no template) and names the verdict tokens.
+absl::StatusOr<std::shared_ptr<const GuardFormat>> RemoteFormat(const ServerConfig& config) {
   const std::string tokenizer_path = !config.remote_tokenizer.empty()
                                          ? config.remote_tokenizer
                                          : config.large.model_dir + "/tokenizer.json";
-  SR_ASSIGN_OR_RETURN(std::shared_ptr<BpeTokenizer> tokenizer, BpeTokenizer::Load(tokenizer_path));
-  SR_ASSIGN_OR_RETURN(
-      GuardFormat format,
-      ParseGuardFormat(config.large.format.empty() ? "llama-guard-3-8b" : config.large.format));
-  const size_t max_tokens = static_cast<size_t>(config.limits_tokens_per_input);
-  return PromptEncoder([tokenizer, format, max_tokens](
-                           const GuardRequest& request) -> absl::StatusOr<std::vector<int32_t>> {
-    SR_ASSIGN_OR_RETURN(std::vector<Turn> turns, RequestTurns(request));
-    const Policy* policy = request.policy ? &*request.policy : nullptr;
-    SR_ASSIGN_OR_RETURN(RenderedPrompt rendered,
-                        RenderLlamaGuard3(format, turns, policy, *tokenizer));
-    rendered.ids.push_back(271);  // "\n\n": the verdict is read at this position
-    // Same meaning as LocalGuardOptions::max_input_tokens: the whole prompt.
-    if (rendered.ids.size() > max_tokens) {
-      return absl::OutOfRangeError(
-          absl::StrFormat("large guard prompt has %d tokens, over limits.tokens_per_input %d",
-                          rendered.ids.size(), max_tokens));
-    }
-    return rendered.ids;
-  });
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tokenizer,
+                      BpeTokenizer::Load(tokenizer_path));
+  auto format =
+      OpenGuardFormat(config.large.format.empty() ? kDefaultRemoteFormat : config.large.format,
+                      std::move(tokenizer));
+  if (!format.ok()) {
+    return absl::Status(format.status().code(),
+                        absl::StrCat(tokenizer_path, ": ", format.status().message()));
+  }
+  return std::shared_ptr<const GuardFormat>(*std::move(format));
 }
 
 server::GuardServiceOptions ServiceOptionsFrom(const ServerConfig& c) {
@@ -133,9 +127,10 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
     options.backoff_ms = config.remote_backoff_ms;
     options.breaker_failure_threshold = config.remote_breaker_failures;
     options.breaker_open_ms = config.remote_breaker_open_ms;
-    SR_ASSIGN_OR_RETURN(PromptEncoder encoder, MakeRemoteEncoder(config));
+    options.max_input_tokens = config.limits_tokens_per_input;
+    SR_ASSIGN_OR_RETURN(std::shared_ptr<const GuardFormat> format, RemoteFormat(config));
     SR_ASSIGN_OR_RETURN(std::unique_ptr<RemoteGuard> remote_guard,
-                        RemoteGuard::Create(options, std::move(encoder)));
+                        RemoteGuard::Create(options, std::move(format)));
     remote = remote_guard.get();
     large = std::move(remote_guard);
   }

@@ -1,5 +1,7 @@
 #include "cli/guard_flags.h"
 
+#include "guard/guard_format.h"
+
 namespace saferoute::cli {
 
 void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
@@ -9,7 +11,7 @@ void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
                      what + ": HF model directory (config.json, safetensors, tokenizer.json)");
   if (model_required) model->required();
   cmd.add_option("--" + prefix + "format", flags.format,
-                 what + ": llama-guard-3-1b | llama-guard-3-8b (default: guessed from the shape)");
+                 what + ": " + GuardFormatNameList() + " (default: guessed from the shape)");
   cmd.add_option("--" + prefix + "precision", flags.precision,
                  what + ": fp32 (parity) | bf16 (fast)")
       ->capture_default_str()

@@ -1,7 +1,7 @@
-// LocalGuard: render (llama_guard_format) -> tokenize -> append the verdict
-// position (271, "\n\n") -> batched prefill over a cached policy prefix ->
-// verdict from the "safe"/"unsafe" logits and the full-vocabulary
-// log-sum-exp; optional greedy decode for categories.
+// LocalGuard: the guard format renders the prompt and appends its verdict
+// lead -> batched prefill over a cached policy prefix -> the verdict from the
+// format's verdict-token logits and the full-vocabulary log-sum-exp ->
+// optional greedy decode for categories, parsed by the format.
 #include "guard/local_guard.h"
 
 #include <algorithm>
@@ -10,7 +10,7 @@
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
-#include "guard/llama_guard_format.h"
+#include "guard/guard_format.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/utf8.h"
 
@@ -26,17 +26,6 @@ double MillisSince(Clock::time_point start) {
 // client cycling through many only costs recomputation (the cache is reset).
 constexpr size_t kMaxCachedPrefixes = 64;
 
-// Format from the model's shape: Llama-Guard-3-1B is Llama-3.2-1B shaped
-// (16 layers, hidden 2048), -8B is Llama-3.1-8B shaped (32 layers, 4096).
-absl::StatusOr<GuardFormat> GuessFormat(const ModelConfig& config, const std::string& dir) {
-  if (config.num_layers == 16 && config.hidden_size == 2048) return GuardFormat::kLlamaGuard3_1B;
-  if (config.num_layers == 32 && config.hidden_size == 4096) return GuardFormat::kLlamaGuard3_8B;
-  return absl::InvalidArgumentError(
-      absl::StrCat(dir, "/config.json: cannot tell the guard format from the shape (",
-                   config.num_layers, " layers, hidden ", config.hidden_size,
-                   "); give the format (llama-guard-3-1b or llama-guard-3-8b)"));
-}
-
 class LocalGuard : public Guard {
  public:
   absl::StatusOr<std::vector<GuardVerdict>> Classify(
@@ -45,21 +34,18 @@ class LocalGuard : public Guard {
   std::string fingerprint() const override {
     // The features are the final-norm output at the verdict position of this
     // format's prompt: model, layer and prompt all matter.
-    return absl::StrCat(model_->fingerprint(), "/", AbslView(GuardFormatName(format_)),
+    return absl::StrCat(model_->fingerprint(), "/", AbslView(format_->name()),
                         "/final_norm/verdict_position");
   }
   std::string name() const override {
-    return absl::StrCat(AbslView(GuardFormatName(format_)), "@", options_.model_dir);
+    return absl::StrCat(AbslView(format_->name()), "@", options_.model_dir);
   }
 
   LocalGuardOptions options_;
-  GuardFormat format_ = GuardFormat::kLlamaGuard3_1B;
+  std::unique_ptr<GuardFormat> format_;
   std::shared_ptr<const Model> model_;
   std::unique_ptr<Engine> engine_;
-  std::unique_ptr<BpeTokenizer> tokenizer_;
-  std::vector<int32_t> stop_ids_;     // eos ids from config.json
-  int32_t verdict_position_id_ = 0;   // "\n\n" (271)
-  std::vector<int32_t> verdict_ids_;  // {"safe" 19193, "unsafe" 39257}
+  std::vector<int32_t> stop_ids_;  // the format's and config.json's eos ids
 
  private:
   absl::StatusOr<std::shared_ptr<const PrefixCache>> Prefix(const RenderedPrompt& rendered);
@@ -99,12 +85,8 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
     auto with_index = [i](const absl::Status& s) {
       return absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
     };
-    auto turns = RequestTurns(requests[i]);
-    if (!turns.ok()) return with_index(turns.status());
-    const Policy* policy = requests[i].policy.has_value() ? &*requests[i].policy : nullptr;
-    auto rendered = RenderLlamaGuard3(format_, *turns, policy, *tokenizer_);
+    auto rendered = RenderForVerdict(*format_, requests[i]);
     if (!rendered.ok()) return with_index(rendered.status());
-    rendered->ids.push_back(verdict_position_id_);
     const int n_tokens = static_cast<int>(rendered->ids.size());
     if (n_tokens > options_.max_input_tokens) {
       return with_index(absl::InvalidArgumentError(
@@ -146,18 +128,15 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
       const std::vector<float>& logits = result.logits;  // [V]
       SR_CHECK(logits.size() == static_cast<size_t>(model_->config().vocab_size));
       v.timings.forward_ms = forward_ms;  // of the whole batch this request was in
-      v.logit_safe = logits[verdict_ids_[0]];
-      v.logit_unsafe = logits[verdict_ids_[1]];
       // Log-sum-exp in double around the max, so no logit range overflows.
       const float max_logit = *std::max_element(logits.begin(), logits.end());
       double sum = 0;
       for (float l : logits) sum += std::exp(static_cast<double>(l) - max_logit);
       const double lse = max_logit + std::log(sum);
-      v.p_unsafe_full = static_cast<float>(std::exp(v.logit_unsafe - lse));
-      v.p_safe_full = static_cast<float>(std::exp(v.logit_safe - lse));
-      // Two-way softmax over {safe, unsafe}: the logistic of the difference.
-      v.p_unsafe = static_cast<float>(
-          1.0 / (1.0 + std::exp(static_cast<double>(v.logit_safe) - v.logit_unsafe)));
+      const std::span<const VerdictToken> verdict_tokens = format_->verdict_tokens();
+      std::vector<double> verdict_logits;
+      for (const VerdictToken& token : verdict_tokens) verdict_logits.push_back(logits[token.id]);
+      ScoreVerdict(verdict_tokens, verdict_logits, lse, v);
       v.unsafe = v.p_unsafe > options_.threshold;
       if (requests[i].want_feature) v.feature = std::move(result.last_hidden);
     }
@@ -175,23 +154,19 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
     }
     GuardVerdict& v = verdicts[i];
     v.generated_ids = *generated;
-    // Parse the text without the stop token; the verdict position's "\n\n"
-    // was fed, so the text starts at the verdict word.
+    // Parse the text without the stop token; the verdict lead was fed, so
+    // the text starts at the verdict word.
     std::vector<int32_t> text_ids = *generated;
     if (!text_ids.empty() &&
         std::find(stop_ids_.begin(), stop_ids_.end(), text_ids.back()) != stop_ids_.end()) {
       text_ids.pop_back();
     }
-    auto text = tokenizer_->Decode(text_ids);
-    ParsedVerdict parsed;
+    auto text = format_->tokenizer().Decode(text_ids);
+    // A decode that hit max_decode_tokens without a stop id is unparsed too.
     const bool stopped = text_ids.size() < generated->size();
-    if (text.ok() && stopped && ParseVerdictText(*text, parsed)) {
-      v.categories = std::move(parsed.categories);
-    } else {
-      // Not "safe" / "unsafe\nS..": kept verbatim, nothing guessed (a decode
-      // that hit max_decode_tokens without an eos is unparsed too).
-      v.unparsed_output = text.ok() ? *text : std::string();
-    }
+    const Policy* policy = requests[i].policy.has_value() ? &*requests[i].policy : nullptr;
+    ApplyDecodedOutput(*format_, text.ok() ? *text : std::string(), policy, text.ok() && stopped,
+                       v);
     v.timings.decode_ms = MillisSince(start);
   }
   return verdicts;
@@ -212,33 +187,32 @@ absl::StatusOr<std::unique_ptr<Guard>> OpenLocalGuard(const LocalGuardOptions& o
   guard->options_ = options;
   SR_ASSIGN_OR_RETURN(guard->model_, LoadModel(options.model_dir));
   const ModelConfig& config = guard->model_->config();
-  if (options.format.empty()) {
-    SR_ASSIGN_OR_RETURN(guard->format_, GuessFormat(config, options.model_dir));
-  } else {
-    SR_ASSIGN_OR_RETURN(guard->format_, ParseGuardFormat(options.format));
+  std::string format_name = options.format;
+  if (format_name.empty()) {
+    SR_ASSIGN_OR_RETURN(format_name, GuessFormat(config, options.model_dir + "/config.json"));
   }
   const std::string tokenizer_path = options.tokenizer_path.empty()
                                          ? options.model_dir + "/tokenizer.json"
                                          : options.tokenizer_path;
-  SR_ASSIGN_OR_RETURN(guard->tokenizer_, BpeTokenizer::Load(tokenizer_path));
-  if (guard->tokenizer_->vocab_size() > config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        tokenizer_path, ": ", guard->tokenizer_->vocab_size(), " token ids, but the model (",
-        options.model_dir, "/config.json) has vocab_size ", config.vocab_size));
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tokenizer,
+                      BpeTokenizer::Load(tokenizer_path));
+  if (tokenizer->vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tokenizer_path, ": ", tokenizer->vocab_size(), " token ids, but the model (",
+                     options.model_dir, "/config.json) has vocab_size ", config.vocab_size));
   }
-  auto token = [&](std::string_view bytes) -> absl::StatusOr<int32_t> {
-    if (auto id = guard->tokenizer_->TokenIdOfBytes(bytes)) return *id;
-    return absl::InvalidArgumentError(absl::StrCat(
-        tokenizer_path, ": no token for \"", AbslView(bytes), "\" (not a Llama 3 vocabulary?)"));
-  };
-  SR_ASSIGN_OR_RETURN(guard->verdict_position_id_, token("\n\n"));
-  SR_ASSIGN_OR_RETURN(const int32_t safe_id, token("safe"));
-  SR_ASSIGN_OR_RETURN(const int32_t unsafe_id, token("unsafe"));
-  guard->verdict_ids_ = {safe_id, unsafe_id};
+  auto format = OpenGuardFormat(format_name, std::move(tokenizer));
+  if (!format.ok()) {
+    return absl::Status(format.status().code(),
+                        absl::StrCat(tokenizer_path, ": ", format.status().message()));
+  }
+  guard->format_ = *std::move(format);
+  // Stop at the format's end of turn and at every eos config.json names.
   guard->stop_ids_ = config.eos_token_ids;
-  if (guard->stop_ids_.empty()) {
-    SR_ASSIGN_OR_RETURN(const int32_t eot, guard->tokenizer_->RequireSpecialTokenId("<|eot_id|>"));
-    guard->stop_ids_ = {eot};
+  for (int32_t id : guard->format_->stop_ids()) {
+    if (std::find(guard->stop_ids_.begin(), guard->stop_ids_.end(), id) == guard->stop_ids_.end()) {
+      guard->stop_ids_.push_back(id);
+    }
   }
   EngineOptions engine_options = options.engine;
   // Room for the longest accepted prompt plus the category decode.

@@ -1,5 +1,6 @@
-// A guard model run in-process by the engine: render the Llama Guard prompt,
-// tokenize, prefill (policy prefix cached), read the verdict logits.
+// A guard model run in-process by the engine: render its format's prompt
+// (guard/guard_format.h), prefill (policy prefix cached), read the verdict
+// logits; optionally decode the categories.
 #ifndef SAFEROUTE_GUARD_LOCAL_GUARD_H_
 #define SAFEROUTE_GUARD_LOCAL_GUARD_H_
 
@@ -13,7 +14,7 @@ namespace saferoute {
 
 struct LocalGuardOptions {
   std::string model_dir;       // HF directory: config.json, *.safetensors, tokenizer.json
-  std::string format;          // "llama-guard-3-1b" | "llama-guard-3-8b"; "" = guess from config
+  std::string format;          // a registered guard format (guard_format.h); "" = GuessFormat
   std::string tokenizer_path;  // "" = <model_dir>/tokenizer.json
   EngineOptions engine;
   double threshold = 0.5;       // unsafe iff p_unsafe > threshold

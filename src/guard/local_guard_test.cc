@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
-#include "guard/llama_guard_format.h"
+#include "guard/guard_format.h"
 #include "io/safetensors.h"
 #include "nlohmann/json.hpp"
 
@@ -81,17 +81,15 @@ TEST(LocalGuard, MatchesHfOnFixture) {
 
   auto tokenizer = BpeTokenizer::Load(kModelDir + "/tokenizer.json");
   ASSERT_TRUE(tokenizer.ok());
+  auto format = OpenGuardFormat("llama-guard-3-1b", std::move(*tokenizer));
+  ASSERT_TRUE(format.ok()) << format.status();
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE("case " + std::to_string(i));
     const Json& c = cases[i];
     const GuardVerdict& v = (*verdicts)[i];
-    // The ids the guard ran on are the fixture's (render + 271).
-    auto turns = RequestTurns(requests[i]);
-    auto rendered =
-        RenderLlamaGuard3(GuardFormat::kLlamaGuard3_1B, *turns,
-                          requests[i].policy ? &*requests[i].policy : nullptr, **tokenizer);
+    // The ids the guard ran on are the fixture's (HF render + the verdict lead).
+    auto rendered = RenderForVerdict(**format, requests[i]);
     ASSERT_TRUE(rendered.ok());
-    rendered->ids.push_back(271);
     const auto want_ids = c["ids_with_verdict_position"].get<std::vector<int32_t>>();
     EXPECT_EQ(rendered->ids, want_ids);
     EXPECT_EQ(v.n_tokens, static_cast<int>(want_ids.size()));
@@ -117,9 +115,9 @@ TEST(LocalGuard, MatchesHfOnFixture) {
 
     EXPECT_EQ(v.generated_ids, c["greedy_8"].get<std::vector<int32_t>>());
     // Random weights: the decode is not a verdict, and must be reported as such.
-    ParsedVerdict parsed;
-    auto text = (*tokenizer)->Decode(v.generated_ids);
-    if (!ParseVerdictText(*text, parsed)) {
+    auto text = (*format)->tokenizer().Decode(v.generated_ids);
+    const Policy* policy = requests[i].policy ? &*requests[i].policy : nullptr;
+    if (!text.ok() || !(*format)->ParseOutput(*text, policy).has_value()) {
       ASSERT_TRUE(v.unparsed_output.has_value());
       EXPECT_TRUE(v.categories.empty());
     }

@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "absl/container/flat_hash_set.h"
-#include "guard/llama_guard_format.h"
+#include "guard/template_text.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/utf8.h"
 

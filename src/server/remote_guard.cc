@@ -101,13 +101,12 @@ std::string Excerpt(absl::string_view body) {
 
 class RemoteGuardImpl final : public RemoteGuard {
  public:
-  RemoteGuardImpl(const RemoteGuardOptions& options, BaseUrl url, PromptEncoder encoder)
+  RemoteGuardImpl(const RemoteGuardOptions& options, BaseUrl url,
+                  std::shared_ptr<const GuardFormat> format)
       : options_(options),
         url_(std::move(url)),
-        encoder_(std::move(encoder)),
+        format_(std::move(format)),
         breaker_(options.breaker_failure_threshold, options.breaker_open_ms) {
-    tokens_.safe_id = options.safe_token_id;
-    tokens_.unsafe_id = options.unsafe_token_id;
     endpoint_ =
         url_.path_prefix + (options.kind == RemoteKind::kVllm ? "/v1/completions" : "/completion");
     name_ = options.kind == RemoteKind::kVllm
@@ -122,12 +121,8 @@ class RemoteGuardImpl final : public RemoteGuard {
     std::vector<std::vector<int32_t>> prompt_ids(n);
     for (size_t i = 0; i < n; ++i) {
       Clock::time_point start = Clock::now();
-      absl::StatusOr<std::vector<int32_t>> ids = encoder_(requests[i]);
+      absl::StatusOr<std::vector<int32_t>> ids = EncodePrompt(requests[i]);
       if (!ids.ok()) return Annotate(ids.status(), i, "encoding the prompt");
-      if (ids->empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("request ", i, ": the prompt encoder returned no tokens"));
-      }
       prompt_ids[i] = *std::move(ids);
       verdicts[i].timings.tokenize_ms = MsSince(start);
       verdicts[i].n_tokens = static_cast<int>(prompt_ids[i].size());
@@ -194,6 +189,18 @@ class RemoteGuardImpl final : public RemoteGuard {
                         absl::StrCat("request ", index, ": ", what, ": ", status.message()));
   }
 
+  // The format's scoring prompt (its last position is the verdict position).
+  absl::StatusOr<std::vector<int32_t>> EncodePrompt(const GuardRequest& request) const {
+    SR_ASSIGN_OR_RETURN(RenderedPrompt rendered, RenderForVerdict(*format_, request));
+    if (rendered.ids.size() > static_cast<size_t>(options_.max_input_tokens)) {
+      return absl::OutOfRangeError(
+          absl::StrFormat("the rendered prompt has %d tokens, over the limit of %d "
+                          "(max_input_tokens)",
+                          rendered.ids.size(), options_.max_input_tokens));
+    }
+    return std::move(rendered.ids);
+  }
+
   // One guard request: attempts until success, a non-retryable error, the
   // retry budget is spent, or the breaker refuses.
   absl::Status ClassifyOne(const GuardRequest& request, const std::vector<int32_t>& ids,
@@ -221,8 +228,11 @@ class RemoteGuardImpl final : public RemoteGuard {
       AttemptResult result = Attempt(body);
       if (result.kind == AttemptKind::kOk) {
         breaker_.RecordSuccess();
-        FillVerdictFromScore(result.score, verdict);
-        if (request.want_categories) FillCategoriesFromText(result.score.text, verdict);
+        FillVerdictFromScore(result.score, format_->verdict_tokens(), verdict);
+        if (request.want_categories) {
+          const Policy* policy = request.policy ? &*request.policy : nullptr;
+          ApplyDecodedOutput(*format_, result.score.text, policy, /*complete=*/true, verdict);
+        }
         verdict.timings.forward_ms = MsSince(start);
         return absl::OkStatus();
       }
@@ -353,9 +363,10 @@ class RemoteGuardImpl final : public RemoteGuard {
       return fail(AttemptKind::kBadResponse,
                   absl::UnavailableError(absl::StrCat(where, ": bad response: HTTP ", res.status)));
     }
-    absl::StatusOr<RemoteScore> score = options_.kind == RemoteKind::kVllm
-                                            ? ParseVllmResponse(res.body, tokens_)
-                                            : ParseLlamaCppResponse(res.body, tokens_);
+    absl::StatusOr<RemoteScore> score =
+        options_.kind == RemoteKind::kVllm
+            ? ParseVllmResponse(res.body, format_->verdict_tokens())
+            : ParseLlamaCppResponse(res.body, format_->verdict_tokens());
     if (!score.ok()) {
       return fail(AttemptKind::kBadResponse,
                   absl::UnavailableError(
@@ -385,8 +396,7 @@ class RemoteGuardImpl final : public RemoteGuard {
 
   const RemoteGuardOptions options_;
   const BaseUrl url_;
-  const PromptEncoder encoder_;
-  VerdictTokens tokens_;
+  const std::shared_ptr<const GuardFormat> format_;
   std::string endpoint_;
   std::string name_;
   CircuitBreaker breaker_;
@@ -397,12 +407,12 @@ class RemoteGuardImpl final : public RemoteGuard {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RemoteGuard>> RemoteGuard::Create(const RemoteGuardOptions& options,
-                                                                 PromptEncoder encoder) {
+absl::StatusOr<std::unique_ptr<RemoteGuard>> RemoteGuard::Create(
+    const RemoteGuardOptions& options, std::shared_ptr<const GuardFormat> format) {
   auto bad = [](absl::string_view field, absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("remote guard: field '", field, "': ", why));
   };
-  if (!encoder) return bad("encoder", "no prompt encoder given");
+  if (format == nullptr) return bad("format", "no guard format given");
   SR_ASSIGN_OR_RETURN(BaseUrl url, ParseBaseUrl(options.base_url));
   if (options.kind == RemoteKind::kVllm && options.model.empty()) {
     return bad("model", "vLLM needs the served model name");
@@ -426,8 +436,9 @@ absl::StatusOr<std::unique_ptr<RemoteGuard>> RemoteGuard::Create(const RemoteGua
   }
   if (options.max_parallel < 1) return bad("max_parallel", "must be >= 1");
   if (options.categories_max_tokens < 2) return bad("categories_max_tokens", "must be >= 2");
+  if (options.max_input_tokens < 1) return bad("max_input_tokens", "must be >= 1");
   return std::unique_ptr<RemoteGuard>(
-      new RemoteGuardImpl(options, std::move(url), std::move(encoder)));
+      new RemoteGuardImpl(options, std::move(url), std::move(format)));
 }
 
 }  // namespace saferoute

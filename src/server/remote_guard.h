@@ -7,21 +7,26 @@
 //
 // Behaviour (remote helper; implementation in remote_guard.cc, wire formats in
 // remote_protocol.h):
+//  - The prompt is the guard format's (guard/guard_format.h): rendered and
+//    tokenized here, sent as token ids ending with the format's verdict lead,
+//    so the first generated position is the verdict position.
 //  - One HTTP call per GuardRequest; a batch runs up to max_parallel calls at
 //    once. With want_categories the same call decodes categories_max_tokens
-//    tokens (the verdict position's top-k gives the score, the text gives
-//    "unsafe\nS1,S2"); no second request.
-//  - p_unsafe: two-way softmax of the two verdict log-probs; p_unsafe_full /
-//    p_safe_full: exp(log-prob); logit_* hold the log-probs (same difference as
-//    the logits). A verdict token missing from the returned top-k takes the
-//    smallest listed log-prob (an upper bound); both missing = bad response.
+//    tokens (the verdict position's top-k gives the score, the text is parsed
+//    by the format); no second request.
+//  - p_unsafe: ScoreVerdict over the format's verdict-token log-probs (two-way
+//    softmax); p_unsafe_full / p_safe_full: exp(log-prob); logit_* hold the
+//    log-probs (same difference as the logits). A verdict token missing from
+//    the returned top-k takes the smallest listed log-prob (an upper bound);
+//    all missing = bad response.
 //  - feature_dim() is 0: a remote guard gives no router feature.
 //  - Errors (first failing request's index in the message): circuit open ->
 //    Unavailable, at once, nothing sent; connect errors, 5xx and bad responses
 //    (non-JSON, wrong shape, NaN/inf, non-200 2xx/3xx) -> Unavailable after
 //    1 + max_retries attempts; per-attempt timeouts -> DeadlineExceeded;
 //    HTTP 400/413/422 -> InvalidArgument, other 4xx -> FailedPrecondition (not
-//    retried); encoder errors keep their code.
+//    retried); rendering errors keep their code, a prompt over
+//    max_input_tokens is OutOfRange.
 //  - Every attempt reports to the circuit breaker: connect/timeout/5xx/bad
 //    response count as failures, success and 4xx (the remote answered) as
 //    successes. Retries stop as soon as the breaker opens.
@@ -29,12 +34,12 @@
 #define SAFEROUTE_SERVER_REMOTE_GUARD_H_
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "guard/guard.h"
+#include "guard/guard_format.h"
 
 namespace saferoute {
 
@@ -51,20 +56,14 @@ struct RemoteGuardOptions {
   int breaker_failure_threshold = 5;  // consecutive failures that open the circuit
   double breaker_open_ms = 5000;      // how long it stays open before a half-open probe
   int top_logprobs = 20;
+  int max_input_tokens = 4096;  // longest prompt sent (verdict lead included)
   // Additions (remote helper):
-  double backoff_max_ms = 1000;   // cap of one backoff sleep before jitter
-  int max_parallel = 8;           // concurrent HTTP calls for one batch
-  int32_t safe_token_id = 19193;  // Llama Guard 3 verdict tokens (guard-models.md §1.5)
-  int32_t unsafe_token_id = 39257;
+  double backoff_max_ms = 1000;       // cap of one backoff sleep before jitter
+  int max_parallel = 8;               // concurrent HTTP calls for one batch
   int categories_max_tokens = 12;     // decode length when categories are asked for
   bool vllm_return_token_ids = true;  // vLLM extra "return_tokens_as_token_ids"
   bool llama_cpp_cache_prompt = false;
 };
-
-// Renders and tokenizes a request into the large guard's prompt ids, ending
-// with the verdict position (token 271 appended) — supplied by guard/.
-using PromptEncoder =
-    std::function<absl::StatusOr<std::vector<int32_t>>(const GuardRequest& request)>;
 
 struct RemoteGuardStats {
   uint64_t requests = 0, errors = 0, retries = 0, timeouts = 0, bad_responses = 0,
@@ -79,8 +78,10 @@ struct RemoteGuardStats {
 
 class RemoteGuard : public Guard {
  public:
-  static absl::StatusOr<std::unique_ptr<RemoteGuard>> Create(const RemoteGuardOptions& options,
-                                                             PromptEncoder encoder);
+  // `format` renders the prompts and names the verdict tokens; it must be the
+  // remote model's format, on the remote model's tokenizer.
+  static absl::StatusOr<std::unique_ptr<RemoteGuard>> Create(
+      const RemoteGuardOptions& options, std::shared_ptr<const GuardFormat> format);
   virtual CircuitState circuit_state() const = 0;
   virtual RemoteGuardStats stats() const = 0;
   // Cheap reachability probe for /readyz (GET /health or /v1/models).

@@ -15,15 +15,23 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "tokenizer/utf8.h"
 
 namespace saferoute {
 namespace {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+
+// The stand-in model's vocabulary: its two verdict tokens and its prompt
+// tokens (StandInFormat below); the stand-in server answers with these ids.
+constexpr int32_t kSafeId = 11, kUnsafeId = 12;
+const std::string kSafeKey = absl::StrCat("token_id:", kSafeId);
+const std::string kUnsafeKey = absl::StrCat("token_id:", kUnsafeId);
 
 enum class Mode { kVllm, kLlamaCpp, kLlamaCppOld, kGarbage, kError500, kError400, kSlow, kNan };
 
@@ -135,10 +143,9 @@ class StandInRemote {
              {"text", text},
              {"finish_reason", "length"},
              {"logprobs",
-              {{"tokens", {p > 0.5 ? "token_id:39257" : "token_id:19193"}},
+              {{"tokens", {p > 0.5 ? kUnsafeKey : kSafeKey}},
                {"token_logprobs", {std::log(std::max(p, 1 - p))}},
-               {"top_logprobs",
-                {{{"token_id:39257", std::log(p)}, {"token_id:19193", std::log(1 - p)}}}}}}}}}};
+               {"top_logprobs", {{{kUnsafeKey, std::log(p)}, {kSafeKey, std::log(1 - p)}}}}}}}}}};
     } else if (m == Mode::kLlamaCppOld) {
       answer = {
           {"content", text},
@@ -148,14 +155,14 @@ class StandInRemote {
               {{{"tok_str", "unsafe"}, {"prob", p}}, {{"tok_str", "safe"}, {"prob", 1 - p}}}}}}}};
     } else {
       answer = {{"content", text},
-                {"tokens", {p > 0.5 ? 39257 : 19193}},
+                {"tokens", {p > 0.5 ? kUnsafeId : kSafeId}},
                 {"stop_type", "limit"},
                 {"completion_probabilities",
-                 {{{"id", p > 0.5 ? 39257 : 19193},
+                 {{{"id", p > 0.5 ? kUnsafeId : kSafeId},
                    {"logprob", std::log(std::max(p, 1 - p))},
                    {"top_logprobs",
-                    {{{"id", 19193}, {"token", "safe"}, {"logprob", std::log(1 - p)}},
-                     {{"id", 39257}, {"token", "unsafe"}, {"logprob", std::log(p)}}}}}}}};
+                    {{{"id", kSafeId}, {"token", "safe"}, {"logprob", std::log(1 - p)}},
+                     {{"id", kUnsafeId}, {"token", "unsafe"}, {"logprob", std::log(p)}}}}}}}};
     }
     res.set_content(answer.dump(), "application/json");
   }
@@ -181,15 +188,62 @@ int ClosedPort() {
   return ntohs(addr.sin_port);
 }
 
-// The encoder stand-in: the prompt text's first byte picks the first id, so
-// each request gets a known p(unsafe) from the stand-in.
-PromptEncoder TestEncoder() {
-  return [](const GuardRequest& request) -> absl::StatusOr<std::vector<int32_t>> {
-    if (request.prompt == "fail-encode") return absl::InvalidArgumentError("too many tokens");
-    int32_t first = request.prompt.empty() ? 0 : static_cast<unsigned char>(request.prompt[0]);
-    return std::vector<int32_t>{first, 128006, 882, 128007, 271};
-  };
-}
+// The guard format stand-in: the prompt text's first byte picks the first id,
+// so each request gets a known p(unsafe) from the stand-in server; the lead is
+// one id (4), and the output grammar is "safe" | "unsafe\nS1,S2".
+class StandInFormat final : public GuardFormat {
+ public:
+  std::string_view name() const override { return "stand-in"; }
+  const BpeTokenizer& tokenizer() const override { return *tokenizer_; }
+  const std::vector<std::pair<std::string, std::string>>& default_categories() const override {
+    return categories_;
+  }
+  absl::StatusOr<RenderedPrompt> Render(const std::vector<Turn>& turns,
+                                        const Policy* policy) const override {
+    const std::string& text = turns.back().content;
+    if (text == "fail-encode") return absl::InvalidArgumentError("too many tokens");
+    RenderedPrompt out;
+    out.ids = {text.empty() ? 0 : static_cast<unsigned char>(text[0]), 1, 2, 3};
+    return out;
+  }
+  std::span<const int32_t> verdict_lead_ids() const override { return lead_; }
+  std::span<const VerdictToken> verdict_tokens() const override { return tokens_; }
+  std::span<const int32_t> stop_ids() const override { return stop_; }
+  std::optional<ParsedOutput> ParseOutput(std::string_view text,
+                                          const Policy* policy) const override {
+    if (text == "safe") return ParsedOutput{.verdict = "safe", .categories = {}};
+    if (text.substr(0, 7) != "unsafe\n") return std::nullopt;
+    ParsedOutput out{.verdict = "unsafe", .categories = {}};
+    for (absl::string_view code : absl::StrSplit(AbslView(text.substr(7)), ',')) {
+      out.categories.emplace_back(code);
+    }
+    return out;
+  }
+
+ private:
+  // Decodes the lead (RenderForVerdict appends its text): bytes 0-255 only.
+  std::shared_ptr<const BpeTokenizer> tokenizer_ = [] {
+    json vocab = json::object();
+    for (int b = 0; b < 256; ++b) {
+      std::string symbol;
+      AppendUtf8(ByteToUnicode(static_cast<uint8_t>(b)), symbol);
+      vocab[symbol] = b;
+    }
+    json spec = {{"normalizer", nullptr},
+                 {"added_tokens", json::array()},
+                 {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
+                 {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
+    return std::shared_ptr<const BpeTokenizer>(*BpeTokenizer::FromJson(spec.dump(), "bytes"));
+  }();
+  std::vector<std::pair<std::string, std::string>> categories_ = {{"S1", "One."}};
+  std::vector<int32_t> lead_ = {4};
+  std::vector<VerdictToken> tokens_ = {
+      {.label = "safe", .id = kSafeId, .text = "safe", .unsafe = false},
+      {.label = "unsafe", .id = kUnsafeId, .text = "unsafe", .unsafe = true}};
+  std::vector<int32_t> stop_ = {5};
+};
+
+std::shared_ptr<const GuardFormat> TestFormat() { return std::make_shared<StandInFormat>(); }
 
 RemoteGuardOptions FastOptions(const std::string& url, RemoteKind kind = RemoteKind::kVllm) {
   RemoteGuardOptions options;
@@ -210,7 +264,7 @@ RemoteGuardOptions FastOptions(const std::string& url, RemoteKind kind = RemoteK
 }
 
 std::unique_ptr<RemoteGuard> MakeGuard(const RemoteGuardOptions& options) {
-  absl::StatusOr<std::unique_ptr<RemoteGuard>> guard = RemoteGuard::Create(options, TestEncoder());
+  absl::StatusOr<std::unique_ptr<RemoteGuard>> guard = RemoteGuard::Create(options, TestFormat());
   EXPECT_TRUE(guard.ok()) << guard.status();
   return guard.ok() ? *std::move(guard) : nullptr;
 }
@@ -241,8 +295,7 @@ TEST(RemoteGuardTest, VllmScoresAndSendsTheDocumentedRequest) {
   ExpectVerdictFor((*verdicts)[0], "9 unsafe-ish");
   EXPECT_EQ((*verdicts)[0].generated_ids.size(), 1u);
   json body = remote.last_body();
-  EXPECT_EQ(body["prompt"].get<std::vector<int32_t>>(),
-            std::vector<int32_t>({'9', 128006, 882, 128007, 271}));
+  EXPECT_EQ(body["prompt"].get<std::vector<int32_t>>(), std::vector<int32_t>({'9', 1, 2, 3, 4}));
   EXPECT_EQ(body["model"], "llama-guard-3-8b");
   EXPECT_EQ(body["max_tokens"], 1);
   EXPECT_TRUE(remote.request_shape_ok.load());
@@ -478,8 +531,7 @@ TEST(RemoteGuardTest, CreateRejectsBadOptionsNamingTheField) {
   for (const Case& c : cases) {
     RemoteGuardOptions options = FastOptions("http://127.0.0.1:1");
     c.edit(options);
-    absl::StatusOr<std::unique_ptr<RemoteGuard>> guard =
-        RemoteGuard::Create(options, TestEncoder());
+    absl::StatusOr<std::unique_ptr<RemoteGuard>> guard = RemoteGuard::Create(options, TestFormat());
     ASSERT_FALSE(guard.ok()) << c.field;
     EXPECT_EQ(guard.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(guard.status().message().find(c.field), absl::string_view::npos) << guard.status();
@@ -487,7 +539,7 @@ TEST(RemoteGuardTest, CreateRejectsBadOptionsNamingTheField) {
   EXPECT_FALSE(RemoteGuard::Create(FastOptions("http://127.0.0.1:1"), nullptr).ok());
   // A path prefix is kept (servers behind a reverse proxy).
   EXPECT_TRUE(
-      RemoteGuard::Create(FastOptions("https://guard.example:8443/llm/"), TestEncoder()).ok());
+      RemoteGuard::Create(FastOptions("https://guard.example:8443/llm/"), TestFormat()).ok());
 }
 
 }  // namespace

@@ -3,9 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 
 namespace saferoute {
@@ -74,38 +72,50 @@ absl::StatusOr<double> CheckedProbAsLogprob(const json& value, absl::string_view
 
 // Collects the verdict tokens out of one top-k list. Tracks the smallest
 // log-prob listed, the bound for a verdict token that is not in the list.
-struct TopKScan {
-  std::optional<double> safe, unsafe;
-  double min_logprob = 0;
-  int entries = 0;
+class TopKScan {
+ public:
+  explicit TopKScan(std::span<const VerdictToken> tokens)
+      : tokens_(tokens), found_(tokens.size()) {}
 
-  void Add(bool is_safe, bool is_unsafe, double logprob) {
-    if (entries == 0 || logprob < min_logprob) min_logprob = logprob;
-    ++entries;
-    if (is_safe && !safe) safe = logprob;
-    if (is_unsafe && !unsafe) unsafe = logprob;
+  // One top-k entry, known by id (when the server gives ids) or by text.
+  void Add(std::optional<int64_t> id, absl::string_view text, double logprob) {
+    if (entries_ == 0 || logprob < min_logprob_) min_logprob_ = logprob;
+    ++entries_;
+    for (size_t i = 0; i < tokens_.size(); ++i) {
+      const bool match = id ? *id == tokens_[i].id : text == tokens_[i].text;
+      if (match && !found_[i]) found_[i] = logprob;
+    }
   }
 
-  absl::StatusOr<RemoteScore> Finish(absl::string_view field, const VerdictTokens& tokens) const {
-    if (!safe && !unsafe) {
-      return FieldError(
-          field, absl::StrCat("neither '", tokens.safe_text, "' (", tokens.safe_id, ") nor '",
-                              tokens.unsafe_text, "' (", tokens.unsafe_id, ") is among the ",
-                              entries, " top tokens: not a Llama Guard verdict position"));
-    }
+  absl::StatusOr<RemoteScore> Finish(absl::string_view field) const {
     RemoteScore score;
-    score.logprob_safe = safe ? *safe : min_logprob;
-    score.logprob_unsafe = unsafe ? *unsafe : min_logprob;
-    score.safe_bounded = !safe;
-    score.unsafe_bounded = !unsafe;
-    if (score.logprob_safe == kNegInf && score.logprob_unsafe == kNegInf) {
-      return FieldError(field, "both verdict tokens have probability 0");
+    bool any = false, any_finite = false;
+    for (const std::optional<double>& logprob : found_) {
+      any |= logprob.has_value();
+      score.logprobs.push_back(logprob.value_or(min_logprob_));
+      score.bounded.push_back(!logprob.has_value());
+      any_finite |= score.logprobs.back() != kNegInf;
     }
+    if (!any) {
+      std::string wanted;
+      for (const VerdictToken& t : tokens_) {
+        absl::StrAppend(&wanted, wanted.empty() ? "" : ", ", "'", t.text, "' (", t.id, ")");
+      }
+      return FieldError(field, absl::StrCat("none of the verdict tokens ", wanted, " is among the ",
+                                            entries_, " top tokens: not a verdict position"));
+    }
+    if (!any_finite) return FieldError(field, "every verdict token has probability 0");
     return score;
   }
+
+ private:
+  std::span<const VerdictToken> tokens_;
+  std::vector<std::optional<double>> found_;  // [tokens]
+  double min_logprob_ = 0;
+  int entries_ = 0;
 };
 
-// "token_id:39257" (vLLM with return_tokens_as_token_ids) -> 39257.
+// "token_id:123" (vLLM with return_tokens_as_token_ids) -> 123.
 std::optional<int32_t> TokenIdFromKey(absl::string_view key) {
   constexpr absl::string_view kPrefix = "token_id:";
   if (key.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
@@ -143,7 +153,8 @@ std::string BuildLlamaCppRequestBody(const RemoteGuardOptions& options, const Re
   return body.dump();
 }
 
-absl::StatusOr<RemoteScore> ParseVllmResponse(absl::string_view body, const VerdictTokens& tokens) {
+absl::StatusOr<RemoteScore> ParseVllmResponse(absl::string_view body,
+                                              std::span<const VerdictToken> tokens) {
   SR_ASSIGN_OR_RETURN(json root, ParseJsonObject(body));
   const json* choices = FindField(root, "choices");
   if (choices == nullptr || !choices->is_array() || choices->empty()) {
@@ -172,17 +183,13 @@ absl::StatusOr<RemoteScore> ParseVllmResponse(absl::string_view body, const Verd
     return FieldError("choices[0].logprobs.top_logprobs[0]",
                       "expected a non-empty object {token: logprob}");
   }
-  TopKScan scan;
+  TopKScan scan(tokens);
   for (const auto& [key, value] : first.items()) {
     std::string field = absl::StrCat("choices[0].logprobs.top_logprobs[0][\"", key, "\"]");
     SR_ASSIGN_OR_RETURN(double logprob, CheckedLogprob(value, field));
-    std::optional<int32_t> id = TokenIdFromKey(key);
-    bool is_safe = id ? *id == tokens.safe_id : key == tokens.safe_text;
-    bool is_unsafe = id ? *id == tokens.unsafe_id : key == tokens.unsafe_text;
-    scan.Add(is_safe, is_unsafe, logprob);
+    scan.Add(TokenIdFromKey(key), key, logprob);
   }
-  SR_ASSIGN_OR_RETURN(RemoteScore score,
-                      scan.Finish("choices[0].logprobs.top_logprobs[0]", tokens));
+  SR_ASSIGN_OR_RETURN(RemoteScore score, scan.Finish("choices[0].logprobs.top_logprobs[0]"));
   if (const json* text = FindField(*choice, "text"); text != nullptr) {
     if (!text->is_string()) return FieldError("choices[0].text", "not a string");
     score.text = text->get<std::string>();
@@ -205,7 +212,7 @@ absl::StatusOr<RemoteScore> ParseVllmResponse(absl::string_view body, const Verd
 }
 
 absl::StatusOr<RemoteScore> ParseLlamaCppResponse(absl::string_view body,
-                                                  const VerdictTokens& tokens) {
+                                                  std::span<const VerdictToken> tokens) {
   SR_ASSIGN_OR_RETURN(json root, ParseJsonObject(body));
 
   // Locate the top-k list of the first generated position in one of the
@@ -251,7 +258,7 @@ absl::StatusOr<RemoteScore> ParseLlamaCppResponse(absl::string_view body,
   }
   if (!list->is_array() || list->empty()) return FieldError(field, "not a non-empty array");
 
-  TopKScan scan;
+  TopKScan scan(tokens);
   for (size_t i = 0; i < list->size(); ++i) {
     const json& entry = (*list)[i];
     std::string entry_field = absl::StrCat(field, "[", i, "]");
@@ -262,23 +269,19 @@ absl::StatusOr<RemoteScore> ParseLlamaCppResponse(absl::string_view body,
     std::string value_field = absl::StrCat(entry_field, ".", value_key);
     SR_ASSIGN_OR_RETURN(double logprob, values_are_probs ? CheckedProbAsLogprob(*value, value_field)
                                                          : CheckedLogprob(*value, value_field));
-    bool is_safe = false, is_unsafe = false;
     if (const json* id = FindField(entry, "id"); id != nullptr) {
       if (!id->is_number_integer()) return FieldError(entry_field + ".id", "not an integer");
-      is_safe = *id == tokens.safe_id;
-      is_unsafe = *id == tokens.unsafe_id;
+      scan.Add(id->get<int64_t>(), "", logprob);
     } else {
       const json* text = FindField(entry, "token");
       if (text == nullptr) text = FindField(entry, "tok_str");
       if (text == nullptr || !text->is_string()) {
         return FieldError(entry_field, "has neither 'id' nor a string 'token'/'tok_str'");
       }
-      is_safe = *text == tokens.safe_text;
-      is_unsafe = *text == tokens.unsafe_text;
+      scan.Add(std::nullopt, text->get<std::string>(), logprob);
     }
-    scan.Add(is_safe, is_unsafe, logprob);
   }
-  SR_ASSIGN_OR_RETURN(RemoteScore score, scan.Finish(field, tokens));
+  SR_ASSIGN_OR_RETURN(RemoteScore score, scan.Finish(field));
   if (const json* content = FindField(root, "content"); content != nullptr) {
     if (!content->is_string()) return FieldError("content", "not a string");
     score.text = content->get<std::string>();
@@ -292,53 +295,13 @@ absl::StatusOr<RemoteScore> ParseLlamaCppResponse(absl::string_view body,
   return score;
 }
 
-void FillVerdictFromScore(const RemoteScore& score, GuardVerdict& verdict) {
-  const double ls = score.logprob_safe, lu = score.logprob_unsafe;
-  // Two-way softmax over {safe, unsafe}: 1 / (1 + e^(ls - lu)); log-probs
-  // differ from logits by the same constant, so this equals the logit form.
-  double p_unsafe;
-  if (ls == kNegInf) {
-    p_unsafe = 1.0;
-  } else if (lu == kNegInf) {
-    p_unsafe = 0.0;
-  } else {
-    p_unsafe = 1.0 / (1.0 + std::exp(ls - lu));
-  }
-  verdict.p_unsafe = static_cast<float>(p_unsafe);
-  verdict.unsafe = p_unsafe > 0.5;
-  verdict.p_unsafe_full = static_cast<float>(std::exp(lu));
-  verdict.p_safe_full = static_cast<float>(std::exp(ls));
-  verdict.logit_safe = static_cast<float>(ls);
-  verdict.logit_unsafe = static_cast<float>(lu);
+void FillVerdictFromScore(const RemoteScore& score, std::span<const VerdictToken> tokens,
+                          GuardVerdict& verdict) {
+  // Log-probs differ from logits by one constant, so the two-way softmax is
+  // the logits' and the full-vocabulary probabilities are exp(log-prob).
+  ScoreVerdict(tokens, score.logprobs, /*log_normalizer=*/0, verdict);
+  verdict.unsafe = verdict.p_unsafe > 0.5;
   verdict.generated_ids = score.generated_ids;
-}
-
-void FillCategoriesFromText(absl::string_view text, GuardVerdict& verdict) {
-  verdict.categories.clear();
-  verdict.unparsed_output.reset();
-  absl::string_view stripped = absl::StripAsciiWhitespace(text);
-  std::vector<absl::string_view> lines = absl::StrSplit(stripped, '\n');
-  for (absl::string_view& line : lines) line = absl::StripAsciiWhitespace(line);
-  auto unparsed = [&] { verdict.unparsed_output = std::string(text); };
-  if (lines.empty()) return unparsed();
-  if (lines[0] == "safe") {
-    if (lines.size() != 1) unparsed();
-    return;
-  }
-  if (lines[0] != "unsafe" || lines.size() > 2) return unparsed();
-  if (lines.size() == 1) return;  // "unsafe" without a category line
-  std::vector<std::string> codes;
-  for (absl::string_view code : absl::StrSplit(lines[1], ',')) {
-    code = absl::StripAsciiWhitespace(code);
-    int number = 0;
-    if (code.size() < 2 || code.size() > 3 || code[0] != 'S' ||
-        !absl::SimpleAtoi(code.substr(1), &number) || number < 1 || number > 99 ||
-        !absl::ascii_isdigit(code[1])) {
-      return unparsed();
-    }
-    codes.emplace_back(code);
-  }
-  verdict.categories = std::move(codes);
 }
 
 }  // namespace saferoute

@@ -1,6 +1,7 @@
 // Wire-format tests: request bodies as vLLM / llama.cpp document them, and
-// parsers against the documented response shapes (guard-models.md §6) and
-// against garbage.
+// parsers against the documented response shapes (guard-models.md §6, whose
+// examples carry Llama Guard 3's ids) and against garbage. The verdict tokens
+// are the Llama Guard 3 format's, opened on the real Llama 3 tokenizer.
 #include "server/remote_protocol.h"
 
 #include <cmath>
@@ -14,8 +15,25 @@ namespace {
 
 using json = nlohmann::json;
 
-const std::vector<int32_t> kIds = {128000, 128006, 882,   128007, 271,
-                                   128009, 128006, 78191, 128007, 271};
+std::span<const VerdictToken> Tokens() {
+  static const GuardFormat* format = [] {
+    auto tok =
+        BpeTokenizer::Load(std::string(SAFEROUTE_SHARED_DIR) + "/tokenizers/llama3/tokenizer.json");
+    if (!tok.ok()) {
+      ADD_FAILURE() << tok.status();
+      std::abort();
+    }
+    auto f = OpenGuardFormat("llama-guard-3-8b", std::move(*tok));
+    if (!f.ok()) {
+      ADD_FAILURE() << f.status();
+      std::abort();
+    }
+    return f->release();
+  }();
+  return format->verdict_tokens();
+}
+
+const std::vector<int32_t> kIds = {7, 1, 2, 3, 4, 5, 1, 6, 3, 4};  // any prompt ids
 
 // Two-way p(unsafe) written the textbook way, independent of the parser's
 // 1 / (1 + e^(ls - lu)) form.
@@ -56,15 +74,15 @@ TEST(RemoteProtocolTest, VllmTextKeys) {
     "text":"unsafe","logprobs":{"tokens":["unsafe"],"token_logprobs":[-0.02],
     "top_logprobs":[{"unsafe":-0.02,"safe":-3.9,"Unsafe":-6.5,"\n":-8.0}],"text_offset":[0]},
     "finish_reason":"length"}]})";
-  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, VerdictTokens{});
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
-  EXPECT_DOUBLE_EQ(score->logprob_unsafe, -0.02);
-  EXPECT_DOUBLE_EQ(score->logprob_safe, -3.9);
-  EXPECT_FALSE(score->safe_bounded || score->unsafe_bounded);
+  EXPECT_DOUBLE_EQ(score->logprobs[1], -0.02);
+  EXPECT_DOUBLE_EQ(score->logprobs[0], -3.9);
+  EXPECT_EQ(score->bounded, (std::vector<bool>{false, false}));
   EXPECT_EQ(score->text, "unsafe");
   EXPECT_TRUE(score->generated_ids.empty());  // text tokens carry no ids
   GuardVerdict verdict;
-  FillVerdictFromScore(*score, verdict);
+  FillVerdictFromScore(*score, Tokens(), verdict);
   EXPECT_NEAR(verdict.p_unsafe, TwoWay(-0.02, -3.9), 1e-6);
   EXPECT_TRUE(verdict.unsafe);
   EXPECT_NEAR(verdict.p_unsafe_full, std::exp(-0.02), 1e-6);
@@ -75,13 +93,13 @@ TEST(RemoteProtocolTest, VllmTokenIdKeys) {
   const std::string body = R"({"choices":[{"index":0,"text":"safe","logprobs":{
     "tokens":["token_id:19193"],"token_logprobs":[-0.1],
     "top_logprobs":[{"token_id:19193":-0.1,"token_id:39257":-2.4,"token_id:6220":-5.0}]}}]})";
-  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, VerdictTokens{});
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
-  EXPECT_DOUBLE_EQ(score->logprob_safe, -0.1);
-  EXPECT_DOUBLE_EQ(score->logprob_unsafe, -2.4);
+  EXPECT_DOUBLE_EQ(score->logprobs[0], -0.1);
+  EXPECT_DOUBLE_EQ(score->logprobs[1], -2.4);
   EXPECT_EQ(score->generated_ids, std::vector<int32_t>({19193}));
   GuardVerdict verdict;
-  FillVerdictFromScore(*score, verdict);
+  FillVerdictFromScore(*score, Tokens(), verdict);
   EXPECT_NEAR(verdict.p_unsafe, TwoWay(-2.4, -0.1), 1e-6);
   EXPECT_FALSE(verdict.unsafe);
 }
@@ -89,18 +107,18 @@ TEST(RemoteProtocolTest, VllmTokenIdKeys) {
 TEST(RemoteProtocolTest, MissingVerdictTokenIsBoundedBySmallestListed) {
   const std::string body = R"({"choices":[{"index":0,"text":"unsafe","logprobs":{
     "top_logprobs":[{"unsafe":-0.001,"Unsafe":-7.5,"\n":-9.25}]}}]})";
-  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, VerdictTokens{});
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
-  EXPECT_TRUE(score->safe_bounded);
-  EXPECT_FALSE(score->unsafe_bounded);
-  EXPECT_DOUBLE_EQ(score->logprob_safe, -9.25);
+  EXPECT_TRUE(score->bounded[0]);
+  EXPECT_FALSE(score->bounded[1]);
+  EXPECT_DOUBLE_EQ(score->logprobs[0], -9.25);
   GuardVerdict verdict;
-  FillVerdictFromScore(*score, verdict);
+  FillVerdictFromScore(*score, Tokens(), verdict);
   EXPECT_NEAR(verdict.p_unsafe, TwoWay(-0.001, -9.25), 1e-6);
 }
 
 TEST(RemoteProtocolTest, VllmGarbageIsAClearErrorNamingTheField) {
-  const VerdictTokens tokens;
+  const std::span<const VerdictToken> tokens = Tokens();
   struct Case {
     const char* body;
     const char* expect_in_message;
@@ -114,7 +132,7 @@ TEST(RemoteProtocolTest, VllmGarbageIsAClearErrorNamingTheField) {
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[]}}]})", "top_logprobs"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[null]}}]})", "top_logprobs[0]"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"a":-1,"b":-2}]}}]})",
-       "neither 'safe'"},
+       "none of the verdict tokens 'safe' (19193), 'unsafe' (39257)"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":"x","unsafe":-1}]}}]})",
        "expected a number"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":NaN,"unsafe":-1}]}}]})",
@@ -142,10 +160,10 @@ TEST(RemoteProtocolTest, LlamaCppCurrentShapeMatchesById) {
       {"id":39257,"token":"unsafe","bytes":[117],"logprob":-0.02},
       {"id":19193,"token":"safe","bytes":[115],"logprob":-3.9},
       {"id":6220,"token":"safe","bytes":[32],"logprob":-8.5}]}],"stop_type":"limit"})";
-  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, VerdictTokens{});
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
-  EXPECT_DOUBLE_EQ(score->logprob_unsafe, -0.02);
-  EXPECT_DOUBLE_EQ(score->logprob_safe, -3.9);
+  EXPECT_DOUBLE_EQ(score->logprobs[1], -0.02);
+  EXPECT_DOUBLE_EQ(score->logprobs[0], -3.9);
   EXPECT_EQ(score->text, "unsafe");
   EXPECT_EQ(score->generated_ids, std::vector<int32_t>({39257}));
 }
@@ -154,10 +172,10 @@ TEST(RemoteProtocolTest, LlamaCppPostSamplingProbs) {
   const std::string body = R"({"content":"safe","completion_probabilities":[{"id":19193,
     "token":"safe","prob":0.75,"top_probs":[{"id":19193,"token":"safe","prob":0.75},
     {"id":39257,"token":"unsafe","prob":0.25}]}]})";
-  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, VerdictTokens{});
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   GuardVerdict verdict;
-  FillVerdictFromScore(*score, verdict);
+  FillVerdictFromScore(*score, Tokens(), verdict);
   EXPECT_NEAR(verdict.p_unsafe, 0.25, 1e-6);
   EXPECT_NEAR(verdict.p_safe_full, 0.75, 1e-6);
 }
@@ -166,18 +184,18 @@ TEST(RemoteProtocolTest, LlamaCppOldProbsShapes) {
   // Before ~Dec 2024: string tokens and probabilities, per position...
   const std::string nested = R"({"content":"unsafe","completion_probabilities":[{"content":"unsafe",
     "probs":[{"tok_str":"unsafe","prob":0.6},{"tok_str":"safe","prob":0.3},{"tok_str":"\n","prob":0.1}]}]})";
-  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(nested, VerdictTokens{});
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(nested, Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   GuardVerdict verdict;
-  FillVerdictFromScore(*score, verdict);
+  FillVerdictFromScore(*score, Tokens(), verdict);
   EXPECT_NEAR(verdict.p_unsafe, 0.6 / 0.9, 1e-6);
   EXPECT_NEAR(verdict.p_unsafe_full, 0.6, 1e-6);
   // ...or as a top-level "probs" list (guard-models.md §6.2 wording).
   const std::string flat =
       R"({"content":"safe","probs":[{"tok_str":"safe","prob":0.9},{"tok_str":"unsafe","prob":0.05}]})";
-  score = ParseLlamaCppResponse(flat, VerdictTokens{});
+  score = ParseLlamaCppResponse(flat, Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
-  FillVerdictFromScore(*score, verdict);
+  FillVerdictFromScore(*score, Tokens(), verdict);
   EXPECT_NEAR(verdict.p_unsafe, 0.05 / 0.95, 1e-6);
   EXPECT_FALSE(verdict.unsafe);
 }
@@ -197,7 +215,7 @@ TEST(RemoteProtocolTest, LlamaCppGarbage) {
       R"({"completion_probabilities":[{"top_logprobs":[{"id":19193,"logprob":-1}]}],"tokens":["a"]})",
   };
   for (const char* body : bodies) {
-    absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, VerdictTokens{});
+    absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
     EXPECT_FALSE(score.ok()) << body;
   }
 }
@@ -213,8 +231,7 @@ TEST(RemoteProtocolTest, TruncatedAndCorruptedBodiesNeverCrash) {
   for (bool is_vllm : {true, false}) {
     const std::string& valid = is_vllm ? vllm : llama;
     auto parse = [&](const std::string& body) {
-      return is_vllm ? ParseVllmResponse(body, VerdictTokens{})
-                     : ParseLlamaCppResponse(body, VerdictTokens{});
+      return is_vllm ? ParseVllmResponse(body, Tokens()) : ParseLlamaCppResponse(body, Tokens());
     };
     ASSERT_TRUE(parse(valid).ok());
     for (size_t n = 0; n < valid.size(); ++n) EXPECT_FALSE(parse(valid.substr(0, n)).ok()) << n;
@@ -224,34 +241,12 @@ TEST(RemoteProtocolTest, TruncatedAndCorruptedBodiesNeverCrash) {
       absl::StatusOr<RemoteScore> score = parse(body);
       if (score.ok()) {
         GuardVerdict verdict;
-        FillVerdictFromScore(*score, verdict);
+        FillVerdictFromScore(*score, Tokens(), verdict);
         EXPECT_TRUE(std::isfinite(verdict.p_unsafe)) << body;
         EXPECT_GE(verdict.p_unsafe, 0.0f);
         EXPECT_LE(verdict.p_unsafe, 1.0f);
       }
     }
-  }
-}
-
-TEST(RemoteProtocolTest, CategoryLine) {
-  GuardVerdict v;
-  FillCategoriesFromText("unsafe\nS1,S10", v);
-  EXPECT_EQ(v.categories, std::vector<std::string>({"S1", "S10"}));
-  EXPECT_FALSE(v.unparsed_output.has_value());
-  FillCategoriesFromText("safe", v);
-  EXPECT_TRUE(v.categories.empty());
-  EXPECT_FALSE(v.unparsed_output.has_value());
-  FillCategoriesFromText("\n\nunsafe\nS2,S9,S13\n", v);
-  EXPECT_EQ(v.categories, std::vector<std::string>({"S2", "S9", "S13"}));
-  FillCategoriesFromText("unsafe", v);  // no category line (cut short)
-  EXPECT_TRUE(v.categories.empty());
-  EXPECT_FALSE(v.unparsed_output.has_value());
-  for (const char* bad : {"", "maybe", "unsafe\nS1,S", "unsafe\nS1,,S2", "unsafe\nX1", "unsafe\nS0",
-                          "safe\nS1", "unsafe\nS1\nS2", "unsafe\nS1a"}) {
-    FillCategoriesFromText(bad, v);
-    EXPECT_TRUE(v.categories.empty()) << bad;
-    ASSERT_TRUE(v.unparsed_output.has_value()) << bad;
-    EXPECT_EQ(*v.unparsed_output, bad);
   }
 }
 

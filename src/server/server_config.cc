@@ -4,6 +4,8 @@
 #include <variant>
 #include <vector>
 
+#include "guard/guard_format.h"
+
 namespace saferoute::server {
 namespace {
 
@@ -12,7 +14,7 @@ using ValuePtr = std::variant<std::string*, int*, int64_t*, uint64_t*, double*, 
 struct Key {
   const char* section;  // "" for top level
   const char* name;     // TOML key (snake_case)
-  const char* help;
+  std::string help;
   ValuePtr value;
 };
 
@@ -37,7 +39,7 @@ std::vector<Key> Keys(ServerConfig& c) {
       {"", "log_prompts", "log prompt text (default: never)", &c.log_prompts},
       {"", "categories", "ask the guards for S-codes (short greedy decode)", &c.categories},
       {"small", "model_dir", "small guard model directory (required)", &c.small.model_dir},
-      {"small", "format", "llama-guard-3-1b | llama-guard-3-8b | empty: from config",
+      {"small", "format", GuardFormatNameList() + " | empty: guessed from the model's shape",
        &c.small.format},
       {"small", "precision", "bf16 | fp32", &c.small.precision},
       {"small", "threads", "compute threads (0: all cores)", &c.small.threads},
@@ -54,7 +56,8 @@ std::vector<Key> Keys(ServerConfig& c) {
       {"large", "mode", "none | local | remote", &c.large_mode},
       {"large", "model_dir", "large guard model directory (mode local; tokenizer for remote)",
        &c.large.model_dir},
-      {"large", "format", "llama-guard-3-8b | llama-guard-3-1b | empty: from config",
+      {"large", "format",
+       GuardFormatNameList() + " | empty: guessed from the model's shape (remote: -8b)",
        &c.large.format},
       {"large", "precision", "bf16 | fp32", &c.large.precision},
       {"large", "threads", "compute threads (0: all cores)", &c.large.threads},

@@ -18,7 +18,7 @@ namespace saferoute::server {
 
 struct GuardStageConfig {
   std::string model_dir;           // HF directory (config.json, *.safetensors, tokenizer.json)
-  std::string format;              // llama-guard-3-1b | llama-guard-3-8b | "" (guess)
+  std::string format;              // a registered guard format | "" (guessed from the shape)
   std::string precision = "bf16";  // bf16 | fp32
   int threads = 0;                 // 0: all cores
   int queue_size = 256;            // queued inputs before 429
