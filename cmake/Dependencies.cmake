@@ -16,6 +16,9 @@ find_package(CLI11 REQUIRED)                 # command line + TOML config files
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)   # tokenizer pre-split regex (UCP)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib) # HTTP server and client
+# TLS for the service and the remote guard (Debian's cpp-httplib is built with
+# it), API-key digests and constant-time comparison, random ids.
+find_package(OpenSSL 3 REQUIRED)
 if(SAFEROUTE_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

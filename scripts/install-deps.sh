@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
   libpcre2-dev           # Unicode regex for the tokenizer pre-split
   libcli11-dev           # command line + TOML config
   libcpp-httplib-dev     # HTTP server/client
+  libssl-dev             # TLS listener and remote client, API-key digests, random ids
   libgtest-dev libgmock-dev  # tests
   python3 python3-venv   # service tests drive the server with the official OpenAI client
 )

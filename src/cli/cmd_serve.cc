@@ -140,21 +140,18 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
       server::GuardService::Create(
           {.small = small.get(), .router = router.get(), .large = large.get(), .remote = remote},
           ServiceOptionsFrom(config)));
-  server::GuardHttpServer http(service.get(),
-                               {.host = config.listen_host,
-                                .port = config.listen_port,
-                                .threads = config.listen_threads,
-                                .max_body_bytes = config.limits_body_bytes,
-                                .listen_backlog = config.listen_backlog,
-                                .read_timeout_ms = config.listen_read_timeout_ms,
-                                .write_timeout_ms = config.listen_write_timeout_ms,
-                                .keep_alive_timeout_s = config.listen_keep_alive_timeout_s,
-                                .keep_alive_max_requests = config.listen_keep_alive_max_requests});
+  SR_ASSIGN_OR_RETURN(server::HttpServerOptions http_options,
+                      server::HttpServerOptionsFrom(config));
+  const bool tls = !http_options.tls_cert_file.empty();
+  const size_t n_keys = http_options.api_keys ? http_options.api_keys->size() : 0;
+  server::GuardHttpServer http(service.get(), std::move(http_options));
   SR_ASSIGN_OR_RETURN(int port, http.Start());
-  std::fprintf(
-      stderr, "saferoute serve: listening on http://%s:%d (small=%s, router=%s, large=%s)\n",
-      config.listen_host.c_str(), port, small->name().c_str(),
-      router ? config.router_path.c_str() : "none", large ? large->name().c_str() : "none");
+  std::fprintf(stderr,
+               "saferoute serve: listening on %s://%s:%d (small=%s, router=%s, large=%s, api "
+               "keys=%zu)\n",
+               tls ? "https" : "http", config.listen_host.c_str(), port, small->name().c_str(),
+               router ? config.router_path.c_str() : "none", large ? large->name().c_str() : "none",
+               n_keys);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

@@ -1,5 +1,7 @@
 #include "server/api_json.h"
 
+#include <algorithm>
+
 #include "server/http_status.h"
 
 namespace saferoute::server {
@@ -29,6 +31,48 @@ bool NestingWithin(absl::string_view body, int max_depth) {
     }
   }
   return true;
+}
+
+// "<what> at line L, column C: <why>" from nlohmann's parse_error, without
+// its internals ("[json.exception.parse_error.101]", "syntax error while
+// parsing value") and without its "last read: '…'", a piece of the body
+// (messages are logged; prompt text must not be).
+std::string ParseErrorMessage(absl::string_view body, const nlohmann::json::parse_error& e) {
+  // e.byte: 1-based index of the last byte read (size + 1 at the end).
+  const size_t at = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, body.size());
+  const absl::string_view before = body.substr(0, at);
+  const size_t line = 1 + std::count(before.begin(), before.end(), '\n');
+  const size_t line_start = before.rfind('\n');
+  const size_t column = line_start == absl::string_view::npos ? at + 1 : at - line_start;
+
+  absl::string_view why = e.what();
+  if (size_t dash = why.find(" - "); dash != absl::string_view::npos) why.remove_prefix(dash + 3);
+  std::string expected;
+  if (size_t last_read = why.find("; last read: "); last_read != absl::string_view::npos) {
+    // What follows the excerpt, if anything, is "; expected <token name>";
+    // keep it only when it is one of nlohmann's token names.
+    const absl::string_view tail = why.substr(last_read);
+    why = why.substr(0, last_read);
+    static constexpr absl::string_view kNames[] = {"end of input",
+                                                   "string literal",
+                                                   "number literal",
+                                                   "'['",
+                                                   "'{'",
+                                                   "']'",
+                                                   "'}'",
+                                                   "':'",
+                                                   "','",
+                                                   "value",
+                                                   "'[', '{', or a literal"};
+    if (size_t pos = tail.rfind("; expected "); pos != absl::string_view::npos) {
+      const absl::string_view name = tail.substr(pos + 11);
+      for (absl::string_view known : kNames) {
+        if (name == known) expected = absl::StrCat("; expected ", known);
+      }
+    }
+  }
+  return absl::StrCat("request body is not valid JSON at line ", line, ", column ", column, ": ",
+                      why, expected);
 }
 
 }  // namespace
@@ -63,21 +107,17 @@ absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view body, int max_d
   try {
     parsed = nlohmann::json::parse(body.begin(), body.end());
   } catch (const nlohmann::json::parse_error& e) {
-    // nlohmann validates UTF-8 and surrogate pairs itself; the message names
-    // the byte offset. Classify it so clients can tell the cases apart.
-    std::string what = e.what();
-    // nlohmann appends "; last read: '<bytes>'", a piece of the body: drop it,
-    // since messages are logged and prompt text must not be (position stays).
-    if (size_t cut = what.find("; last read:"); cut != std::string::npos) what.resize(cut);
+    // nlohmann validates UTF-8 and surrogate pairs itself. Classify the error
+    // so clients can tell the cases apart.
+    const std::string what = e.what();
     std::string code = "invalid_json";
     if (what.find("surrogate") != std::string::npos)
       code = "invalid_unicode";
     else if (what.find("UTF-8") != std::string::npos)
       code = "invalid_utf8";
-    return InputError(absl::StrCat("request body is not valid JSON: ", what), "", code);
+    return InputError(ParseErrorMessage(body, e), "", code);
   } catch (const nlohmann::json::exception& e) {
-    return InputError(absl::StrCat("request body is not valid JSON: ", e.what()), "",
-                      "invalid_json");
+    return InputError("request body is not valid JSON", "", "invalid_json");
   }
   if (!parsed.is_object()) {
     return InputError(

@@ -11,7 +11,7 @@
 namespace saferoute::server {
 
 // Parses `body` as a JSON object. Errors (InvalidArgument, with "code"):
-// invalid_json (syntax, with byte offset), invalid_utf8 (ill-formed UTF-8
+// invalid_json (syntax, with line and column), invalid_utf8 (ill-formed UTF-8
 // bytes in a string), invalid_unicode (lone or mis-ordered \ud800-\udfff
 // surrogate escapes), invalid_type (not an object). Nesting deeper than
 // `max_depth` is refused before parsing (bounds recursion on hostile input).

@@ -2,11 +2,14 @@
 
 #include <optional>
 
+#include "absl/strings/numbers.h"
+
 namespace saferoute::server {
 namespace {
 
 constexpr char kParamPayload[] = "saferoute.dev/param";
 constexpr char kCodePayload[] = "saferoute.dev/code";
+constexpr char kHttpPayload[] = "saferoute.dev/http";
 
 std::optional<std::string> Payload(const absl::Status& status, const char* key) {
   auto cord = status.GetPayload(key);  // absl::optional (not std:: in this abseil build)
@@ -16,14 +19,12 @@ std::optional<std::string> Payload(const absl::Status& status, const char* key) 
 
 std::string ErrorTypeForHttp(int http_code) {
   switch (http_code) {
-    case 401:
-      return "authentication_error";
+    case 401:  // what OpenAI answers for a missing or wrong key
+      return "invalid_request_error";
     case 403:
       return "permission_error";
     case 404:
       return "not_found_error";
-    case 413:
-      return "invalid_request_error";
     case 429:
       return "rate_limit_error";
     case 503:
@@ -52,6 +53,8 @@ std::string DefaultCode(absl::StatusCode code) {
       return "shutting_down";
     case absl::StatusCode::kNotFound:
       return "not_found";
+    case absl::StatusCode::kUnauthenticated:
+      return "invalid_api_key";
     default:
       return "internal_error";
   }
@@ -60,6 +63,10 @@ std::string DefaultCode(absl::StatusCode code) {
 }  // namespace
 
 int HttpStatusFor(const absl::Status& status) {
+  if (std::optional<std::string> http = Payload(status, kHttpPayload)) {
+    int code = 0;
+    if (absl::SimpleAtoi(*http, &code)) return code;
+  }
   switch (status.code()) {
     case absl::StatusCode::kOk:
       return 200;
@@ -93,6 +100,14 @@ absl::Status InputError(absl::string_view message, absl::string_view param,
                         absl::string_view code) {
   absl::Status status = absl::InvalidArgumentError(message);
   if (!param.empty()) status.SetPayload(kParamPayload, absl::Cord(param));
+  if (!code.empty()) status.SetPayload(kCodePayload, absl::Cord(code));
+  return status;
+}
+
+absl::Status HttpError(absl::StatusCode status_code, int http_code, absl::string_view message,
+                       absl::string_view code) {
+  absl::Status status(status_code, message);
+  status.SetPayload(kHttpPayload, absl::Cord(std::to_string(http_code)));
   if (!code.empty()) status.SetPayload(kCodePayload, absl::Cord(code));
   return status;
 }

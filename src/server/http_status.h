@@ -20,12 +20,17 @@ namespace saferoute::server {
 //   PermissionDenied 403 | NotFound 404 | Aborted 409 | ResourceExhausted 429 (queue full) |
 //   Unimplemented 501 | Unavailable, Cancelled 503 (shutting down, model not ready) |
 //   DeadlineExceeded 504 | everything else 500.
-// 413 (body too large) is produced by the HTTP library before a handler runs
-// and only gets its JSON body from ErrorBodyForHttpCode().
+// A status made by HttpError() carries its HTTP code (413 body too large, 415
+// unsupported media type), which wins over the table.
 int HttpStatusFor(const absl::Status& status);
 
 // InvalidArgument with "param" and "code" payloads for the error body.
 absl::Status InputError(absl::string_view message, absl::string_view param, absl::string_view code);
+
+// An error of the HTTP exchange itself that no Status code names (413, 415):
+// `status_code` is the closest canonical code for callers that only look at it.
+absl::Status HttpError(absl::StatusCode status_code, int http_code, absl::string_view message,
+                       absl::string_view code);
 
 // Adds/overrides the "param" payload (e.g. a guard error for input i).
 absl::Status WithParam(absl::Status status, absl::string_view param);

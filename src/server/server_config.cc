@@ -35,6 +35,19 @@ std::vector<Key> Keys(ServerConfig& c) {
        &c.listen_keep_alive_timeout_s},
       {"listen", "keep_alive_max_requests", "requests per connection before it is closed",
        &c.listen_keep_alive_max_requests},
+      {"listen", "tls_cert_file", "PEM certificate (chain) file; with tls_key_file: HTTPS only",
+       &c.listen_tls_cert_file},
+      {"listen", "tls_key_file", "PEM private key file of tls_cert_file", &c.listen_tls_key_file},
+      {"listen", "drain_grace_ms",
+       "on SIGTERM keep answering (new work 503, /readyz 503) at least this long",
+       &c.listen_drain_grace_ms},
+      {"listen", "drain_timeout_ms", "on SIGTERM wait at most this long for requests in flight",
+       &c.listen_drain_timeout_ms},
+      {"auth", "api_keys_file", "file of API keys, one per line (empty: none)",
+       &c.auth_api_keys_file},
+      {"auth", "api_keys_env", "environment variable holding API keys (comma-separated)",
+       &c.auth_api_keys_env},
+      {"auth", "metrics", "with API keys, /metrics needs one too", &c.auth_metrics},
       {"", "model_name", "\"model\" reported in /v1/moderations responses", &c.model_name},
       {"", "log_prompts", "log prompt text (default: never)", &c.log_prompts},
       {"", "categories", "ask the guards for S-codes (short greedy decode)", &c.categories},
@@ -164,8 +177,13 @@ void AddServeFlags(CLI::App& app, ServerConfig& config, std::string& config_file
         [&](auto* ptr) {
           using T = std::remove_pointer_t<decltype(ptr)>;
           if constexpr (std::is_same_v<T, bool>) {
-            // --log-prompts / --log-prompts=false both work.
-            app.add_flag(flag, *ptr, key.help);
+            // A value is optional: `--categories` means true, and
+            // `--categories false` works as well as `--categories=false`.
+            app.add_option(flag, *ptr,
+                           absl::StrCat(key.help, " (default ", *ptr ? "true" : "false", ")"))
+                ->expected(0, 1)
+                ->default_str("true")
+                ->option_text("[true|false]");
           } else {
             app.add_option(flag, *ptr, key.help)->capture_default_str();
           }
@@ -230,6 +248,16 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   }
   if (c.listen_keep_alive_timeout_s < 1 || c.listen_keep_alive_timeout_s > 3600) {
     return bad("listen.keep_alive_timeout_s", "not in 1..3600");
+  }
+  if (c.listen_tls_cert_file.empty() != c.listen_tls_key_file.empty()) {
+    return bad(c.listen_tls_cert_file.empty() ? "listen.tls_cert_file" : "listen.tls_key_file",
+               "needed too: HTTPS takes both a certificate and its key");
+  }
+  if (!(c.listen_drain_grace_ms >= 0 && c.listen_drain_grace_ms <= 3600000)) {
+    return bad("listen.drain_grace_ms", "not in 0..3600000");
+  }
+  if (!(c.listen_drain_timeout_ms >= 0 && c.listen_drain_timeout_ms <= 3600000)) {
+    return bad("listen.drain_timeout_ms", "not in 0..3600000");
   }
   if (c.listen_keep_alive_max_requests < 1 || c.listen_keep_alive_max_requests > 1000000) {
     return bad("listen.keep_alive_max_requests", "not in 1..1000000");
@@ -297,6 +325,27 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
     return bad("shadow.fraction", "needs a large guard (large.mode local or remote)");
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<HttpServerOptions> HttpServerOptionsFrom(const ServerConfig& c) {
+  HttpServerOptions o{.host = c.listen_host,
+                      .port = c.listen_port,
+                      .threads = c.listen_threads,
+                      .max_body_bytes = c.limits_body_bytes,
+                      .listen_backlog = c.listen_backlog,
+                      .read_timeout_ms = c.listen_read_timeout_ms,
+                      .write_timeout_ms = c.listen_write_timeout_ms,
+                      .keep_alive_timeout_s = c.listen_keep_alive_timeout_s,
+                      .keep_alive_max_requests = c.listen_keep_alive_max_requests,
+                      .tls_cert_file = c.listen_tls_cert_file,
+                      .tls_key_file = c.listen_tls_key_file,
+                      .metrics_need_key = c.auth_metrics,
+                      .drain_grace_ms = c.listen_drain_grace_ms,
+                      .drain_timeout_ms = c.listen_drain_timeout_ms};
+  if (!c.auth_api_keys_file.empty() || !c.auth_api_keys_env.empty()) {
+    SR_ASSIGN_OR_RETURN(o.api_keys, ApiKeySet::Load(c.auth_api_keys_file, c.auth_api_keys_env));
+  }
+  return o;
 }
 
 std::string ServerConfigToToml(const ServerConfig& config) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "server/http_server.h"
 #include "util/status.h"
 
 namespace saferoute::server {
@@ -44,6 +45,14 @@ struct ServerConfig {
   double listen_write_timeout_ms = 5000;     // longest stall while writing a response
   int listen_keep_alive_timeout_s = 2;       // idle keep-alive connection is closed after this
   int listen_keep_alive_max_requests = 100;  // requests per connection, then it is closed
+  std::string listen_tls_cert_file;          // PEM certificate (chain); with the key: HTTPS only
+  std::string listen_tls_key_file;           // PEM private key
+  double listen_drain_grace_ms = 0;          // stop: keep answering (503) at least this long
+  double listen_drain_timeout_ms = 30000;    // stop: wait at most this long for requests in flight
+  // [auth]  API keys: from a file and/or an environment variable, never in clear here
+  std::string auth_api_keys_file;  // one key per line ('#' comments)
+  std::string auth_api_keys_env;   // name of an environment variable holding keys
+  bool auth_metrics = true;        // with keys: /metrics needs one too
   // top level
   std::string model_name = "saferoute-lg3";  // "model" in /v1/moderations responses
   bool log_prompts = false;                  // prompt text in logs (off: only sizes and verdicts)
@@ -88,12 +97,19 @@ struct ServerConfig {
 void AddServeFlags(CLI::App& app, ServerConfig& config, std::string& config_file,
                    bool& print_config);
 
+// Every boolean key takes an optional value on the command line: `--k`,
+// `--k true|false`, `--k=false` (also yes/no, on/off, 1/0).
+
 // Applies the TOML file to the flags of `app` that the command line did not
 // set. Errors name the file and the key.
 absl::Status ApplyConfigFile(CLI::App& app, const std::string& path);
 
 // Range and consistency checks; errors name the key.
 absl::Status ValidateServerConfig(const ServerConfig& config);
+
+// The HTTP server's options ([listen], [auth], limits.body_bytes); loads the
+// API keys (errors name the file or variable, never a key).
+absl::StatusOr<HttpServerOptions> HttpServerOptionsFrom(const ServerConfig& config);
 
 // The effective configuration as a TOML file that ApplyConfigFile reads back.
 std::string ServerConfigToToml(const ServerConfig& config);

@@ -5,6 +5,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "server/api_json.h"
 #include "server/escalation_budget.h"
@@ -406,6 +407,39 @@ TEST(ServerConfig, FileKeysAndCommandLineOverride) {
   EXPECT_EQ(p.config.policy_failure, "degrade");
   EXPECT_TRUE(p.config.log_prompts);
   EXPECT_TRUE(ValidateServerConfig(p.config).ok());
+}
+
+// `--categories false` was refused: a flag took no separate value.
+TEST(ServerConfig, BooleanFlagsTakeAnOptionalValue) {
+  struct Case {
+    std::vector<std::string> args;
+    bool categories, log_prompts;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{}, true, false},
+           {{"--categories", "false"}, false, false},
+           {{"--categories=false", "--log-prompts"}, false, true},
+           {{"--log-prompts", "--categories", "no"}, false, true},
+           {{"--log-prompts", "true", "--categories", "0"}, false, true},
+           {{"--categories", "--log-prompts", "off"}, true, false},
+           {{"--log-prompts", "--small-max-batch", "3"}, true, true},
+       }) {
+    ParsedConfig p = ParseServe(c.args, "");
+    const std::string args = absl::StrJoin(c.args, " ");
+    ASSERT_TRUE(p.status.ok()) << args << ": " << p.status;
+    EXPECT_EQ(p.config.categories, c.categories) << args;
+    EXPECT_EQ(p.config.log_prompts, c.log_prompts) << args;
+  }
+  ParsedConfig p = ParseServe({"--log-prompts", "--small-max-batch", "3"}, "");
+  EXPECT_EQ(p.config.small.max_batch, 3);
+  ParsedConfig bad = ParseServe({"--categories", "maybe"}, "");
+  EXPECT_FALSE(bad.status.ok());
+  EXPECT_NE(bad.status.message().find("categories"), absl::string_view::npos) << bad.status;
+  // The file form is unchanged.
+  ParsedConfig file = ParseServe({}, "categories = false\nlog_prompts = true\n");
+  ASSERT_TRUE(file.status.ok()) << file.status;
+  EXPECT_FALSE(file.config.categories);
+  EXPECT_TRUE(file.config.log_prompts);
 }
 
 TEST(ServerConfig, UnknownKeyAndBadValueNameTheKey) {
