@@ -57,10 +57,10 @@ struct HttpServerOptions {
   int keep_alive_max_requests = 100;  // then the connection is closed
   // HTTPS when both are set: PEM files (the certificate file may hold the
   // chain). TLS 1.2 or newer.
-  std::string tls_cert_file;
-  std::string tls_key_file;
+  std::string tls_cert_file = "";
+  std::string tls_key_file = "";
   // API keys; null: no authentication. /healthz and /readyz are always open.
-  std::shared_ptr<const ApiKeySet> api_keys;
+  std::shared_ptr<const ApiKeySet> api_keys = nullptr;
   bool metrics_need_key = true;  // with api_keys: /metrics needs a key too
   // Graceful stop: the listener stays open (answering 503, /readyz 503) for
   // at least drain_grace_ms, so load balancers see the replica leave, and
