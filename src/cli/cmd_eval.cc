@@ -38,6 +38,9 @@ absl::Status RunEval(EvalFlags flags) {
   SR_ASSIGN_OR_RETURN(eval::EvalReport report, eval::RunEvalJob(flags.job, router.get()));
   if (flags.json) {
     std::printf("%s\n", eval::ReportToJson(report).dump(2).c_str());
+    // The table carries them; JSON readers may never look at the key.
+    for (const std::string& warning : report.warnings)
+      std::fprintf(stderr, "eval: warning: %s\n", warning.c_str());
   } else {
     std::printf("%s", eval::FormatReportTable(report).c_str());
   }

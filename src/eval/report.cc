@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "absl/strings/str_split.h"
 #include "eval/labels.h"
 #include "router/metrics.h"
 #include "util/status.h"
@@ -12,6 +13,12 @@ namespace saferoute::eval {
 namespace {
 
 enum class Cost { kSmallOnly, kLargeOnly, kBoth, kRouted };
+
+constexpr char kOracleCostNote[] =
+    "Oracle: large% is the share of hard inputs (t=1) whose verdict it takes from the large "
+    "guard, but its latency and FLOPs count both guards on every input: t (large right, small "
+    "wrong) is known only after both guards ran and the gold label is read, so the oracle is an "
+    "accuracy ceiling, not a routing anyone can deploy at that share.";
 
 // Everything per example that every method needs, computed once.
 struct Columns {
@@ -116,6 +123,49 @@ std::vector<double> EntropyOf(const std::vector<double>& p) {
   return h;
 }
 
+// `text` broken at spaces into lines of at most `width` characters (longer
+// words stay whole); lines after the first start with `indent`.
+std::string WrapWords(std::string_view text, size_t width, std::string_view indent) {
+  std::string out, line;
+  for (absl::string_view word :
+       absl::StrSplit(absl::string_view(text.data(), text.size()), ' ', absl::SkipEmpty())) {
+    if (!line.empty() && line.size() + 1 + word.size() > width) {
+      absl::StrAppend(&out, line, "\n");
+      line = std::string(indent);
+    }
+    if (!line.empty() && line != indent) line += ' ';
+    line.append(word.data(), word.size());
+  }
+  if (!line.empty()) absl::StrAppend(&out, line, "\n");
+  return out;
+}
+
+// Records the requested share on `m`; when the realised share misses it by
+// more than kShareTolerance, marks `m` and adds a warning saying why.
+void CheckTargetShare(MethodResult& m, double target, const std::string& why, EvalReport& report) {
+  m.target_share = target;
+  m.missed_target_share = std::abs(m.large_share - target) > kShareTolerance;
+  m.settings["target_share_missed"] = m.missed_target_share;
+  if (!m.missed_target_share) return;
+  report.warnings.push_back(absl::StrFormat(
+      "%s sent %.1f%% of the inputs to the large guard, not the requested %.0f%% (more than "
+      "%.0f points off): %s",
+      m.label, 100 * m.large_share, 100 * target, 100 * kShareTolerance, why));
+}
+
+// Why "route iff score > ε" with ε from the router's calibration table does
+// not send the requested share of these inputs.
+std::string RouterShareMissReason(const std::vector<double>& scores, double epsilon) {
+  const auto above =
+      std::count_if(scores.begin(), scores.end(), [&](double s) { return s > epsilon; });
+  const auto [lo, hi] = std::minmax_element(scores.begin(), scores.end());
+  return absl::StrFormat(
+      "its epsilon %.4g is the router file's calibrated threshold for that share, and %d of the "
+      "%d router scores of this data lie above it (they range from %.4g to %.4g); these inputs "
+      "are not distributed like the router's calibration set",
+      epsilon, above, scores.size(), scores.empty() ? 0.0 : *lo, scores.empty() ? 0.0 : *hi);
+}
+
 }  // namespace
 
 const MethodResult* EvalReport::Find(const std::string& key) const {
@@ -194,6 +244,12 @@ EvalReport RunEvaluation(const EvalInputs& in) {
                               RandomRouting(n, share, in.seed), Cost::kRouted, nullptr);
     m.settings["share"] = share;
     m.settings["seed"] = in.seed;
+    CheckTargetShare(m, share,
+                     absl::StrFormat("each input is drawn with probability %.2f (seed %d), so on "
+                                     "n = %d inputs the realised share varies by about %.1f points",
+                                     share, in.seed, n,
+                                     100 * std::sqrt(share * (1 - share) / std::max<size_t>(n, 1))),
+                     report);
     // One draw is noisy on small sets: also the spread of safety F1 over
     // seeds seed..seed+4 (the row itself is seed's draw).
     constexpr int kSeeds = 5;
@@ -269,7 +325,11 @@ EvalReport RunEvaluation(const EvalInputs& in) {
                                 absl::StrFormat("SafeRoute @%.0f%%", 100 * in.share.value_or(0)),
                                 Threshold(r, *in.router_share_threshold), Cost::kRouted, &r);
       s.settings["epsilon"] = *in.router_share_threshold;
-      if (in.share.has_value()) s.settings["target_share"] = *in.share;
+      if (in.share.has_value()) {
+        s.settings["target_share"] = *in.share;
+        CheckTargetShare(s, *in.share, RouterShareMissReason(r, *in.router_share_threshold),
+                         report);
+      }
       report.methods.push_back(std::move(s));
     }
     report.curves["saferoute"] = TradeOffCurve(r, c.small_pred, c.large_pred, c.gold);
@@ -279,7 +339,9 @@ EvalReport RunEvaluation(const EvalInputs& in) {
   report.curves["entropy"] = TradeOffCurve(entropy, c.small_pred, c.large_pred, c.gold);
 
   // Oracle: the large verdict exactly where t = 1; both guards run on everything.
-  report.methods.push_back(Evaluate(c, "oracle", "Oracle", c.t, Cost::kBoth, nullptr));
+  MethodResult oracle = Evaluate(c, "oracle", "Oracle", c.t, Cost::kBoth, nullptr);
+  oracle.settings["cost"] = kOracleCostNote;
+  report.methods.push_back(std::move(oracle));
   return report;
 }
 
@@ -322,6 +384,7 @@ nlohmann::ordered_json ReportToJson(const EvalReport& report) {
   }
   j["curves"] = std::move(curves);
   j["notes"] = report.notes;
+  j["warnings"] = report.warnings;
   return j;
 }
 
@@ -330,15 +393,24 @@ std::string FormatReportTable(const EvalReport& report) {
                                     report.n_hard);
   out += absl::StrFormat("%-16s %6s %6s %6s %7s %8s %7s %8s %7s\n", "method", "F1", "P", "R",
                          "large%", "route F1", "AUPRC", "latency", "FLOPs");
+  bool any_missed = false;
   for (const MethodResult& m : report.methods) {
-    out += absl::StrFormat("%-16s %6.4f %6.4f %6.4f %6.2f%% %8.4f %7s %8s %7s\n", m.label,
-                           m.safety.f1(), m.safety.precision(), m.safety.recall(),
-                           100 * m.large_share, m.routing.f1(),
+    any_missed |= m.missed_target_share;
+    out += absl::StrFormat("%-16s %6.4f %6.4f %6.4f %6.2f%% %8.4f %7s %8s %7s\n",
+                           m.missed_target_share ? m.label + " !" : m.label, m.safety.f1(),
+                           m.safety.precision(), m.safety.recall(), 100 * m.large_share,
+                           m.routing.f1(),
                            m.routing_auprc ? absl::StrFormat("%.4f", *m.routing_auprc) : "-",
                            m.latency_rel ? absl::StrFormat("x%.3f", *m.latency_rel) : "-",
                            m.flops_rel ? absl::StrFormat("x%.3f", *m.flops_rel) : "-");
   }
+  if (any_missed) {
+    out += absl::StrFormat("! missed its requested large-guard share by more than %.0f points\n",
+                           100 * kShareTolerance);
+  }
+  if (report.Find("oracle") != nullptr) out += WrapWords(kOracleCostNote, 100, "        ");
   for (const std::string& note : report.notes) out += "note: " + note + "\n";
+  for (const std::string& warning : report.warnings) out += "warning: " + warning + "\n";
   return out;
 }
 

@@ -53,7 +53,16 @@ struct MethodResult {
   std::optional<double> latency_rel;    // total latency / small-only latency
   std::optional<double> flops_rel;      // total FLOPs / small-only FLOPs
   nlohmann::ordered_json settings = nlohmann::ordered_json::object();  // ε, T, r1, seed...
+  // Methods run at a requested share (--share): that share, and whether the
+  // realised large_share missed it by more than kShareTolerance.
+  std::optional<double> target_share;
+  bool missed_target_share = false;
 };
+
+// A method run at a requested share that realises a share further than this
+// from it (absolute, as a fraction: 0.05 = 5 percentage points) is reported
+// with a warning and marked in the table and the plot.
+inline constexpr double kShareTolerance = 0.05;
 
 // Route iff score > epsilon.
 struct CurvePoint {
@@ -69,6 +78,9 @@ struct EvalReport {
   std::vector<MethodResult> methods;
   std::map<std::string, std::vector<CurvePoint>> curves;  // "saferoute", "entropy"
   std::vector<std::string> notes;                         // methods skipped and why
+  // Results a reader could take for what they are not (a requested share
+  // that was missed); the CLI also prints them on stderr.
+  std::vector<std::string> warnings;
   const MethodResult* Find(const std::string& key) const;
 };
 
@@ -81,8 +93,11 @@ std::vector<CurvePoint> TradeOffCurve(const std::vector<double>& routing_scores,
                                       const std::vector<uint8_t>& large_pred,
                                       const std::vector<uint8_t>& gold, size_t max_points = 201);
 
-// {"n":..,"n_unsafe":..,"n_hard":..,"methods":{"small":{"f1",...},...},"curves":{...},"notes":[...]}
+// {"n":..,"n_unsafe":..,"n_hard":..,"methods":{"small":{"f1",...},...},"curves":{...},
+//  "notes":[...],"warnings":[...]}
 nlohmann::ordered_json ReportToJson(const EvalReport& report);
+// The table, with a footnote on the oracle's cost and the warnings; rows
+// that missed their target share are marked with '!'.
 std::string FormatReportTable(const EvalReport& report);
 
 }  // namespace saferoute::eval

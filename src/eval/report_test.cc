@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "absl/strings/str_replace.h"
 #include "eval/labels.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -180,6 +181,75 @@ TEST(ReportTest, RandomIsSeededAndMatchesItsRouting) {
   EXPECT_NEAR(settings["f1_mean_over_5_seeds"].get<double>(), mean, 1e-12);
   EXPECT_NEAR(settings["f1_std_over_5_seeds"].get<double>(), std::sqrt(var), 1e-12);
   EXPECT_DOUBLE_EQ(r.Find("random")->safety.f1(), f1s[0]);  // the row is seed 3's draw
+}
+
+// The case: the router file's calibrated ε for 20% lies above every
+// router score of the data, so "SafeRoute @20%" routes nothing. The report
+// must say so (table, JSON, warning) instead of printing a plain row.
+TEST(ReportTest, MissedShareIsWarnedAndMarked) {
+  EvalInputs in = HandCase();
+  in.router_scores = std::vector<double>{0.1, 0.3, 0.2, 0.4, 0.25, 0.15};
+  in.router_share_threshold = 0.9;  // above every score: routes 0 of 6
+  in.share = 0.2;
+  const EvalReport r = RunEvaluation(in);
+  const nlohmann::ordered_json j = ReportToJson(r);
+  EXPECT_DOUBLE_EQ(j["methods"]["saferoute_share"]["large_share"].get<double>(), 0.0);
+  EXPECT_TRUE(j["methods"]["saferoute_share"]["settings"].value("target_share_missed", false));
+  ASSERT_TRUE(j.contains("warnings"));
+  std::string warnings;
+  for (const auto& w : j["warnings"]) warnings += w.get<std::string>() + "\n";
+  EXPECT_THAT(warnings, ::testing::HasSubstr("SafeRoute @20% sent 0.0% of the inputs to the large "
+                                             "guard, not the requested 20%"));
+  EXPECT_THAT(warnings, ::testing::HasSubstr("0 of the 6 router scores"));
+  const std::string table = FormatReportTable(r);
+  EXPECT_THAT(table, ::testing::HasSubstr("SafeRoute @20% !"));
+  EXPECT_THAT(table, ::testing::HasSubstr("warning: SafeRoute @20% sent 0.0%"));
+}
+
+TEST(ReportTest, ShareWithinFivePointsIsNotWarned) {
+  EvalInputs in = HandCase();
+  in.router_scores = std::vector<double>{0.1, 0.95, 0.2, 0.4, 0.25, 0.15};
+  in.router_share_threshold = 0.9;  // routes 1 of 6 = 16.7%: 3.3 points off 20%
+  in.share = 0.2;
+  const nlohmann::ordered_json j = ReportToJson(RunEvaluation(in));
+  EXPECT_FALSE(j["methods"]["saferoute_share"]["settings"].value("target_share_missed", true));
+  for (const auto& w : j.value("warnings", nlohmann::ordered_json::array()))
+    EXPECT_THAT(w.get<std::string>(), ::testing::Not(::testing::HasSubstr("SafeRoute")));
+  EXPECT_THAT(FormatReportTable(RunEvaluation(in)),
+              ::testing::Not(::testing::HasSubstr("SafeRoute @20% !")));
+}
+
+// Random routing draws each input independently: on small sets the realised
+// share can miss the requested one, and that is warned about too.
+TEST(ReportTest, RandomShareMissIsWarned) {
+  EvalInputs in = HandCase();
+  in.share = 0.3;
+  int missed_seeds = 0, met_seeds = 0;
+  for (uint64_t seed = 0; seed < 64; ++seed) {
+    in.seed = seed;
+    const EvalReport r = RunEvaluation(in);
+    const MethodResult* m = r.Find("random_share");
+    ASSERT_NE(m, nullptr);
+    // 6 inputs: only 2 routed (33.3%) is within 5 points of 30%.
+    const bool missed = std::abs(m->large_share - 0.3) > 0.05;
+    missed_seeds += missed;
+    met_seeds += !missed;
+    const nlohmann::ordered_json j = ReportToJson(r);
+    EXPECT_EQ(j["methods"]["random_share"]["settings"].value("target_share_missed", !missed),
+              missed)
+        << seed;
+    EXPECT_EQ(FormatReportTable(r).find("Random 30% !") != std::string::npos, missed) << seed;
+  }
+  EXPECT_GT(missed_seeds, 0);
+  EXPECT_GT(met_seeds, 0);
+}
+
+TEST(ReportTest, TableSaysWhyTheOracleCostCountsBothGuards) {
+  const std::string table = FormatReportTable(RunEvaluation(HandCase()));
+  // Words may wrap at any space.
+  const std::string one_line = absl::StrReplaceAll(table, {{"\n        ", " "}});
+  EXPECT_THAT(one_line, ::testing::HasSubstr("count both guards on every input"));
+  EXPECT_THAT(one_line, ::testing::HasSubstr("known only after both guards ran"));
 }
 
 TEST(ReportTest, CurveThinningKeepsEndsAndOrder) {
