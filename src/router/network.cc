@@ -539,8 +539,11 @@ double RouterNetwork::LossAndGradients(const float* features, const float* targe
     const float half_inv_prior_var_f = 0.5f * inv_prior_var;
     double kl_total = 0;
     for (const Dense& d : dense_) {
-      for (auto [mu_index, ls_index] :
+      for (const std::pair<int, int>& mean_and_log_sigma :
            {std::pair{d.weight, d.weight_log_sigma}, std::pair{d.bias, d.bias_log_sigma}}) {
+        // Plain variables, not a structured binding: the OpenMP region below
+        // captures them, which clang 14 refuses for bindings (C++20 P1091).
+        const int mu_index = mean_and_log_sigma.first, ls_index = mean_and_log_sigma.second;
         const float* g_w = (*grads)[mu_index].data();  // dL/dw from the backward pass
         float* g_mu = (*grads)[mu_index].data();
         float* g_ls = (*grads)[ls_index].data();
