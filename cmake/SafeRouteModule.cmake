@@ -1,11 +1,13 @@
-# saferoute_module(NAME <lib> DEPS <targets...> [TEST_LABELS <labels...>])
+# saferoute_module(NAME <lib> DEPS <targets...> [TEST_DEPS <targets...>]
+#                  [FUZZ_DEPS <targets...>] [TEST_LABELS <labels...>])
 #
 # One folder = one static library. Every *.cc in the folder is part of the
 # library except *_test.cc (one GoogleTest binary each, registered with CTest)
-# and *_fuzz.cc (libFuzzer targets, built only with SAFEROUTE_FUZZ).
+# and *_fuzz.cc (libFuzzer targets, built only with SAFEROUTE_FUZZ; see
+# DEVELOPERS.md, "Fuzzing").
 # Globbing keeps folders independent: adding a file never touches a shared list.
 function(saferoute_module)
-  cmake_parse_arguments(M "" "NAME" "DEPS;TEST_DEPS;TEST_LABELS" ${ARGN})
+  cmake_parse_arguments(M "" "NAME" "DEPS;TEST_DEPS;FUZZ_DEPS;TEST_LABELS" ${ARGN})
   file(GLOB _all CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cc)
   set(_srcs "")
   set(_tests "")
@@ -49,12 +51,33 @@ function(saferoute_module)
     endforeach()
   endif()
   if(SAFEROUTE_FUZZ)
+    # The libraries are instrumented by the top-level SAFEROUTE_FUZZ flags;
+    # -fsanitize=fuzzer here only links libFuzzer's main.
     foreach(t ${_fuzz})
       get_filename_component(_name ${t} NAME_WE)
       add_executable(${_name} ${t})
-      target_compile_options(${_name} PRIVATE -fsanitize=fuzzer,address,undefined)
-      target_link_options(${_name} PRIVATE -fsanitize=fuzzer,address,undefined)
-      target_link_libraries(${_name} PRIVATE ${M_NAME})
+      target_link_options(${_name} PRIVATE -fsanitize=fuzzer)
+      target_link_libraries(${_name} PRIVATE ${M_NAME} ${M_FUZZ_DEPS})
+      add_dependencies(fuzz_targets ${_name})
+      # Smoke run (ctest -L fuzz): new inputs go to a corpus in the build
+      # tree; the committed seeds (testdata/fuzz/<target>/, small) and the
+      # dictionary (testdata/fuzz/<target>.dict) are only read.
+      set(_seeds ${CMAKE_CURRENT_SOURCE_DIR}/testdata/fuzz/${_name})
+      set(_dict ${CMAKE_CURRENT_SOURCE_DIR}/testdata/fuzz/${_name}.dict)
+      set(_work ${CMAKE_CURRENT_BINARY_DIR}/${_name}.corpus)
+      file(MAKE_DIRECTORY ${_work})
+      set(_args -max_total_time=${SAFEROUTE_FUZZ_SMOKE_SECONDS} -timeout=10 -print_final_stats=1
+                -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/${_name}-)
+      if(EXISTS ${_dict})
+        list(APPEND _args -dict=${_dict})
+      endif()
+      list(APPEND _args ${_work})
+      if(IS_DIRECTORY ${_seeds})
+        list(APPEND _args ${_seeds})
+      endif()
+      add_test(NAME ${_name} COMMAND ${_name} ${_args})
+      set_tests_properties(${_name} PROPERTIES LABELS fuzz
+                           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
     endforeach()
   endif()
 endfunction()

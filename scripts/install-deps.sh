@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   libcpp-httplib-dev     # HTTP server/client
   libssl-dev             # TLS listener and remote client, API-key digests, random ids
   libgtest-dev libgmock-dev  # tests
+  clang-14 libclang-rt-14-dev libomp-14-dev  # fuzz build: clang's libFuzzer + sanitizer runtimes, OpenMP
   python3 python3-venv   # service tests drive the server with the official OpenAI client
 )
 
