@@ -40,7 +40,7 @@ absl::StatusOr<bool> ParseLabelJson(const json& value) {
       absl::StrCat("label ", value.dump(), " is not a boolean, 0/1, or \"safe\"/\"unsafe\""));
 }
 
-absl::StatusOr<std::vector<Example>> LoadJsonl(const std::string& path, const std::string& text,
+absl::StatusOr<std::vector<Example>> LoadJsonl(const std::string& path, std::string_view text,
                                                const FieldMapping& m) {
   std::vector<Example> out;
   int64_t row_index = 0;
@@ -103,7 +103,7 @@ absl::StatusOr<std::vector<Example>> LoadJsonl(const std::string& path, const st
   return out;
 }
 
-absl::StatusOr<std::vector<Example>> LoadCsv(const std::string& path, const std::string& text,
+absl::StatusOr<std::vector<Example>> LoadCsv(const std::string& path, std::string_view text,
                                              const FieldMapping& m) {
   SR_ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(text, path));
   if (records.empty())
@@ -173,18 +173,25 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return buffer.str();
 }
 
-absl::StatusOr<std::vector<Example>> LoadDatasetFile(const std::string& path,
-                                                     const FieldMapping& mapping) {
+absl::StatusOr<std::vector<Example>> ParseDataset(std::string_view text, const std::string& path,
+                                                  DatasetFormat format,
+                                                  const FieldMapping& mapping) {
   if (mapping.text_field.empty() || mapping.label_field.empty()) {
     return absl::InvalidArgumentError(
         "dataset field mapping: text and label field names must be set");
   }
-  SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  const bool is_csv = std::filesystem::path(path).extension() == ".csv";
-  SR_ASSIGN_OR_RETURN(std::vector<Example> examples,
-                      is_csv ? LoadCsv(path, text, mapping) : LoadJsonl(path, text, mapping));
+  SR_ASSIGN_OR_RETURN(std::vector<Example> examples, format == DatasetFormat::kCsv
+                                                         ? LoadCsv(path, text, mapping)
+                                                         : LoadJsonl(path, text, mapping));
   if (examples.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no examples"));
   return examples;
+}
+
+absl::StatusOr<std::vector<Example>> LoadDatasetFile(const std::string& path,
+                                                     const FieldMapping& mapping) {
+  SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  const bool is_csv = std::filesystem::path(path).extension() == ".csv";
+  return ParseDataset(text, path, is_csv ? DatasetFormat::kCsv : DatasetFormat::kJsonl, mapping);
 }
 
 absl::StatusOr<std::vector<Example>> LoadDatasets(const std::vector<std::string>& paths,

@@ -36,10 +36,18 @@ struct FieldMapping {
   std::string label_field = "unsafe";
 };
 
+enum class DatasetFormat { kJsonl, kCsv };
+
 // Format by extension: ".csv" is CSV with a header row; anything else
 // (".jsonl", ".json") is one JSON object per line. Blank lines are skipped.
 absl::StatusOr<std::vector<Example>> LoadDatasetFile(const std::string& path,
                                                      const FieldMapping& mapping = {});
+
+// LoadDatasetFile on a file's contents: `path` names it in errors and gives
+// the stem of generated ids.
+absl::StatusOr<std::vector<Example>> ParseDataset(std::string_view text, const std::string& path,
+                                                  DatasetFormat format,
+                                                  const FieldMapping& mapping = {});
 
 // Loads and concatenates several files in order; ids must be unique across
 // all of them.

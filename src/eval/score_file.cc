@@ -93,6 +93,11 @@ absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::str
 
 absl::StatusOr<std::vector<ScoreRecord>> ReadScoreFile(const std::string& path) {
   SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseScoreFile(text, path);
+}
+
+absl::StatusOr<std::vector<ScoreRecord>> ParseScoreFile(std::string_view text,
+                                                        const std::string& path) {
   std::vector<ScoreRecord> records;
   std::unordered_map<std::string, int> seen;  // id -> line
   SR_RETURN_IF_ERROR(ForEachJsonlRow(text, [&](int line, std::string_view row) -> absl::Status {
@@ -115,6 +120,10 @@ std::string MetaPathForScores(const std::string& scores_path) {
 
 absl::StatusOr<ScoreMeta> ReadScoreMeta(const std::string& meta_path) {
   SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(meta_path));
+  return ParseScoreMeta(text, meta_path);
+}
+
+absl::StatusOr<ScoreMeta> ParseScoreMeta(std::string_view text, const std::string& meta_path) {
   json j;
   try {
     j = json::parse(text);

@@ -43,6 +43,9 @@ absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::str
 // Reads a whole scores.jsonl. Empty file, a bad row or a duplicate id is an
 // error naming path:line.
 absl::StatusOr<std::vector<ScoreRecord>> ReadScoreFile(const std::string& path);
+// ReadScoreFile on the file's contents.
+absl::StatusOr<std::vector<ScoreRecord>> ParseScoreFile(std::string_view text,
+                                                        const std::string& path);
 
 // The content-free input's score (a single-space prompt): contextual calibration.
 struct ContentFreeScore {
@@ -62,6 +65,8 @@ struct ScoreMeta {
 };
 
 absl::StatusOr<ScoreMeta> ReadScoreMeta(const std::string& meta_path);
+// ReadScoreMeta on the file's contents.
+absl::StatusOr<ScoreMeta> ParseScoreMeta(std::string_view text, const std::string& meta_path);
 
 // meta.json next to a scores.jsonl ("dir/scores.jsonl" -> "dir/meta.json").
 std::string MetaPathForScores(const std::string& scores_path);
