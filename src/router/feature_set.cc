@@ -1,9 +1,11 @@
 #include "router/feature_set.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <unordered_map>
 
 #include "io/safetensors.h"
@@ -24,18 +26,20 @@ std::optional<uint8_t> AsBinary(const json& v) {
   return std::nullopt;
 }
 
-}  // namespace
-
-absl::StatusOr<FeatureSet> ReadFeatureFile(const std::string& path) {
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
-  const TensorView* view = file->Find("features");
-  if (!view) return absl::InvalidArgumentError(absl::StrCat(path, ": no tensor 'features'"));
+// The feature set in a parsed safetensors file.
+absl::StatusOr<FeatureSet> FeaturesFromTensors(const std::vector<TensorView>& tensors,
+                                               const std::map<std::string, std::string>& metadata,
+                                               const std::string& path) {
+  const auto found = std::find_if(tensors.begin(), tensors.end(),
+                                  [](const TensorView& t) { return t.name == "features"; });
+  if (found == tensors.end())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no tensor 'features'"));
+  const TensorView* view = &*found;
   if (view->dtype != DType::kF32 || view->shape.size() != 2 || view->shape[1] <= 0 ||
       view->shape[1] > (int64_t{1} << 20)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": tensor 'features' must be F32 [N, D] with 0 < D <= 2^20"));
   }
-  const auto& metadata = file->metadata();
   auto ids_it = metadata.find("ids");
   if (ids_it == metadata.end())
     return absl::InvalidArgumentError(absl::StrCat(path, ": metadata 'ids' missing"));
@@ -78,6 +82,19 @@ absl::StatusOr<FeatureSet> ReadFeatureFile(const std::string& path) {
   return set;
 }
 
+}  // namespace
+
+absl::StatusOr<FeatureSet> ReadFeatureFile(const std::string& path) {
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
+  return FeaturesFromTensors(file->tensors(), file->metadata(), path);
+}
+
+absl::StatusOr<FeatureSet> ParseFeatureFile(std::span<const std::byte> image,
+                                            const std::string& source) {
+  SR_ASSIGN_OR_RETURN(SafetensorsContents contents, ParseSafetensors(image, source));
+  return FeaturesFromTensors(contents.tensors, contents.metadata, source);
+}
+
 absl::Status WriteFeatureFile(const std::string& path, const FeatureSet& set) {
   if (set.dim <= 0 || set.features.size() != set.ids.size() * static_cast<size_t>(set.dim)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": features do not match ids x dim"));
@@ -95,8 +112,16 @@ absl::Status WriteFeatureFile(const std::string& path, const FeatureSet& set) {
 
 absl::StatusOr<RouterLabels> ReadLabelsFor(const std::string& path,
                                            const std::vector<std::string>& ids) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open label file"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return ParseLabelsFor(text.str(), path, ids);
+}
+
+absl::StatusOr<RouterLabels> ParseLabelsFor(std::string_view text, const std::string& path,
+                                            const std::vector<std::string>& ids) {
   std::unordered_map<std::string, size_t> row_of;
   for (size_t i = 0; i < ids.size(); ++i) row_of.emplace(ids[i], i);
 
@@ -107,9 +132,13 @@ absl::StatusOr<RouterLabels> ReadLabelsFor(const std::string& path,
   labels.gold.assign(ids.size(), 0);
   std::vector<int64_t> line_of_row(ids.size(), 0);  // 0: no label yet
   int64_t with_outcomes = 0, lines = 0;
-  std::string line;
-  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank line
+  size_t start = 0;  // of the next line
+  for (int64_t line_no = 1; start < text.size(); ++line_no) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;  // blank line
     ++lines;
     auto bad = [&](std::string_view what) {
       return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": ", std::string(what)));
@@ -144,7 +173,6 @@ absl::StatusOr<RouterLabels> ReadLabelsFor(const std::string& path,
       return bad("has some but not all of small_pred, large_pred, gold");
     with_outcomes += present == 3;
   }
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
   for (size_t i = 0; i < ids.size(); ++i) {
     if (line_of_row[i] == 0) {
       return absl::InvalidArgumentError(

@@ -15,8 +15,11 @@
 #ifndef SAFEROUTE_ROUTER_FEATURE_SET_H_
 #define SAFEROUTE_ROUTER_FEATURE_SET_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/status.h"
@@ -32,6 +35,9 @@ struct FeatureSet {
 };
 
 absl::StatusOr<FeatureSet> ReadFeatureFile(const std::string& path);
+// ReadFeatureFile on a safetensors image in memory; `source` names it in errors.
+absl::StatusOr<FeatureSet> ParseFeatureFile(std::span<const std::byte> image,
+                                            const std::string& source);
 absl::Status WriteFeatureFile(const std::string& path, const FeatureSet& set);
 
 // Labels aligned to a FeatureSet's rows.
@@ -45,6 +51,9 @@ struct RouterLabels {
 // Reads the JSONL label file and orders it like `ids`.
 absl::StatusOr<RouterLabels> ReadLabelsFor(const std::string& path,
                                            const std::vector<std::string>& ids);
+// ReadLabelsFor on the file's text; `source` names it in errors.
+absl::StatusOr<RouterLabels> ParseLabelsFor(std::string_view text, const std::string& source,
+                                            const std::vector<std::string>& ids);
 
 }  // namespace saferoute
 

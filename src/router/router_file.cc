@@ -1,5 +1,6 @@
 #include "router/router_file.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -162,9 +163,12 @@ absl::Status WriteRouterFile(const std::string& path, const RouterNetwork& netwo
   return WriteSafetensors(path, tensors, metadata);
 }
 
-absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
-  const auto& metadata = file->metadata();
+namespace {
+
+// The router in a parsed safetensors file; the views point into its bytes.
+absl::StatusOr<RouterFileContents> RouterFromTensors(
+    const std::vector<TensorView>& tensors, const std::map<std::string, std::string>& metadata,
+    const std::string& path) {
   auto meta = [&](const char* key) -> const std::string* {
     auto it = metadata.find(key);
     return it == metadata.end() ? nullptr : &it->second;
@@ -231,7 +235,9 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
   std::set<std::string> expected;
   for (ParamTensor& p : contents.network->params()) {
     expected.insert(p.name);
-    const TensorView* view = file->Find(p.name);
+    const auto found = std::find_if(tensors.begin(), tensors.end(),
+                                    [&](const TensorView& t) { return t.name == p.name; });
+    const TensorView* view = found == tensors.end() ? nullptr : &*found;
     auto bad = [&](std::string_view what) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": tensor '", p.name, "': ", std::string(what)));
@@ -249,13 +255,26 @@ absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
       if (!std::isfinite(p.values[i])) return bad(absl::StrCat("element ", i, " is not finite"));
     }
   }
-  for (const TensorView& view : file->tensors()) {
+  for (const TensorView& view : tensors) {
     if (!expected.contains(view.name)) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": unexpected tensor '", view.name, "' for a ", type_name, " router"));
     }
   }
   return contents;
+}
+
+}  // namespace
+
+absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path) {
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
+  return RouterFromTensors(file->tensors(), file->metadata(), path);
+}
+
+absl::StatusOr<RouterFileContents> ParseRouterFile(std::span<const std::byte> image,
+                                                   const std::string& source) {
+  SR_ASSIGN_OR_RETURN(SafetensorsContents contents, ParseSafetensors(image, source));
+  return RouterFromTensors(contents.tensors, contents.metadata, source);
 }
 
 absl::Status CheckFeatureSource(const RouterInfo& info, int router_dim,

@@ -17,7 +17,9 @@
 #ifndef SAFEROUTE_ROUTER_ROUTER_FILE_H_
 #define SAFEROUTE_ROUTER_ROUTER_FILE_H_
 
+#include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,9 @@ struct RouterFileContents {
   RouterInfo info;
 };
 absl::StatusOr<RouterFileContents> ReadRouterFile(const std::string& path);
+// ReadRouterFile on a safetensors image in memory; `source` names it in errors.
+absl::StatusOr<RouterFileContents> ParseRouterFile(std::span<const std::byte> image,
+                                                   const std::string& source);
 
 // The check behind Router::CheckFeatureSource, for code holding a network
 // and its info (e.g. calibration): dimension first, then fingerprint.
