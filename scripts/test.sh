@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds, runs every test.
 #   ./scripts/test.sh            all tests (unit, model, server) + sanitizer builds of the server tests
-#   SAFEROUTE_QUICK=1 ./scripts/test.sh   skip the sanitizer builds
+#                                + a fuzz smoke run (every libFuzzer target for a few seconds)
+#   SAFEROUTE_QUICK=1 ./scripts/test.sh   skip the sanitizer builds and the fuzz smoke run
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -26,4 +27,14 @@ if [[ "${SAFEROUTE_QUICK:-0}" != "1" ]]; then
     TSAN_OPTIONS="suppressions=$root/scripts/tsan.supp halt_on_error=0" \
       ctest --test-dir "build/$san" --output-on-failure -L server --timeout 900
   done
+
+  # Fuzz smoke run: every libFuzzer target (libraries instrumented, clang,
+  # -O1 without debug info; only what the targets link is built), a few
+  # seconds each on its committed seeds; any finding fails. Long runs:
+  # DEVELOPERS.md, "Fuzzing".
+  cmake -S . -B build/fuzz -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=None \
+    -DCMAKE_CXX_FLAGS="-O1" -DSAFEROUTE_FUZZ=ON -DSAFEROUTE_BUILD_TESTS=OFF \
+    -DSAFEROUTE_BUILD_BENCH=OFF > /dev/null
+  cmake --build build/fuzz -j"$jobs" --target fuzz_targets
+  ctest --test-dir build/fuzz --output-on-failure -L fuzz -j"$jobs"
 fi
