@@ -37,7 +37,7 @@ if [[ "${SAFEROUTE_SKIP_PYTHON:-0}" != "1" ]]; then
     mkdir -p "$root/build"
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c "import openai, prometheus_client" 2>/dev/null; then
+  if ! "$venv/bin/python" -c "import openai, prometheus_client, numpy, gguf" 2>/dev/null; then
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
   fi
 fi
