@@ -83,7 +83,8 @@ class Guard {
   // Identifies the model and the layer the features come from; routers
   // trained on one fingerprint refuse features of another.
   virtual std::string fingerprint() const = 0;
-  // Human-readable name for logs and provenance ("llama-guard-3-1b@/path").
+  // The model's name for logs and responses ("Llama-Guard-3-1B", a remote
+  // server's model id): never a path or an address, since responses carry it.
   virtual std::string name() const = 0;
 };
 

@@ -37,8 +37,12 @@ class LocalGuard : public Guard {
     return absl::StrCat(model_->fingerprint(), "/", AbslView(format_->name()),
                         "/final_norm/verdict_position");
   }
+  // The model directory's (or .gguf file's) own name: responses carry it.
   std::string name() const override {
-    return absl::StrCat(AbslView(format_->name()), "@", options_.model_dir);
+    absl::string_view dir = options_.model_dir;
+    while (dir.size() > 1 && dir.back() == '/') dir.remove_suffix(1);
+    const size_t slash = dir.rfind('/');
+    return std::string(slash == absl::string_view::npos ? dir : dir.substr(slash + 1));
   }
 
   LocalGuardOptions options_;

@@ -154,6 +154,13 @@ TEST(LocalGuard, BatchingAndConcurrencyDoNotChangeResults) {
   }
 }
 
+// The name goes into responses: the model's name, not its path.
+TEST(LocalGuard, NameIsTheModelsNameWithoutItsPath) {
+  Guard* guard = SharedGuard();
+  ASSERT_NE(guard, nullptr);
+  EXPECT_EQ(guard->name(), "llama_guard_tiny_fullvocab_bf16");
+}
+
 TEST(LocalGuard, BadRequestsNameIndexAndLimit) {
   Guard* guard = SharedGuard();
   ASSERT_NE(guard, nullptr);
