@@ -16,6 +16,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev  # tests
   clang-14 libclang-rt-14-dev libomp-14-dev  # fuzz build: clang's libFuzzer + sanitizer runtimes, OpenMP
   python3 python3-venv   # service tests drive the server with the official OpenAI client
+  openssl                # service tests make a self-signed certificate
 )
 
 missing=()

@@ -12,12 +12,14 @@ Exit code 77 (CTest SKIP_RETURN_CODE) when the Python packages are missing.
 """
 import argparse
 import concurrent.futures
+import http.client
 import json
 import math
 import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -36,6 +38,7 @@ except ImportError as e:  # pragma: no cover
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from standin_remote import StandInRemote  # noqa: E402
+from tls_cert import make_self_signed_cert  # noqa: E402
 
 ARGS = None  # filled in main()
 FEATURE_DIM = 64  # hidden size of the tiny fixture model
@@ -80,12 +83,14 @@ def write_router(path, fingerprint, feature_dim=FEATURE_DIM, final_bias=10.0):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
-def http_json(url, body=None, timeout=30):
-    """(status, parsed JSON or text) of a GET (body None) or POST."""
+def http_json(url, body=None, timeout=30, headers=None, context=None):
+    """(status, parsed JSON or text) of a GET (body None) or POST; `context`:
+    an ssl.SSLContext for https URLs."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
@@ -98,26 +103,30 @@ def http_json(url, body=None, timeout=30):
 class Service:
     """One `saferoute serve` process. Always stop() it (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, flags, workdir):
+    def __init__(self, flags, workdir, env=None, tls_context=None):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls_context = tls_context  # ssl.SSLContext trusting the service's certificate
+        scheme = "https" if tls_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, f"serve-{self.port}.log")
         self.cmd = [ARGS.saferoute, "serve", "--listen-host", "127.0.0.1",
                     "--listen-port", str(self.port), *flags]
+        self.env = None if env is None else {**os.environ, **env}
         self.proc = None
 
     def start(self, ready_timeout=90):
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=self.env)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False  # exited: the caller reads log_text()
             try:
-                status, _ = http_json(self.url + "/healthz", timeout=2)
+                status, _ = http_json(self.url + "/healthz", timeout=2, context=self.tls_context)
                 if status == 200:
                     return True
-            except (urllib.error.URLError, ConnectionError, socket.timeout):
+            except (urllib.error.URLError, ConnectionError, socket.timeout, ssl.SSLError):
                 pass
             time.sleep(0.1)
         raise AssertionError(f"service not healthy within {ready_timeout} s:\n{self.log_text()}")
@@ -140,11 +149,16 @@ class Service:
         self.log.close()
         return self.proc.returncode
 
-    def moderate(self, inputs, timeout=30):
-        return http_json(self.url + "/v1/moderations", {"input": inputs}, timeout=timeout)
+    def moderate(self, inputs, timeout=30, headers=None):
+        return http_json(self.url + "/v1/moderations", {"input": inputs}, timeout=timeout,
+                         headers=headers, context=self.tls_context)
 
-    def metrics(self):
-        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+    def get(self, path, headers=None):
+        return http_json(self.url + path, headers=headers, context=self.tls_context)
+
+    def metrics(self, headers=None):
+        req = urllib.request.Request(self.url + "/metrics", headers=headers or {})
+        with urllib.request.urlopen(req, timeout=10, context=self.tls_context) as resp:
             text = resp.read().decode()
         # Raises on any format error: this is the prometheus_client parser check.
         families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -203,13 +217,14 @@ class ServiceTestBase(unittest.TestCase):
                 "--router-path", router_path, "--large-format", "llama-guard-3-8b",
                 "--remote-tokenizer", os.path.join(model, "tokenizer.json")]
 
-    def start_service(self, remote, policy="fail_closed", breaker_failures=3):
+    def start_service(self, remote, policy="fail_closed", breaker_failures=3, extra_flags=(),
+                      env=None, tls_context=None):
         flags = self.base_flags(self.router_path) + [
             "--large-mode", "remote", "--remote-kind", remote.kind, "--remote-url", remote.url,
             "--remote-model", remote.model, "--remote-timeout-ms", "300", "--remote-retries", "1",
             "--remote-backoff-ms", "10", "--remote-breaker-failures", str(breaker_failures),
-            "--remote-breaker-open-ms", "1500", "--policy-failure", policy]
-        service = Service(flags, self.tmp.name)
+            "--remote-breaker-open-ms", "1500", "--policy-failure", policy, *extra_flags]
+        service = Service(flags, self.tmp.name, env=env, tls_context=tls_context)
         self.addCleanup(service.stop)
         if not service.start():
             self.fail(f"service exited at start:\n{service.log_text()}")
@@ -382,6 +397,71 @@ class FaultTest(ServiceTestBase):
         self.assertEqual(body["results"][0]["saferoute"]["decided_by"], "large")
         families, _ = service.metrics()
         self.assertEqual(state(families, "closed"), 1)
+
+
+class SecurityTest(ServiceTestBase):
+    """HTTPS with a self-signed certificate made here, API keys from the
+    environment, the official client, and what responses must not reveal."""
+
+    KEY = "sk-e2e-0123456789abcdefghij"
+
+    def start_secure_service(self, remote, extra_flags=()):
+        cert, key = make_self_signed_cert(self.tmp.name)
+        context = ssl.create_default_context(cafile=cert)
+        service = self.start_service(
+            remote, extra_flags=["--listen-tls-cert-file", cert, "--listen-tls-key-file", key,
+                                 "--auth-api-keys-env", "SAFEROUTE_E2E_KEYS", *extra_flags],
+            env={"SAFEROUTE_E2E_KEYS": f"sk-e2e-other-key-000000000,{self.KEY}"},
+            tls_context=context)
+        return service, cert
+
+    def test_openai_client_with_api_key_over_tls(self):
+        remote = self.start_remote("vllm", p_unsafe=0.9, decode_text="unsafe\nS1")
+        service, cert = self.start_secure_service(remote)
+        self.assertTrue(service.url.startswith("https://"))
+
+        def client(api_key):
+            return openai.OpenAI(base_url=service.url + "/v1", api_key=api_key, timeout=30,
+                                 max_retries=0,
+                                 http_client=openai.DefaultHttpxClient(
+                                     verify=ssl.create_default_context(cafile=cert)))
+
+        resp = client(self.KEY).moderations.create(model="saferoute-lg3", input="over TLS")
+        self.assertIs(resp.results[0].flagged, True)
+        self.assertIs(resp.results[0].categories.violence, True)
+        with self.assertRaises(openai.AuthenticationError) as wrong:
+            client("sk-e2e-wrong-key-000000000").moderations.create(input="x")
+        self.assertEqual(wrong.exception.status_code, 401)
+        self.assertEqual(wrong.exception.body["code"], "invalid_api_key")
+        # No Authorization header at all (the official client always sends one).
+        status, body = service.moderate("no key")
+        self.assertEqual(status, 401, body)
+        self.assertEqual(body["error"]["code"], "missing_api_key")
+        self.assertEqual(set(body["error"]), {"message", "type", "param", "code"})
+        # Health stays open; metrics need the key (auth.metrics defaults to true).
+        self.assertEqual(service.get("/healthz")[0], 200)
+        self.assertEqual(service.get("/readyz")[0], 200)
+        self.assertEqual(service.get("/metrics")[0], 401)
+        families, _ = service.metrics(headers={"Authorization": "Bearer " + self.KEY})
+        self.assertIn("saferoute_http_requests", families)
+        self.assertEqual(sample_value(families, "saferoute_http_requests",
+                                      "saferoute_http_requests_total",
+                                      {"route": "/v1/moderations", "status": "401"}), 2)
+        # Plain HTTP on the TLS port gets no HTTP answer.
+        with self.assertRaises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            http_json(f"http://127.0.0.1:{service.port}/healthz", timeout=5)
+        # A client that does not trust the certificate refuses it.
+        with self.assertRaises(openai.APIConnectionError):
+            openai.OpenAI(base_url=service.url + "/v1", api_key=self.KEY, timeout=10,
+                          max_retries=0).moderations.create(input="x")
+        self.assertNotIn(self.KEY, service.log_text())
+
+    def test_keys_never_come_from_the_command_line(self):
+        flags = self.base_flags(self.router_path) + ["--auth-api-keys", self.KEY]
+        service = Service(flags, self.tmp.name)
+        self.addCleanup(service.stop)
+        self.assertFalse(service.start(), "a key on the command line was accepted")
+        self.assertIn("--auth-api-keys", service.log_text())
 
 
 class MetricsTest(ServiceTestBase):
