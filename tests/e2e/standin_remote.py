@@ -3,8 +3,11 @@
 Answers like vLLM's OpenAI-compatible ``POST /v1/completions`` (token-id prompt,
 ``logprobs``) and llama.cpp server's ``POST /completion`` (``n_probs``), in the
 shapes of ../shared/docs/guard-models.md §6.1-6.2, plus ``GET /health``. It can
-be switched at run time to be slow, to answer garbage or HTTP 500, or to be
-down (its port closed). It checks every request body it receives against the
+be switched at run time to be slow, to hang (never answer), to trickle its
+answer a byte at a time, to answer garbage or HTTP 500, or to be down (its
+port closed). It can serve HTTPS (``tls=(cert, key)``) and require an API key
+(``api_key``: ``Authorization: Bearer <key>``, 401 otherwise, as vLLM's
+``--api-key``). It checks every request body it receives against the
 documented request shape and records violations.
 
 Standard library only. Run alone:  python standin_remote.py --port 8000
@@ -13,12 +16,14 @@ import argparse
 import http.server
 import json
 import math
+import os
+import ssl
 import sys
 import threading
 import time
 
 SAFE_ID, UNSAFE_ID, VERDICT_POSITION_ID = 19193, 39257, 271
-MODES = ("ok", "slow", "garbage", "error500")
+MODES = ("ok", "slow", "hang", "trickle", "garbage", "error500")
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -29,7 +34,9 @@ class _Server(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         # A client that timed out closed its end while a slow answer was being
         # written: expected in the fault tests, not worth a traceback.
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+        # A client that refused the certificate, likewise.
+        if not isinstance(sys.exc_info()[1],
+                          (BrokenPipeError, ConnectionResetError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
 
@@ -37,14 +44,21 @@ class StandInRemote:
     """One stand-in server; thread-safe switches; start()/stop() (= port closed)."""
 
     def __init__(self, kind="vllm", model="llama-guard-3-8b", p_unsafe=0.9,
-                 decode_text="unsafe\nS1", top_k=20, host="127.0.0.1", port=0):
+                 decode_text="unsafe\nS1", top_k=20, host="127.0.0.1", port=0, tls=None,
+                 api_key=None):
         assert kind in ("vllm", "llamacpp")
         self.kind, self.model, self.top_k = kind, model, top_k
         self.host, self.port = host, port
+        self.tls = tls                  # (cert_path, key_path): serve HTTPS
+        self.api_key = api_key          # required as "Authorization: Bearer <key>"
+        self.unauthorized = 0           # requests refused for a missing or wrong key
         self.p_unsafe = p_unsafe
         self.decode_text = decode_text
         self.mode = "ok"
         self.slow_s = 2.0
+        self.trickle_interval_s = 0.1   # "trickle": one byte of the answer per interval
+        self.hanging = 0                # "hang": requests being held right now
+        self._stopping = threading.Event()
         self.lock = threading.Lock()
         self.received = 0            # scoring requests that reached the server
         self.bad_requests = []       # request-shape violations (should stay empty)
@@ -54,14 +68,25 @@ class StandInRemote:
 
     # -- control ---------------------------------------------------------
     def start(self):
+        self._stopping.clear()
         self._httpd = _Server((self.host, self.port), _make_handler(self))
         self.port = self._httpd.server_address[1]
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            # The handshake happens in the handler's thread, not in accept().
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True,
+                                                     do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
     def stop(self):
+        self._stopping.set()  # releases "hang" and "trickle" handlers
+        deadline = time.monotonic() + 5
+        while self.hanging and time.monotonic() < deadline:
+            time.sleep(0.01)
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -70,7 +95,7 @@ class StandInRemote:
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def set_mode(self, mode):
         assert mode in MODES, mode
@@ -159,7 +184,33 @@ def _make_handler(remote):
             self.wfile.write(data)
             self.close_connection = True
 
+        def _authorized(self):
+            if remote.api_key is None:
+                return True
+            if self.headers.get("Authorization") == f"Bearer {remote.api_key}":
+                return True
+            with remote.lock:
+                remote.unauthorized += 1
+            self._send(401, {"error": {"message": "Unauthorized", "type": "invalid_request_error",
+                                       "code": 401}})
+            return False
+
+        def _trickle(self, payload):
+            """The whole answer, status line included, one byte per interval."""
+            data = json.dumps(payload).encode()
+            raw = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: " + str(len(data)).encode() +
+                   b"\r\nConnection: close\r\n\r\n" + data)
+            for i in range(len(raw)):
+                if remote._stopping.wait(remote.trickle_interval_s):
+                    break
+                self.wfile.write(raw[i:i + 1])
+                self.wfile.flush()
+            self.close_connection = True
+
         def do_GET(self):
+            if not self._authorized():
+                return
             if self.path == "/health":
                 self._send(200, {"status": "ok"})
             elif self.path == "/v1/models":
@@ -170,6 +221,8 @@ def _make_handler(remote):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            if not self._authorized():
+                return
             expected = "/v1/completions" if remote.kind == "vllm" else "/completion"
             if self.path != expected:
                 self._send(404, {"error": f"no route {self.path}"})
@@ -183,7 +236,18 @@ def _make_handler(remote):
                 remote.last_body = body
                 remote.bad_requests.extend(remote.check_request(self.path, body))
                 mode = remote.mode
-            if mode == "error500":
+            if mode == "hang":
+                # Read the request, never answer; the client must give up.
+                with remote.lock:
+                    remote.hanging += 1
+                remote._stopping.wait(60)
+                with remote.lock:
+                    remote.hanging -= 1
+                self.close_connection = True
+            elif mode == "trickle":
+                if isinstance(body, dict) and body.get("prompt"):
+                    self._trickle(remote.answer(self.path, body))
+            elif mode == "error500":
                 self._send(500, b"internal error: out of KV cache", "text/plain")
             elif mode == "garbage":
                 self._send(200, b'{"choices": [{"index": 0, "logprobs": nul', "application/json")
@@ -205,9 +269,14 @@ def main():
     parser.add_argument("--model", default="llama-guard-3-8b")
     parser.add_argument("--p-unsafe", type=float, default=0.9)
     parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (and --tls-key)")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--api-key-env", help="require the API key held by this environment variable")
     args = parser.parse_args()
+    api_key = os.environ[args.api_key_env] if args.api_key_env else None
     remote = StandInRemote(kind=args.kind, model=args.model, p_unsafe=args.p_unsafe,
-                           port=args.port).start()
+                           port=args.port, api_key=api_key,
+                           tls=(args.tls_cert, args.tls_key) if args.tls_cert else None).start()
     remote.set_mode(args.mode)
     print(f"stand-in {args.kind} remote guard on {remote.url}", flush=True)
     try:

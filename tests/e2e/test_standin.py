@@ -4,7 +4,10 @@ request checks catch a bad request, and its fault modes do what they say."""
 import json
 import math
 import os
+import socket
+import ssl
 import sys
+import tempfile
 import time
 import unittest
 import urllib.error
@@ -12,16 +15,17 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from standin_remote import SAFE_ID, UNSAFE_ID, StandInRemote  # noqa: E402
+from tls_cert import make_self_signed_cert  # noqa: E402
 
 # A Llama Guard 3 8B-style prompt: leading space, BOS, ..., header end, 271.
 PROMPT = [220, 128000, 128006, 882, 128007, 271, 128009, 128006, 78191, 128007, 271]
 
 
-def post(url, body, timeout=10):
+def post(url, body, timeout=10, headers=None, context=None):
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -90,6 +94,50 @@ class StandInTest(unittest.TestCase):
             self.assertEqual(post(remote.url + "/v1/completions", req)[0], 200)
         finally:
             remote.stop()
+
+    def test_hang_and_trickle(self):
+        remote = StandInRemote("vllm").start()
+        try:
+            req = {"model": remote.model, "prompt": PROMPT, "max_tokens": 1, "temperature": 0,
+                   "logprobs": 20}
+            remote.set_mode("hang")
+            t0 = time.monotonic()
+            with self.assertRaises((socket.timeout, TimeoutError, urllib.error.URLError)):
+                post(remote.url + "/v1/completions", req, timeout=0.5)
+            self.assertGreaterEqual(time.monotonic() - t0, 0.5)
+            self.assertEqual(remote.hanging, 1)
+            remote.set_mode("trickle")
+            remote.trickle_interval_s = 0.001
+            t0 = time.monotonic()
+            status, raw = post(remote.url + "/v1/completions", req)
+            self.assertEqual(status, 200)
+            self.assertIn("choices", json.loads(raw))
+            # Every byte waited its interval: the answer took about len × interval.
+            self.assertGreaterEqual(time.monotonic() - t0, 0.001 * len(raw))
+        finally:
+            remote.stop()
+        self.assertEqual(remote.hanging, 0)  # stop() released the held request
+
+    def test_tls_and_api_key(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = make_self_signed_cert(tmp)
+            remote = StandInRemote("vllm", tls=(cert, key), api_key="remote-key-123").start()
+            try:
+                self.assertTrue(remote.url.startswith("https://"))
+                context = ssl.create_default_context(cafile=cert)
+                req = {"model": remote.model, "prompt": PROMPT, "max_tokens": 1,
+                       "temperature": 0, "logprobs": 20}
+                url = remote.url + "/v1/completions"
+                self.assertEqual(post(url, req, context=context)[0], 401)
+                self.assertEqual(post(url, req, context=context,
+                                      headers={"Authorization": "Bearer wrong"})[0], 401)
+                self.assertEqual(post(url, req, context=context,
+                                      headers={"Authorization": "Bearer remote-key-123"})[0], 200)
+                self.assertEqual(remote.unauthorized, 2)
+                with self.assertRaises(urllib.error.URLError):  # certificate not trusted
+                    post(url, req, context=ssl.create_default_context())
+            finally:
+                remote.stop()
 
 
 if __name__ == "__main__":
