@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/convert.h"
 #include "cpu/dequantize.h"
 #include "cpu/omp_threads.h"
 #include "oneapi/dnnl/dnnl.h"
@@ -30,8 +31,10 @@ void DequantizeRows(const WeightMatrix& w, int64_t row0, int64_t rows, float* ou
   DequantizeToF32(w.dtype, w.row(row0), rows * w.cols, out);
 }
 
-GemmRunner::GemmRunner(int num_threads)
-    : num_threads_(std::max(1, num_threads)), scratch_(static_cast<size_t>(num_threads_)) {}
+GemmRunner::GemmRunner(int num_threads, bool round_weights_to_bf16)
+    : num_threads_(std::max(1, num_threads)),
+      round_weights_to_bf16_(round_weights_to_bf16),
+      scratch_(static_cast<size_t>(num_threads_)) {}
 
 absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
                              std::span<const GemmJob> jobs) {
@@ -81,10 +84,12 @@ absl::Status GemmRunner::Run(const float* x, int64_t m, int64_t k, int64_t ldx,
       const GemmJob& job = jobs[static_cast<size_t>(panel.job)];
       const WeightMatrix& w = job.weight;
       const float* b = scratch;  // [panel.rows, K] fp32
-      if (w.dtype == DType::kF32) {
+      const bool round = round_weights_to_bf16_ && w.dtype != DType::kBF16;
+      if (w.dtype == DType::kF32 && !round) {
         b = reinterpret_cast<const float*>(w.row(panel.row0));  // used in place
       } else {
         DequantizeRows(w, panel.row0, panel.rows, scratch);
+        if (round) RoundToBf16InPlace(scratch, static_cast<size_t>(panel.rows * k));
       }
       for (int64_t m0 = 0; m0 < m; m0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, m - m0);

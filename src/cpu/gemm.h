@@ -57,7 +57,10 @@ struct GemmJob {
 class GemmRunner {
  public:
   static constexpr size_t kPanelScratchBytes = size_t{2} << 20;  // per thread
-  explicit GemmRunner(int num_threads);
+  // round_weights_to_bf16: panels of weights not stored as BF16 are rounded
+  // to bf16 after widening (the bf16-widened path then multiplies exactly the
+  // bf16 weights the native bf16 path packs; BF16 weights need no rounding).
+  explicit GemmRunner(int num_threads, bool round_weights_to_bf16 = false);
 
   // All jobs read the same x [M, K] (row stride ldx); every job's weight must
   // have cols == K. Returns InvalidArgument on shape mismatch or a oneDNN error.
@@ -68,6 +71,7 @@ class GemmRunner {
 
  private:
   int num_threads_;
+  bool round_weights_to_bf16_;
   struct Panel {
     int32_t job;
     int64_t row0, rows;

@@ -1,0 +1,267 @@
+#include "cpu/dispatch.h"
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+
+namespace saferoute::cpu {
+namespace {
+
+using dt = dnnl::memory::data_type;
+
+std::string IsaName(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_mic:
+      return "avx512_mic";
+    case dnnl::cpu_isa::avx512_mic_4ops:
+      return "avx512_mic_4ops";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      break;
+  }
+  return "isa 0x" + absl::StrCat(absl::Hex(static_cast<int>(isa)));
+}
+
+// Whether the effective ISA includes every feature bit of `required`
+// (oneDNN's ISA values are feature masks: avx512_core_amx contains
+// avx512_core_bf16 contains avx512_core_vnni ...).
+bool IsaHas(dnnl::cpu_isa isa, dnnl::cpu_isa required) {
+  const auto have = static_cast<unsigned>(isa), need = static_cast<unsigned>(required);
+  return (have & need) == need;
+}
+
+// Implementation name of a [64, 256] x [256, 64] matmul of the given types,
+// weights in oneDNN's preferred layout; "" if oneDNN offers none.
+std::string MatmulImpl(const dnnl::engine& engine, dt src, dt weights, dt dst) {
+  try {
+    const dnnl::memory::desc s({64, 256}, src, {256, 1});
+    const dnnl::memory::desc w({256, 64}, weights, dnnl::memory::format_tag::any);
+    const dnnl::memory::desc d({64, 64}, dst, {64, 1});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(s, w, d), engine);
+    return pd.impl_info_str();
+  } catch (const dnnl::error&) {
+    return "";
+  }
+}
+
+bool IsReference(const std::string& impl) { return impl.find("ref") != std::string::npos; }
+
+// Runs an s8 x s8 -> s32 product whose every output is a sum of maximal
+// same-sign products (|x| = 127, |w| = weight_max), and a random one, and
+// checks them exactly against integer arithmetic.
+bool Int8ProductIsExact(const dnnl::engine& engine, int weight_max) {
+  constexpr int64_t m = 4, k = 256, n = 32;
+  try {
+    const dnnl::memory::desc s({m, k}, dt::s8, {k, 1});
+    const dnnl::memory::desc w_any({k, n}, dt::s8, dnnl::memory::format_tag::any);
+    const dnnl::memory::desc w_plain({k, n}, dt::s8, {1, k});  // W [n, k] row-major
+    const dnnl::memory::desc d({m, n}, dt::s32, {n, 1});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(s, w_any, d), engine);
+    std::mt19937 rng(7);
+    std::vector<int8_t> x(m * k), w(n * k);
+    for (auto& v : w) v = static_cast<int8_t>((rng() & 1) ? weight_max : -weight_max);
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t c = 0; c < k; ++c) {
+        // Row 0: the signs of weight row 0 (all products +127*weight_max);
+        // row 1: the opposite; rows 2, 3: random values.
+        const int8_t sign = w[c] > 0 ? 1 : -1;
+        x[r * k + c] = r == 0   ? static_cast<int8_t>(127 * sign)
+                       : r == 1 ? static_cast<int8_t>(-127 * sign)
+                                : static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+      }
+    }
+    dnnl::stream stream(engine);
+    dnnl::memory src(s, engine, x.data()), plain(w_plain, engine, w.data());
+    dnnl::memory packed(pd.weights_desc(), engine);
+    dnnl::reorder(plain, packed).execute(stream, plain, packed);
+    std::vector<int32_t> y(m * n);
+    dnnl::memory dst(d, engine, y.data());
+    dnnl::matmul(pd).execute(
+        stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, packed}, {DNNL_ARG_DST, dst}});
+    stream.wait();
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t c = 0; c < n; ++c) {
+        int64_t want = 0;
+        for (int64_t i = 0; i < k; ++i) want += int64_t{x[r * k + i]} * w[c * k + i];
+        if (y[r * n + c] != want) return false;
+      }
+    }
+    return true;
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
+
+CpuSupport Probe() {
+  CpuSupport support;
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  support.isa = IsaName(isa);
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+
+  // bf16: only with the CPU's bf16 dot-product units. On lesser ISAs oneDNN
+  // may still offer a bf16 matmul ("gemm:jit", emulated through fp32), which
+  // computes what the widened path computes, no faster.
+  const std::string bf16 = MatmulImpl(engine, dt::bf16, dt::bf16, dt::f32);
+  if (bf16.empty()) {
+    support.bf16_impl = "none (oneDNN has no bf16 matmul for isa " + support.isa + ")";
+  } else if (IsReference(bf16)) {
+    support.bf16_impl = bf16 + " (reference implementation: not used)";
+  } else if (!IsaHas(isa, dnnl::cpu_isa::avx512_core_bf16)) {
+    support.bf16_impl = bf16 + " (emulated: isa " + support.isa + " has no bf16 units)";
+  } else {
+    support.bf16_native = true;
+    support.bf16_impl = bf16;
+  }
+
+  const std::string int8 = MatmulImpl(engine, dt::s8, dt::s8, dt::s32);
+  if (int8.empty() || IsReference(int8)) {
+    support.int8_impl = int8.empty() ? "none" : int8 + " (reference implementation: not used)";
+  } else if (Int8ProductIsExact(engine, 127)) {
+    support.int8 = true;
+    support.int8_weight_max = 127;
+    support.int8_impl = int8;
+  } else if (Int8ProductIsExact(engine, 63)) {
+    support.int8 = true;
+    support.int8_weight_max = 63;
+    support.int8_impl = int8 + " (16-bit pair sums: 7-bit weights)";
+  } else {
+    support.int8_impl = int8 + " (inexact on extreme values: not used)";
+  }
+  return support;
+}
+
+}  // namespace
+
+const char* PrecisionName(Precision precision) {
+  switch (precision) {
+    case Precision::kAuto:
+      return "auto";
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kBf16:
+      return "bf16";
+    case Precision::kInt8:
+      return "int8";
+  }
+  return "?";
+}
+
+absl::StatusOr<Precision> ParsePrecision(std::string_view name) {
+  for (Precision p : {Precision::kAuto, Precision::kFp32, Precision::kBf16, Precision::kInt8}) {
+    if (name == PrecisionName(p)) return p;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("precision '", std::string(name), "' is not one of auto, fp32, bf16, int8"));
+}
+
+const char* GemmPathName(GemmPath path) {
+  switch (path) {
+    case GemmPath::kFp32:
+      return "fp32";
+    case GemmPath::kBf16Widened:
+      return "bf16-widened";
+    case GemmPath::kBf16Native:
+      return "bf16-native";
+    case GemmPath::kInt8:
+      return "int8";
+  }
+  return "?";
+}
+
+Precision PathPrecision(GemmPath path) {
+  switch (path) {
+    case GemmPath::kFp32:
+      return Precision::kFp32;
+    case GemmPath::kBf16Widened:
+    case GemmPath::kBf16Native:
+      return Precision::kBf16;
+    case GemmPath::kInt8:
+      return Precision::kInt8;
+  }
+  return Precision::kFp32;
+}
+
+const CpuSupport& DetectCpuSupport() {
+  static const CpuSupport support = Probe();
+  return support;
+}
+
+absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& support,
+                                    std::optional<GemmPath> forced) {
+  auto available = [&](GemmPath path) {
+    switch (path) {
+      case GemmPath::kFp32:
+      case GemmPath::kBf16Widened:
+        return true;
+      case GemmPath::kBf16Native:
+        return support.bf16_native;
+      case GemmPath::kInt8:
+        return support.int8;
+    }
+    return false;
+  };
+  if (forced) {
+    if (requested != Precision::kAuto && PathPrecision(*forced) != requested) {
+      return absl::InvalidArgumentError(absl::StrCat("path ", GemmPathName(*forced),
+                                                     " does not compute precision ",
+                                                     PrecisionName(requested)));
+    }
+    if (!available(*forced)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("path ", GemmPathName(*forced),
+                       " is not available on this CPU: ", DescribePath(*forced, support)));
+    }
+    return *forced;
+  }
+  switch (requested) {
+    case Precision::kFp32:
+      return GemmPath::kFp32;
+    case Precision::kAuto:
+    case Precision::kBf16:
+      return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
+    case Precision::kInt8:
+      if (!support.int8) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("precision int8: oneDNN has no usable int8 matmul on this CPU (isa ",
+                         support.isa, ": ", support.int8_impl, ")"));
+      }
+      return GemmPath::kInt8;
+  }
+  return absl::InvalidArgumentError("unknown precision");
+}
+
+std::string DescribePath(GemmPath path, const CpuSupport& support) {
+  std::string impl;
+  switch (path) {
+    case GemmPath::kFp32:
+    case GemmPath::kBf16Widened:
+      impl = "oneDNN sgemm on widened weight panels";
+      break;
+    case GemmPath::kBf16Native:
+      impl = "oneDNN " + support.bf16_impl;
+      break;
+    case GemmPath::kInt8:
+      impl = "oneDNN " + support.int8_impl;
+      break;
+  }
+  return absl::StrCat(GemmPathName(path), " (", impl, ", isa ", support.isa, ")");
+}
+
+}  // namespace saferoute::cpu

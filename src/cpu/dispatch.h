@@ -1,0 +1,84 @@
+// The one place where the engine's GEMM path is chosen, at run time, from
+// what this CPU's oneDNN actually offers.
+//
+// oneDNN is asked, not only cpuid: the effective ISA (which honours the
+// ONEDNN_MAX_CPU_ISA cap, how a faster CPU shows what a lesser one gets), and
+// a matmul primitive of each precision is created and its implementation
+// name inspected, so a reference ("ref") implementation is never taken for a
+// fast path. For int8 a small product with extreme values is also run and
+// checked exactly: oneDNN's non-VNNI int8 kernels (AVX2, AVX512_CORE) sum
+// u8*s8 pairs in saturating 16-bit arithmetic, which is exact only for
+// weights of at most 7 bits; the probe tells which range is exact.
+//
+// Paths:
+//   fp32          fp32 activations, weights widened per panel to fp32, oneDNN
+//                 sgemm. The parity path (what the fixtures are checked with).
+//   bf16-widened  activations rounded to bf16, weights widened per panel,
+//                 sgemm: exactly the products of a bf16 x bf16 -> f32 GEMM,
+//                 at fp32 speed, on any CPU (the fallback of bf16).
+//   bf16-native   oneDNN bf16 matmul (AVX512-BF16 / AMX-BF16), weights
+//                 reordered once at load into oneDNN's preferred layout.
+//   int8          oneDNN s8 x s8 -> s32 matmul (AMX-INT8, AVX512-VNNI,
+//                 AVX-VNNI, or AVX2/AVX512 without VNNI with 7-bit weights);
+//                 weights per output channel, activations per row, both
+//                 symmetric; scales applied in f32 after the s32 product.
+#ifndef SAFEROUTE_CPU_DISPATCH_H_
+#define SAFEROUTE_CPU_DISPATCH_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "util/status.h"
+
+namespace saferoute::cpu {
+
+// What the user asks for (`--precision`, the service's `precision` key).
+enum class Precision : uint8_t {
+  kAuto,  // the fastest path documented as guard-safe on this CPU (ChoosePath)
+  kFp32,  // the parity path
+  kBf16,  // bf16 activations into bf16 GEMMs (native where the CPU has bf16 units)
+  kInt8,  // int8 weights and activations, s32 accumulation
+};
+const char* PrecisionName(Precision precision);  // "auto", "fp32", "bf16", "int8"
+// Parses "auto" | "fp32" | "bf16" | "int8"; the error names the value and the choices.
+absl::StatusOr<Precision> ParsePrecision(std::string_view name);
+
+enum class GemmPath : uint8_t { kFp32, kBf16Widened, kBf16Native, kInt8 };
+const char* GemmPathName(GemmPath path);  // "fp32", "bf16-widened", "bf16-native", "int8"
+// The precision whose numbers a path computes (kBf16 for both bf16 paths).
+Precision PathPrecision(GemmPath path);
+
+// What this process's oneDNN offers (see the file comment).
+struct CpuSupport {
+  std::string isa;  // oneDNN's effective ISA, e.g. "avx512_core_bf16", "avx2"
+  bool bf16_native = false;
+  std::string bf16_impl;  // implementation of the probe primitive, or why there is none
+  bool int8 = false;
+  std::string int8_impl;
+  // Largest weight magnitude whose products oneDNN's int8 matmul sums exactly:
+  // 127 with VNNI/AMX, 63 where pairs are summed in saturating 16 bits, 0 when
+  // int8 is unavailable.
+  int int8_weight_max = 0;
+};
+
+// Probed once per process (oneDNN reads ONEDNN_MAX_CPU_ISA once, at its
+// first use) and cached; thread-safe.
+const CpuSupport& DetectCpuSupport();
+
+// The path a request runs on, given what the CPU offers:
+//   fp32 -> fp32; bf16 -> bf16-native, else bf16-widened; int8 -> int8 (an
+//   error naming the ISA where oneDNN has no usable int8 matmul);
+//   auto -> bf16-native where the CPU has bf16 units, else bf16-widened.
+// `forced`, if set (tests and benchmarks), must compute the requested
+// precision's numbers and be available, else InvalidArgument.
+absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& support,
+                                    std::optional<GemmPath> forced = std::nullopt);
+
+// One line for logs and reports: "bf16-native (oneDNN brg:avx512_core_bf16, isa avx512_core_bf16)".
+std::string DescribePath(GemmPath path, const CpuSupport& support);
+
+}  // namespace saferoute::cpu
+
+#endif  // SAFEROUTE_CPU_DISPATCH_H_

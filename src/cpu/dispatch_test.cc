@@ -1,0 +1,122 @@
+#include "cpu/dispatch.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+namespace saferoute::cpu {
+namespace {
+
+// CPU feature flags of /proc/cpuinfo (the independent account of the CPU).
+std::set<std::string> CpuFlags() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  std::set<std::string> flags;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string w; words >> w;) flags.insert(w);
+    break;
+  }
+  return flags;
+}
+
+std::string Cap() {
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  return cap == nullptr ? "" : cap;
+}
+
+TEST(Dispatch, PrecisionNamesRoundTrip) {
+  for (Precision p : {Precision::kAuto, Precision::kFp32, Precision::kBf16, Precision::kInt8}) {
+    auto parsed = ParsePrecision(PrecisionName(p));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, p);
+  }
+  auto bad = ParsePrecision("fp16");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'fp16'"), std::string::npos) << bad.status();
+}
+
+// The choice as a function of what a CPU offers, for the CPU classes the
+// engine meets (AMX/AVX512-BF16, VNNI without bf16, AVX2 only, no int8).
+TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
+  CpuSupport bf16_cpu{.isa = "avx512_core_bf16",
+                      .bf16_native = true,
+                      .bf16_impl = "brg",
+                      .int8 = true,
+                      .int8_impl = "brg",
+                      .int8_weight_max = 127};
+  CpuSupport avx2_cpu{.isa = "avx2",
+                      .bf16_native = false,
+                      .bf16_impl = "none",
+                      .int8 = true,
+                      .int8_impl = "gemm:jit",
+                      .int8_weight_max = 63};
+  CpuSupport no_int8{.isa = "sse41",
+                     .bf16_native = false,
+                     .bf16_impl = "none",
+                     .int8 = false,
+                     .int8_impl = "none",
+                     .int8_weight_max = 0};
+  EXPECT_EQ(*ChoosePath(Precision::kFp32, bf16_cpu), GemmPath::kFp32);
+  EXPECT_EQ(*ChoosePath(Precision::kBf16, bf16_cpu), GemmPath::kBf16Native);
+  EXPECT_EQ(*ChoosePath(Precision::kBf16, avx2_cpu), GemmPath::kBf16Widened);
+  EXPECT_EQ(*ChoosePath(Precision::kInt8, bf16_cpu), GemmPath::kInt8);
+  EXPECT_EQ(*ChoosePath(Precision::kInt8, avx2_cpu), GemmPath::kInt8);
+  auto refused = ChoosePath(Precision::kInt8, no_int8);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("sse41"), std::string::npos) << refused.status();
+  EXPECT_EQ(*ChoosePath(Precision::kAuto, bf16_cpu), GemmPath::kBf16Native);
+  EXPECT_EQ(*ChoosePath(Precision::kAuto, avx2_cpu), GemmPath::kBf16Widened);
+  // Forcing: a path of the requested precision that the CPU has.
+  EXPECT_EQ(*ChoosePath(Precision::kBf16, bf16_cpu, GemmPath::kBf16Widened),
+            GemmPath::kBf16Widened);
+  EXPECT_FALSE(ChoosePath(Precision::kBf16, avx2_cpu, GemmPath::kBf16Native).ok());
+  EXPECT_FALSE(ChoosePath(Precision::kFp32, bf16_cpu, GemmPath::kInt8).ok());
+}
+
+// What oneDNN reports against /proc/cpuinfo and the ONEDNN_MAX_CPU_ISA cap
+// this test runs under (ctest runs it uncapped and capped at AVX512_CORE and
+// AVX2).
+TEST(Dispatch, DetectionAgreesWithCpuidAndCap) {
+  const CpuSupport& s = DetectCpuSupport();
+  const std::set<std::string> flags = CpuFlags();
+  const std::string cap = Cap();
+  std::printf("cpu support: isa %s; bf16 %s (%s); int8 %s (%s), weight max %d; cap '%s'\n",
+              s.isa.c_str(), s.bf16_native ? "native" : "widened", s.bf16_impl.c_str(),
+              s.int8 ? "yes" : "no", s.int8_impl.c_str(), s.int8_weight_max, cap.c_str());
+  const bool cpu_bf16 = flags.count("avx512_bf16") || flags.count("amx_bf16");
+  const bool cap_allows_bf16 =
+      cap.empty() || cap == "AVX512_CORE_BF16" || cap == "AVX512_CORE_AMX" || cap == "ALL";
+  EXPECT_EQ(s.bf16_native, cpu_bf16 && cap_allows_bf16);
+  const bool cpu_vnni = flags.count("avx512_vnni") || flags.count("amx_int8");
+  const bool cap_allows_vnni = cap.empty() || cap == "ALL" || cap == "AVX512_CORE_VNNI" ||
+                               cap == "AVX512_CORE_BF16" || cap == "AVX512_CORE_AMX";
+  const bool cpu_avx_vnni = flags.count("avx_vnni") > 0;
+  const bool full_range =
+      (cpu_vnni && cap_allows_vnni) || (cpu_avx_vnni && (cap.empty() || cap == "AVX2_VNNI"));
+  if (flags.count("avx2")) {
+    EXPECT_TRUE(s.int8) << s.int8_impl;
+    EXPECT_EQ(s.int8_weight_max, full_range ? 127 : 63) << s.int8_impl;
+  }
+  if (cap == "AVX2") {
+    EXPECT_EQ(s.isa, "avx2");
+  }
+  if (cap == "AVX512_CORE") {
+    EXPECT_EQ(s.isa, "avx512_core");
+  }
+  // Every path the CPU offers is chosen when asked for.
+  EXPECT_EQ(*ChoosePath(Precision::kBf16, s),
+            s.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened);
+  if (s.int8) {
+    EXPECT_EQ(*ChoosePath(Precision::kInt8, s), GemmPath::kInt8);
+  }
+  EXPECT_NE(DescribePath(GemmPath::kInt8, s).find(s.isa), std::string::npos);
+}
+
+}  // namespace
+}  // namespace saferoute::cpu

@@ -1,0 +1,394 @@
+#include "cpu/linear.h"
+
+#include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <random>
+#include <tuple>
+
+#include "cpu/convert.h"
+#include "cpu/dequantize.h"
+#include "cpu/int8.h"
+#include "cpu/omp_threads.h"
+#include "oneapi/dnnl/dnnl.hpp"
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21  // Linux 5.4; older kernels answer EINVAL (ignored)
+#endif
+
+namespace saferoute::cpu {
+namespace {
+
+using dt = dnnl::memory::data_type;
+
+const dnnl::engine& CpuEngine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dt SourceType(GemmPath path) { return path == GemmPath::kInt8 ? dt::s8 : dt::bf16; }
+dt AccumulatorType(GemmPath path) { return path == GemmPath::kInt8 ? dt::s32 : dt::f32; }
+
+// The row count the weight layout is chosen with. oneDNN's brgemm matmul
+// blocks weights by N and K only; LinearRunner creates every per-M primitive
+// with this fixed layout and refuses a reference implementation.
+constexpr int64_t kLayoutRows = 256;
+
+// Rows per step when converting a weight: the f32 rows stay in cache.
+int64_t ConvertRowBlock(int64_t k) {
+  return std::max<int64_t>(1, static_cast<int64_t>(GemmRunner::kPanelScratchBytes / 4) / k);
+}
+
+// Runs fn(r0, r1) over [0, rows) on up to `threads` OpenMP threads (one when
+// the work is small: a fork/join costs more than it saves).
+template <typename Fn>
+void ParallelRows(int64_t rows, int64_t row_work, int threads, Fn fn) {
+  if (rows <= 0) return;
+  const int64_t parts =
+      rows * row_work < (int64_t{1} << 16) ? 1 : std::min<int64_t>(std::max(1, threads), rows);
+  if (parts == 1) {
+    fn(int64_t{0}, rows);
+    return;
+  }
+#pragma omp parallel for num_threads(static_cast <int>(parts)) schedule(static)
+  for (int64_t p = 0; p < parts; ++p) fn(rows * p / parts, rows * (p + 1) / parts);
+}
+
+template <typename T>
+void Grow(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+}
+
+absl::Status CheckParts(std::span<const WeightMatrix> parts, const std::string& name) {
+  if (parts.empty()) return absl::InvalidArgumentError(name + ": no weight matrices");
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const WeightMatrix& w = parts[i];
+    if (w.cols != parts[0].cols || w.rows <= 0 || w.cols <= 0 || w.data == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: part %d is [%d, %d], part 0 has %d columns", name, i, w.rows, w.cols,
+                          parts[0].cols));
+    }
+    if (!CanDequantize(w.dtype) || !RowBytes(w.dtype, w.cols)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: part %d has dtype %s with %d columns, which cannot be read", name, i,
+                          DTypeName(w.dtype), w.cols));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+struct PackedLinear::Native {
+  dnnl::memory::desc desc;    // oneDNN's preferred layout of W as a [K, N] matmul operand
+  dnnl::memory weights;       // owns the packed values
+  std::vector<float> scales;  // int8: [N] per output channel; empty for bf16
+};
+
+namespace {
+
+// The matmul y [m, n] (+)= x [m, k] W^T of a path, dense x and y, W in the
+// packed layout `weights`; a reference implementation is refused.
+absl::StatusOr<dnnl::matmul> CreateMatmul(GemmPath path, const dnnl::memory::desc& weights,
+                                          int64_t m, int64_t n, int64_t k, bool sum) {
+  try {
+    const dnnl::memory::desc src({m, k}, SourceType(path), {k, 1});
+    const dnnl::memory::desc dst({m, n}, AccumulatorType(path), {n, 1});
+    dnnl::primitive_attr attr;
+    if (sum) {
+      dnnl::post_ops ops;
+      ops.append_sum(1.0f);
+      attr.set_post_ops(ops);
+    }
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, CpuEngine());
+    const std::string impl = pd.impl_info_str();
+    if (impl.find("ref") != std::string::npos) {
+      return absl::InternalError(
+          absl::StrFormat("linear: oneDNN offers only %s for a %s matmul of M=%d K=%d N=%d", impl,
+                          GemmPathName(path), m, k, n));
+    }
+    return dnnl::matmul(pd);
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrFormat("linear: oneDNN %s matmul M=%d K=%d N=%d: %s",
+                                               GemmPathName(path), m, k, n, e.what()));
+  }
+}
+
+}  // namespace
+
+PackedLinear::PackedLinear() = default;
+PackedLinear::~PackedLinear() = default;
+PackedLinear::PackedLinear(PackedLinear&&) noexcept = default;
+PackedLinear& PackedLinear::operator=(PackedLinear&&) noexcept = default;
+
+size_t PackedLinear::owned_bytes() const {
+  if (!native_) return 0;
+  return native_->desc.get_size() + native_->scales.size() * sizeof(float);
+}
+
+absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const WeightMatrix> parts,
+                                                const CpuSupport& support,
+                                                const std::string& name) {
+  SR_RETURN_IF_ERROR(CheckParts(parts, name));
+  PackedLinear packed;
+  packed.path_ = path;
+  packed.parts_.assign(parts.begin(), parts.end());
+  packed.k_ = parts[0].cols;
+  for (const WeightMatrix& w : parts) packed.n_ += w.rows;
+  if (path == GemmPath::kFp32 || path == GemmPath::kBf16Widened) return packed;
+  if ((path == GemmPath::kBf16Native && !support.bf16_native) ||
+      (path == GemmPath::kInt8 && !support.int8)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": path ", GemmPathName(path), " is not available on this CPU"));
+  }
+
+  const int64_t n = packed.n_, k = packed.k_;
+  const dnnl::engine& engine = CpuEngine();
+  auto native = std::make_unique<Native>();
+  try {
+    const dnnl::memory::desc src({kLayoutRows, k}, SourceType(path), {k, 1});
+    const dnnl::memory::desc any({k, n}, SourceType(path), dnnl::memory::format_tag::any);
+    const dnnl::memory::desc dst({kLayoutRows, n}, AccumulatorType(path), {n, 1});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, any, dst), engine);
+    native->desc = pd.weights_desc();
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(
+        absl::StrCat(name, ": oneDNN has no ", GemmPathName(path), " matmul: ", e.what()));
+  }
+
+  // W [N, K] row-major in the path's element type, as oneDNN's plain [K, N]
+  // operand with strides {1, K}; then reordered into the packed layout.
+  const size_t elem = path == GemmPath::kInt8 ? 1 : 2;
+  std::vector<std::byte> plain(static_cast<size_t>(n * k) * elem);
+  if (path == GemmPath::kInt8) native->scales.resize(static_cast<size_t>(n));
+  const int q_max = support.int8_weight_max;
+  const int64_t block = ConvertRowBlock(k);
+  int64_t row0 = 0;  // first stacked row of the current part
+  for (const WeightMatrix& w : parts) {
+    const int64_t blocks = (w.rows + block - 1) / block;
+#pragma omp parallel
+    {
+      std::vector<float> rows_f32(static_cast<size_t>(std::min(block, w.rows) * k));
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t r0 = b * block, count = std::min(block, w.rows - r0);
+        std::byte* out = plain.data() + static_cast<size_t>((row0 + r0) * k) * elem;
+        if (path == GemmPath::kBf16Native && w.dtype == DType::kBF16) {
+          std::memcpy(out, w.row(r0), static_cast<size_t>(count * k) * 2);
+          continue;
+        }
+        DequantizeRows(w, r0, count, rows_f32.data());
+        if (path == GemmPath::kBf16Native) {
+          NarrowToBf16(rows_f32.data(), reinterpret_cast<uint16_t*>(out),
+                       static_cast<size_t>(count * k));
+        } else {
+          QuantizeRowsS8(rows_f32.data(), k, count, k, q_max, reinterpret_cast<int8_t*>(out), k,
+                         native->scales.data() + row0 + r0);
+        }
+      }
+    }
+    row0 += w.rows;
+  }
+  try {
+    dnnl::stream stream(engine);
+    const dnnl::memory::desc plain_desc({k, n}, SourceType(path), {1, k});
+    dnnl::memory source(plain_desc, engine, plain.data());
+    native->weights = dnnl::memory(native->desc, engine);
+    dnnl::reorder(source, native->weights).execute(stream, source, native->weights);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat(name, ": oneDNN reorder failed: ", e.what()));
+  }
+  packed.native_ = std::move(native);
+  return packed;
+}
+
+void PackedLinear::ReleaseSourcePages() const {
+  if (!native_) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  for (const WeightMatrix& w : parts_) {
+    const auto begin = reinterpret_cast<uintptr_t>(w.data);
+    const uintptr_t end = begin + static_cast<uintptr_t>(w.rows) * w.row_bytes();
+    const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+    if (last <= first) continue;
+    // A hint: on failure the pages simply stay resident.
+    (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);
+  }
+}
+
+struct LinearRunner::Impl {
+  dnnl::stream stream{CpuEngine()};
+  std::vector<uint16_t> x_bf16;  // [M, K] the bf16 input
+  std::vector<int8_t> x_s8;      // [M, K] the int8 input
+  std::vector<float> row_scale;  // [M]
+  std::vector<int32_t> acc;      // [M, N] s32 product when it cannot go to y in place
+  std::vector<float> y_dense;    // [M, N] bf16 product when y is strided
+  // (m, n, k, accumulate) -> primitive. One packed layout per (n, k).
+  std::map<std::tuple<int64_t, int64_t, int64_t, bool>, dnnl::matmul> primitives;
+
+  absl::StatusOr<const dnnl::matmul*> Primitive(GemmPath path, const PackedLinear& w, int64_t m,
+                                                bool sum);
+};
+
+absl::StatusOr<const dnnl::matmul*> LinearRunner::Impl::Primitive(GemmPath path,
+                                                                  const PackedLinear& w, int64_t m,
+                                                                  bool sum) {
+  const auto key = std::make_tuple(m, w.rows(), w.cols(), sum);
+  auto it = primitives.find(key);
+  if (it != primitives.end()) return &it->second;
+  SR_ASSIGN_OR_RETURN(dnnl::matmul prim,
+                      CreateMatmul(path, w.native_->desc, m, w.rows(), w.cols(), sum));
+  return &primitives.emplace(key, std::move(prim)).first->second;
+}
+
+LinearRunner::LinearRunner(GemmPath path, int num_threads)
+    : path_(path),
+      num_threads_(std::max(1, num_threads)),
+      widened_(num_threads_, path == GemmPath::kBf16Widened),
+      impl_(std::make_unique<Impl>()) {}
+
+LinearRunner::~LinearRunner() = default;
+
+size_t LinearRunner::primitives_created() const { return impl_->primitives.size(); }
+
+absl::Status LinearRunner::Run(const float* x, int64_t m, int64_t ldx, const PackedLinear& w,
+                               float* y, int64_t ldy, bool accumulate) {
+  if (m <= 0) return absl::OkStatus();
+  if (w.path() != path_) {
+    return absl::InvalidArgumentError(absl::StrCat("linear: weight packed for ",
+                                                   GemmPathName(w.path()), ", runner runs ",
+                                                   GemmPathName(path_)));
+  }
+  const int64_t n = w.rows(), k = w.cols();
+  if (path_ == GemmPath::kFp32 || path_ == GemmPath::kBf16Widened) {
+    // One job per stacked part, each writing its columns of y.
+    std::vector<GemmJob> jobs;  // at most a few parts; tiny
+    jobs.reserve(w.parts().size());
+    int64_t column = 0;
+    for (const WeightMatrix& part : w.parts()) {
+      jobs.push_back({part, y + column, ldy, accumulate});
+      column += part.rows;
+    }
+    return widened_.Run(x, m, k, ldx, jobs);
+  }
+
+  Impl& s = *impl_;
+  const ScopedOmpMaxThreads team(num_threads_);  // oneDNN's OpenMP team for this call
+  const dnnl::engine& engine = CpuEngine();
+  try {
+    // oneDNN 2.6's brgemm matmul takes dense operands only (row strides K
+    // and N; other strides select its reference implementation): x is
+    // converted into dense scratch anyway, and a strided y goes through a
+    // dense [M, N] scratch.
+    const bool dense_y = ldy == n;
+    if (path_ == GemmPath::kBf16Native) {
+      Grow(s.x_bf16, m * k);
+      ParallelRows(m, k, num_threads_, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          NarrowToBf16(x + r * ldx, s.x_bf16.data() + r * k, static_cast<size_t>(k));
+        }
+      });
+      float* out = y;
+      if (!dense_y) {
+        Grow(s.y_dense, m * n);
+        out = s.y_dense.data();
+      }
+      const bool sum = accumulate && dense_y;
+      SR_ASSIGN_OR_RETURN(const dnnl::matmul* prim, s.Primitive(path_, w, m, sum));
+      dnnl::memory src({{m, k}, dt::bf16, {k, 1}}, engine, s.x_bf16.data());
+      dnnl::memory dst({{m, n}, dt::f32, {n, 1}}, engine, out);
+      prim->execute(
+          s.stream,
+          {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w.native_->weights}, {DNNL_ARG_DST, dst}});
+      s.stream.wait();
+      if (!dense_y) {
+        for (int64_t r = 0; r < m; ++r) {
+          const float* from = out + r * n;
+          float* to = y + r * ldy;
+          if (accumulate) {
+            for (int64_t c = 0; c < n; ++c) to[c] += from[c];
+          } else {
+            std::copy_n(from, n, to);
+          }
+        }
+      }
+      return absl::OkStatus();
+    }
+    // int8: x quantized per row; the s32 product goes to y in place (same
+    // element size) when y is dense and nothing is added to it.
+    Grow(s.x_s8, m * k);
+    Grow(s.row_scale, m);
+    ParallelRows(m, k, num_threads_, [&](int64_t r0, int64_t r1) {
+      QuantizeRowsS8(x + r0 * ldx, ldx, r1 - r0, k, 127, s.x_s8.data() + r0 * k, k,
+                     s.row_scale.data() + r0);
+    });
+    int32_t* acc = reinterpret_cast<int32_t*>(y);
+    if (accumulate || !dense_y) {
+      Grow(s.acc, m * n);
+      acc = s.acc.data();
+    }
+    SR_ASSIGN_OR_RETURN(const dnnl::matmul* prim, s.Primitive(path_, w, m, false));
+    dnnl::memory src({{m, k}, dt::s8, {k, 1}}, engine, s.x_s8.data());
+    dnnl::memory dst({{m, n}, dt::s32, {n, 1}}, engine, acc);
+    prim->execute(
+        s.stream,
+        {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w.native_->weights}, {DNNL_ARG_DST, dst}});
+    s.stream.wait();
+    ParallelRows(m, n, num_threads_, [&](int64_t r0, int64_t r1) {
+      ScaleS32ToF32(acc + r0 * n, n, r1 - r0, n, s.row_scale.data() + r0, w.native_->scales.data(),
+                    accumulate, y + r0 * ldy, ldy);
+    });
+    return absl::OkStatus();
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrFormat("linear: oneDNN %s matmul M=%d K=%d N=%d: %s",
+                                               GemmPathName(path_), m, k, n, e.what()));
+  }
+}
+
+absl::StatusOr<double> PathMatmulGflops(GemmPath path, const CpuSupport& support, int64_t m,
+                                        int64_t k, int64_t n, int threads, int reps) {
+  if (path == GemmPath::kFp32 || path == GemmPath::kBf16Widened) {
+    return LibrarySgemmGflops(m, k, n, threads, reps);
+  }
+  // Random bf16 weights, packed as the engine packs them; non-trivial inputs.
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<uint16_t> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = F32ToBf16(0.02f * uniform(rng));
+  const WeightMatrix matrix{DType::kBF16, reinterpret_cast<const std::byte*>(w.data()), n, k};
+  SR_ASSIGN_OR_RETURN(PackedLinear packed,
+                      PackedLinear::Pack(path, {&matrix, 1}, support, "peak probe"));
+  // Time the library's matmul alone (the activation conversion is the
+  // engine's cost, not the hardware's peak), on inputs of the path's type.
+  const ScopedOmpMaxThreads team(threads);
+  const dnnl::engine& engine = CpuEngine();
+  dnnl::stream stream(engine);
+  SR_ASSIGN_OR_RETURN(dnnl::matmul prim, CreateMatmul(path, packed.native_->desc, m, n, k, false));
+  std::vector<uint16_t> x_bf16(static_cast<size_t>(m * k));
+  std::vector<int8_t> x_s8(static_cast<size_t>(m * k));
+  for (auto& v : x_bf16) v = F32ToBf16(uniform(rng));
+  for (auto& v : x_s8) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  std::vector<float> y(static_cast<size_t>(m * n));  // f32 or s32: same size
+  dnnl::memory src({{m, k}, SourceType(path), {k, 1}}, engine,
+                   path == GemmPath::kInt8 ? static_cast<void*>(x_s8.data()) : x_bf16.data());
+  dnnl::memory dst({{m, n}, AccumulatorType(path), {n, 1}}, engine, y.data());
+  double best = 1e30;
+  for (int r = 0; r < std::max(1, reps) + 1; ++r) {  // the first run warms up
+    const auto start = std::chrono::steady_clock::now();
+    prim.execute(
+        stream,
+        {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, packed.native_->weights}, {DNNL_ARG_DST, dst}});
+    stream.wait();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (r > 0) best = std::min(best, seconds);
+  }
+  return 2.0 * static_cast<double>(m) * n * k / best / 1e9;
+}
+
+}  // namespace saferoute::cpu
