@@ -63,28 +63,30 @@ std::string MatmulImpl(const dnnl::engine& engine, dt src, dt weights, dt dst) {
 
 bool IsReference(const std::string& impl) { return impl.find("ref") != std::string::npos; }
 
-// Runs an s8 x s8 -> s32 product whose every output is a sum of maximal
-// same-sign products (|x| = 127, |w| = weight_max), and a random one, and
-// checks them exactly against integer arithmetic.
+// Runs a u8 x s8 -> s32 product (the engine's int8 GEMM: u8 activations,
+// s8 weights) whose first outputs are sums of maximal same-sign products
+// (x = 255, |w| = weight_max), and random ones, and checks them exactly
+// against integer arithmetic.
 bool Int8ProductIsExact(const dnnl::engine& engine, int weight_max) {
   constexpr int64_t m = 4, k = 256, n = 32;
   try {
-    const dnnl::memory::desc s({m, k}, dt::s8, {k, 1});
+    const dnnl::memory::desc s({m, k}, dt::u8, {k, 1});
     const dnnl::memory::desc w_any({k, n}, dt::s8, dnnl::memory::format_tag::any);
     const dnnl::memory::desc w_plain({k, n}, dt::s8, {1, k});  // W [n, k] row-major
     const dnnl::memory::desc d({m, n}, dt::s32, {n, 1});
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(s, w_any, d), engine);
     std::mt19937 rng(7);
-    std::vector<int8_t> x(m * k), w(n * k);
+    std::vector<uint8_t> x(m * k);
+    std::vector<int8_t> w(n * k);
     for (auto& v : w) v = static_cast<int8_t>((rng() & 1) ? weight_max : -weight_max);
     for (int64_t r = 0; r < m; ++r) {
       for (int64_t c = 0; c < k; ++c) {
-        // Row 0: the signs of weight row 0 (all products +127*weight_max);
-        // row 1: the opposite; rows 2, 3: random values.
-        const int8_t sign = w[c] > 0 ? 1 : -1;
-        x[r * k + c] = r == 0   ? static_cast<int8_t>(127 * sign)
-                       : r == 1 ? static_cast<int8_t>(-127 * sign)
-                                : static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+        // Row 0: 255 where weight row 0 is positive (its largest sum); row
+        // 1: where it is negative (its smallest); rows 2, 3: random values.
+        const bool positive = w[c] > 0;
+        x[r * k + c] = r == 0   ? (positive ? 255 : 0)
+                       : r == 1 ? (positive ? 0 : 255)
+                                : static_cast<uint8_t>(rng() % 256);
       }
     }
     dnnl::stream stream(engine);
@@ -130,7 +132,7 @@ CpuSupport Probe() {
     support.bf16_impl = bf16;
   }
 
-  const std::string int8 = MatmulImpl(engine, dt::s8, dt::s8, dt::s32);
+  const std::string int8 = MatmulImpl(engine, dt::u8, dt::s8, dt::s32);
   if (int8.empty() || IsReference(int8)) {
     support.int8_impl = int8.empty() ? "none" : int8 + " (reference implementation: not used)";
   } else if (Int8ProductIsExact(engine, 127)) {
@@ -183,6 +185,14 @@ const char* GemmPathName(GemmPath path) {
       return "int8";
   }
   return "?";
+}
+
+std::optional<GemmPath> ParseGemmPath(std::string_view name) {
+  for (GemmPath path :
+       {GemmPath::kFp32, GemmPath::kBf16Widened, GemmPath::kBf16Native, GemmPath::kInt8}) {
+    if (name == GemmPathName(path)) return path;
+  }
+  return std::nullopt;
 }
 
 Precision PathPrecision(GemmPath path) {
@@ -247,21 +257,22 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
   return absl::InvalidArgumentError("unknown precision");
 }
 
-std::string DescribePath(GemmPath path, const CpuSupport& support) {
-  std::string impl;
+std::string PathImplementation(GemmPath path, const CpuSupport& support) {
   switch (path) {
     case GemmPath::kFp32:
     case GemmPath::kBf16Widened:
-      impl = "oneDNN sgemm on widened weight panels";
-      break;
+      return "oneDNN sgemm on widened weight panels";
     case GemmPath::kBf16Native:
-      impl = "oneDNN " + support.bf16_impl;
-      break;
+      return "oneDNN " + support.bf16_impl;
     case GemmPath::kInt8:
-      impl = "oneDNN " + support.int8_impl;
-      break;
+      return "oneDNN " + support.int8_impl;
   }
-  return absl::StrCat(GemmPathName(path), " (", impl, ", isa ", support.isa, ")");
+  return "?";
+}
+
+std::string DescribePath(GemmPath path, const CpuSupport& support) {
+  return absl::StrCat(GemmPathName(path), " (", PathImplementation(path, support), ", isa ",
+                      support.isa, ")");
 }
 
 }  // namespace saferoute::cpu

@@ -47,6 +47,7 @@ absl::StatusOr<Precision> ParsePrecision(std::string_view name);
 
 enum class GemmPath : uint8_t { kFp32, kBf16Widened, kBf16Native, kInt8 };
 const char* GemmPathName(GemmPath path);  // "fp32", "bf16-widened", "bf16-native", "int8"
+std::optional<GemmPath> ParseGemmPath(std::string_view name);  // inverse of GemmPathName
 // The precision whose numbers a path computes (kBf16 for both bf16 paths).
 Precision PathPrecision(GemmPath path);
 
@@ -75,6 +76,9 @@ const CpuSupport& DetectCpuSupport();
 // precision's numbers and be available, else InvalidArgument.
 absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& support,
                                     std::optional<GemmPath> forced = std::nullopt);
+
+// The implementation a path runs: "oneDNN brg:avx512_core_bf16", ...
+std::string PathImplementation(GemmPath path, const CpuSupport& support);
 
 // One line for logs and reports: "bf16-native (oneDNN brg:avx512_core_bf16, isa avx512_core_bf16)".
 std::string DescribePath(GemmPath path, const CpuSupport& support);

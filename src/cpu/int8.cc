@@ -52,17 +52,17 @@ inline int8_t QuantizeOne(float v, float inv, float q_max) {
   return static_cast<int8_t>(std::clamp(r, -q_max, q_max));
 }
 
-}  // namespace
-
-void QuantizeRowsS8(const float* x, int64_t ldx, int64_t rows, int64_t cols, int q_max, int8_t* q,
-                    int64_t ldq, float* scale) {
+// Quantizes rows to int8 and stores each byte XOR `flip` (0: s8; 0x80: the
+// s8 value + 128 as u8, two's complement).
+void QuantizeRows(const float* x, int64_t ldx, int64_t rows, int64_t cols, int q_max, uint8_t flip,
+                  uint8_t* q, int64_t ldq, float* scale) {
   const float qm = static_cast<float>(q_max);
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
-    int8_t* qr = q + r * ldq;
+    uint8_t* qr = q + r * ldq;
     const float max_abs = MaxAbs(xr, cols);
     if (!(max_abs > 0.0f)) {  // all zeros (or NaN: quantized to zeros, scale 1)
-      std::memset(qr, 0, static_cast<size_t>(cols));
+      std::memset(qr, flip, static_cast<size_t>(cols));
       scale[r] = 1.0f;
       continue;
     }
@@ -72,11 +72,12 @@ void QuantizeRowsS8(const float* x, int64_t ldx, int64_t rows, int64_t cols, int
 #if SR_INT8_AVX512
     const __m512 vinv = _mm512_set1_ps(inv);
     const __m512 hi = _mm512_set1_ps(qm), lo = _mm512_set1_ps(-qm);
+    const __m128i vflip = _mm_set1_epi8(static_cast<char>(flip));
     for (; c + 16 <= cols; c += 16) {
       __m512 v = _mm512_mul_ps(_mm512_loadu_ps(xr + c), vinv);
       v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);  // |v| <= q_max up to rounding of inv
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(qr + c),
-                       _mm512_maskz_cvtsepi32_epi8(0xffff, _mm512_cvtps_epi32(v)));
+      const __m128i bytes = _mm512_maskz_cvtsepi32_epi8(0xffff, _mm512_cvtps_epi32(v));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(qr + c), _mm_xor_si128(bytes, vflip));
     }
 #elif SR_INT8_AVX2
     const __m256 vinv = _mm256_set1_ps(inv);
@@ -87,16 +88,30 @@ void QuantizeRowsS8(const float* x, int64_t ldx, int64_t rows, int64_t cols, int
       const __m256i i32 = _mm256_cvtps_epi32(v);
       const __m128i i16 =
           _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(qr + c), _mm_packs_epi16(i16, i16));
+      const __m128i bytes =
+          _mm_xor_si128(_mm_packs_epi16(i16, i16), _mm_set1_epi8(static_cast<char>(flip)));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(qr + c), bytes);
     }
 #endif
-    for (; c < cols; ++c) qr[c] = QuantizeOne(xr[c], inv, qm);
+    for (; c < cols; ++c) qr[c] = static_cast<uint8_t>(QuantizeOne(xr[c], inv, qm)) ^ flip;
   }
 }
 
+}  // namespace
+
+void QuantizeRowsS8(const float* x, int64_t ldx, int64_t rows, int64_t cols, int q_max, int8_t* q,
+                    int64_t ldq, float* scale) {
+  QuantizeRows(x, ldx, rows, cols, q_max, 0, reinterpret_cast<uint8_t*>(q), ldq, scale);
+}
+
+void QuantizeRowsU8(const float* x, int64_t ldx, int64_t rows, int64_t cols, uint8_t* q,
+                    int64_t ldq, float* scale) {
+  QuantizeRows(x, ldx, rows, cols, 127, 0x80, q, ldq, scale);
+}
+
 void ScaleS32ToF32(const int32_t* acc, int64_t lda, int64_t rows, int64_t cols,
-                   const float* row_scale, const float* col_scale, bool accumulate, float* y,
-                   int64_t ldy) {
+                   const int32_t* col_offset, const float* row_scale, const float* col_scale,
+                   bool accumulate, float* y, int64_t ldy) {
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t* ar = acc + r * lda;
     float* yr = y + r * ldy;
@@ -105,7 +120,8 @@ void ScaleS32ToF32(const int32_t* acc, int64_t lda, int64_t rows, int64_t cols,
 #if SR_INT8_AVX512
     const __m512 vrs = _mm512_set1_ps(rs);
     for (; c + 16 <= cols; c += 16) {
-      const __m512 a = _mm512_cvtepi32_ps(_mm512_loadu_si512(ar + c));
+      const __m512 a = _mm512_cvtepi32_ps(
+          _mm512_sub_epi32(_mm512_loadu_si512(ar + c), _mm512_loadu_si512(col_offset + c)));
       const __m512 s = _mm512_mul_ps(vrs, _mm512_loadu_ps(col_scale + c));
       const __m512 base = accumulate ? _mm512_loadu_ps(yr + c) : _mm512_setzero_ps();
       _mm512_storeu_ps(yr + c, _mm512_fmadd_ps(a, s, base));
@@ -113,8 +129,9 @@ void ScaleS32ToF32(const int32_t* acc, int64_t lda, int64_t rows, int64_t cols,
 #elif SR_INT8_AVX2
     const __m256 vrs = _mm256_set1_ps(rs);
     for (; c + 8 <= cols; c += 8) {
-      const __m256 a =
-          _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + c)));
+      const __m256 a = _mm256_cvtepi32_ps(
+          _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + c)),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col_offset + c))));
       const __m256 s = _mm256_mul_ps(vrs, _mm256_loadu_ps(col_scale + c));
       const __m256 base = accumulate ? _mm256_loadu_ps(yr + c) : _mm256_setzero_ps();
       _mm256_storeu_ps(yr + c, _mm256_fmadd_ps(a, s, base));
@@ -125,7 +142,7 @@ void ScaleS32ToF32(const int32_t* acc, int64_t lda, int64_t rows, int64_t cols,
       std::memcpy(&a, ar + c, sizeof(a));
       float base = 0.0f;
       if (accumulate) std::memcpy(&base, yr + c, sizeof(base));
-      const float v = std::fma(static_cast<float>(a), rs * col_scale[c], base);
+      const float v = std::fma(static_cast<float>(a - col_offset[c]), rs * col_scale[c], base);
       std::memcpy(yr + c, &v, sizeof(v));
     }
   }

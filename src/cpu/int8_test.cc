@@ -68,6 +68,24 @@ TEST(Int8, QuantizeRowsMatchesScalarReference) {
   }
 }
 
+TEST(Int8, QuantizeRowsU8IsS8Plus128) {
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int64_t cols : {5, 16, 77}) {
+    const int64_t rows = 3;
+    std::vector<float> x(static_cast<size_t>(rows * cols));
+    for (float& v : x) v = normal(rng);
+    std::fill(x.begin(), x.begin() + cols, 0.0f);  // a zero row: q = 0 -> 128
+    std::vector<int8_t> s8(x.size());
+    std::vector<uint8_t> u8(x.size());
+    std::vector<float> s8_scale(rows), u8_scale(rows);
+    QuantizeRowsS8(x.data(), cols, rows, cols, 127, s8.data(), cols, s8_scale.data());
+    QuantizeRowsU8(x.data(), cols, rows, cols, u8.data(), cols, u8_scale.data());
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(int{u8[i]}, s8[i] + 128) << cols << " " << i;
+    EXPECT_EQ(s8_scale, u8_scale);
+  }
+}
+
 TEST(Int8, ScaleS32MatchesScalarReference) {
   std::mt19937 rng(9);
   std::uniform_int_distribution<int32_t> acc_dist(-4000000, 4000000);
@@ -78,19 +96,22 @@ TEST(Int8, ScaleS32MatchesScalarReference) {
       std::vector<int32_t> acc(static_cast<size_t>(rows * lda));
       for (auto& v : acc) v = acc_dist(rng);
       std::vector<float> rs(rows), cs(cols), y(static_cast<size_t>(rows * ldy));
+      std::vector<int32_t> offset(cols);
       for (float& v : rs) v = scale_dist(rng);
       for (float& v : cs) v = scale_dist(rng);
+      for (int32_t& v : offset) v = acc_dist(rng) / 8;
       for (float& v : y) v = scale_dist(rng) * 100;
       std::vector<float> want = y, magnitude(y.size(), 0.0f);
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c) {
-          const double v = static_cast<double>(acc[r * lda + c]) * rs[r] * cs[c];
+          const double v = static_cast<double>(acc[r * lda + c] - offset[c]) * rs[r] * cs[c];
           const double base = accumulate ? want[r * ldy + c] : 0.0;
           want[r * ldy + c] = static_cast<float>(v + base);
           magnitude[r * ldy + c] = static_cast<float>(std::fabs(v) + std::fabs(base));
         }
       }
-      ScaleS32ToF32(acc.data(), lda, rows, cols, rs.data(), cs.data(), accumulate, y.data(), ldy);
+      ScaleS32ToF32(acc.data(), lda, rows, cols, offset.data(), rs.data(), cs.data(), accumulate,
+                    y.data(), ldy);
       for (size_t i = 0; i < y.size(); ++i) {
         // float(acc) rounds (|acc| < 2^22 here is exact) and the product of
         // the two scales rounds once: a few ulps.
@@ -107,8 +128,10 @@ TEST(Int8, ScaleS32InPlace) {
   for (size_t i = 0; i < buffer.size(); ++i) buffer[i] = static_cast<int32_t>(i * 977) - 20000;
   const std::vector<int32_t> acc = buffer;
   std::vector<float> rs = {0.5f, 0.25f, 2.0f}, cs(cols, 0.125f);
+  std::vector<int32_t> offset(cols, 0);
   float* y = reinterpret_cast<float*>(buffer.data());
-  ScaleS32ToF32(buffer.data(), cols, rows, cols, rs.data(), cs.data(), false, y, cols);
+  ScaleS32ToF32(buffer.data(), cols, rows, cols, offset.data(), rs.data(), cs.data(), false, y,
+                cols);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       float got;

@@ -31,7 +31,11 @@ const dnnl::engine& CpuEngine() {
   return engine;
 }
 
-dt SourceType(GemmPath path) { return path == GemmPath::kInt8 ? dt::s8 : dt::bf16; }
+// int8 activations are u8 (the s8 value + 128): oneDNN's u8 x s8 kernels
+// need no compensation pass of their own, and its reorder of s8 weights for a
+// u8 source is a JIT one (for an s8 source a generic one, ~7x slower here).
+dt SourceType(GemmPath path) { return path == GemmPath::kInt8 ? dt::u8 : dt::bf16; }
+dt WeightType(GemmPath path) { return path == GemmPath::kInt8 ? dt::s8 : dt::bf16; }
 dt AccumulatorType(GemmPath path) { return path == GemmPath::kInt8 ? dt::s32 : dt::f32; }
 
 // The row count the weight layout is chosen with. oneDNN's brgemm matmul
@@ -88,6 +92,9 @@ struct PackedLinear::Native {
   dnnl::memory::desc desc;    // oneDNN's preferred layout of W as a [K, N] matmul operand
   dnnl::memory weights;       // owns the packed values
   std::vector<float> scales;  // int8: [N] per output channel; empty for bf16
+  // int8: [N] 128 * sum_k Wq[n, k], what the +128 offset of the u8 input
+  // adds to each s32 product
+  std::vector<int32_t> offsets;
 };
 
 namespace {
@@ -128,7 +135,8 @@ PackedLinear& PackedLinear::operator=(PackedLinear&&) noexcept = default;
 
 size_t PackedLinear::owned_bytes() const {
   if (!native_) return 0;
-  return native_->desc.get_size() + native_->scales.size() * sizeof(float);
+  return native_->desc.get_size() + native_->scales.size() * sizeof(float) +
+         native_->offsets.size() * sizeof(int32_t);
 }
 
 absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const WeightMatrix> parts,
@@ -152,7 +160,7 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
   auto native = std::make_unique<Native>();
   try {
     const dnnl::memory::desc src({kLayoutRows, k}, SourceType(path), {k, 1});
-    const dnnl::memory::desc any({k, n}, SourceType(path), dnnl::memory::format_tag::any);
+    const dnnl::memory::desc any({k, n}, WeightType(path), dnnl::memory::format_tag::any);
     const dnnl::memory::desc dst({kLayoutRows, n}, AccumulatorType(path), {n, 1});
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, any, dst), engine);
     native->desc = pd.weights_desc();
@@ -165,7 +173,10 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
   // operand with strides {1, K}; then reordered into the packed layout.
   const size_t elem = path == GemmPath::kInt8 ? 1 : 2;
   std::vector<std::byte> plain(static_cast<size_t>(n * k) * elem);
-  if (path == GemmPath::kInt8) native->scales.resize(static_cast<size_t>(n));
+  if (path == GemmPath::kInt8) {
+    native->scales.resize(static_cast<size_t>(n));
+    native->offsets.resize(static_cast<size_t>(n));
+  }
   const int q_max = support.int8_weight_max;
   const int64_t block = ConvertRowBlock(k);
   int64_t row0 = 0;  // first stacked row of the current part
@@ -187,8 +198,14 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
           NarrowToBf16(rows_f32.data(), reinterpret_cast<uint16_t*>(out),
                        static_cast<size_t>(count * k));
         } else {
-          QuantizeRowsS8(rows_f32.data(), k, count, k, q_max, reinterpret_cast<int8_t*>(out), k,
+          auto* q = reinterpret_cast<int8_t*>(out);
+          QuantizeRowsS8(rows_f32.data(), k, count, k, q_max, q, k,
                          native->scales.data() + row0 + r0);
+          for (int64_t r = 0; r < count; ++r) {
+            int32_t sum = 0;
+            for (int64_t c = 0; c < k; ++c) sum += q[r * k + c];
+            native->offsets[static_cast<size_t>(row0 + r0 + r)] = 128 * sum;
+          }
         }
       }
     }
@@ -196,7 +213,7 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
   }
   try {
     dnnl::stream stream(engine);
-    const dnnl::memory::desc plain_desc({k, n}, SourceType(path), {1, k});
+    const dnnl::memory::desc plain_desc({k, n}, WeightType(path), {1, k});
     dnnl::memory source(plain_desc, engine, plain.data());
     native->weights = dnnl::memory(native->desc, engine);
     dnnl::reorder(source, native->weights).execute(stream, source, native->weights);
@@ -224,7 +241,7 @@ void PackedLinear::ReleaseSourcePages() const {
 struct LinearRunner::Impl {
   dnnl::stream stream{CpuEngine()};
   std::vector<uint16_t> x_bf16;  // [M, K] the bf16 input
-  std::vector<int8_t> x_s8;      // [M, K] the int8 input
+  std::vector<uint8_t> x_u8;     // [M, K] the int8 input, + 128
   std::vector<float> row_scale;  // [M]
   std::vector<int32_t> acc;      // [M, N] s32 product when it cannot go to y in place
   std::vector<float> y_dense;    // [M, N] bf16 product when y is strided
@@ -319,12 +336,12 @@ absl::Status LinearRunner::Run(const float* x, int64_t m, int64_t ldx, const Pac
       }
       return absl::OkStatus();
     }
-    // int8: x quantized per row; the s32 product goes to y in place (same
+    // int8: x quantized per row (+128, as u8); the s32 product goes to y in place (same
     // element size) when y is dense and nothing is added to it.
-    Grow(s.x_s8, m * k);
+    Grow(s.x_u8, m * k);
     Grow(s.row_scale, m);
     ParallelRows(m, k, num_threads_, [&](int64_t r0, int64_t r1) {
-      QuantizeRowsS8(x + r0 * ldx, ldx, r1 - r0, k, 127, s.x_s8.data() + r0 * k, k,
+      QuantizeRowsU8(x + r0 * ldx, ldx, r1 - r0, k, s.x_u8.data() + r0 * k, k,
                      s.row_scale.data() + r0);
     });
     int32_t* acc = reinterpret_cast<int32_t*>(y);
@@ -333,15 +350,15 @@ absl::Status LinearRunner::Run(const float* x, int64_t m, int64_t ldx, const Pac
       acc = s.acc.data();
     }
     SR_ASSIGN_OR_RETURN(const dnnl::matmul* prim, s.Primitive(path_, w, m, false));
-    dnnl::memory src({{m, k}, dt::s8, {k, 1}}, engine, s.x_s8.data());
+    dnnl::memory src({{m, k}, dt::u8, {k, 1}}, engine, s.x_u8.data());
     dnnl::memory dst({{m, n}, dt::s32, {n, 1}}, engine, acc);
     prim->execute(
         s.stream,
         {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w.native_->weights}, {DNNL_ARG_DST, dst}});
     s.stream.wait();
     ParallelRows(m, n, num_threads_, [&](int64_t r0, int64_t r1) {
-      ScaleS32ToF32(acc + r0 * n, n, r1 - r0, n, s.row_scale.data() + r0, w.native_->scales.data(),
-                    accumulate, y + r0 * ldy, ldy);
+      ScaleS32ToF32(acc + r0 * n, n, r1 - r0, n, w.native_->offsets.data(), s.row_scale.data() + r0,
+                    w.native_->scales.data(), accumulate, y + r0 * ldy, ldy);
     });
     return absl::OkStatus();
   } catch (const dnnl::error& e) {
@@ -370,12 +387,12 @@ absl::StatusOr<double> PathMatmulGflops(GemmPath path, const CpuSupport& support
   dnnl::stream stream(engine);
   SR_ASSIGN_OR_RETURN(dnnl::matmul prim, CreateMatmul(path, packed.native_->desc, m, n, k, false));
   std::vector<uint16_t> x_bf16(static_cast<size_t>(m * k));
-  std::vector<int8_t> x_s8(static_cast<size_t>(m * k));
+  std::vector<uint8_t> x_u8(static_cast<size_t>(m * k));
   for (auto& v : x_bf16) v = F32ToBf16(uniform(rng));
-  for (auto& v : x_s8) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  for (auto& v : x_u8) v = static_cast<uint8_t>(1 + rng() % 255);
   std::vector<float> y(static_cast<size_t>(m * n));  // f32 or s32: same size
   dnnl::memory src({{m, k}, SourceType(path), {k, 1}}, engine,
-                   path == GemmPath::kInt8 ? static_cast<void*>(x_s8.data()) : x_bf16.data());
+                   path == GemmPath::kInt8 ? static_cast<void*>(x_u8.data()) : x_bf16.data());
   dnnl::memory dst({{m, n}, AccumulatorType(path), {n, 1}}, engine, y.data());
   double best = 1e30;
   for (int r = 0; r < std::max(1, reps) + 1; ++r) {  // the first run warms up
