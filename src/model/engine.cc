@@ -36,9 +36,10 @@ struct Engine::Impl {
       return absl::InvalidArgumentError(
           absl::StrCat(what, ": prefix cache was computed with a different model"));
     }
-    if (prefix->precision != options.precision) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": prefix cache was computed with a different precision"));
+    if (prefix->path != forward->path()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": prefix cache was computed on GEMM path ", cpu::GemmPathName(prefix->path),
+          ", this engine runs ", cpu::GemmPathName(forward->path())));
     }
     return absl::OkStatus();
   }
@@ -58,16 +59,28 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
     return absl::InvalidArgumentError(
         absl::StrCat("engine: num_threads must be in [0, 1024], got ", options.num_threads));
   }
+  SR_ASSIGN_OR_RETURN(
+      const cpu::GemmPath path,
+      cpu::ChoosePath(options.precision, cpu::DetectCpuSupport(), options.force_path));
   auto impl = std::make_unique<Impl>();
   impl->model = std::move(model);
   impl->options = options;
   const int threads = options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
-  SR_ASSIGN_OR_RETURN(impl->forward, CpuForward::Create(*impl->model, options, threads));
+  SR_ASSIGN_OR_RETURN(impl->forward, CpuForward::Create(*impl->model, options, threads, path));
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
 const Model& Engine::model() const { return *impl_->model; }
 const EngineOptions& Engine::options() const { return impl_->options; }
+cpu::GemmPath Engine::path() const { return impl_->forward->path(); }
+std::string Engine::path_description() const {
+  return cpu::DescribePath(path(), cpu::DetectCpuSupport());
+}
+EngineCompute Engine::compute() const {
+  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
+  return {cpu::GemmPathName(path()), cpu::PathImplementation(path(), support), support.isa};
+}
+size_t Engine::packed_weight_bytes() const { return impl_->forward->packed_weight_bytes(); }
 
 absl::StatusOr<std::vector<SequenceResult>> Engine::Prefill(
     std::span<const SequenceRequest> requests) {
@@ -121,16 +134,28 @@ absl::StatusOr<std::vector<SequenceResult>> Engine::Prefill(
     offset += t;
   }
   // Logits: a few dot products for selected ids; one GEMM over every request
-  // that wants the full vocabulary.
-  std::vector<size_t> full;
+  // that wants the full vocabulary, and one over those that want only its
+  // log-sum-exp.
+  std::vector<size_t> full, lse;
   for (size_t i = 0; i < requests.size(); ++i) {
     if (requests[i].logits == LogitsMode::kSelected) {
       results[i].logits.resize(requests[i].logit_ids.size());
       m.forward->SelectedLogits(results[i].last_hidden.data(), 1, requests[i].logit_ids,
                                 results[i].logits.data());
+      if (requests[i].log_sum_exp) lse.push_back(i);
     } else if (requests[i].logits == LogitsMode::kFull) {
       full.push_back(i);
     }
+  }
+  if (!lse.empty()) {
+    std::vector<float> hidden(lse.size() * static_cast<size_t>(h)), out(lse.size());
+    for (size_t j = 0; j < lse.size(); ++j) {
+      std::copy(results[lse[j]].last_hidden.begin(), results[lse[j]].last_hidden.end(),
+                hidden.begin() + static_cast<int64_t>(j) * h);
+    }
+    SR_RETURN_IF_ERROR(
+        m.forward->LogSumExp(hidden.data(), static_cast<int64_t>(lse.size()), out.data()));
+    for (size_t j = 0; j < lse.size(); ++j) results[lse[j]].log_sum_exp = out[j];
   }
   if (!full.empty()) {
     const int64_t vocab = config.vocab_size;
@@ -162,7 +187,7 @@ absl::StatusOr<std::shared_ptr<const PrefixCache>> Engine::ComputePrefix(
   const ModelConfig& c = m.model->config();
   auto prefix = std::make_shared<PrefixCache>();
   prefix->owner = m.model.get();
-  prefix->precision = m.options.precision;
+  prefix->path = m.forward->path();
   prefix->tokens.assign(tokens.begin(), tokens.end());
   prefix->kv.Allocate(c.num_layers, c.num_kv_heads, c.head_dim,
                       static_cast<int64_t>(tokens.size()));
@@ -201,18 +226,7 @@ absl::StatusOr<std::vector<int32_t>> Engine::GreedyDecode(std::span<const int32_
   // prompt and each generated token appended.
   KvCache cache;
   cache.Allocate(c.num_layers, c.num_kv_heads, c.head_dim, capacity);
-  if (prefix) {
-    for (int64_t l = 0; l < c.num_layers; ++l) {
-      for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-        const size_t n = static_cast<size_t>(past * c.head_dim);
-        std::copy_n(prefix->kv.k_layer(l) + g * prefix->kv.head_stride(), n,
-                    cache.k_layer(l) + g * cache.head_stride());
-        std::copy_n(prefix->kv.v_layer(l) + g * prefix->kv.head_stride(), n,
-                    cache.v_layer(l) + g * cache.head_stride());
-      }
-    }
-    cache.length = past;
-  }
+  if (prefix) cache.CopyPrefix(prefix->kv, past);
   std::lock_guard<std::mutex> lock(m.mutex);
   std::vector<float> hidden(static_cast<size_t>(c.hidden_size));
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));

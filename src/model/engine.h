@@ -12,28 +12,39 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "model/weights.h"
 #include "util/status.h"
 
 namespace saferoute {
 
-enum class Precision {
-  kFp32,  // fp32 activations and accumulation (bf16 weights widened per tile): parity path
-  kBf16,  // bf16 activations into bf16 GEMMs with fp32 accumulation: fast path.
-          // GEMM inputs, q/k/v, attention probabilities/outputs and the final
-          // norm are rounded to bf16; the residual stream stays fp32. On CPUs
-          // without a oneDNN bf16 matmul (AVX2) the GEMM runs as fp32 on the
-          // bf16-rounded inputs: the same numbers (bf16*bf16 is exact in fp32).
-          // Error vs fp32 HF on the fixtures: parity_test.cc kBf16*Tol.
-};
+// What the user asks for: auto | fp32 | bf16 | int8 (cpu/dispatch.h). The
+// engine runs it on the GEMM path the CPU offers (Engine::path()):
+//   fp32: fp32 activations and accumulation, weights widened per panel: the
+//         parity path (parity_test.cc kFp32*Tol against HF fp32).
+//   bf16: GEMM inputs, q/k/v, attention probabilities/outputs and the final
+//         norm rounded to bf16, weights in bf16, fp32 accumulation; the
+//         residual stream stays fp32. bf16-native (oneDNN bf16 matmul) where
+//         the CPU has bf16 units, else bf16-widened (the same products in fp32
+//         sgemm: bf16*bf16 is exact in fp32). Error vs HF fp32: kBf16*Tol;
+//         native vs widened: kNativeBf16*Tol (accumulation order only).
+//   int8: weights int8 per output channel, GEMM inputs int8 per row, s32
+//         accumulation, everything else fp32. Error: kInt8*Tol.
+//   auto: the fastest path documented as guard-safe on this CPU (ChoosePath).
+using Precision = cpu::Precision;
 
 struct EngineOptions {
-  Precision precision = Precision::kBf16;
+  Precision precision = Precision::kAuto;
   int num_threads = 0;        // 0: all cores
   int64_t max_tokens = 8192;  // longest sequence (prefix + tokens) accepted
+  // Tests and benchmarks: run this GEMM path (it must compute `precision`'s
+  // numbers and be available here), e.g. bf16-widened on a CPU with bf16 units.
+  std::optional<cpu::GemmPath> force_path;
 };
 
 // Keys/values of a token prefix shared by many requests (a guard's policy
@@ -48,6 +59,11 @@ struct SequenceRequest {
   std::shared_ptr<const PrefixCache> prefix;  // optional; positions continue after it
   LogitsMode logits = LogitsMode::kSelected;
   std::span<const int32_t> logit_ids;  // for kSelected
+  // With kSelected: also the log-sum-exp of the full-vocabulary logits at the
+  // last position (what a full softmax probability of a selected id needs:
+  // p = exp(logit - log_sum_exp)), without returning the [V] logits. Costs one
+  // pass over the LM head for all such requests of the call together.
+  bool log_sum_exp = false;
   bool all_hidden = false;  // return the final hidden state of every position, not just the last
   bool layer_taps = false;  // return the residual stream after every layer (all positions);
                             // layers[k] = HF hidden_states[k+1] for k < L-1; layers[L-1]
@@ -58,8 +74,16 @@ struct SequenceRequest {
 struct SequenceResult {
   std::vector<float> last_hidden;  // [H] final norm output at the last position (router feature)
   std::vector<float> logits;       // [n_ids] or [V] at the last position
+  float log_sum_exp = 0;           // if requested: log(sum_i exp(logit_i)) over the vocabulary
   std::vector<float> hidden;       // [T, H] if all_hidden (tokens after the prefix)
   std::vector<std::vector<float>> layers;  // [L][T*H] if layer_taps
+};
+
+// The path an engine runs on, for reports and metrics labels.
+struct EngineCompute {
+  std::string path;  // "fp32", "bf16-widened", "bf16-native", "int8"
+  std::string impl;  // "oneDNN brg:avx512_core_bf16", "oneDNN sgemm on widened weight panels"
+  std::string isa;   // oneDNN's effective ISA, e.g. "avx512_core_bf16"
 };
 
 class Engine {
@@ -86,6 +110,14 @@ class Engine {
 
   const Model& model() const;
   const EngineOptions& options() const;
+  // The GEMM path this engine runs (options().precision resolved on this CPU)
+  // and a one-line description of it with the oneDNN implementation and ISA.
+  cpu::GemmPath path() const;
+  std::string path_description() const;
+  EngineCompute compute() const;
+  // Bytes of weights this engine holds itself (packed copies; 0 on the
+  // widened paths, which read the checkpoint's memory).
+  size_t packed_weight_bytes() const;
 
  private:
   struct Impl;

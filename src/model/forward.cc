@@ -99,25 +99,30 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& config) {
   return inv_freq;
 }
 
-CpuForward::CpuForward(const Model& model, const EngineOptions& options, int num_threads)
+CpuForward::CpuForward(const Model& model, const EngineOptions& options, int num_threads,
+                       cpu::GemmPath path)
     : config_(model.config()),
       weights_(model.weights()),
       num_threads_(num_threads),
-      round_bf16_(options.precision == Precision::kBf16),
+      round_bf16_(cpu::PathPrecision(path) == Precision::kBf16),
       h_(config_.hidden_size),
       n_heads_(config_.num_heads),
       n_kv_(config_.num_kv_heads),
       d_(config_.head_dim),
       ffn_(config_.intermediate_size),
       vocab_(config_.vocab_size),
+      qkv_width_((n_heads_ + 2 * n_kv_) * d_),
       eps_(static_cast<float>(config_.rms_norm_eps)),
       attn_scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)))),
-      gemm_(num_threads) {}
+      gemm_(path, num_threads) {
+  (void)options;
+}
 
 absl::StatusOr<std::unique_ptr<CpuForward>> CpuForward::Create(const Model& model,
                                                                const EngineOptions& options,
-                                                               int num_threads) {
-  std::unique_ptr<CpuForward> forward(new CpuForward(model, options, num_threads));
+                                                               int num_threads,
+                                                               cpu::GemmPath path) {
+  std::unique_ptr<CpuForward> forward(new CpuForward(model, options, num_threads, path));
   SR_RETURN_IF_ERROR(forward->Prepare(model));
   forward->rope_ = cpu::MakeRopeTable(RopeInverseFrequencies(model.config()), options.max_tokens,
                                       forward->round_bf16_);
@@ -137,6 +142,18 @@ absl::Status CpuForward::Prepare(const Model& model) {
                                                       weights_.layers.size(), c.num_layers));
   }
   const bool qwen3 = c.architecture == Architecture::kQwen3;
+  const cpu::GemmPath path = gemm_.path();
+  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
+  // Packs `parts` for the path; on the native paths the checkpoint's pages of
+  // those weights are then released (the packed copy replaces them).
+  auto pack = [&](std::initializer_list<cpu::WeightMatrix> parts,
+                  const std::string& name) -> absl::StatusOr<cpu::PackedLinear> {
+    SR_ASSIGN_OR_RETURN(cpu::PackedLinear packed,
+                        cpu::PackedLinear::Pack(path, std::vector<cpu::WeightMatrix>(parts),
+                                                support, "engine: " + name));
+    packed.ReleaseSourcePages();
+    return packed;
+  };
   layers_.resize(weights_.layers.size());
   for (size_t l = 0; l < weights_.layers.size(); ++l) {
     const LayerWeights& w = weights_.layers[l];
@@ -148,19 +165,35 @@ absl::Status CpuForward::Prepare(const Model& model) {
       SR_ASSIGN_OR_RETURN(p.q_norm, Gain(w.q_norm, d_, at + "q_norm"));
       SR_ASSIGN_OR_RETURN(p.k_norm, Gain(w.k_norm, d_, at + "k_norm"));
     }
-    SR_ASSIGN_OR_RETURN(p.wq, Matrix(w.wq, n_heads_ * d_, h_, at + "wq"));
-    SR_ASSIGN_OR_RETURN(p.wk, Matrix(w.wk, n_kv_ * d_, h_, at + "wk"));
-    SR_ASSIGN_OR_RETURN(p.wv, Matrix(w.wv, n_kv_ * d_, h_, at + "wv"));
-    SR_ASSIGN_OR_RETURN(p.wo, Matrix(w.wo, h_, n_heads_ * d_, at + "wo"));
-    SR_ASSIGN_OR_RETURN(p.w_gate, Matrix(w.w_gate, ffn_, h_, at + "w_gate"));
-    SR_ASSIGN_OR_RETURN(p.w_up, Matrix(w.w_up, ffn_, h_, at + "w_up"));
-    SR_ASSIGN_OR_RETURN(p.w_down, Matrix(w.w_down, h_, ffn_, at + "w_down"));
+    SR_ASSIGN_OR_RETURN(cpu::WeightMatrix wq, Matrix(w.wq, n_heads_ * d_, h_, at + "wq"));
+    SR_ASSIGN_OR_RETURN(cpu::WeightMatrix wk, Matrix(w.wk, n_kv_ * d_, h_, at + "wk"));
+    SR_ASSIGN_OR_RETURN(cpu::WeightMatrix wv, Matrix(w.wv, n_kv_ * d_, h_, at + "wv"));
+    SR_ASSIGN_OR_RETURN(cpu::WeightMatrix wo, Matrix(w.wo, h_, n_heads_ * d_, at + "wo"));
+    SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_gate, Matrix(w.w_gate, ffn_, h_, at + "w_gate"));
+    SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_up, Matrix(w.w_up, ffn_, h_, at + "w_up"));
+    SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_down, Matrix(w.w_down, h_, ffn_, at + "w_down"));
+    SR_ASSIGN_OR_RETURN(p.qkv, pack({wq, wk, wv}, at + "wq|wk|wv"));
+    SR_ASSIGN_OR_RETURN(p.wo, pack({wo}, at + "wo"));
+    SR_ASSIGN_OR_RETURN(p.gate_up, pack({w_gate, w_up}, at + "w_gate|w_up"));
+    SR_ASSIGN_OR_RETURN(p.down, pack({w_down}, at + "w_down"));
   }
   SR_ASSIGN_OR_RETURN(output_norm_, Gain(weights_.output_norm, h_, "output_norm"));
   SR_ASSIGN_OR_RETURN(token_embd_, Matrix(weights_.token_embd, vocab_, h_, "token_embd"));
   SR_ASSIGN_OR_RETURN(lm_head_, Matrix(weights_.lm_head, vocab_, h_, "lm_head"));
+  // With tied embeddings the released pages are the embedding table's too:
+  // a lookup faults in the few rows it reads.
+  SR_ASSIGN_OR_RETURN(lm_head_packed_, pack({lm_head_}, "lm_head"));
   (void)model;
   return absl::OkStatus();
+}
+
+size_t CpuForward::packed_weight_bytes() const {
+  size_t bytes = lm_head_packed_.owned_bytes();
+  for (const LayerPlan& p : layers_) {
+    bytes +=
+        p.qkv.owned_bytes() + p.wo.owned_bytes() + p.gate_up.owned_bytes() + p.down.owned_bytes();
+  }
+  return bytes;
 }
 
 template <typename Fn>
@@ -206,9 +239,7 @@ absl::Status CpuForward::Run(std::span<const ForwardSequence> sequences) {
   rows_ = seq_offset_.back();
   Grow(x_, rows_ * h_);
   Grow(xn_, rows_ * h_);
-  Grow(q_, rows_ * n_heads_ * d_);
-  Grow(k_, rows_ * n_kv_ * d_);
-  Grow(v_, rows_ * n_kv_ * d_);
+  Grow(qkv_, rows_ * qkv_width_);
   Grow(attn_, rows_ * n_heads_ * d_);
   Grow(ffn_buf_, std::min(rows_, kFfnChunkRows) * 2 * ffn_);
   Grow(kv_scratch_, 2 * kv_offset_.back());
@@ -238,37 +269,41 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
   const LayerPlan& p = layers_[static_cast<size_t>(layer)];
   const int64_t q_width = n_heads_ * d_, kv_width = n_kv_ * d_;
   const bool round = round_bf16_;
+  // Row r of q|k|v: q at qkv + r*qkv_width_, k after it, v after k.
+  float* q = qkv_.data();
+  float* k = q + q_width;
+  float* v = k + kv_width;
 
   // --- attention block ---
   ParallelRows(rows_, [&](int64_t r0, int64_t r1) {
     cpu::RmsNorm(x_.data() + r0 * h_, h_, p.attn_norm.data(), r1 - r0, h_, eps_, round,
                  xn_.data() + r0 * h_, h_);
   });
-  const cpu::GemmJob qkv[] = {{p.wq, q_.data(), q_width, false},
-                              {p.wk, k_.data(), kv_width, false},
-                              {p.wv, v_.data(), kv_width, false}};
-  SR_RETURN_IF_ERROR(gemm_.Run(xn_.data(), rows_, h_, h_, qkv));
+  SR_RETURN_IF_ERROR(gemm_.Run(xn_.data(), rows_, h_, p.qkv, q, qkv_width_, false));
 
   // Qwen3: RMSNorm over each head of q and k, before RoPE. RoPE per sequence
   // (positions continue after its past).
   ParallelRows(rows_, [&](int64_t r0, int64_t r1) {
     if (!p.q_norm.empty()) {
-      cpu::RmsNorm(q_.data() + r0 * q_width, d_, p.q_norm.data(), (r1 - r0) * n_heads_, d_, eps_,
-                   round, q_.data() + r0 * q_width, d_);
-      cpu::RmsNorm(k_.data() + r0 * kv_width, d_, p.k_norm.data(), (r1 - r0) * n_kv_, d_, eps_,
-                   round, k_.data() + r0 * kv_width, d_);
+      for (int64_t r = r0; r < r1; ++r) {
+        cpu::RmsNorm(q + r * qkv_width_, d_, p.q_norm.data(), n_heads_, d_, eps_, round,
+                     q + r * qkv_width_, d_);
+        cpu::RmsNorm(k + r * qkv_width_, d_, p.k_norm.data(), n_kv_, d_, eps_, round,
+                     k + r * qkv_width_, d_);
+      }
     }
     // Find the sequence of each row range piecewise.
     for (size_t s = 0; s < sequences.size(); ++s) {
       const int64_t a = std::max(r0, seq_offset_[s]), b = std::min(r1, seq_offset_[s + 1]);
       if (a >= b) continue;
       const int64_t first_position = sequences[s].past + (a - seq_offset_[s]);
-      cpu::ApplyRope(rope_, q_.data() + a * q_width, b - a, q_width, n_heads_, first_position,
-                     round);
-      cpu::ApplyRope(rope_, k_.data() + a * kv_width, b - a, kv_width, n_kv_, first_position,
-                     round);
-      if (round)
-        cpu::RoundToBf16InPlace(v_.data() + a * kv_width, static_cast<size_t>((b - a) * kv_width));
+      cpu::ApplyRope(rope_, q + a * qkv_width_, b - a, qkv_width_, n_heads_, first_position, round);
+      cpu::ApplyRope(rope_, k + a * qkv_width_, b - a, qkv_width_, n_kv_, first_position, round);
+      if (round) {
+        for (int64_t r = a; r < b; ++r) {
+          cpu::RoundToBf16InPlace(v + r * qkv_width_, static_cast<size_t>(kv_width));
+        }
+      }
     }
   });
 
@@ -300,10 +335,10 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
     for (int64_t i = 0; i < t; ++i) {
       const int64_t row = seq_offset_[s] + i;
       for (int64_t g = 0; g < n_kv_; ++g) {
-        std::memcpy(k_area + g * head_stride + (seq.past + i) * d_,
-                    k_.data() + row * kv_width + g * d_, static_cast<size_t>(d_) * sizeof(float));
-        std::memcpy(v_area + g * head_stride + (seq.past + i) * d_,
-                    v_.data() + row * kv_width + g * d_, static_cast<size_t>(d_) * sizeof(float));
+        std::memcpy(k_area + g * head_stride + (seq.past + i) * d_, k + row * qkv_width_ + g * d_,
+                    static_cast<size_t>(d_) * sizeof(float));
+        std::memcpy(v_area + g * head_stride + (seq.past + i) * d_, v + row * qkv_width_ + g * d_,
+                    static_cast<size_t>(d_) * sizeof(float));
       }
     }
     cpu::AttentionShape shape;
@@ -312,15 +347,15 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
     shape.n_heads = n_heads_;
     shape.n_kv_heads = n_kv_;
     shape.head_dim = d_;
-    shape.q_stride = q_width;
+    shape.q_stride = qkv_width_;
     shape.out_stride = q_width;
     shape.kv_head_stride = head_stride;
     shape.scale = attn_scale_;
-    cpu::Attention(shape, q_.data() + seq_offset_[s] * q_width, k_area, v_area,
+    cpu::Attention(shape, q + seq_offset_[s] * qkv_width_, k_area, v_area,
                    attn_.data() + seq_offset_[s] * q_width, num_threads_, round);
   }
-  const cpu::GemmJob out_proj[] = {{p.wo, x_.data(), h_, /*accumulate=*/true}};
-  SR_RETURN_IF_ERROR(gemm_.Run(attn_.data(), rows_, q_width, q_width, out_proj));
+  SR_RETURN_IF_ERROR(gemm_.Run(attn_.data(), rows_, q_width, p.wo, x_.data(), h_,
+                               /*accumulate=*/true));
 
   // --- MLP block, in row chunks ---
   ParallelRows(rows_, [&](int64_t r0, int64_t r1) {
@@ -331,15 +366,13 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
     const int64_t rows = std::min(kFfnChunkRows, rows_ - c0);
     float* gate = ffn_buf_.data();       // [rows, 2I]: gate in columns [0, I)
     float* up = ffn_buf_.data() + ffn_;  //              up in columns [I, 2I)
-    const cpu::GemmJob gate_up[] = {{p.w_gate, gate, 2 * ffn_, false},
-                                    {p.w_up, up, 2 * ffn_, false}};
-    SR_RETURN_IF_ERROR(gemm_.Run(xn_.data() + c0 * h_, rows, h_, h_, gate_up));
+    SR_RETURN_IF_ERROR(gemm_.Run(xn_.data() + c0 * h_, rows, h_, p.gate_up, gate, 2 * ffn_, false));
     ParallelRows(rows, [&](int64_t r0, int64_t r1) {
       cpu::SiluMul(gate + r0 * 2 * ffn_, up + r0 * 2 * ffn_, r1 - r0, ffn_, 2 * ffn_, round,
                    gate + r0 * 2 * ffn_, 2 * ffn_);
     });
-    const cpu::GemmJob down[] = {{p.w_down, x_.data() + c0 * h_, h_, /*accumulate=*/true}};
-    SR_RETURN_IF_ERROR(gemm_.Run(gate, rows, ffn_, 2 * ffn_, down));
+    SR_RETURN_IF_ERROR(gemm_.Run(gate, rows, 2 * ffn_, p.down, x_.data() + c0 * h_, h_,
+                                 /*accumulate=*/true));
   }
   return absl::OkStatus();
 }
@@ -355,19 +388,35 @@ void CpuForward::FinalNorm(std::span<const int64_t> rows, float* out) {
 
 void CpuForward::SelectedLogits(const float* hidden, int64_t rows, std::span<const int32_t> ids,
                                 float* logits) {
-  std::vector<float> row(static_cast<size_t>(h_));
+  Grow(row_, h_);
   for (size_t i = 0; i < ids.size(); ++i) {
-    cpu::DequantizeRows(lm_head_, ids[i], 1, row.data());
+    cpu::DequantizeRows(lm_head_, ids[i], 1, row_.data());
+    // bf16 paths multiply bf16 weights (what they pack for the full logits).
+    if (round_bf16_) cpu::RoundToBf16InPlace(row_.data(), static_cast<size_t>(h_));
     for (int64_t r = 0; r < rows; ++r) {
       logits[r * static_cast<int64_t>(ids.size()) + static_cast<int64_t>(i)] =
-          cpu::Dot(hidden + r * h_, row.data(), h_);
+          cpu::Dot(hidden + r * h_, row_.data(), h_);
     }
   }
 }
 
 absl::Status CpuForward::FullLogits(const float* hidden, int64_t rows, float* logits) {
-  const cpu::GemmJob job[] = {{lm_head_, logits, vocab_, false}};
-  return gemm_.Run(hidden, rows, h_, h_, job);
+  return gemm_.Run(hidden, rows, h_, lm_head_packed_, logits, vocab_, false);
+}
+
+absl::Status CpuForward::LogSumExp(const float* hidden, int64_t rows, float* out) {
+  Grow(logits_, rows * vocab_);
+  SR_RETURN_IF_ERROR(FullLogits(hidden, rows, logits_.data()));
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = logits_.data() + r * vocab_;
+    const float max_logit = *std::max_element(row, row + vocab_);
+    for (int64_t i = 0; i < vocab_; ++i) row[i] -= max_logit;
+    cpu::Exp(row, row, static_cast<size_t>(vocab_));
+    double sum = 0;  // 128k terms: summed in double
+    for (int64_t i = 0; i < vocab_; ++i) sum += row[i];
+    out[r] = max_logit + static_cast<float>(std::log(sum));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace saferoute

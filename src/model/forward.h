@@ -3,7 +3,7 @@
 //
 // Data flow of one call (sumT = tokens of all sequences, packed row-wise):
 //   x [sumT, H] residual stream (fp32)
-//   per layer: xn = RMSNorm(x); q,k,v = xn Wq/Wk/Wv^T (one multi-job GEMM);
+//   per layer: xn = RMSNorm(x); q|k|v = xn [Wq|Wk|Wv]^T (one stacked GEMM);
 //              [Qwen3: per-head RMSNorm of q, k]; RoPE(q, k);
 //              per sequence: k, v -> its KV area; causal GQA attention;
 //              x += attn Wo^T (residual fused into the GEMM, beta = 1);
@@ -11,11 +11,14 @@
 //              a = silu(g) * u, x += a Wd^T.
 // The caller then applies the final norm to the rows it needs.
 //
-// Precision::kBf16 rounds every GEMM input (norm outputs, attention output,
-// silu*up) and the rotated q/k, v and attention probabilities to bf16, so the
-// GEMMs compute exactly what a bf16 x bf16 -> fp32 GEMM computes; the
-// residual stream stays fp32 (HF keeps it in bf16: one source of the
-// documented bf16 tolerance).
+// The layer sequence is described here once; how each linear layer runs is
+// the GEMM path's business (cpu/linear.h), chosen at run time
+// (cpu/dispatch.h). The bf16 paths round every GEMM input (norm outputs,
+// attention output, silu*up) and the rotated q/k, v and attention
+// probabilities to bf16, so the GEMMs compute exactly what a bf16 x bf16 ->
+// fp32 GEMM computes; the residual stream stays fp32 (HF keeps it in bf16:
+// one source of the documented bf16 tolerance). The int8 path quantizes GEMM
+// inputs per row inside the GEMM; everything else runs in fp32.
 #ifndef SAFEROUTE_MODEL_FORWARD_H_
 #define SAFEROUTE_MODEL_FORWARD_H_
 
@@ -23,8 +26,9 @@
 #include <span>
 #include <vector>
 
-#include "cpu/gemm.h"
+#include "cpu/dispatch.h"
 #include "cpu/kernels.h"
+#include "cpu/linear.h"
 #include "model/engine.h"
 #include "model/prefix_cache.h"
 
@@ -43,10 +47,12 @@ struct ForwardSequence {
 
 class CpuForward {
  public:
-  // Validates every tensor the forward reads (shape, dtype) against the config.
+  // Validates every tensor the forward reads (shape, dtype) against the
+  // config and prepares the weights for `path` (native paths: packed copies,
+  // the checkpoint's pages of those weights released).
   static absl::StatusOr<std::unique_ptr<CpuForward>> Create(const Model& model,
                                                             const EngineOptions& options,
-                                                            int num_threads);
+                                                            int num_threads, cpu::GemmPath path);
 
   // Runs all layers. Afterwards residual() holds x [sumT, H], sequence i at
   // rows starting at the sum of the previous sequences' token counts.
@@ -58,14 +64,20 @@ class CpuForward {
   // logits[r, i] = hidden[r] . lm_head[ids[i]]  (ids validated < V)
   void SelectedLogits(const float* hidden, int64_t rows, std::span<const int32_t> ids,
                       float* logits);
-  // logits [rows, V] = hidden [rows, H] lm_head^T
+  // logits [rows, V] = hidden [rows, H] lm_head^T (on the GEMM path: int8
+  // logits on the int8 path)
   absl::Status FullLogits(const float* hidden, int64_t rows, float* logits);
+  // out[r] = log(sum_i exp(logits[r, i])) of FullLogits(hidden) without
+  // keeping the [rows, V] logits anywhere but in reused scratch.
+  absl::Status LogSumExp(const float* hidden, int64_t rows, float* out);
 
   int num_threads() const { return num_threads_; }
   bool round_bf16() const { return round_bf16_; }
+  cpu::GemmPath path() const { return gemm_.path(); }
+  size_t packed_weight_bytes() const;
 
  private:
-  CpuForward(const Model& model, const EngineOptions& options, int num_threads);
+  CpuForward(const Model& model, const EngineOptions& options, int num_threads, cpu::GemmPath path);
   absl::Status Prepare(const Model& model);
   void Embed(std::span<const ForwardSequence> sequences);
   absl::Status Layer(int64_t layer, std::span<const ForwardSequence> sequences);
@@ -78,20 +90,25 @@ class CpuForward {
   int num_threads_;
   bool round_bf16_;
   int64_t h_, n_heads_, n_kv_, d_, ffn_, vocab_;
+  int64_t qkv_width_;  // nH*d + 2*nKV*d: one row of q|k|v
   float eps_, attn_scale_;
-  cpu::GemmRunner gemm_;
+  cpu::LinearRunner gemm_;
   cpu::RopeTable rope_;
-  cpu::WeightMatrix token_embd_, lm_head_;
+  cpu::WeightMatrix token_embd_, lm_head_;  // checkpoint views (rows read on demand)
+  cpu::PackedLinear lm_head_packed_;        // for full logits
   struct LayerPlan {
     std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;  // widened gains
-    cpu::WeightMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    cpu::PackedLinear qkv;                                   // [Wq|Wk|Wv]   [nH*d + 2*nKV*d, H]
+    cpu::PackedLinear wo;                                    //              [H, nH*d]
+    cpu::PackedLinear gate_up;                               // [Wgate|Wup]  [2I, H]
+    cpu::PackedLinear down;                                  //              [H, I]
   };
   std::vector<LayerPlan> layers_;
   std::vector<float> output_norm_;
 
   // Workspace, grown on demand and reused across calls.
   int64_t rows_ = 0;
-  std::vector<float> x_, xn_, q_, k_, v_, attn_, ffn_buf_, kv_scratch_;
+  std::vector<float> x_, xn_, qkv_, attn_, ffn_buf_, kv_scratch_, row_, logits_;
   std::vector<int64_t> seq_offset_, kv_offset_;
 };
 
