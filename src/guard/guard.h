@@ -86,6 +86,13 @@ class Guard {
   // The model's name for logs and responses ("Llama-Guard-3-1B", a remote
   // server's model id): never a path or an address, since responses carry it.
   virtual std::string name() const = 0;
+  // Where the model runs, for logs and the service's /metrics: the engine's
+  // GEMM path ("int8", "bf16-native", ...), the oneDNN implementation and the
+  // ISA (cpu/dispatch.h). Empty for guards that run elsewhere (remote).
+  struct Compute {
+    std::string path, impl, isa;
+  };
+  virtual Compute compute() const { return {}; }
 };
 
 }  // namespace saferoute

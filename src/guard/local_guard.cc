@@ -44,6 +44,10 @@ class LocalGuard : public Guard {
     const size_t slash = dir.rfind('/');
     return std::string(slash == absl::string_view::npos ? dir : dir.substr(slash + 1));
   }
+  Compute compute() const override {
+    const EngineCompute c = engine_->compute();
+    return {c.path, c.impl, c.isa};
+  }
 
   LocalGuardOptions options_;
   std::unique_ptr<GuardFormat> format_;
@@ -108,6 +112,9 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
     prepared[i].ids = std::move(rendered->ids);
   }
 
+  const std::span<const VerdictToken> verdict_tokens = format_->verdict_tokens();
+  std::vector<int32_t> verdict_ids;
+  for (const VerdictToken& token : verdict_tokens) verdict_ids.push_back(token.id);
   const size_t batch = static_cast<size_t>(std::max(1, options_.max_batch));
   for (size_t first = 0; first < requests.size(); first += batch) {
     const size_t last = std::min(requests.size(), first + batch);
@@ -116,8 +123,12 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
       SequenceRequest& seq = sequences[i - first];
       seq.tokens = std::span<const int32_t>(prepared[i].ids).subspan(prepared[i].prefix_tokens);
       seq.prefix = prepared[i].prefix;
-      // Full logits: p_unsafe_full needs the log-sum-exp over the vocabulary.
-      seq.logits = LogitsMode::kFull;
+      // The two verdict logits, and for p_unsafe_full the log-sum-exp over
+      // the vocabulary (the engine's one pass over the LM head for the whole
+      // batch, no [V] logits per request).
+      seq.logits = LogitsMode::kSelected;
+      seq.logit_ids = verdict_ids;
+      seq.log_sum_exp = true;
     }
     const auto start = Clock::now();
     auto results = engine_->Prefill(sequences);
@@ -129,18 +140,10 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
     for (size_t i = first; i < last; ++i) {
       SequenceResult& result = (*results)[i - first];
       GuardVerdict& v = verdicts[i];
-      const std::vector<float>& logits = result.logits;  // [V]
-      SR_CHECK(logits.size() == static_cast<size_t>(model_->config().vocab_size));
+      SR_CHECK(result.logits.size() == verdict_ids.size());
       v.timings.forward_ms = forward_ms;  // of the whole batch this request was in
-      // Log-sum-exp in double around the max, so no logit range overflows.
-      const float max_logit = *std::max_element(logits.begin(), logits.end());
-      double sum = 0;
-      for (float l : logits) sum += std::exp(static_cast<double>(l) - max_logit);
-      const double lse = max_logit + std::log(sum);
-      const std::span<const VerdictToken> verdict_tokens = format_->verdict_tokens();
-      std::vector<double> verdict_logits;
-      for (const VerdictToken& token : verdict_tokens) verdict_logits.push_back(logits[token.id]);
-      ScoreVerdict(verdict_tokens, verdict_logits, lse, v);
+      const std::vector<double> verdict_logits(result.logits.begin(), result.logits.end());
+      ScoreVerdict(verdict_tokens, verdict_logits, result.log_sum_exp, v);
       v.unsafe = v.p_unsafe > options_.threshold;
       if (requests[i].want_feature) v.feature = std::move(result.last_hidden);
     }

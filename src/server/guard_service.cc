@@ -59,6 +59,19 @@ void GuardService::RegisterMetrics() {
                              });
   metrics_.AddCallbackGauge("saferoute_draining", "1 while the server drains for shutdown.",
                             [this] { return draining_ ? 1.0 : 0.0; });
+  metrics_.AddCallbackFamily(
+      "saferoute_guard_compute_info",
+      "Where each in-process guard runs: engine GEMM path, oneDNN implementation, CPU ISA (1).",
+      false, {"guard", "path", "impl", "isa"}, [this] {
+        MetricsRegistry::SeriesList out;
+        for (const auto& [name, guard] :
+             {std::pair{"small", parts_.small}, std::pair{"large", parts_.large}}) {
+          if (guard == nullptr) continue;
+          const Guard::Compute c = guard->compute();
+          if (!c.path.empty()) out.push_back({{name, c.path, c.impl, c.isa}, 1.0});
+        }
+        return out;
+      });
   if (parts_.remote != nullptr) {
     RemoteGuard* remote = parts_.remote;
     metrics_.AddCallbackFamily(
