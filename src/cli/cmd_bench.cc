@@ -1,6 +1,9 @@
 // `saferoute bench`: prefill throughput of the CPU engine on a model of real
-// guard shape with random weights, against this machine's measured GEMM peak
-// (see ProbePeak).
+// guard shape with random weights (or a checkpoint, --model), on one or more
+// GEMM paths, each against the same run's measured matmul peak of its own
+// precision (see ProbePeaks): fp32 sgemm for fp32 and bf16-widened (fp32
+// arithmetic), oneDNN's bf16 matmul for bf16-native, its int8 matmul for
+// int8.
 //
 // For every batch size B and message length T it times Prefill of B random
 // sequences of T tokens (router feature + two selected logits, as a guard
@@ -16,14 +19,18 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "cli/command.h"
-#include "cpu/gemm.h"
+#include "cpu/dispatch.h"
+#include "cpu/linear.h"
 #include "model/config.h"
 #include "model/engine.h"
 #include "model/weights.h"
@@ -35,8 +42,9 @@ namespace {
 struct BenchFlags {
   std::string shape = "llama-guard-3-1b";
   std::string config_file;
+  std::string model_dir;
   int threads = 2;
-  std::string precision = "bf16";
+  std::string precision = "auto";
   std::string batches = "1,8";
   std::string lengths = "64,300,1200";
   int prefix = 150;
@@ -83,59 +91,79 @@ double AttentionFlops(const ModelConfig& c, int64_t past, int64_t tokens) {
   return 4.0 * c.head_dim * c.num_heads * keys * c.num_layers;
 }
 
-// Best-of-reps GFLOP/s of a [m, k] x [n, k]^T GEMM through the engine's GEMM.
-absl::StatusOr<double> EngineGemmGflops(DType dtype, int threads, int reps) {
-  const int64_t m = 512, k = 2048, n = 8192;
-  std::vector<float> x(static_cast<size_t>(m * k), 0.01f), y(static_cast<size_t>(m * n));
-  std::vector<float> w32;
-  std::vector<uint16_t> w16;
-  const std::byte* data;
-  if (dtype == DType::kF32) {
-    w32.assign(static_cast<size_t>(n * k), 0.02f);
-    data = reinterpret_cast<const std::byte*>(w32.data());
-  } else {
-    w16.assign(static_cast<size_t>(n * k), 0x3c00);  // bf16 0.0078125
-    data = reinterpret_cast<const std::byte*>(w16.data());
+double CurrentRssBytes() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) * 1024.0;  // kB
   }
-  cpu::GemmRunner runner(threads);
-  const cpu::GemmJob job[] = {{{dtype, data, n, k}, y.data(), n, false}};
-  double best = 1e30;
-  for (int r = 0; r < reps + 1; ++r) {  // first run is warm-up
-    const double t0 = Now();
-    SR_RETURN_IF_ERROR(runner.Run(x.data(), m, k, k, job));
-    if (r > 0) best = std::min(best, Now() - t0);
-  }
-  return 2.0 * m * n * k / best / 1e9;
+  return 0;
 }
 
-// The machine's fp32 GEMM peak: the best of oneDNN's own multi-threaded sgemm
-// on prefill-like and square products, and of the engine's GEMM on the
-// prefill shape. The bench probes before and after the model runs and keeps
-// the best, because one probe on a shared machine can under-measure (session 1
+// One engine configuration to run: a precision, optionally forced onto a path
+// ("bf16-widened" on a CPU that has bf16 units).
+struct BenchTarget {
+  Precision precision;
+  std::optional<cpu::GemmPath> path;
+  std::string name;
+};
+
+absl::StatusOr<std::vector<BenchTarget>> ParseTargets(const std::string& text) {
+  std::vector<BenchTarget> targets;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    const std::string name(part);
+    const std::optional<cpu::GemmPath> path = cpu::ParseGemmPath(name);
+    if (path && cpu::PathPrecision(*path) == Precision::kBf16) {  // a bf16 path forced
+      targets.push_back({Precision::kBf16, path, name});
+      continue;
+    }
+    auto precision = cpu::ParsePrecision(name);
+    if (!precision.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--precision: '", name, "' is not auto, fp32, bf16, int8, bf16-widened or bf16-native"));
+    }
+    targets.push_back({*precision, std::nullopt, name});
+  }
+  return targets;
+}
+
+// The same run's matmul peak of each path's precision: the best of oneDNN's
+// own multi-threaded matmul of that precision on prefill-like and square
+// products. The bench probes before and after the model runs and keeps the
+// best, because one probe on a shared machine can under-measure (session 1
 // saw 71.5 and 115.5 GFLOP/s in two runs, and so a "%peak" above 100).
+// bf16-widened multiplies in fp32, so its peak is the fp32 one.
 struct PeakProbe {
-  double library_fp32 = 0;         // best oneDNN sgemm over the shapes
-  double engine_fp32 = 0;          // engine GEMM, fp32 weights
-  double engine_bf16_weights = 0;  // engine GEMM, bf16 weights widened per panel
-  double best() const { return std::max({library_fp32, engine_fp32, engine_bf16_weights}); }
+  std::map<cpu::GemmPath, double> gflops;
+  double of(cpu::GemmPath path) const {
+    auto it = gflops.find(path == cpu::GemmPath::kBf16Widened ? cpu::GemmPath::kFp32 : path);
+    return it == gflops.end() ? 0 : it->second;
+  }
   nlohmann::json ToJson() const {
-    return {{"library_sgemm_gflops", library_fp32},
-            {"engine_gemm_fp32_gflops", engine_fp32},
-            {"engine_gemm_bf16_weights_gflops", engine_bf16_weights}};
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [path, g] : gflops) out[cpu::GemmPathName(path)] = g;
+    return out;
+  }
+  void Merge(const PeakProbe& other) {
+    for (const auto& [path, g] : other.gflops) gflops[path] = std::max(gflops[path], g);
   }
 };
 
-absl::StatusOr<PeakProbe> ProbePeak(int threads, int reps) {
+absl::StatusOr<PeakProbe> ProbePeaks(const std::set<cpu::GemmPath>& paths, int threads, int reps) {
   PeakProbe probe;
+  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
   // (M, K, N): a 512-token prefill through the 1B shape's MLP, a 1024-token
   // one, and a square product (a library's best case).
   const int64_t shapes[][3] = {{512, 2048, 8192}, {1024, 2048, 8192}, {2048, 2048, 2048}};
-  for (const auto& s : shapes) {
-    probe.library_fp32 =
-        std::max(probe.library_fp32, cpu::LibrarySgemmGflops(s[0], s[1], s[2], threads, reps));
+  for (cpu::GemmPath path : paths) {
+    const cpu::GemmPath peak_path =
+        path == cpu::GemmPath::kBf16Widened ? cpu::GemmPath::kFp32 : path;
+    double& best = probe.gflops[peak_path];
+    for (const auto& s : shapes) {
+      SR_ASSIGN_OR_RETURN(
+          double g, cpu::PathMatmulGflops(peak_path, support, s[0], s[1], s[2], threads, reps));
+      best = std::max(best, g);
+    }
   }
-  SR_ASSIGN_OR_RETURN(probe.engine_fp32, EngineGemmGflops(DType::kF32, threads, reps));
-  SR_ASSIGN_OR_RETURN(probe.engine_bf16_weights, EngineGemmGflops(DType::kBF16, threads, reps));
   return probe;
 }
 
@@ -166,52 +194,43 @@ absl::StatusOr<Timing> TimePrefill(Engine& engine, const std::vector<std::vector
 }
 
 absl::Status RunBench(const BenchFlags& flags) {
+  std::shared_ptr<const Model> model;
   ModelConfig config;
-  if (!flags.config_file.empty()) {
+  std::string shape_name;
+  if (!flags.model_dir.empty()) {
+    std::fprintf(stderr, "bench: loading %s...\n", flags.model_dir.c_str());
+    SR_ASSIGN_OR_RETURN(model, LoadModel(flags.model_dir));
+    config = model->config();
+    shape_name = flags.model_dir;
+  } else if (!flags.config_file.empty()) {
     SR_ASSIGN_OR_RETURN(config, LoadModelConfig(flags.config_file));
+    shape_name = flags.config_file;
   } else {
     SR_ASSIGN_OR_RETURN(config, NamedModelConfig(flags.shape));
-  }
-  Precision precision;
-  if (flags.precision == "bf16") {
-    precision = Precision::kBf16;
-  } else if (flags.precision == "fp32") {
-    precision = Precision::kFp32;
-  } else {
-    return absl::InvalidArgumentError("--precision: must be bf16 or fp32");
+    shape_name = flags.shape;
   }
   if (flags.reps < 1) return absl::InvalidArgumentError("--reps: must be >= 1");
   if (flags.warmup < 0) return absl::InvalidArgumentError("--warmup: must be >= 0");
   if (flags.prefix < 0) return absl::InvalidArgumentError("--prefix: must be >= 0");
   SR_ASSIGN_OR_RETURN(std::vector<int> batches, ParseList(flags.batches, "--batches"));
   SR_ASSIGN_OR_RETURN(std::vector<int> lengths, ParseList(flags.lengths, "--lengths"));
+  SR_ASSIGN_OR_RETURN(std::vector<BenchTarget> targets, ParseTargets(flags.precision));
   const int threads = std::max(1, flags.threads);
-
-  std::fprintf(stderr, "bench: measuring the GEMM peak (%d threads)...\n", threads);
-  SR_ASSIGN_OR_RETURN(const PeakProbe probe_before, ProbePeak(threads, flags.reps));
-  // Peak of the precision used. The bf16 path multiplies bf16-rounded
-  // activations by bf16 weights in fp32 arithmetic (cpu/gemm.h), so its
-  // compute peak is the fp32 one; on a CPU with native bf16 dot products
-  // (AVX512-BF16/AMX) the chip's bf16 peak is higher and the ratio below
-  // flatters the engine there (it does not use them yet): say so.
-  double peak = probe_before.best();
-  const bool native_bf16 = cpu::NativeBf16MatmulSupported();
-  if (precision == Precision::kBf16 && native_bf16) {
-    std::fprintf(stderr,
-                 "bench: note: this CPU has native bf16 matmul, which the engine does not use; "
-                 "%%peak is against the fp32 peak\n");
+  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
+  std::set<cpu::GemmPath> paths;
+  for (const BenchTarget& t : targets) {
+    SR_ASSIGN_OR_RETURN(cpu::GemmPath path, cpu::ChoosePath(t.precision, support, t.path));
+    paths.insert(path);
   }
 
-  std::fprintf(stderr, "bench: random %s-shaped model (bf16 weights)...\n", flags.shape.c_str());
-  SR_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
-                      MakeRandomModel(config, DType::kBF16, flags.seed));
-  const int max_length = *std::max_element(lengths.begin(), lengths.end());
-  EngineOptions options;
-  options.precision = precision;
-  options.num_threads = threads;
-  options.max_tokens = flags.prefix + max_length;
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, options));
+  std::fprintf(stderr, "bench: measuring the matmul peaks (%d threads)...\n", threads);
+  SR_ASSIGN_OR_RETURN(const PeakProbe probe_before, ProbePeaks(paths, threads, flags.reps));
 
+  if (!model) {
+    std::fprintf(stderr, "bench: random %s-shaped model (bf16 weights)...\n", shape_name.c_str());
+    SR_ASSIGN_OR_RETURN(model, MakeRandomModel(config, DType::kBF16, flags.seed));
+  }
+  const int max_length = *std::max_element(lengths.begin(), lengths.end());
   std::mt19937 rng(static_cast<uint32_t>(flags.seed));
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab_size - 1));
   auto random_tokens = [&](int n) {
@@ -219,83 +238,133 @@ absl::Status RunBench(const BenchFlags& flags) {
     for (auto& v : t) v = token(rng);
     return t;
   };
-  std::vector<int32_t> prefix_tokens = random_tokens(flags.prefix);
-  std::shared_ptr<const PrefixCache> prefix;
-  if (flags.prefix > 0) {
-    SR_ASSIGN_OR_RETURN(prefix, engine->ComputePrefix(prefix_tokens));
-  }
-
-  const double macs = LinearMacsPerToken(config);
-  nlohmann::json rows = nlohmann::json::array();
-  std::printf("%-6s %-7s %-9s %10s %10s %9s %7s\n", "batch", "tokens", "mode", "seconds", "tok/s",
-              "GFLOP/s", "%peak");
-  auto report = [&](int batch, int length, const char* mode, int64_t past, double seconds) {
-    const double tokens = static_cast<double>(batch) * length;
-    const double flops = 2.0 * macs * tokens + batch * AttentionFlops(config, past, length) +
-                         2.0 * config.hidden_size * 2 * batch;
-    const double gflops = flops / seconds / 1e9;
-    std::printf("%-6d %-7d %-9s %10.3f %10.1f %9.1f %6.1f%%\n", batch, length, mode, seconds,
-                tokens / seconds, gflops, 100.0 * gflops / peak);
-    std::fflush(stdout);
-    rows.push_back({{"batch", batch},
-                    {"tokens", length},
-                    {"mode", mode},
-                    {"past", past},
-                    {"seconds", seconds},
-                    {"tokens_per_s", tokens / seconds},
-                    {"gflops", gflops},
-                    {"ratio_to_peak", gflops / peak}});
-    return seconds;
-  };
+  const std::vector<int32_t> prefix_tokens = random_tokens(flags.prefix);
+  std::vector<std::vector<std::vector<int32_t>>> inputs;  // [batch][length] -> sequences
   for (int batch : batches) {
     for (int length : lengths) {
       std::vector<std::vector<int32_t>> seqs;
       for (int b = 0; b < batch; ++b) seqs.push_back(random_tokens(length));
-      SR_ASSIGN_OR_RETURN(Timing plain,
-                          TimePrefill(*engine, seqs, nullptr, flags.reps, flags.warmup));
-      report(batch, length, "plain", 0, plain.seconds);
-      if (!prefix) continue;
-      // The uncached call the prefix replaces: prefix + message, all computed.
-      std::vector<std::vector<int32_t>> joined = seqs;
-      for (auto& s : joined) s.insert(s.begin(), prefix_tokens.begin(), prefix_tokens.end());
-      SR_ASSIGN_OR_RETURN(Timing uncached,
-                          TimePrefill(*engine, joined, nullptr, flags.reps, flags.warmup));
-      SR_ASSIGN_OR_RETURN(Timing cached,
-                          TimePrefill(*engine, seqs, prefix, flags.reps, flags.warmup));
-      report(batch, flags.prefix + length, "uncached", 0, uncached.seconds);
-      report(batch, length, "cached", flags.prefix, cached.seconds);
-      std::printf("       cached / uncached = %.3f\n", cached.seconds / uncached.seconds);
-      rows.back()["cached_over_uncached"] = cached.seconds / uncached.seconds;
+      inputs.push_back(std::move(seqs));
     }
   }
-  std::fprintf(stderr, "bench: measuring the GEMM peak again...\n");
-  SR_ASSIGN_OR_RETURN(const PeakProbe probe_after, ProbePeak(threads, flags.reps));
-  const double final_peak = std::max(peak, probe_after.best());
-  if (final_peak > peak) {
-    // Rows were printed against the first probe; the JSON uses the best.
-    for (auto& row : rows) row["ratio_to_peak"] = row["gflops"].get<double>() / final_peak;
-  }
-  const double rss = PeakRssBytes();
+
+  const double macs = LinearMacsPerToken(config);
   const double weights = static_cast<double>(model->weight_bytes());
-  std::printf(
-      "GEMM peak (fp32 compute, best of oneDNN sgemm and the engine GEMM, probed before and "
-      "after): %.1f GFLOP/s (before %.1f, after %.1f; native oneDNN bf16 matmul: %s)\n",
-      final_peak, probe_before.best(), probe_after.best(), native_bf16 ? "yes" : "no");
-  std::printf("weights %.3f GB, peak RSS %.3f GB, RSS/weights %.3f\n", weights / 1e9, rss / 1e9,
-              rss / weights);
-  nlohmann::json out = {{"shape", flags.config_file.empty() ? flags.shape : flags.config_file},
+  nlohmann::json rows = nlohmann::json::array();
+  nlohmann::json engines = nlohmann::json::array();
+  std::printf("%-13s %-17s %-6s %-7s %-9s %10s %10s %9s %7s\n", "path", "isa", "batch", "tokens",
+              "mode", "seconds", "tok/s", "GFLOP/s", "%peak");
+  for (const BenchTarget& target : targets) {
+    EngineOptions options;
+    options.precision = target.precision;
+    options.force_path = target.path;
+    options.num_threads = threads;
+    options.max_tokens = flags.prefix + max_length;
+    const double load_start = Now();
+    SR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, options));
+    const double load_seconds = Now() - load_start;
+    const cpu::GemmPath path = engine->path();
+    const std::string path_name = cpu::GemmPathName(path);
+    std::fprintf(stderr, "bench: %s -> %s (prepared in %.2f s)\n", target.name.c_str(),
+                 engine->path_description().c_str(), load_seconds);
+    const double peak = probe_before.of(path);
+    std::shared_ptr<const PrefixCache> prefix;
+    if (flags.prefix > 0) {
+      SR_ASSIGN_OR_RETURN(prefix, engine->ComputePrefix(prefix_tokens));
+    }
+    auto report = [&](int batch, int length, const char* mode, int64_t past, double seconds) {
+      const double tokens = static_cast<double>(batch) * length;
+      const double flops = 2.0 * macs * tokens + batch * AttentionFlops(config, past, length) +
+                           2.0 * config.hidden_size * 2 * batch;
+      const double gflops = flops / seconds / 1e9;
+      std::printf("%-13s %-17s %-6d %-7d %-9s %10.3f %10.1f %9.1f %6.1f%%\n", path_name.c_str(),
+                  support.isa.c_str(), batch, length, mode, seconds, tokens / seconds, gflops,
+                  100.0 * gflops / peak);
+      std::fflush(stdout);
+      rows.push_back({{"precision", target.name},
+                      {"path", path_name},
+                      {"isa", support.isa},
+                      {"impl", cpu::PathImplementation(path, support)},
+                      {"batch", batch},
+                      {"tokens", length},
+                      {"mode", mode},
+                      {"past", past},
+                      {"seconds", seconds},
+                      {"tokens_per_s", tokens / seconds},
+                      {"gflops", gflops},
+                      {"peak_gflops", peak},
+                      {"ratio_to_peak", gflops / peak}});
+    };
+    size_t cell = 0;
+    for (int batch : batches) {
+      for (int length : lengths) {
+        const std::vector<std::vector<int32_t>>& seqs = inputs[cell++];
+        SR_ASSIGN_OR_RETURN(Timing plain,
+                            TimePrefill(*engine, seqs, nullptr, flags.reps, flags.warmup));
+        report(batch, length, "plain", 0, plain.seconds);
+        if (!prefix) continue;
+        // The uncached call the prefix replaces: prefix + message, all computed.
+        std::vector<std::vector<int32_t>> joined = seqs;
+        for (auto& s : joined) s.insert(s.begin(), prefix_tokens.begin(), prefix_tokens.end());
+        SR_ASSIGN_OR_RETURN(Timing uncached,
+                            TimePrefill(*engine, joined, nullptr, flags.reps, flags.warmup));
+        SR_ASSIGN_OR_RETURN(Timing cached,
+                            TimePrefill(*engine, seqs, prefix, flags.reps, flags.warmup));
+        report(batch, flags.prefix + length, "uncached", 0, uncached.seconds);
+        report(batch, length, "cached", flags.prefix, cached.seconds);
+        std::printf("       cached / uncached = %.3f\n", cached.seconds / uncached.seconds);
+        rows.back()["cached_over_uncached"] = cached.seconds / uncached.seconds;
+      }
+    }
+    const double rss = CurrentRssBytes();
+    std::printf(
+        "%s: prepared in %.2f s, packed weights %.3f GB, resident now %.3f GB = %.3fx the "
+        "checkpoint's %.3f GB\n",
+        path_name.c_str(), load_seconds, engine->packed_weight_bytes() / 1e9, rss / 1e9,
+        rss / weights, weights / 1e9);
+    engines.push_back({{"precision", target.name},
+                       {"path", path_name},
+                       {"description", engine->path_description()},
+                       {"prepare_seconds", load_seconds},
+                       {"packed_weight_bytes", engine->packed_weight_bytes()},
+                       {"rss_bytes", rss},
+                       {"rss_over_weights", rss / weights}});
+  }
+  std::fprintf(stderr, "bench: measuring the matmul peaks again...\n");
+  SR_ASSIGN_OR_RETURN(const PeakProbe probe_after, ProbePeaks(paths, threads, flags.reps));
+  PeakProbe peaks = probe_before;
+  peaks.Merge(probe_after);
+  // Rows were printed against the first probe; the JSON uses the best.
+  for (auto& row : rows) {
+    const double peak = peaks.of(*cpu::ParseGemmPath(row["path"].get<std::string>()));
+    row["peak_gflops"] = peak;
+    row["ratio_to_peak"] = row["gflops"].get<double>() / peak;
+  }
+  const double peak_rss = PeakRssBytes();
+  for (const auto& [path, g] : peaks.gflops) {
+    std::printf("matmul peak %s: %.1f GFLOP/s (before %.1f, after %.1f)\n", cpu::GemmPathName(path),
+                g, probe_before.of(path), probe_after.of(path));
+  }
+  std::printf("cpu: isa %s; bf16: %s; int8: %s\n", support.isa.c_str(), support.bf16_impl.c_str(),
+              support.int8_impl.c_str());
+  std::printf("weights %.3f GB, peak RSS %.3f GB, peak RSS/weights %.3f\n", weights / 1e9,
+              peak_rss / 1e9, peak_rss / weights);
+  nlohmann::json out = {{"shape", shape_name},
+                        {"model", flags.model_dir.empty() ? "random" : "checkpoint"},
                         {"precision", flags.precision},
                         {"threads", threads},
                         {"reps", flags.reps},
                         {"warmup", flags.warmup},
-                        {"peak_gflops", final_peak},
-                        {"peak_compute", "fp32"},
+                        {"isa", support.isa},
+                        {"bf16_impl", support.bf16_impl},
+                        {"int8_impl", support.int8_impl},
+                        {"peak_gflops", peaks.ToJson()},
                         {"peak_probe_before", probe_before.ToJson()},
                         {"peak_probe_after", probe_after.ToJson()},
-                        {"native_bf16_matmul", native_bf16},
                         {"weight_bytes", weights},
-                        {"peak_rss_bytes", rss},
-                        {"rss_over_weights", rss / weights},
+                        {"peak_rss_bytes", peak_rss},
+                        {"peak_rss_over_weights", peak_rss / weights},
+                        {"engines", engines},
                         {"rows", rows}};
   const std::string text = out.dump(2);
   std::printf("%s\n", text.c_str());
@@ -313,10 +382,19 @@ CommandRunner SetupBenchCommand(CLI::App& cmd) {
   auto flags = std::make_shared<BenchFlags>();
   auto* shape = cmd.add_option("--shape", flags->shape, "Named model shape (random weights)")
                     ->capture_default_str();
-  cmd.add_option("--config", flags->config_file, "config.json giving the shape instead")
-      ->excludes(shape);
+  auto* config =
+      cmd.add_option("--config", flags->config_file, "config.json giving the shape instead")
+          ->excludes(shape);
+  cmd.add_option("--model", flags->model_dir,
+                 "Benchmark this checkpoint instead of random weights (memory-mapped as a user "
+                 "runs it, so resident memory is meaningful)")
+      ->excludes(shape)
+      ->excludes(config);
   cmd.add_option("--threads", flags->threads, "Threads")->capture_default_str();
-  cmd.add_option("--precision", flags->precision, "bf16 or fp32")->capture_default_str();
+  cmd.add_option("--precision", flags->precision,
+                 "Comma-separated: auto, fp32, bf16, int8, or a path (bf16-widened, bf16-native); "
+                 "each runs every cell")
+      ->capture_default_str();
   cmd.add_option("--batches", flags->batches, "Batch sizes, comma-separated")
       ->capture_default_str();
   cmd.add_option("--lengths", flags->lengths, "Message lengths in tokens")->capture_default_str();

@@ -1,7 +1,7 @@
 // `saferoute classify`: one guard call on a local model directory, printing
 // the verdict as JSON.
 //   saferoute classify --model DIR [--format F] [--response T] [--categories FILE]
-//                      [--exclude S2,S14] [--precision fp32|bf16] TEXT
+//                      [--exclude S2,S14] [--precision auto|fp32|bf16|int8] TEXT
 // Output: {"verdict": "safe"|"unsafe", "p_unsafe" (two-way, the verdict's
 // score), "p_unsafe_full", "p_safe_full", "health" (= p_safe_full +
 // p_unsafe_full; near 1 for a real guard), "logit_safe", "logit_unsafe",
@@ -31,7 +31,7 @@ struct ClassifyFlags {
   std::optional<std::string> response;
   std::string categories;
   std::vector<std::string> exclude;
-  std::string precision = "bf16";
+  std::string precision = "auto";
   int threads = 0;
   double threshold = 0.5;
   bool no_decode = false;
@@ -44,7 +44,7 @@ absl::Status RunClassify(const ClassifyFlags& flags) {
   options.tokenizer_path = flags.tokenizer;
   options.threshold = flags.threshold;
   options.engine.num_threads = flags.threads;
-  SR_ASSIGN_OR_RETURN(options.engine.precision, ParsePrecision(flags.precision));
+  SR_ASSIGN_OR_RETURN(options.engine.precision, cpu::ParsePrecision(flags.precision));
   GuardRequest request;
   request.prompt = flags.text;
   request.response = flags.response;
@@ -66,6 +66,10 @@ absl::Status RunClassify(const ClassifyFlags& flags) {
   const GuardVerdict& v = verdicts[0];
   nlohmann::json out = {
       {"guard", guard->name()},
+      {"compute",
+       {{"path", guard->compute().path},
+        {"impl", guard->compute().impl},
+        {"isa", guard->compute().isa}}},
       {"verdict", v.unsafe ? "unsafe" : "safe"},
       {"p_unsafe", v.p_unsafe},
       {"p_unsafe_full", v.p_unsafe_full},
@@ -106,7 +110,8 @@ CommandRunner SetupClassifyCommand(CLI::App& cmd) {
                  "custom category list: JSON object {\"S1\": \"Name.\"} or lines \"S1: Name.\"");
   cmd.add_option("--exclude", flags->exclude, "category keys to leave out (e.g. S2,S14)")
       ->delimiter(',');
-  cmd.add_option("--precision", flags->precision, "fp32 (parity) | bf16 (fast)")
+  cmd.add_option("--precision", flags->precision,
+                 "auto (fastest guard-safe path) | fp32 (parity) | bf16 | int8")
       ->capture_default_str();
   cmd.add_option("--threads", flags->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd.add_option("--threshold", flags->threshold, "unsafe iff p_unsafe > threshold")

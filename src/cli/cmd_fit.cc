@@ -112,8 +112,8 @@ absl::StatusOr<std::string> ScoreWith(GuardFlags flags, const std::string& data,
   score_options.batch_size = flags.batch;
   score_options.dataset_files = {data};
   score_options.n_params = static_cast<double>(ComputeParamsPerToken(config));
-  std::fprintf(stderr, "fit: scoring %zu examples with the %s guard (%s)\n", examples.size(), what,
-               guard->name().c_str());
+  std::fprintf(stderr, "fit: scoring %zu examples with the %s guard (%s on %s)\n", examples.size(),
+               what, guard->name().c_str(), DescribeCompute(*guard).c_str());
   SR_ASSIGN_OR_RETURN(eval::ScoreSummary summary,
                       eval::ScoreDataset(*guard, examples, out, score_options));
   if (summary.resumed > 0) {

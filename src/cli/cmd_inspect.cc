@@ -40,13 +40,6 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const std::string& text) {
   return ids;
 }
 
-absl::StatusOr<Precision> ParsePrecision(const std::string& name) {
-  if (name == "fp32") return Precision::kFp32;
-  if (name == "bf16") return Precision::kBf16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--precision: '", name, "' is not one of fp32, bf16"));
-}
-
 nlohmann::json Rows(const std::vector<float>& flat, size_t width) {
   nlohmann::json rows = nlohmann::json::array();
   for (size_t r = 0; r + width <= flat.size(); r += width) {
@@ -57,13 +50,14 @@ nlohmann::json Rows(const std::vector<float>& flat, size_t width) {
 
 absl::Status RunInspect(const InspectFlags& flags) {
   SR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseTokenIds(flags.token_ids));
-  SR_ASSIGN_OR_RETURN(Precision precision, ParsePrecision(flags.precision));
+  SR_ASSIGN_OR_RETURN(Precision precision, cpu::ParsePrecision(flags.precision));
   SR_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(flags.model_dir));
   EngineOptions options;
   options.precision = precision;
   options.num_threads = flags.threads;
   options.max_tokens = std::max<int64_t>(static_cast<int64_t>(ids.size()), 1);
   SR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, options));
+  std::fprintf(stderr, "inspect: %s\n", engine->path_description().c_str());
   SequenceRequest request;
   request.tokens = ids;
   request.logits = LogitsMode::kFull;
@@ -94,7 +88,9 @@ CommandRunner SetupInspectCommand(CLI::App& cmd) {
   cmd.add_option("--token-ids", flags->token_ids, "Comma-separated token ids, e.g. 1,2,3")
       ->required();
   cmd.add_flag("--layers", flags->layers, "Also print the residual stream after every layer");
-  cmd.add_option("--precision", flags->precision, "fp32 (parity) or bf16")->capture_default_str();
+  // fp32 by default: inspect is the parity tool (activations against HF fp32).
+  cmd.add_option("--precision", flags->precision, "auto | fp32 (parity) | bf16 | int8")
+      ->capture_default_str();
   cmd.add_option("--threads", flags->threads, "Threads (0: all cores)")->capture_default_str();
   return [flags] { return RunInspect(*flags); };
 }

@@ -34,8 +34,8 @@ absl::Status RunScore(const ScoreFlags& flags) {
   score_options.dataset_files = flags.data;
   score_options.n_params = static_cast<double>(ComputeParamsPerToken(config));
   score_options.progress = !flags.no_progress;
-  std::fprintf(stderr, "score: %zu examples with %s -> %s\n", examples.size(),
-               guard->name().c_str(), flags.out.c_str());
+  std::fprintf(stderr, "score: %zu examples with %s on %s -> %s\n", examples.size(),
+               guard->name().c_str(), DescribeCompute(*guard).c_str(), flags.out.c_str());
   SR_ASSIGN_OR_RETURN(eval::ScoreSummary summary,
                       eval::ScoreDataset(*guard, examples, flags.out, score_options));
   std::printf("scored %lld examples (%lld resumed from an earlier run) into %s\n",

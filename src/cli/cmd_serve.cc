@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/guard_flags.h"
 #include "guard/guard_format.h"
 #include "guard/local_guard.h"
 #include "router/router.h"
@@ -25,16 +26,12 @@ using server::ServerConfig;
 // guessed from the shape: the usual large guard unless large.format says.
 constexpr std::string_view kDefaultRemoteFormat = "llama-guard-3-8b";
 
-Precision PrecisionFrom(const std::string& name) {
-  return name == "fp32" ? Precision::kFp32 : Precision::kBf16;
-}
-
 absl::StatusOr<std::unique_ptr<Guard>> OpenLocal(const server::GuardStageConfig& stage,
                                                  int max_input_tokens) {
   LocalGuardOptions options;
   options.model_dir = stage.model_dir;
   options.format = stage.format;
-  options.engine.precision = PrecisionFrom(stage.precision);
+  SR_ASSIGN_OR_RETURN(options.engine.precision, cpu::ParsePrecision(stage.precision));
   options.engine.num_threads = stage.threads;
   options.max_input_tokens = max_input_tokens;
   options.max_batch = stage.max_batch;
@@ -147,11 +144,12 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
   server::GuardHttpServer http(service.get(), std::move(http_options));
   SR_ASSIGN_OR_RETURN(int port, http.Start());
   std::fprintf(stderr,
-               "saferoute serve: listening on %s://%s:%d (small=%s, router=%s, large=%s, api "
-               "keys=%zu)\n",
+               "saferoute serve: listening on %s://%s:%d (small=%s on %s, router=%s, large=%s on "
+               "%s, api keys=%zu)\n",
                tls ? "https" : "http", config.listen_host.c_str(), port, small->name().c_str(),
-               router ? config.router_path.c_str() : "none", large ? large->name().c_str() : "none",
-               n_keys);
+               DescribeCompute(*small).c_str(), router ? config.router_path.c_str() : "none",
+               large ? large->name().c_str() : "none",
+               large ? DescribeCompute(*large).c_str() : "-", n_keys);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

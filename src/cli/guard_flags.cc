@@ -13,9 +13,9 @@ void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
   cmd.add_option("--" + prefix + "format", flags.format,
                  what + ": " + GuardFormatNameList() + " (default: guessed from the shape)");
   cmd.add_option("--" + prefix + "precision", flags.precision,
-                 what + ": fp32 (parity) | bf16 (fast)")
+                 what + ": auto (fastest guard-safe path) | fp32 (parity) | bf16 | int8")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "int8"}));
   cmd.add_option("--" + prefix + "batch", flags.batch, what + ": examples per forward pass")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
@@ -25,21 +25,20 @@ void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
   }
 }
 
-absl::StatusOr<Precision> ParsePrecision(const std::string& name) {
-  if (name == "fp32") return Precision::kFp32;
-  if (name == "bf16") return Precision::kBf16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("precision '", name, "' is not one of fp32, bf16"));
-}
-
 absl::StatusOr<LocalGuardOptions> ToLocalGuardOptions(const GuardFlags& flags) {
   LocalGuardOptions options;
   options.model_dir = flags.model_dir;
   options.format = flags.format;
   options.engine.num_threads = flags.threads;
   options.max_batch = flags.batch;
-  SR_ASSIGN_OR_RETURN(options.engine.precision, ParsePrecision(flags.precision));
+  SR_ASSIGN_OR_RETURN(options.engine.precision, cpu::ParsePrecision(flags.precision));
   return options;
+}
+
+std::string DescribeCompute(const Guard& guard) {
+  const Guard::Compute c = guard.compute();
+  if (c.path.empty()) return "remote";
+  return absl::StrCat(c.path, " (", c.impl, ", isa ", c.isa, ")");
 }
 
 int64_t ComputeParamsPerToken(const ModelConfig& c) {

@@ -14,7 +14,7 @@ namespace saferoute::cli {
 struct GuardFlags {
   std::string model_dir;
   std::string format;              // "" = guessed from the model's shape
-  std::string precision = "bf16";  // fp32 (parity) | bf16 (fast)
+  std::string precision = "auto";  // auto | fp32 (parity) | bf16 | int8
   int threads = 0;
   int batch = 8;
 };
@@ -24,10 +24,10 @@ struct GuardFlags {
 void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
                    const std::string& what, bool model_required);
 
-// "fp32" (parity path) or "bf16" (fast path); anything else is an error.
-absl::StatusOr<Precision> ParsePrecision(const std::string& name);
-
 absl::StatusOr<LocalGuardOptions> ToLocalGuardOptions(const GuardFlags& flags);
+
+// "int8 (oneDNN brg:avx512_core_vnni, isa avx512_core_bf16)", or "remote".
+std::string DescribeCompute(const Guard& guard);
 
 // Parameters a token passes through (all decoder-layer weights plus the LM
 // head), so FLOPs per token ≈ 2 × this; what eval's cost-in-FLOPs column uses.

@@ -4,6 +4,7 @@
 #include <variant>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "guard/guard_format.h"
 
 namespace saferoute::server {
@@ -54,7 +55,7 @@ std::vector<Key> Keys(ServerConfig& c) {
       {"small", "model_dir", "small guard model directory (required)", &c.small.model_dir},
       {"small", "format", GuardFormatNameList() + " | empty: guessed from the model's shape",
        &c.small.format},
-      {"small", "precision", "bf16 | fp32", &c.small.precision},
+      {"small", "precision", "auto | fp32 | bf16 | int8", &c.small.precision},
       {"small", "threads", "compute threads (0: all cores)", &c.small.threads},
       {"small", "queue_size", "queued inputs before 429", &c.small.queue_size},
       {"small", "max_batch", "inputs per forward pass", &c.small.max_batch},
@@ -72,7 +73,7 @@ std::vector<Key> Keys(ServerConfig& c) {
       {"large", "format",
        GuardFormatNameList() + " | empty: guessed from the model's shape (remote: -8b)",
        &c.large.format},
-      {"large", "precision", "bf16 | fp32", &c.large.precision},
+      {"large", "precision", "auto | fp32 | bf16 | int8", &c.large.precision},
       {"large", "threads", "compute threads (0: all cores)", &c.large.threads},
       {"large", "queue_size", "queued escalations before the failure policy applies",
        &c.large.queue_size},
@@ -266,8 +267,8 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   for (const auto& [name, stage] :
        {std::pair<const char*, const GuardStageConfig*>{"small", &c.small}, {"large", &c.large}}) {
     const std::string s = name;
-    if (stage->precision != "bf16" && stage->precision != "fp32") {
-      return bad((s + ".precision").c_str(), "must be bf16 or fp32");
+    if (!cpu::ParsePrecision(stage->precision).ok()) {
+      return bad((s + ".precision").c_str(), "must be auto, fp32, bf16 or int8");
     }
     if (stage->threads < 0) return bad((s + ".threads").c_str(), "must be >= 0");
     if (stage->queue_size < 1) return bad((s + ".queue_size").c_str(), "must be >= 1");

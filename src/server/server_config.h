@@ -20,7 +20,7 @@ namespace saferoute::server {
 struct GuardStageConfig {
   std::string model_dir;           // HF directory (config.json, *.safetensors, tokenizer.json)
   std::string format;              // a registered guard format | "" (guessed from the shape)
-  std::string precision = "bf16";  // bf16 | fp32
+  std::string precision = "auto";  // auto | fp32 | bf16 | int8 (cpu/dispatch.h)
   int threads = 0;                 // 0: all cores
   int queue_size = 256;            // queued inputs before 429
   int max_batch = 16;              // inputs per forward pass
