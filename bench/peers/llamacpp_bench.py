@@ -29,6 +29,7 @@ Standard library only.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -59,7 +60,9 @@ def batch_8x300(bin_dir, model, threads, reps):
     out = run([os.path.join(bin_dir, "llama-batched-bench"), "-m", model, "-c", "2400",
                "-b", "2400", "-ub", "512", "-npp", "300", "-ntg", "0", "-npl", npl,
                "-t", str(threads), "-tb", str(threads), "--output-format", "jsonl"])
-    rows = [json.loads(line) for line in out.splitlines() if line.startswith('{"n_kv_max"')]
+    # With -ntg 0 the generation speed is 0/0, printed as C's "-nan" (not JSON).
+    rows = [json.loads(re.sub(r"-?\b(nan|inf)\b", "null", line))
+            for line in out.splitlines() if line.startswith('{"n_kv_max"')]
     runs = [r["t_pp"] for r in rows]
     timed = runs[1:]
     return dict(tokens=2400, warmup_s=round(runs[0], 4), runs_s=[round(r, 4) for r in timed],
