@@ -12,9 +12,6 @@
 
 namespace saferoute {
 
-// This absl build's string_view is its own type, not std::string_view.
-inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size()}; }
-
 // OK iff `text` is well-formed UTF-8 (RFC 3629): no overlong forms, no
 // surrogates U+D800..U+DFFF (so CESU-8 / WTF-8 encoded lone surrogates are
 // refused), nothing above U+10FFFF, no truncated sequences. The error names

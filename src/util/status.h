@@ -11,11 +11,20 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include "absl/status/status.h"       // IWYU pragma: export
 #include "absl/status/statusor.h"     // IWYU pragma: export
 #include "absl/strings/str_cat.h"     // IWYU pragma: export
 #include "absl/strings/str_format.h"  // IWYU pragma: export
+
+namespace saferoute {
+
+// Debian's Abseil has its own string_view type, not std::string_view: pass
+// std::string_view to absl::StrCat and friends through this.
+inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size()}; }
+
+}  // namespace saferoute
 
 #define SR_INTERNAL_CONCAT_(a, b) a##b
 #define SR_INTERNAL_CONCAT(a, b) SR_INTERNAL_CONCAT_(a, b)
