@@ -104,12 +104,16 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--configs", default=",".join(c[0] for c in CONFIGS),
                     help="which of " + ", ".join(c[0] for c in CONFIGS))
+    ap.add_argument("--threads", type=int, default=2,
+                    help="llama.cpp threads (1 on a crowded machine: two threads then mostly wait "
+                         "for each other at barriers)")
     args = ap.parse_args()
     models_dir, out_dir = pathlib.Path(args.models_dir), pathlib.Path(args.out_dir)
     configs = [c for c in CONFIGS if c[0] in args.configs.split(",")]
     model = lambda suffix: str(models_dir / f"SmolLM2-135M-Instruct.{suffix}.gguf")  # noqa: E731
-    ref = llamacpp_ctypes.Llama(model("F32"), n_ctx=N_CTX, kv_type=F32)
-    others = {name: llamacpp_ctypes.Llama(model(suffix), n_ctx=N_CTX, kv_type=kv)
+    ref = llamacpp_ctypes.Llama(model("F32"), n_ctx=N_CTX, n_threads=args.threads, kv_type=F32)
+    others = {name: llamacpp_ctypes.Llama(model(suffix), n_ctx=N_CTX, n_threads=args.threads,
+                                          kv_type=kv)
               for name, suffix, kv in configs}
     prompts = select_prompts()
     # The token ids first (they are what engine tests need), then the statistics.
