@@ -7,18 +7,13 @@
 #include <queue>
 #include <sstream>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
-#include "nlohmann/json.hpp"
 #include "tokenizer/utf8.h"
 
 namespace saferoute {
 namespace {
 
-using Json = nlohmann::json;
-
-// Largest id accepted from a file: bounds the id -> token table a hostile
-// file can make us allocate.
-constexpr int64_t kMaxTokenId = (1 << 24) - 1;
 // Pieces up to this many bytes use the quadratic scan (fast for short
 // words); longer ones the O(n log n) priority-queue merge.
 constexpr size_t kScanMergeMaxBytes = 64;
@@ -42,9 +37,31 @@ const ByteMap& GetByteMap() {
   return *map;
 }
 
-// Decodes a byte-level vocabulary string (e.g. "Ġthe") to raw bytes.
+absl::Status SpecError(const TokenizerSpec& spec, absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(spec.source, ": ", field, ": ", what));
+}
+
+// "tokenizer.ggml.tokens[17]".
+std::string Entry(std::string_view key, size_t index) {
+  return absl::StrCat(AbslView(key), "[", index, "]");
+}
+
+bool IsSpecial(TokenType type) {
+  return type == TokenType::kControl || type == TokenType::kUserDefined ||
+         type == TokenType::kUnknown;
+}
+
+}  // namespace
+
+char32_t ByteToUnicode(uint8_t b) { return GetByteMap().byte_to_cp[b]; }
+
+int UnicodeToByte(char32_t cp) {
+  if (cp >= GetByteMap().cp_to_byte.size()) return -1;
+  return GetByteMap().cp_to_byte[cp];
+}
+
 absl::StatusOr<std::string> ByteLevelToBytes(std::string_view symbol) {
-  SR_RETURN_IF_ERROR(ValidateUtf8(symbol, "entry"));
+  SR_RETURN_IF_ERROR(ValidateUtf8(symbol, "symbol"));
   std::string bytes;
   bytes.reserve(symbol.size());
   size_t pos = 0;
@@ -60,36 +77,6 @@ absl::StatusOr<std::string> ByteLevelToBytes(std::string_view symbol) {
   return bytes;
 }
 
-std::string Quote(std::string_view s) {
-  std::string out = Json(std::string(s)).dump(-1, ' ', true, Json::error_handler_t::replace);
-  if (out.size() > 80) out = out.substr(0, 77) + "...";
-  return out;
-}
-
-absl::Status FieldError(absl::string_view source, absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(source, ": ", field, ": ", what));
-}
-
-// Requires `value` to be null/absent or `expected`; anything else is a
-// feature we do not implement, refused by name rather than ignored.
-absl::Status RequireNullOr(const Json& object, const char* key, const Json& expected,
-                           absl::string_view source, absl::string_view prefix) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null() || *it == expected) return absl::OkStatus();
-  return absl::UnimplementedError(absl::StrCat(source, ": ", prefix, key, " = ", it->dump(),
-                                               " is not supported (expected ", expected.dump(),
-                                               " or null)"));
-}
-
-}  // namespace
-
-char32_t ByteToUnicode(uint8_t b) { return GetByteMap().byte_to_cp[b]; }
-
-int UnicodeToByte(char32_t cp) {
-  if (cp >= GetByteMap().cp_to_byte.size()) return -1;
-  return GetByteMap().cp_to_byte[cp];
-}
-
 absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Load(const std::string& path,
                                                                  const TokenizerOptions& options) {
   std::ifstream in(path, std::ios::binary);
@@ -101,254 +88,201 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Load(const std::stri
 }
 
 absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
-    std::string_view json_text, std::string_view source_name, const TokenizerOptions& options) {
-  const absl::string_view source = AbslView(source_name);
-  Json root;
-  try {
-    root = Json::parse(json_text);
-  } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": not valid JSON: ", std::string(e.what())));
-  }
-  if (!root.is_object()) return FieldError(source, "(root)", "must be a JSON object");
+    std::string_view json_text, std::string_view source, const TokenizerOptions& options) {
+  SR_ASSIGN_OR_RETURN(TokenizerSpec spec, TokenizerSpecFromJson(json_text, source));
+  return FromSpec(spec, options);
+}
+
+absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromSpec(
+    const TokenizerSpec& spec, const TokenizerOptions& options) {
   std::unique_ptr<BpeTokenizer> tok(new BpeTokenizer());
+  SR_RETURN_IF_ERROR(tok->AddTokens(spec));
+  SR_RETURN_IF_ERROR(tok->AddMerges(spec));
+  SR_RETURN_IF_ERROR(tok->SetSpecialIds(spec));
+  SR_RETURN_IF_ERROR(tok->SetPreTokenizer(spec, options));
+  return tok;
+}
 
-  // --- normalizer: byte-level BPE files we support carry none.
-  if (auto it = root.find("normalizer"); it != root.end() && !it->is_null()) {
-    return absl::UnimplementedError(
-        absl::StrCat(source, ": normalizer ", it->dump().substr(0, 80),
-                     " is not supported (only tokenizers without a normalizer, like Llama 3)"));
+absl::Status BpeTokenizer::AddTokens(const TokenizerSpec& spec) {
+  const size_t n = spec.tokens.size();
+  if (n == 0) return SpecError(spec, spec.keys.tokens, "no tokens");
+  if (n > static_cast<size_t>(kMaxVocabularySize)) {
+    return SpecError(spec, spec.keys.tokens,
+                     absl::StrCat(n, " tokens, more than the ", kMaxVocabularySize, " supported"));
   }
-
-  // --- model
-  auto model_it = root.find("model");
-  if (model_it == root.end() || !model_it->is_object()) {
-    return FieldError(source, "model", "missing or not an object");
+  if (spec.token_types.size() != n) {
+    return SpecError(spec, spec.keys.token_types,
+                     absl::StrCat(spec.token_types.size(), " entries for ", n, " tokens (",
+                                  spec.keys.tokens, ")"));
   }
-  const Json& model = *model_it;
-  if (auto it = model.find("type"); it == model.end() || *it != "BPE") {
-    return FieldError(source, "model.type", "must be \"BPE\"");
-  }
-  SR_RETURN_IF_ERROR(RequireNullOr(model, "dropout", Json(), source, "model."));
-  SR_RETURN_IF_ERROR(RequireNullOr(model, "byte_fallback", Json(false), source, "model."));
-  SR_RETURN_IF_ERROR(RequireNullOr(model, "continuing_subword_prefix", Json(""), source, "model."));
-  SR_RETURN_IF_ERROR(RequireNullOr(model, "end_of_word_suffix", Json(""), source, "model."));
-  if (auto it = model.find("ignore_merges"); it != model.end() && !it->is_null()) {
-    if (!it->is_boolean()) return FieldError(source, "model.ignore_merges", "must be a boolean");
-    tok->ignore_merges_ = it->get<bool>();
-  }
-
-  auto vocab_it = model.find("vocab");
-  if (vocab_it == model.end() || !vocab_it->is_object() || vocab_it->empty()) {
-    return FieldError(source, "model.vocab", "missing, empty or not an object");
-  }
-  int64_t max_id = -1;
-  for (const auto& [key, value] : vocab_it->items()) {
-    if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
-        value.get<int64_t>() > kMaxTokenId) {
-      return FieldError(source, absl::StrCat("model.vocab[", Quote(key), "]"),
-                        absl::StrCat("id must be an integer in [0, ", kMaxTokenId, "]"));
+  id_to_bytes_.resize(n);
+  token_types_.assign(n, TokenType::kUnused);
+  bytes_to_id_.reserve(n);
+  // Token strings are unique (llama.cpp maps text -> id over all of them).
+  absl::flat_hash_map<std::string_view, int32_t> first_id_of;
+  first_id_of.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto id = static_cast<int32_t>(i);
+    const TokenType type = spec.token_types[i];
+    const auto type_number = static_cast<int32_t>(type);
+    const std::string& token = spec.tokens[i];
+    if (type_number < kMinTokenType || type_number > kMaxTokenType) {
+      return SpecError(spec, Entry(spec.keys.token_types, i),
+                       absl::StrCat("type ", type_number, " is not a token type (", kMinTokenType,
+                                    "..", kMaxTokenType, ")"));
     }
-    max_id = std::max(max_id, value.get<int64_t>());
-  }
-  // Added tokens may extend past the vocab.
-  auto added_it = root.find("added_tokens");
-  if (added_it != root.end() && !added_it->is_null() && !added_it->is_array()) {
-    return FieldError(source, "added_tokens", "must be an array");
-  }
-  if (added_it != root.end() && added_it->is_array()) {
-    for (size_t i = 0; i < added_it->size(); ++i) {
-      const Json& entry = (*added_it)[i];
-      const std::string field = absl::StrCat("added_tokens[", i, "]");
-      if (!entry.is_object()) return FieldError(source, field, "must be an object");
-      auto id = entry.find("id");
-      if (id == entry.end() || !id->is_number_integer() || id->get<int64_t>() < 0 ||
-          id->get<int64_t>() > kMaxTokenId) {
-        return FieldError(source, field + ".id",
-                          absl::StrCat("must be an integer in [0, ", kMaxTokenId, "]"));
-      }
-      max_id = std::max(max_id, id->get<int64_t>());
+    if (type == TokenType::kUnused) continue;
+    const std::string field = absl::StrCat(Entry(spec.keys.tokens, i), " ", QuoteForError(token));
+    if (type == TokenType::kByte) {
+      return absl::UnimplementedError(absl::StrCat(
+          spec.source, ": ", field,
+          ": byte tokens (type 6) belong to SentencePiece vocabularies, not byte-level BPE"));
     }
-  }
-  tok->id_to_bytes_.resize(max_id + 1);
-  tok->id_present_.assign(max_id + 1, false);
-  tok->bytes_to_id_.reserve(vocab_it->size());
-  for (const auto& [key, value] : vocab_it->items()) {
-    const std::string field = absl::StrCat("model.vocab[", Quote(key), "]");
-    auto bytes = ByteLevelToBytes(key);
-    if (!bytes.ok()) return FieldError(source, field, bytes.status().message());
-    if (bytes->empty()) return FieldError(source, field, "empty token");
-    const int32_t id = value.get<int32_t>();
-    if (tok->id_present_[id]) {
-      return FieldError(source, field, absl::StrCat("id ", id, " is used twice"));
+    if (token.empty()) return SpecError(spec, Entry(spec.keys.tokens, i), "empty token");
+    if (auto [it, inserted] = first_id_of.emplace(token, id); !inserted) {
+      return SpecError(spec, field, absl::StrCat("the same string as token ", it->second));
     }
-    if (!tok->bytes_to_id_.emplace(*bytes, id).second) {
-      return FieldError(source, field, "two entries decode to the same bytes");
-    }
-    tok->id_to_bytes_[id] = std::move(*bytes);
-    tok->id_present_[id] = true;
-  }
-  for (int b = 0; b < 256; ++b) {
-    auto it = tok->bytes_to_id_.find(std::string(1, static_cast<char>(b)));
-    if (it == tok->bytes_to_id_.end()) {
-      return FieldError(source, "model.vocab",
-                        absl::StrFormat("no token for the single byte 0x%02X (byte-level BPE "
-                                        "needs all 256)",
-                                        b));
-    }
-    tok->byte_token_id_[b] = it->second;
-  }
-
-  // --- merges: "a b" strings (older files) or ["a", "b"] pairs; rank = index.
-  auto merges_it = model.find("merges");
-  if (merges_it == model.end() || !merges_it->is_array()) {
-    return FieldError(source, "model.merges", "missing or not an array");
-  }
-  tok->merges_.reserve(merges_it->size());
-  for (size_t rank = 0; rank < merges_it->size(); ++rank) {
-    const Json& entry = (*merges_it)[rank];
-    const std::string field = absl::StrCat("model.merges[", rank, "]");
-    std::string left, right;
-    if (entry.is_string()) {
-      const std::string& s = entry.get_ref<const std::string&>();
-      const size_t space = s.find(' ');
-      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
-        return FieldError(source, field,
-                          absl::StrCat(Quote(s), " must be two symbols separated by one space"));
-      }
-      left = s.substr(0, space);
-      right = s.substr(space + 1);
-    } else if (entry.is_array() && entry.size() == 2 && entry[0].is_string() &&
-               entry[1].is_string()) {
-      left = entry[0].get<std::string>();
-      right = entry[1].get<std::string>();
+    if (type == TokenType::kNormal) {
+      absl::StatusOr<std::string> bytes = ByteLevelToBytes(token);
+      if (!bytes.ok()) return SpecError(spec, field, bytes.status().message());
+      // Byte-level decoding is one-to-one, so distinct strings give distinct bytes.
+      SR_CHECK(bytes_to_id_.emplace(*bytes, id).second);
+      id_to_bytes_[i] = std::move(*bytes);
     } else {
-      return FieldError(source, field, "must be \"a b\" or [\"a\", \"b\"]");
+      SR_CHECK(IsSpecial(type));
+      if (absl::Status s = ValidateUtf8(token, "content"); !s.ok()) {
+        return SpecError(spec, Entry(spec.keys.tokens, i), s.message());
+      }
+      special_to_id_.emplace(token, id);
+      id_to_bytes_[i] = token;
+      specials_by_length_.push_back(token);
     }
-    auto left_bytes = ByteLevelToBytes(left);
-    auto right_bytes = ByteLevelToBytes(right);
-    if (!left_bytes.ok() || !right_bytes.ok()) {
-      return FieldError(source, field,
-                        (left_bytes.ok() ? right_bytes.status() : left_bytes.status()).message());
-    }
-    auto l = tok->bytes_to_id_.find(*left_bytes);
-    auto r = tok->bytes_to_id_.find(*right_bytes);
-    auto m = tok->bytes_to_id_.find(*left_bytes + *right_bytes);
-    if (l == tok->bytes_to_id_.end() || r == tok->bytes_to_id_.end() ||
-        m == tok->bytes_to_id_.end()) {
-      return FieldError(source, field,
-                        absl::StrCat(Quote(left), " + ", Quote(right),
-                                     ": a part or the merged symbol is not in model.vocab"));
-    }
-    // A repeated pair keeps its first (lowest) rank.
-    tok->merges_.emplace(PairKey(l->second, r->second),
-                         Merge{static_cast<int32_t>(rank), m->second});
+    token_types_[i] = type;
   }
-  tok->num_merges_ = static_cast<int64_t>(merges_it->size());
-
-  // --- added tokens (specials): matched by content, never inside Encode().
-  if (added_it != root.end() && added_it->is_array()) {
-    for (size_t i = 0; i < added_it->size(); ++i) {
-      const Json& entry = (*added_it)[i];
-      const std::string field = absl::StrCat("added_tokens[", i, "]");
-      auto content = entry.find("content");
-      if (content == entry.end() || !content->is_string() ||
-          content->get_ref<const std::string&>().empty()) {
-        return FieldError(source, field + ".content", "must be a non-empty string");
-      }
-      const std::string& text = content->get_ref<const std::string&>();
-      if (absl::Status s = ValidateUtf8(text, "content"); !s.ok()) {
-        return FieldError(source, field, s.message());
-      }
-      const int32_t id = entry["id"].get<int32_t>();
-      if (tok->id_present_[id] && tok->id_to_bytes_[id] != text) {
-        return FieldError(
-            source, field,
-            absl::StrCat("id ", id, " is already the vocab token ", Quote(tok->id_to_bytes_[id])));
-      }
-      if (!tok->special_to_id_.emplace(text, id).second) {
-        return FieldError(source, field, absl::StrCat(Quote(text), " is listed twice"));
-      }
-      tok->id_to_bytes_[id] = text;
-      tok->id_present_[id] = true;
-      tok->specials_by_length_.push_back(text);
-    }
+  // A vocabulary may lack some bytes (SmolLM2 has no token for 21 of them,
+  // 0x04 and 0xF1 among them): those bytes are dropped from the text, as
+  // llama.cpp and HF tokenizers drop them.
+  for (int b = 0; b < 256; ++b) {
+    auto it = bytes_to_id_.find(std::string(1, static_cast<char>(b)));
+    byte_token_id_[b] = it == bytes_to_id_.end() ? kNoTokenId : it->second;
+    if (it == bytes_to_id_.end()) bytes_without_token_.push_back(static_cast<uint8_t>(b));
   }
-  std::sort(tok->specials_by_length_.begin(), tok->specials_by_length_.end(),
+  std::sort(specials_by_length_.begin(), specials_by_length_.end(),
             [](const std::string& a, const std::string& b) {
               return a.size() != b.size() ? a.size() > b.size() : a < b;
             });
+  return absl::OkStatus();
+}
 
-  // --- pre_tokenizer: Sequence[Split(Regex, Isolated), ByteLevel(use_regex=false)]
-  // (Llama 3) or a lone ByteLevel(use_regex=true) (GPT-2 pattern).
-  auto pre_it = root.find("pre_tokenizer");
-  if (pre_it == root.end() || !pre_it->is_object()) {
-    return FieldError(source, "pre_tokenizer", "missing or not an object");
+absl::Status BpeTokenizer::AddMerges(const TokenizerSpec& spec) {
+  if (spec.merges.size() > static_cast<size_t>(kMaxMerges)) {
+    return SpecError(
+        spec, spec.keys.merges,
+        absl::StrCat(spec.merges.size(), " merges, more than the ", kMaxMerges, " supported"));
   }
-  std::vector<std::pair<std::string, const Json*>> steps;  // (field path, step)
-  if (pre_it->value("type", "") == "Sequence") {
-    auto list = pre_it->find("pretokenizers");
-    if (list == pre_it->end() || !list->is_array()) {
-      return FieldError(source, "pre_tokenizer.pretokenizers", "missing or not an array");
+  merges_.reserve(spec.merges.size());
+  for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
+    const std::string& merge = spec.merges[rank];
+    const std::string field = Entry(spec.keys.merges, rank);
+    const size_t space = merge.find(' ');
+    if (space == std::string::npos || space == 0 || space + 1 == merge.size() ||
+        merge.find(' ', space + 1) != std::string::npos) {
+      return SpecError(
+          spec, field,
+          absl::StrCat(QuoteForError(merge), " must be two symbols separated by one space"));
     }
-    for (size_t i = 0; i < list->size(); ++i) {
-      steps.emplace_back(absl::StrCat("pre_tokenizer.pretokenizers[", i, "]"), &(*list)[i]);
+    const std::string_view left = std::string_view(merge).substr(0, space);
+    const std::string_view right = std::string_view(merge).substr(space + 1);
+    absl::StatusOr<std::string> left_bytes = ByteLevelToBytes(left);
+    absl::StatusOr<std::string> right_bytes = ByteLevelToBytes(right);
+    if (!left_bytes.ok() || !right_bytes.ok()) {
+      return SpecError(
+          spec, field,
+          absl::StrCat(QuoteForError(merge), ": ",
+                       (left_bytes.ok() ? right_bytes : left_bytes).status().message()));
     }
-  } else {
-    steps.emplace_back("pre_tokenizer", &*pre_it);
+    // Merges combine normal tokens into a normal token: a special is never
+    // reached from text.
+    auto l = bytes_to_id_.find(*left_bytes);
+    auto r = bytes_to_id_.find(*right_bytes);
+    auto m = bytes_to_id_.find(*left_bytes + *right_bytes);
+    if (l == bytes_to_id_.end() || r == bytes_to_id_.end() || m == bytes_to_id_.end()) {
+      const absl::string_view missing = l == bytes_to_id_.end()   ? "the left symbol"
+                                        : r == bytes_to_id_.end() ? "the right symbol"
+                                                                  : "the merged symbol";
+      return SpecError(spec, field,
+                       absl::StrCat(QuoteForError(merge), ": ", missing, " is not a normal token"));
+    }
+    // A repeated pair keeps its first (lowest) rank.
+    merges_.emplace(PairKey(l->second, r->second), Merge{static_cast<int32_t>(rank), m->second});
   }
-  std::string pattern;
-  bool byte_level_seen = false;
-  for (const auto& [field, step] : steps) {
-    if (!step->is_object()) return FieldError(source, field, "must be an object");
-    const std::string type = step->value("type", "");
-    if (type == "Split") {
-      if (!pattern.empty() || byte_level_seen) {
-        return absl::UnimplementedError(
-            absl::StrCat(source, ": ", field, ": only one Split, before ByteLevel, is supported"));
-      }
-      auto pat = step->find("pattern");
-      if (pat == step->end() || !pat->is_object() || !pat->contains("Regex") ||
-          !(*pat)["Regex"].is_string()) {
-        return FieldError(source, field + ".pattern", "must be {\"Regex\": \"...\"}");
-      }
-      pattern = (*pat)["Regex"].get<std::string>();
-      if (pattern.empty()) return FieldError(source, field + ".pattern.Regex", "is empty");
-      if (step->value("behavior", "") != "Isolated") {
-        return absl::UnimplementedError(
-            absl::StrCat(source, ": ", field, ".behavior: only \"Isolated\" is supported"));
-      }
-      SR_RETURN_IF_ERROR(RequireNullOr(*step, "invert", Json(false), source, field + "."));
-    } else if (type == "ByteLevel") {
-      SR_RETURN_IF_ERROR(
-          RequireNullOr(*step, "add_prefix_space", Json(false), source, field + "."));
-      byte_level_seen = true;
-      if (step->value("use_regex", true)) {
-        if (!pattern.empty()) {
-          return absl::UnimplementedError(absl::StrCat(
-              source, ": ", field, ": ByteLevel use_regex=true after a Split is not supported"));
-        }
-        pattern = std::string(kGpt2SplitPattern);
-      }
-    } else {
-      return absl::UnimplementedError(
-          absl::StrCat(source, ": ", field, ".type ", Quote(type), " is not supported"));
+  num_merges_ = static_cast<int64_t>(spec.merges.size());
+  return absl::OkStatus();
+}
+
+absl::Status BpeTokenizer::SetSpecialIds(const TokenizerSpec& spec) {
+  for (const SpecialTokenKey& key : kSpecialTokenKeys) {
+    const int32_t id = spec.special_ids.*key.id;
+    if (id == kNoTokenId) continue;
+    if (id < 0 || id >= vocab_size()) {
+      return SpecError(spec, AbslView(key.gguf_key),
+                       absl::StrCat("id ", id, " is out of range [0, ", vocab_size(), ")"));
+    }
+    if (token_types_[id] == TokenType::kUnused) {
+      return SpecError(spec, AbslView(key.gguf_key),
+                       absl::StrCat("id ", id, " is an unused token"));
     }
   }
-  if (!byte_level_seen || pattern.empty()) {
-    return absl::UnimplementedError(absl::StrCat(
-        source, ": pre_tokenizer: need a ByteLevel step and a split pattern (byte-level BPE)"));
+  if (spec.add_bos_token && spec.special_ids.bos == kNoTokenId) {
+    return SpecError(spec, "tokenizer.ggml.add_bos_token",
+                     "true, but there is no tokenizer.ggml.bos_token_id");
   }
-  auto splitter = RegexSplitter::Create(pattern, options.fast_pretokenizer, source_name);
-  if (!splitter.ok()) return splitter.status();
-  tok->splitter_ = std::move(*splitter);
-  return tok;
+  if (spec.add_eos_token && spec.special_ids.eos == kNoTokenId) {
+    return SpecError(spec, "tokenizer.ggml.add_eos_token",
+                     "true, but there is no tokenizer.ggml.eos_token_id");
+  }
+  special_ids_ = spec.special_ids;
+  add_bos_token_ = spec.add_bos_token;
+  add_eos_token_ = spec.add_eos_token;
+  return absl::OkStatus();
+}
+
+absl::Status BpeTokenizer::SetPreTokenizer(const TokenizerSpec& spec,
+                                           const TokenizerOptions& options) {
+  const std::vector<std::string>* patterns = &spec.split_patterns;
+  ignore_merges_ = spec.ignore_merges;
+  if (!spec.pre_tokenizer.empty()) {
+    if (!spec.split_patterns.empty()) {
+      return SpecError(spec, spec.keys.pre_tokenizer,
+                       "both a pre-tokenizer name and split patterns given");
+    }
+    const NamedPreTokenizer* named = FindNamedPreTokenizer(spec.pre_tokenizer);
+    if (named == nullptr) {
+      return absl::UnimplementedError(absl::StrCat(
+          spec.source, ": ", spec.keys.pre_tokenizer, ": ", QuoteForError(spec.pre_tokenizer),
+          " is not a supported pre-tokenizer (supported: ", KnownPreTokenizerNames(), ")"));
+    }
+    patterns = &named->patterns;
+    ignore_merges_ = named->ignore_merges;
+    pre_tokenizer_name_ = spec.pre_tokenizer;
+  } else if (spec.split_patterns.empty()) {
+    return SpecError(spec, spec.keys.pre_tokenizer, "missing (no name and no split patterns)");
+  }
+  SR_ASSIGN_OR_RETURN(pre_tokenizer_,
+                      PreTokenizer::Create(*patterns, options.fast_pretokenizer, spec.source));
+  return absl::OkStatus();
+}
+
+TokenType BpeTokenizer::token_type(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) return TokenType::kUnused;
+  return token_types_[id];
 }
 
 void BpeTokenizer::EncodePiece(std::string_view piece, std::vector<int32_t>& ids) const {
   if (piece.empty()) return;
   if (piece.size() == 1) {
-    ids.push_back(byte_token_id_[static_cast<unsigned char>(piece[0])]);
+    const int32_t id = byte_token_id_[static_cast<unsigned char>(piece[0])];
+    if (id != kNoTokenId) ids.push_back(id);
     return;
   }
   if (ignore_merges_) {
@@ -395,7 +329,19 @@ void BpeTokenizer::MergeByScan(std::string_view piece, std::vector<int32_t>& ids
     if (best < pair_rank.size()) rate(best);
     if (best > 0) rate(best - 1);
   }
-  ids.insert(ids.end(), symbols.begin(), symbols.end());
+  AppendTokens(symbols, ids);
+}
+
+void BpeTokenizer::AppendTokens(std::span<const int32_t> symbols, std::vector<int32_t>& ids) const {
+  if (bytes_without_token_.empty()) {
+    ids.insert(ids.end(), symbols.begin(), symbols.end());
+    return;
+  }
+  // A byte without a token stays a symbol of its own (no merge names it, so
+  // it also keeps its neighbours apart, as in llama.cpp) and is dropped here.
+  for (int32_t id : symbols) {
+    if (id != kNoTokenId) ids.push_back(id);
+  }
 }
 
 void BpeTokenizer::MergeByHeap(std::string_view piece, std::vector<int32_t>& ids) const {
@@ -434,8 +380,9 @@ void BpeTokenizer::MergeByHeap(std::string_view piece, std::vector<int32_t>& ids
     const Candidate c = queue.top();
     queue.pop();
     // Stale entries: the left symbol was merged away or changed, or its
-    // right neighbour changed. Ids only grow by merging, so comparing ids
-    // identifies the pair exactly.
+    // right neighbour changed. A symbol changes only by absorbing its right
+    // neighbour, which makes its bytes longer, so it never has an earlier id
+    // again: comparing ids identifies the pair exactly.
     if (!alive[c.left] || symbols[c.left].id != c.left_id) continue;
     const int32_t right = symbols[c.left].next;
     if (right < 0 || symbols[right].id != c.right_id) continue;
@@ -446,14 +393,16 @@ void BpeTokenizer::MergeByHeap(std::string_view piece, std::vector<int32_t>& ids
     if (symbols[c.left].prev >= 0) consider(symbols[c.left].prev);
     consider(c.left);
   }
-  for (int32_t i = 0; i >= 0; i = symbols[i].next) ids.push_back(symbols[i].id);
+  std::vector<int32_t> merged;
+  for (int32_t i = 0; i >= 0; i = symbols[i].next) merged.push_back(symbols[i].id);
+  AppendTokens(merged, ids);
 }
 
 absl::Status BpeTokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>& ids) const {
   SR_RETURN_IF_ERROR(ValidateUtf8(text, "text"));
   const size_t before = ids.size();
   absl::Status status =
-      splitter_->Split(text, [&](std::string_view piece) { EncodePiece(piece, ids); });
+      pre_tokenizer_->Split(text, [&](std::string_view piece) { EncodePiece(piece, ids); });
   if (!status.ok()) ids.resize(before);
   return status;
 }
@@ -501,7 +450,7 @@ std::optional<int32_t> BpeTokenizer::SpecialTokenId(std::string_view content) co
 absl::StatusOr<int32_t> BpeTokenizer::RequireSpecialTokenId(std::string_view content) const {
   if (auto id = SpecialTokenId(content)) return *id;
   return absl::NotFoundError(
-      absl::StrCat("tokenizer has no special token ", Quote(content), " (added_tokens)"));
+      absl::StrCat("tokenizer has no special token ", QuoteForError(content)));
 }
 
 std::optional<int32_t> BpeTokenizer::TokenIdOfBytes(std::string_view bytes) const {
@@ -519,7 +468,7 @@ absl::StatusOr<std::string> BpeTokenizer::Decode(std::span<const int32_t> ids) c
   std::string out;
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
-    if (id < 0 || id >= vocab_size() || !id_present_[id]) {
+    if (id < 0 || id >= vocab_size() || token_types_[id] == TokenType::kUnused) {
       return absl::InvalidArgumentError(absl::StrCat("decode: id ", id, " at position ", i,
                                                      " is not a token (vocab size ", vocab_size(),
                                                      ")"));

@@ -48,7 +48,7 @@ TEST(BpeTokenizer, LoadsLlama3) {
   EXPECT_EQ(tok.TokenIdOfBytes("\n\n"), 271);
   EXPECT_EQ(tok.TokenIdOfBytes("safe"), 19193);
   EXPECT_EQ(tok.TokenIdOfBytes("unsafe"), 39257);
-  EXPECT_TRUE(tok.splitter().uses_fast_path());
+  EXPECT_TRUE(tok.pre_tokenizer().uses_fast_path());
 }
 
 TEST(BpeTokenizer, KnownEncodings) {
@@ -88,7 +88,7 @@ TEST(BpeTokenizer, PcrePathMatchesGoldenToo) {
   // The same fixture through the pure PCRE2 pre-tokenizer.
   auto tok = BpeTokenizer::Load(kLlama3Path, {.fast_pretokenizer = false});
   ASSERT_TRUE(tok.ok()) << tok.status();
-  EXPECT_FALSE((*tok)->splitter().uses_fast_path());
+  EXPECT_FALSE((*tok)->pre_tokenizer().uses_fast_path());
   const auto rows = ReadJsonl(kShared + "/fixtures/tokenizer/llama3_golden_public.jsonl");
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].value("special", false)) continue;

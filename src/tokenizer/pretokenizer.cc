@@ -31,7 +31,7 @@ std::string PcreErrorMessage(int code) {
 
 }  // namespace
 
-size_t Llama3AsciiMatchEnd(std::string_view text, size_t pos) {
+size_t Llama3AsciiMatchEnd(std::string_view text, size_t pos, int max_digits) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
   constexpr size_t kUndecided = 0;
@@ -69,11 +69,12 @@ size_t Llama3AsciiMatchEnd(std::string_view text, size_t pos) {
     if (end < n && s[end] >= 0x80) return kUndecided;  // the run might go on
     return end;
   }
-  // 3. \p{N}{1,3}
+  // 3. \p{N}{1,3} (Llama 3) or \p{N} (Qwen2)
   if (IsAsciiDigit(c)) {
+    const size_t longest = pos + max_digits;
     size_t end = pos + 1;
-    while (end < n && end < pos + 3 && IsAsciiDigit(s[end])) ++end;
-    if (end < pos + 3 && end < n && s[end] >= 0x80) return kUndecided;  // might be \p{N}
+    while (end < n && end < longest && IsAsciiDigit(s[end])) ++end;
+    if (end < longest && end < n && s[end] >= 0x80) return kUndecided;  // might be \p{N}
     return end;
   }
   // 4. ` ?[^\s\p{L}\p{N}]+[\r\n]*`
@@ -138,7 +139,8 @@ absl::StatusOr<std::unique_ptr<RegexSplitter>> RegexSplitter::Create(std::string
   }
   // JIT is an optimisation; the interpreter gives the same matches.
   splitter->pcre_->jit = pcre2_jit_compile(splitter->pcre_->code, PCRE2_JIT_COMPLETE) == 0;
-  splitter->llama3_fast_path_ = fast_path && pattern == kLlama3SplitPattern;
+  if (fast_path && pattern == kLlama3SplitPattern) splitter->fast_path_max_digits_ = 3;
+  if (fast_path && pattern == kQwen2SplitPattern) splitter->fast_path_max_digits_ = 1;
   return splitter;
 }
 
@@ -158,8 +160,8 @@ absl::Status RegexSplitter::Split(std::string_view text,
   size_t search_at = 0;  // where the next match is searched from
   absl::Status status;
   while (search_at < n) {
-    if (llama3_fast_path_ && search_at == gap_start) {
-      const size_t end = Llama3AsciiMatchEnd(text, search_at);
+    if (fast_path_max_digits_ > 0 && search_at == gap_start) {
+      const size_t end = Llama3AsciiMatchEnd(text, search_at, fast_path_max_digits_);
       if (end != 0) {
         emit(text.substr(search_at, end - search_at));
         gap_start = search_at = end;
@@ -205,6 +207,83 @@ absl::Status RegexSplitter::Split(std::string_view text,
   if (status.ok() && gap_start < n) emit(text.substr(gap_start));
   cleanup();
   return status;
+}
+
+absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::Create(
+    std::span<const std::string> patterns, bool fast_path, std::string_view source) {
+  if (patterns.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(AbslView(source), ": pre-tokenizer: no split pattern"));
+  }
+  std::unique_ptr<PreTokenizer> pre(new PreTokenizer());
+  for (const std::string& pattern : patterns) {
+    SR_ASSIGN_OR_RETURN(std::unique_ptr<RegexSplitter> stage,
+                        RegexSplitter::Create(pattern, fast_path, source));
+    pre->stages_.push_back(std::move(stage));
+  }
+  return pre;
+}
+
+bool PreTokenizer::uses_fast_path() const {
+  for (const auto& stage : stages_) {
+    const std::string& p = stage->pattern();
+    if ((p == kLlama3SplitPattern || p == kQwen2SplitPattern) && !stage->uses_fast_path()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status PreTokenizer::Split(std::string_view text,
+                                 absl::FunctionRef<void(std::string_view)> emit) const {
+  return SplitStage(0, text, emit);
+}
+
+absl::Status PreTokenizer::SplitStage(size_t stage, std::string_view text,
+                                      absl::FunctionRef<void(std::string_view)> emit) const {
+  if (stage + 1 == stages_.size()) return stages_[stage]->Split(text, emit);
+  // Pieces of this stage go through the next one; its first error stops the
+  // rest (Split cannot be interrupted, so later pieces are skipped).
+  absl::Status inner;
+  SR_RETURN_IF_ERROR(stages_[stage]->Split(text, [&](std::string_view piece) {
+    if (inner.ok()) inner = SplitStage(stage + 1, piece, emit);
+  }));
+  return inner;
+}
+
+namespace {
+
+const std::vector<NamedPreTokenizer>& NamedPreTokenizers() {
+  static const auto* const kKnown = new std::vector<NamedPreTokenizer>{
+      // Llama 3 (llama.cpp also reads the pieces that are whole tokens as
+      // one id: HF's ignore_merges, set in Llama 3's tokenizer.json).
+      {"llama-bpe", {std::string(kLlama3SplitPattern)}, /*ignore_merges=*/true},
+      // Qwen2 / Qwen3 (their tokenizer.json adds an NFC normalizer that
+      // llama.cpp does not apply; neither do we).
+      {"qwen2", {std::string(kQwen2SplitPattern)}, false},
+      // SmolLM / SmolLM2: every digit alone, then the GPT-2 pattern on each
+      // piece (tokenizer.json: Sequence[Digits(individual_digits),
+      // ByteLevel(use_regex)]).
+      {"smollm", {std::string(kDigitsIndividualPattern), std::string(kGpt2SplitPattern)}, false},
+  };
+  return *kKnown;
+}
+
+}  // namespace
+
+const NamedPreTokenizer* FindNamedPreTokenizer(std::string_view name) {
+  for (const NamedPreTokenizer& known : NamedPreTokenizers()) {
+    if (known.name == name) return &known;
+  }
+  return nullptr;
+}
+
+std::string KnownPreTokenizerNames() {
+  std::string names;
+  for (const NamedPreTokenizer& known : NamedPreTokenizers()) {
+    absl::StrAppend(&names, names.empty() ? "" : ", ", AbslView(known.name));
+  }
+  return names;
 }
 
 }  // namespace saferoute

@@ -57,6 +57,62 @@ TEST(Pretokenizer, FastPathEqualsPcreOnRandomStrings) {
   }
 }
 
+TEST(Pretokenizer, Qwen2FastPathEqualsPcreOnRandomStrings) {
+  auto fast = RegexSplitter::Create(kQwen2SplitPattern, true, "test");
+  auto pcre = RegexSplitter::Create(kQwen2SplitPattern, false, "test");
+  ASSERT_TRUE(fast.ok() && pcre.ok());
+  ASSERT_TRUE((*fast)->uses_fast_path());
+  std::mt19937 rng(54321);
+  for (int i = 0; i < 20000; ++i) {
+    const std::string text = RandomText(rng, 24);
+    ASSERT_EQ(Pieces(**fast, text), Pieces(**pcre, text)) << "text: " << text;
+  }
+}
+
+TEST(Pretokenizer, NamedPreTokenizers) {
+  using V = std::vector<std::string>;
+  auto pieces = [](std::string_view name, std::string_view text) {
+    const NamedPreTokenizer* named = FindNamedPreTokenizer(name);
+    EXPECT_NE(named, nullptr) << name;
+    if (named == nullptr) return V{};
+    auto pre = PreTokenizer::Create(named->patterns, true, "test");
+    EXPECT_TRUE(pre.ok()) << pre.status();
+    V out;
+    EXPECT_TRUE((*pre)->Split(text, [&](std::string_view p) { out.emplace_back(p); }).ok());
+    return out;
+  };
+  // llama-bpe: up to three digits together.
+  EXPECT_EQ(pieces("llama-bpe", "x 12345"), (V{"x", " ", "123", "45"}));
+  EXPECT_TRUE(FindNamedPreTokenizer("llama-bpe")->ignore_merges);
+  // qwen2: one digit at a time, else as Llama 3.
+  EXPECT_EQ(pieces("qwen2", "x 123 I'll"), (V{"x", " ", "1", "2", "3", " I", "'ll"}));
+  EXPECT_FALSE(FindNamedPreTokenizer("qwen2")->ignore_merges);
+  // smollm: digits alone (\p{N}: Arabic-Indic and superscript digits too),
+  // then GPT-2 on each piece: " 2" is no longer one piece, and the spaces
+  // before a digit end a piece (\s+(?!\S) sees the end of the piece).
+  EXPECT_EQ(pieces("smollm", "a 12"), (V{"a", " ", "1", "2"}));
+  EXPECT_EQ(pieces("smollm", "x  \u0661\u00b2y"), (V{"x", "  ", "\u0661", "\u00b2", "y"}));
+  EXPECT_EQ(pieces("smollm", "I'll  go"), (V{"I", "'ll", " ", " go"}));
+  EXPECT_FALSE(FindNamedPreTokenizer("smollm")->ignore_merges);
+  EXPECT_EQ(FindNamedPreTokenizer("gpt-2"), nullptr);
+  EXPECT_EQ(KnownPreTokenizerNames(), "llama-bpe, qwen2, smollm");
+}
+
+TEST(Pretokenizer, SequenceSplitsEveryPieceAgain) {
+  // The second stage sees each piece of the first on its own: "ab" and "cd"
+  // are split apart by the first stage, so "bc" never forms.
+  const std::vector<std::string> patterns = {"[|]", "bc|[a-z]"};
+  auto pre = PreTokenizer::Create(patterns, true, "test");
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  std::vector<std::string> out;
+  ASSERT_TRUE((*pre)->Split("ab|cd bcd", [&](std::string_view p) { out.emplace_back(p); }).ok());
+  EXPECT_EQ(out, (std::vector<std::string>{"a", "b", "|", "c", "d", " ", "bc", "d"}));
+  EXPECT_FALSE(PreTokenizer::Create({}, true, "test").ok());
+  auto bad = PreTokenizer::Create(std::vector<std::string>{"a", "("}, true, "tok.gguf");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tok.gguf"), std::string::npos) << bad.status();
+}
+
 TEST(Pretokenizer, KnownSplits) {
   auto splitter = *RegexSplitter::Create(kLlama3SplitPattern, true, "test");
   using V = std::vector<std::string>;

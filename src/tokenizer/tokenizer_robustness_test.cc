@@ -136,6 +136,7 @@ Json SmallTokenizer() {
   vocab["ll"] = 257;
   vocab["hell"] = 258;
   vocab["o\xc4\xa0"] = 259;  // "oĠ"
+  vocab["12"] = 260;
   // The Llama 3 layout, with a tiny vocabulary.
   Json json = {{"normalizer", nullptr}, {"added_tokens", Json::array()}};
   json["pre_tokenizer"] = {
@@ -148,7 +149,7 @@ Json SmallTokenizer() {
                     {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}};
   json["model"] = {{"type", "BPE"}, {"ignore_merges", true}, {"byte_fallback", false}};
   json["model"]["vocab"] = vocab;
-  json["model"]["merges"] = Json::array({"h e", Json::array({"l", "l"}), "he ll"});
+  json["model"]["merges"] = Json::array({"h e", Json::array({"l", "l"}), "he ll", "1 2"});
   json["added_tokens"] = Json::array({{{"id", 300}, {"content", "<|x|>"}, {"special", true}}});
   return json;
 }
@@ -166,6 +167,21 @@ TEST(TokenizerJson, SmallTokenizerLoadsBothMergeForms) {
   auto gpt2_tok = BpeTokenizer::FromJson(gpt2.dump(), "gpt2.json");
   ASSERT_TRUE(gpt2_tok.ok()) << gpt2_tok.status();
   EXPECT_EQ(*(*gpt2_tok)->Encode("hell hello"), (std::vector<int32_t>{258, ' ', 258, 'o'}));
+  EXPECT_EQ(*(*gpt2_tok)->Encode("he12"), (std::vector<int32_t>{256, 260}));
+  // SmolLM2 layout: every digit alone, then the GPT-2 pattern.
+  Json smollm = gpt2;
+  smollm["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       Json::array({{{"type", "Digits"}, {"individual_digits", true}}, gpt2["pre_tokenizer"]})}};
+  auto smollm_tok = BpeTokenizer::FromJson(smollm.dump(), "smollm.json");
+  ASSERT_TRUE(smollm_tok.ok()) << smollm_tok.status();
+  EXPECT_EQ(*(*smollm_tok)->Encode("he12 x"), (std::vector<int32_t>{256, '1', '2', ' ', 'x'}));
+  // Digits without individual_digits keeps a run together.
+  smollm["pre_tokenizer"]["pretokenizers"][0]["individual_digits"] = false;
+  auto grouped_tok = BpeTokenizer::FromJson(smollm.dump(), "grouped.json");
+  ASSERT_TRUE(grouped_tok.ok()) << grouped_tok.status();
+  EXPECT_EQ(*(*grouped_tok)->Encode("he12 x"), (std::vector<int32_t>{256, 260, ' ', 'x'}));
 }
 
 TEST(TokenizerJson, DamageIsNamed) {
@@ -179,8 +195,8 @@ TEST(TokenizerJson, DamageIsNamed) {
       {"model.vocab", [](Json& j) { j["model"].erase("vocab"); }},
       {"model.vocab[\"he\"]", [](Json& j) { j["model"]["vocab"]["he"] = -4; }},
       {"id 1 is used twice", [](Json& j) { j["model"]["vocab"]["he"] = 1; }},
-      {"model.vocab[\"a b\"]", [](Json& j) { j["model"]["vocab"]["a b"] = 400; }},
-      {"single byte 0x41", [](Json& j) { j["model"]["vocab"].erase("A"); }},
+      {"model.vocab[400] \"a b\": character U+0020 is not a byte-level symbol",
+       [](Json& j) { j["model"]["vocab"]["a b"] = 400; }},
       {"model.merges[1]", [](Json& j) { j["model"]["merges"][1] = "l l l"; }},
       {"model.merges[2]",
        [](Json& j) {
@@ -198,6 +214,28 @@ TEST(TokenizerJson, DamageIsNamed) {
        [](Json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(["; }},
       {"behavior", [](Json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed"; }},
       {"pre_tokenizer", [](Json& j) { j["pre_tokenizer"] = nullptr; }},
+      {"pretokenizers[2]: a \"Split\" step after ByteLevel is not supported",
+       [](Json& j) {
+         j["pre_tokenizer"]["pretokenizers"].push_back(j["pre_tokenizer"]["pretokenizers"][0]);
+       }},
+      {"pretokenizers[0].individual_digits: must be a boolean",
+       [](Json& j) {
+         j["pre_tokenizer"]["pretokenizers"][0] = {{"type", "Digits"}, {"individual_digits", 1}};
+       }},
+      {"pretokenizers[0].type \"Punctuation\" is not supported",
+       [](Json& j) {
+         j["pre_tokenizer"]["pretokenizers"][0] = {{"type", "Punctuation"}};
+       }},
+      {"model.merges[3]: must be \"a b\" or [\"a\", \"b\"]",
+       [](Json& j) {
+         j["model"]["merges"][3] = Json::array({"1 2", "x"});
+       }},
+      {"model.merges[3]: \"1 2\": the merged symbol is not a normal token",
+       [](Json& j) { j["model"]["vocab"].erase("12"); }},
+      {"added_tokens[1]: \"<|x|>\" is listed twice",
+       [](Json& j) {
+         j["added_tokens"].push_back({{"id", 301}, {"content", "<|x|>"}});
+       }},
   };
   for (const Case& c : cases) {
     std::string error;

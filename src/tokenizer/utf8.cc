@@ -1,5 +1,7 @@
 #include "tokenizer/utf8.h"
 
+#include "nlohmann/json.hpp"
+
 namespace saferoute {
 
 size_t FindInvalidUtf8(std::string_view text) {
@@ -101,6 +103,13 @@ void AppendUtf8(char32_t cp, std::string& out) {
     out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
     out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
   }
+}
+
+std::string QuoteForError(std::string_view s) {
+  using Json = nlohmann::json;
+  std::string out = Json(std::string(s)).dump(-1, ' ', true, Json::error_handler_t::replace);
+  if (out.size() > 80) out = out.substr(0, 77) + "...";
+  return out;
 }
 
 }  // namespace saferoute

@@ -28,6 +28,10 @@ char32_t DecodeUtf8At(std::string_view text, size_t& pos);
 // Appends the UTF-8 encoding of a valid scalar value (not a surrogate).
 void AppendUtf8(char32_t code_point, std::string& out);
 
+// `s` as a JSON string literal for an error message: quoted, escaped,
+// invalid UTF-8 replaced, cut to 80 characters.
+std::string QuoteForError(std::string_view s);
+
 }  // namespace saferoute
 
 #endif  // SAFEROUTE_TOKENIZER_UTF8_H_
