@@ -7,8 +7,6 @@
 //    set written back (WriteFeatureFile) reads back identical;
 //  - labels: one 0/1 label per id, outcomes all present or all absent, and
 //    the labels written back as JSONL read back identical.
-#include <unistd.h>
-
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -20,15 +18,13 @@
 
 #include "nlohmann/json.hpp"
 #include "router/feature_set.h"
+#include "util/fuzz_scratch.h"
 
 namespace saferoute {
 namespace {
 
 const std::string& ScratchPath() {
-  static const std::string path =
-      (std::filesystem::temp_directory_path() /
-       ("feature_set_fuzz." + std::to_string(getpid()) + ".safetensors"))
-          .string();
+  static const std::string path = FuzzScratchPath("feature_set_fuzz.safetensors");
   return path;
 }
 

@@ -5,8 +5,6 @@
 // calibration table; written back (WriteRouterFile) and read again it is the
 // same router, parameter for parameter and field for field; a small router
 // scores a feature to a probability.
-#include <unistd.h>
-
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -17,16 +15,13 @@
 
 #include "router/calibration.h"
 #include "router/router_file.h"
+#include "util/fuzz_scratch.h"
 
 namespace saferoute {
 namespace {
 
-// A file the round trip writes, private to this process.
 const std::string& ScratchPath() {
-  static const std::string path =
-      (std::filesystem::temp_directory_path() /
-       ("router_file_fuzz." + std::to_string(getpid()) + ".safetensors"))
-          .string();
+  static const std::string path = FuzzScratchPath("router_file_fuzz.safetensors");
   return path;
 }
 
