@@ -33,6 +33,15 @@ bool NestingWithin(absl::string_view body, int max_depth) {
   return true;
 }
 
+// "line L, column C" (1-based) of the byte at offset `at` of `body`.
+std::string Position(absl::string_view body, size_t at) {
+  const absl::string_view before = body.substr(0, at);
+  const size_t line = 1 + std::count(before.begin(), before.end(), '\n');
+  const size_t line_start = before.rfind('\n');
+  const size_t column = line_start == absl::string_view::npos ? at + 1 : at - line_start;
+  return absl::StrCat("line ", line, ", column ", column);
+}
+
 // "<what> at line L, column C: <why>" from nlohmann's parse_error, without
 // its internals ("[json.exception.parse_error.101]", "syntax error while
 // parsing value") and without its "last read: '…'", a piece of the body
@@ -40,10 +49,6 @@ bool NestingWithin(absl::string_view body, int max_depth) {
 std::string ParseErrorMessage(absl::string_view body, const nlohmann::json::parse_error& e) {
   // e.byte: 1-based index of the last byte read (size + 1 at the end).
   const size_t at = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, body.size());
-  const absl::string_view before = body.substr(0, at);
-  const size_t line = 1 + std::count(before.begin(), before.end(), '\n');
-  const size_t line_start = before.rfind('\n');
-  const size_t column = line_start == absl::string_view::npos ? at + 1 : at - line_start;
 
   absl::string_view why = e.what();
   if (size_t dash = why.find(" - "); dash != absl::string_view::npos) why.remove_prefix(dash + 3);
@@ -71,8 +76,8 @@ std::string ParseErrorMessage(absl::string_view body, const nlohmann::json::pars
       }
     }
   }
-  return absl::StrCat("request body is not valid JSON at line ", line, ", column ", column, ": ",
-                      why, expected);
+  return absl::StrCat("request body is not valid JSON at ", Position(body, at), ": ", why,
+                      expected);
 }
 
 }  // namespace
@@ -102,6 +107,14 @@ absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view body, int max_d
   if (!NestingWithin(body, max_depth)) {
     return InputError(absl::StrCat("request body nests deeper than ", max_depth, " levels"), "",
                       "invalid_json");
+  }
+  // nlohmann takes a NUL byte for the end of the input: "{...}\0<more>"
+  // would parse with <more> silently ignored. JSON text never holds a raw NUL
+  // (RFC 8259: control characters inside strings are escaped).
+  if (const size_t nul = body.find('\0'); nul != absl::string_view::npos) {
+    return InputError(
+        absl::StrCat("request body is not valid JSON at ", Position(body, nul), ": NUL byte"), "",
+        "invalid_json");
   }
   nlohmann::json parsed;
   try {

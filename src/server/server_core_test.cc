@@ -295,6 +295,21 @@ TEST(ModerationApi, RejectsBadInputNamingTheField) {
   EXPECT_TRUE(ParseModeration(R"({"input":"\ud83d\ude00"})").ok());
 }
 
+// Found by http_body_fuzz: nlohmann takes a NUL byte for the end of the
+// input, so whatever followed it was silently ignored.
+TEST(ModerationApi, RefusesNulBytes) {
+  const std::string trailing = std::string(R"({"input":"a"})") + '\0' + R"({"input":"b"})";
+  const std::string in_string = std::string(R"({"input":"a)") + '\0' + R"(b"})";
+  for (const std::string& body : {trailing, in_string}) {
+    absl::Status s = ParseModeration(body);
+    EXPECT_EQ(HttpStatusFor(s), 400) << s;
+    EXPECT_EQ(CodeOf(s), "invalid_json") << s;
+  }
+  EXPECT_NE(ParseModeration(trailing).message().find("line 1, column 14: NUL byte"),
+            absl::string_view::npos)
+      << ParseModeration(trailing);
+}
+
 TEST(ModerationApi, CategoryMapCoversOpenAiKeysOnly) {
   const std::vector<std::string>& keys = OpenAiCategoryKeys();
   EXPECT_EQ(keys.size(), 13u);
@@ -335,6 +350,11 @@ TEST(GuardApi, RejectsBadRequestsNamingTheField) {
       {R"({"prompt":"a","policy":{"categories":[{"code":"X1","name":"n"}]}})",
        "policy.categories[0].code"},
       {R"({"prompt":"a","policy":{"categories":[{"code":"S1","name":"a\nb"}]}})",
+       "policy.categories[0].name"},
+      // Found by http_body_fuzz: accepted here, refused only when rendering.
+      {R"({"prompt":"a","policy":{"categories":[{"code":"S1","name":"a\rb"}]}})",
+       "policy.categories[0].name"},
+      {R"({"prompt":"a","policy":{"categories":[{"code":"S1","name":" \t"}]}})",
        "policy.categories[0].name"},
       {R"({"prompt":"a","policy":{"exclude":[3]}})", "policy.exclude[0]"},
       {R"({"prompt":"a","deadline_ms":-5})", "deadline_ms"},
