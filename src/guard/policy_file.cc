@@ -72,6 +72,10 @@ absl::StatusOr<Policy> ParsePolicyCategories(std::string_view content,
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": category \"", key, "\" contains a line break"));
     }
+    if (PythonStrip(key).empty() || PythonStrip(name).empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": category \"", key, "\": empty key or name"));
+    }
   }
   return policy;
 }

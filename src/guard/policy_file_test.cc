@@ -36,6 +36,10 @@ TEST(PolicyFile, ErrorsNameFileAndPlace) {
       {"S1: A.\nS1: B.\n", "\"S1\" is listed twice"},
       {R"({"S1": 5})", "category \"S1\": the name must be a string"},
       {R"({"S1": "A.\nS2: forged."})", "line break"},
+      // Found by policy_file_fuzz: blank JSON keys and names were accepted
+      // and only refused when rendering, without the file's name.
+      {R"({"": "A."})", "category \"\": empty key or name"},
+      {R"({"S1": " \u00a0"})", "category \"S1\": empty key or name"},
       {R"({"S1": )", "not valid JSON"},
       {"\n# only a comment\n", "no categories"},
       {"S1: \xC3(", "invalid UTF-8 at byte offset 4"},

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "guard/template_text.h"
 #include "server/api_json.h"
 #include "server/http_status.h"
 
@@ -58,8 +59,9 @@ absl::StatusOr<Policy> ParsePolicy(const nlohmann::json& json) {
         return InputError(absl::StrCat(param, ".code '", code, "' is not of the form S<number>"),
                           param + ".code", "invalid_value");
       }
-      // The name goes into the guard prompt as one line of the category list.
-      if (name.empty() || name.find('\n') != std::string::npos) {
+      // The name goes into the guard prompt as one line of the category list
+      // (the guard format's own check, here so the error names the field).
+      if (PythonStrip(name).empty() || name.find_first_of("\r\n") != std::string::npos) {
         return InputError(param + ".name must be one non-empty line", param + ".name",
                           "invalid_value");
       }

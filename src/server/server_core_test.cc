@@ -351,7 +351,7 @@ TEST(GuardApi, RejectsBadRequestsNamingTheField) {
        "policy.categories[0].code"},
       {R"({"prompt":"a","policy":{"categories":[{"code":"S1","name":"a\nb"}]}})",
        "policy.categories[0].name"},
-      // Found by http_body_fuzz: accepted here, refused only when rendering.
+      // Break http_body_fuzz's invariant: accepted here, refused only when rendering.
       {R"({"prompt":"a","policy":{"categories":[{"code":"S1","name":"a\rb"}]}})",
        "policy.categories[0].name"},
       {R"({"prompt":"a","policy":{"categories":[{"code":"S1","name":" \t"}]}})",
