@@ -1,9 +1,10 @@
 // libFuzzer target (DEVELOPERS.md, "Fuzzing"): policy category files
 // (`--categories FILE`, JSON object or "KEY: NAME" lines).
 // Invariants beyond "no crash": an accepted policy has categories, unique
-// keys, no line breaks, valid UTF-8; written back as a JSON object it reads
-// back identical, and so it does as "KEY: NAME" lines whenever lines can hold
-// it (the line parser's own output always can).
+// keys, keys and names that are not blank and hold no line break, valid
+// UTF-8; written back as a JSON object it reads back identical, and so it
+// does as "KEY: NAME" lines whenever lines can hold it (the line parser's own
+// output always can).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "guard/policy_file.h"
+#include "guard/template_text.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/utf8.h"
 
@@ -48,8 +50,11 @@ void Check(std::string_view content) {
   std::string as_lines;
   for (const auto& [key, name] : policy->categories) {
     SR_CHECK(keys.insert(key).second);
+    // What the guard format checks when it renders the policy (an error
+    // there would not name the file).
     SR_CHECK(key.find_first_of("\r\n") == std::string::npos &&
              name.find_first_of("\r\n") == std::string::npos);
+    SR_CHECK(!PythonStrip(key).empty() && !PythonStrip(name).empty());
     as_json[key] = name;
     all_fit_lines = all_fit_lines && FitsLine(key, name);
     as_lines += key + ": " + name + "\n";
