@@ -180,6 +180,32 @@ double BceWithLogits(double logit, double target) {
   return std::max(logit, 0.0) - logit * target + std::log1p(std::exp(-std::abs(logit)));
 }
 
+std::vector<ParamSpec> RouterNetwork::Layout(RouterType type, int feature_dim, int hidden_dim) {
+  std::vector<std::pair<int64_t, int64_t>> layer_dims;  // (in, out)
+  if (type == RouterType::kLogistic) {
+    layer_dims = {{feature_dim, 1}};
+  } else {
+    layer_dims = {{feature_dim, hidden_dim}, {hidden_dim, hidden_dim}, {hidden_dim, 1}};
+  }
+  std::vector<ParamSpec> layout;
+  for (size_t i = 0; i < layer_dims.size(); ++i) {
+    const auto [in, out] = layer_dims[i];
+    const std::string fc = absl::StrCat("fc", i, ".");
+    layout.push_back({fc + "weight", {out, in}});
+    layout.push_back({fc + "bias", {out}});
+    if (type == RouterType::kBayesianMlp) {
+      layout.push_back({fc + "weight_log_sigma", {out, in}});
+      layout.push_back({fc + "bias_log_sigma", {out}});
+    }
+    if (i + 1 < layer_dims.size()) {
+      const std::string ln = absl::StrCat("ln", i, ".");
+      layout.push_back({ln + "weight", {out}});
+      layout.push_back({ln + "bias", {out}});
+    }
+  }
+  return layout;
+}
+
 RouterNetwork::RouterNetwork(RouterType type, int feature_dim, int hidden_dim, BayesSettings bayes)
     : type_(type),
       feature_dim_(feature_dim),
@@ -187,27 +213,24 @@ RouterNetwork::RouterNetwork(RouterType type, int feature_dim, int hidden_dim, B
       bayes_(bayes) {
   SR_CHECK(feature_dim > 0);
   SR_CHECK(type == RouterType::kLogistic || hidden_dim > 0);
-  std::vector<std::pair<int, int>> layer_dims;  // (in, out)
-  if (type == RouterType::kLogistic) {
-    layer_dims = {{feature_dim, 1}};
-  } else {
-    layer_dims = {{feature_dim, hidden_dim}, {hidden_dim, hidden_dim}, {hidden_dim, 1}};
+  for (ParamSpec& spec : Layout(type, feature_dim, hidden_dim)) {
+    AddParam(std::move(spec.name), std::move(spec.shape));
   }
-  for (size_t i = 0; i < layer_dims.size(); ++i) {
-    const auto [in, out] = layer_dims[i];
-    Dense dense{.in = in, .out = out};
-    const std::string prefix = absl::StrCat("fc", i, ".");
-    dense.weight = AddParam(prefix + "weight", {out, in});
-    dense.bias = AddParam(prefix + "bias", {out});
+  // The layers' tensors, by the names Layout() gives them.
+  const int layers = type == RouterType::kLogistic ? 1 : 3;
+  for (int i = 0; i < layers; ++i) {
+    const std::string fc = absl::StrCat("fc", i, ".");
+    Dense dense{.weight = ParamIndex(fc + "weight"), .bias = ParamIndex(fc + "bias")};
+    dense.out = static_cast<int>(params_[dense.weight].shape[0]);
+    dense.in = static_cast<int>(params_[dense.weight].shape[1]);
     if (bayesian()) {
-      dense.weight_log_sigma = AddParam(prefix + "weight_log_sigma", {out, in});
-      dense.bias_log_sigma = AddParam(prefix + "bias_log_sigma", {out});
+      dense.weight_log_sigma = ParamIndex(fc + "weight_log_sigma");
+      dense.bias_log_sigma = ParamIndex(fc + "bias_log_sigma");
     }
     dense_.push_back(dense);
-    if (i + 1 < layer_dims.size()) {
+    if (i + 1 < layers) {
       const std::string ln = absl::StrCat("ln", i, ".");
-      norms_.push_back(
-          {.gamma = AddParam(ln + "weight", {out}), .beta = AddParam(ln + "bias", {out})});
+      norms_.push_back({.gamma = ParamIndex(ln + "weight"), .beta = ParamIndex(ln + "bias")});
     }
   }
 }
@@ -228,6 +251,12 @@ int RouterNetwork::AddParam(std::string name, std::vector<int64_t> shape) {
   p.values.assign(Numel(p.shape), 0.0f);
   params_.push_back(std::move(p));
   return static_cast<int>(params_.size()) - 1;
+}
+
+int RouterNetwork::ParamIndex(std::string_view name) const {
+  const ParamTensor* p = FindParam(name);
+  SR_CHECK(p != nullptr);
+  return static_cast<int>(p - params_.data());
 }
 
 const ParamTensor* RouterNetwork::FindParam(std::string_view name) const {

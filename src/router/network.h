@@ -60,11 +60,21 @@ struct WeightSample {
   std::vector<SgemmOperandBuffer> weights;  // a GEMM operand (router/sgemm_buffer.h)
 };
 
+// A parameter tensor's name and shape.
+struct ParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
 class RouterNetwork {
  public:
   // hidden_dim is ignored for kLogistic. Parameters start at zero; call
   // Initialize() or fill params() (e.g. from a file).
   RouterNetwork(RouterType type, int feature_dim, int hidden_dim, BayesSettings bayes = {});
+
+  // The parameters of such a network, in params() order, without allocating
+  // them (a router file is checked against them before the network is built).
+  static std::vector<ParamSpec> Layout(RouterType type, int feature_dim, int hidden_dim);
 
   RouterType type() const { return type_; }
   int feature_dim() const { return feature_dim_; }
@@ -160,6 +170,7 @@ class RouterNetwork {
     int gamma = -1, beta = -1;
   };
   int AddParam(std::string name, std::vector<int64_t> shape);
+  int ParamIndex(std::string_view name) const;  // of a parameter that exists
   // The log-sigma tensor of a Bayesian posterior-mean tensor.
   int LogSigmaIndex(int mean_index) const;
   // Runs the layers with the given effective weights/biases (one per dense

@@ -230,35 +230,51 @@ absl::StatusOr<RouterFileContents> RouterFromTensors(
     contents.info.calibration_source = *it;
   if (auto it = config.find("training"); it != config.end()) contents.info.training = *it;
 
-  contents.network = std::make_unique<RouterNetwork>(*type, static_cast<int>(feature_dim),
-                                                     static_cast<int>(hidden_dim), bayes);
+  // Every tensor is checked against the layout before the network is built:
+  // the config alone sizes it (a 200-byte file saying feature_dim 2^20,
+  // hidden_dim 65536 asked for 256 GiB).
+  const std::vector<ParamSpec> layout =
+      RouterNetwork::Layout(*type, static_cast<int>(feature_dim), static_cast<int>(hidden_dim));
+  std::vector<const TensorView*> views;  // [layout.size()]
   std::set<std::string> expected;
-  for (ParamTensor& p : contents.network->params()) {
-    expected.insert(p.name);
+  auto bad = [&](const std::string& name, std::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": tensor '", name, "': ", std::string(what)));
+  };
+  for (const ParamSpec& spec : layout) {
+    expected.insert(spec.name);
     const auto found = std::find_if(tensors.begin(), tensors.end(),
-                                    [&](const TensorView& t) { return t.name == p.name; });
-    const TensorView* view = found == tensors.end() ? nullptr : &*found;
-    auto bad = [&](std::string_view what) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": tensor '", p.name, "': ", std::string(what)));
-    };
-    if (!view) return bad(absl::StrCat("missing (a ", type_name, " router needs it)"));
-    if (view->dtype != DType::kF32)
-      return bad(absl::StrCat("dtype ", std::string(DTypeName(view->dtype)), ", expected F32"));
-    if (view->shape != p.shape) {
-      return bad(absl::StrCat("shape [", absl::StrJoin(view->shape, ","), "], expected [",
-                              absl::StrJoin(p.shape, ","), "]"));
+                                    [&](const TensorView& t) { return t.name == spec.name; });
+    if (found == tensors.end())
+      return bad(spec.name, absl::StrCat("missing (a ", type_name, " router needs it)"));
+    if (found->dtype != DType::kF32) {
+      return bad(spec.name,
+                 absl::StrCat("dtype ", std::string(DTypeName(found->dtype)), ", expected F32"));
     }
-    SR_CHECK(view->nbytes == p.values.size() * sizeof(float));  // the reader checked numel * size
-    std::memcpy(p.values.data(), view->data, view->nbytes);
-    for (size_t i = 0; i < p.values.size(); ++i) {
-      if (!std::isfinite(p.values[i])) return bad(absl::StrCat("element ", i, " is not finite"));
+    if (found->shape != spec.shape) {
+      return bad(spec.name, absl::StrCat("shape [", absl::StrJoin(found->shape, ","),
+                                         "], expected [", absl::StrJoin(spec.shape, ","), "]"));
     }
+    views.push_back(&*found);
   }
   for (const TensorView& view : tensors) {
     if (!expected.contains(view.name)) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": unexpected tensor '", view.name, "' for a ", type_name, " router"));
+    }
+  }
+  contents.network = std::make_unique<RouterNetwork>(*type, static_cast<int>(feature_dim),
+                                                     static_cast<int>(hidden_dim), bayes);
+  std::vector<ParamTensor>& params = contents.network->params();
+  SR_CHECK(params.size() == views.size());  // params() is in Layout() order
+  for (size_t k = 0; k < params.size(); ++k) {
+    ParamTensor& p = params[k];
+    SR_CHECK(p.name == layout[k].name);
+    SR_CHECK(views[k]->nbytes == p.values.size() * sizeof(float));  // shape checked above
+    std::memcpy(p.values.data(), views[k]->data, views[k]->nbytes);
+    for (size_t i = 0; i < p.values.size(); ++i) {
+      if (!std::isfinite(p.values[i]))
+        return bad(p.name, absl::StrCat("element ", i, " is not finite"));
     }
   }
   return contents;

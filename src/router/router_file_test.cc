@@ -175,6 +175,14 @@ TEST(RouterFileTest, CorruptFilesAreRejectedWithAClearMessage) {
   ExpectRejected([](Parts& p) { p.config["feature_dim"] = -6; }, "config field 'feature_dim'");
   ExpectRejected([](Parts& p) { p.config["feature_dim"] = 7; },
                  "tensor 'fc0.weight': shape [5,6], expected [5,7]");
+  // Seen writing router_file_fuzz: the network used to be allocated from the
+  // config before its tensors were checked (this asked for 512 GiB).
+  ExpectRejected(
+      [](Parts& p) {
+        p.config["feature_dim"] = 1 << 20;
+        p.config["hidden_dim"] = 65536;
+      },
+      "tensor 'fc0.weight': shape [5,6], expected [65536,1048576]");
   ExpectRejected([](Parts& p) { p.config.erase("fingerprint"); }, "'fingerprint': missing");
   ExpectRejected([](Parts& p) { p.config["threshold"] = 1.5; }, "'threshold': not in [0, 1]");
   ExpectRejected([](Parts& p) { p.config["prior_sigma"] = 0; }, "prior_sigma");
