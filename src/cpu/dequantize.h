@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "io/tensor.h"
 
@@ -24,6 +25,13 @@ bool CanDequantize(DType dtype);
 // at a block boundary and `count` is a whole number of blocks
 // (RowBytes(dtype, count) bytes are read). Thread-safe, no allocation.
 void DequantizeToF32(DType dtype, const std::byte* src, int64_t count, float* dst);
+
+// The plain scalar dequantizers (ggml's reference loops), which the
+// vectorised ones must match bit for bit; for tests and benchmarks.
+void DequantizeToF32Scalar(DType dtype, const std::byte* src, int64_t count, float* dst);
+// Which vector path DequantizeToF32 takes in this build: "avx512", "avx2" or
+// "scalar" (chosen at compile time; the build targets its own machine).
+std::string_view DequantizePath();
 
 }  // namespace saferoute::cpu
 
