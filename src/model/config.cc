@@ -13,15 +13,7 @@ namespace {
 
 using json = nlohmann::json;
 
-// Bounds that no real decoder-only checkpoint of interest exceeds; anything
-// larger is a corrupt or hostile config (and would make size math overflow).
-constexpr int64_t kMaxHiddenSize = 65536;
-constexpr int64_t kMaxLayers = 1024;
-constexpr int64_t kMaxVocab = int64_t{1} << 22;
-constexpr int64_t kMaxHeadDim = 1024;
-constexpr int64_t kMaxHeads = 1024;
-constexpr int64_t kMaxIntermediate = int64_t{1} << 20;
-constexpr int64_t kMaxPositions = int64_t{1} << 24;
+using namespace model_limits;  // NOLINT: the bounds every field is checked against
 constexpr uintmax_t kMaxConfigBytes = 1 << 20;
 
 struct ArchitectureInfo {
@@ -128,6 +120,18 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json* value, const std::strin
     SR_ASSIGN_OR_RETURN(type, f.String("type", ""));  // legacy key
   }
   if (type == "default" || (type.empty() && field == "rope_parameters")) return scaling;
+  if (type == "freq_factors") {
+    const json* factors = f.Get("factors");
+    if (factors == nullptr || !factors->is_array() || factors->empty()) {
+      return f.Error("factors", "must be a non-empty list of numbers (freq_factors RoPE)");
+    }
+    scaling.type = RopeScaling::Type::kFreqFactors;
+    for (const json& v : *factors) {
+      SR_ASSIGN_OR_RETURN(double x, f.NumberValue("factors", v, /*positive=*/true));
+      scaling.freq_factors.push_back(static_cast<float>(x));
+    }
+    return scaling;
+  }
   if (type != "llama3") {
     return absl::InvalidArgumentError(absl::StrCat(where, ": unsupported RoPE scaling type '", type,
                                                    "' (supported: none, default, llama3)"));
@@ -235,6 +239,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
     }
   }
 
+  if (c.rope_scaling.type == RopeScaling::Type::kFreqFactors &&
+      c.rope_scaling.freq_factors.size() != static_cast<size_t>(c.head_dim / 2)) {
+    return f.Error("rope_scaling",
+                   absl::StrCat(c.rope_scaling.freq_factors.size(),
+                                " factors, expected head_dim / 2 = ", c.head_dim / 2));
+  }
+
   // Features the engine does not implement are refused by name rather than
   // silently computed wrong.
   SR_ASSIGN_OR_RETURN(std::string act, f.String("hidden_act", "silu"));
@@ -303,6 +314,8 @@ std::string ModelConfigToJson(const ModelConfig& c) {
         {"low_freq_factor", c.rope_scaling.low_freq_factor},
         {"high_freq_factor", c.rope_scaling.high_freq_factor},
         {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+  } else if (c.rope_scaling.type == RopeScaling::Type::kFreqFactors) {
+    j["rope_scaling"] = {{"rope_type", "freq_factors"}, {"factors", c.rope_scaling.freq_factors}};
   } else {
     j["rope_scaling"] = nullptr;
   }

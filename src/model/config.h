@@ -13,13 +13,31 @@ namespace saferoute {
 
 enum class Architecture { kLlama, kQwen3 };  // LlamaForCausalLM, Qwen3ForCausalLM
 
+// Bounds that no real decoder-only checkpoint of interest exceeds; anything
+// larger is a corrupt or hostile config (and would make size math overflow).
+// Every config source (config.json, GGUF metadata) checks against these.
+namespace model_limits {
+inline constexpr int64_t kMaxHiddenSize = 65536;
+inline constexpr int64_t kMaxLayers = 1024;
+inline constexpr int64_t kMaxVocab = int64_t{1} << 22;
+inline constexpr int64_t kMaxHeadDim = 1024;
+inline constexpr int64_t kMaxHeads = 1024;
+inline constexpr int64_t kMaxIntermediate = int64_t{1} << 20;
+inline constexpr int64_t kMaxPositions = int64_t{1} << 24;
+}  // namespace model_limits
+
 struct RopeScaling {
-  enum class Type { kNone, kLlama3 };
+  // kLlama3: HF's llama3 rope_scaling (factor, low/high_freq_factor,
+  // original_max_position_embeddings). kFreqFactors: llama.cpp's form of the
+  // same thing in GGUF files (tensor rope_freqs.weight, ggml's freq_factors):
+  // one divisor per frequency, inv_freq[j] = base^(-2j/d) / freq_factors[j].
+  enum class Type { kNone, kLlama3, kFreqFactors };
   Type type = Type::kNone;
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+  std::vector<float> freq_factors;  // [head_dim / 2] when kFreqFactors
 };
 
 struct ModelConfig {
@@ -45,6 +63,9 @@ struct ModelConfig {
 // Parses and validates config.json text. `source` names the file in errors.
 // Unknown architectures and RoPE types are refused by name; sizes must be
 // positive, bounded and consistent (heads divide, head_dim set).
+// rope_scaling {"rope_type": "freq_factors", "factors": [...]} (not an HF
+// type: what ModelConfigToJson writes for RopeScaling::Type::kFreqFactors)
+// is read back too.
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_view source);
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 

@@ -96,6 +96,12 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& config) {
       f = adjusted;
     }
   }
+  if (config.rope_scaling.type == RopeScaling::Type::kFreqFactors) {
+    // GGUF rope_freqs (ggml's freq_factors): theta_j = p * base^(-2j/d) / factor_j.
+    const std::vector<float>& factors = config.rope_scaling.freq_factors;
+    SR_CHECK(factors.size() == inv_freq.size());  // checked when the config is read
+    for (size_t j = 0; j < inv_freq.size(); ++j) inv_freq[j] /= factors[j];
+  }
   return inv_freq;
 }
 

@@ -113,7 +113,8 @@ class CpuForward {
 };
 
 // Rotary inverse frequencies of the config (HF `_compute_default_rope_parameters`
-// and, for rope_scaling llama3, `_compute_llama3_parameters`), fp32.
+// and, for rope_scaling llama3, `_compute_llama3_parameters`; for GGUF
+// rope_freqs, llama.cpp's division by freq_factors), fp32.
 std::vector<float> RopeInverseFrequencies(const ModelConfig& config);
 
 }  // namespace saferoute
