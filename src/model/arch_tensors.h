@@ -1,7 +1,8 @@
-// The tensor-name tables: for each architecture, which Hugging Face tensors a
-// checkpoint holds, their shapes as a function of the config, and the
-// ModelWeights slot each one fills. Loading, random models and writing all go
-// through this one table, so they cannot disagree.
+// The tensor-name tables: for each architecture, which tensors a checkpoint
+// holds (their Hugging Face and GGUF names), their shapes as a function of the
+// config, and the ModelWeights slot each one fills. Loading (safetensors and
+// GGUF), random models and writing all go through this one table, so they
+// cannot disagree.
 #ifndef SAFEROUTE_MODEL_ARCH_TENSORS_H_
 #define SAFEROUTE_MODEL_ARCH_TENSORS_H_
 
@@ -17,6 +18,7 @@ namespace saferoute {
 
 struct TensorSpec {
   std::string name;            // HF name, e.g. "model.layers.3.mlp.up_proj.weight"
+  std::string gguf_name;       // GGUF name, e.g. "blk.3.ffn_up.weight"
   std::vector<int64_t> shape;  // exact shape the config implies
   bool is_norm = false;        // 1-D RMSNorm gain (random models init it near 1)
   int layer = -1;              // decoder layer, or -1 for a global tensor
@@ -37,7 +39,8 @@ const TensorView& SlotOf(const ModelWeights& weights, const TensorSpec& spec);
 // "*.rotary_emb.inv_freq". Loading skips them.
 bool IsHarmlessExtraTensor(std::string_view name);
 
-// If `name` is "model.layers.<i>.<...>", returns i (>= 0), else -1.
+// If `name` is "model.layers.<i>.<...>" (HF) or "blk.<i>.<...>" (GGUF),
+// returns i (>= 0), else -1.
 int64_t LayerIndexOf(std::string_view name);
 
 }  // namespace saferoute

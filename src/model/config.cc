@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "io/gguf.h"
+#include "model/gguf_model.h"
 #include "nlohmann/json.hpp"
 
 namespace saferoute {
@@ -276,6 +278,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
+  if (HasGgufMagic(path)) {
+    SR_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
+    return GgufModelConfig(*file);
+  }
   std::error_code ec;
   const uintmax_t size = std::filesystem::file_size(path, ec);
   if (ec) return absl::NotFoundError(absl::StrCat(path, ": cannot read: ", ec.message()));

@@ -67,6 +67,8 @@ struct ModelConfig {
 // type: what ModelConfigToJson writes for RopeScaling::Type::kFreqFactors)
 // is read back too.
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_view source);
+// The config of a config.json file, or of a .gguf file (its metadata; see
+// model/gguf_model.h): the file's first bytes decide.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 
 // Serialises to config.json text (HF keys) that ParseModelConfig reads back.

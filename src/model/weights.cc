@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "model/arch_tensors.h"
 #include "model/checkpoint_model.h"
+#include "model/gguf_model.h"
 
 namespace saferoute {
 namespace {
@@ -97,7 +98,31 @@ CheckpointModel::CheckpointModel(ModelConfig config, ModelWeights weights,
   weight_bytes_ = CountWeightBytes(config_, weights_);
 }
 
+namespace {
+
+// config.json of a model directory; a regular file here is a GGUF without
+// its magic (or something else entirely).
+absl::StatusOr<std::string> ConfigJsonPath(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a GGUF file (no \"GGUF\" magic) and not a model directory"));
+  }
+  return (fs::path(path) / "config.json").string();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> LoadModelConfigAt(const std::string& path) {
+  if (HasGgufMagic(path)) return LoadModelConfig(path);
+  SR_ASSIGN_OR_RETURN(std::string config_path, ConfigJsonPath(path));
+  return LoadModelConfig(config_path);
+}
+
 absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir) {
+  if (HasGgufMagic(dir)) return LoadGgufModel(dir);
+  SR_RETURN_IF_ERROR(ConfigJsonPath(dir).status());
   namespace fs = std::filesystem;
   const std::string config_path = (fs::path(dir) / "config.json").string();
   SR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(config_path));

@@ -41,10 +41,16 @@ class Model {
   virtual size_t weight_bytes() const = 0;
 };
 
-// Loads a Hugging Face model directory: config.json plus model.safetensors or
-// the shards listed in model.safetensors.index.json. Memory-mapped, never
-// copied. Every error names the file and tensor.
-absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir);
+// Loads a model from `path`: a Hugging Face model directory (config.json plus
+// model.safetensors or the shards listed in model.safetensors.index.json), or
+// a GGUF file (recognised by its magic, not its name; model/gguf_model.h).
+// Memory-mapped, never copied (except the un-permuted Q/K rows of llama
+// GGUFs). Every error names the file and tensor.
+absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& path);
+
+// The config of the model at `path` (directory: its config.json; GGUF file:
+// its metadata) without loading the weights.
+absl::StatusOr<ModelConfig> LoadModelConfigAt(const std::string& path);
 
 // A model with random weights of the given shape, held in memory (bench,
 // tests, stand-in guards). Deterministic for a seed. dtype: kF32 or kBF16.
