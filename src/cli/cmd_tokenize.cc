@@ -1,4 +1,5 @@
-// `saferoute tokenize`: token ids of text with a tokenizer.json, as JSON.
+// `saferoute tokenize`: token ids of text, as JSON, with the tokenizer of a
+// tokenizer.json or of a .gguf model file.
 //   saferoute tokenize --tokenizer PATH --text T          -> {"ids":[...]}
 //   saferoute tokenize --tokenizer PATH --jsonl FILE      -> one {"ids":[...]} per line
 // Special-token strings are plain text unless --parse-specials (HF parity).
@@ -11,6 +12,7 @@
 #include "cli/command.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace saferoute::cli {
 namespace {
@@ -31,7 +33,7 @@ absl::Status RunTokenize(const TokenizeFlags& flags) {
   if (flags.text.has_value() == !flags.jsonl.empty()) {
     return absl::InvalidArgumentError("give exactly one of --text or --jsonl");
   }
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<BpeTokenizer> tok, BpeTokenizer::Load(flags.tokenizer));
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<BpeTokenizer> tok, LoadTokenizer(flags.tokenizer));
   if (flags.text.has_value()) {
     auto ids = EncodeOne(*tok, *flags.text, flags.parse_specials);
     if (!ids.ok())
@@ -68,7 +70,9 @@ absl::Status RunTokenize(const TokenizeFlags& flags) {
 
 CommandRunner SetupTokenizeCommand(CLI::App& cmd) {
   auto flags = std::make_shared<TokenizeFlags>();
-  cmd.add_option("--tokenizer", flags->tokenizer, "tokenizer.json (byte-level BPE)")->required();
+  cmd.add_option("--tokenizer", flags->tokenizer,
+                 "tokenizer.json or .gguf model file (byte-level BPE)")
+      ->required();
   cmd.add_option("--text", flags->text, "text to encode (UTF-8)");
   cmd.add_option("--jsonl", flags->jsonl, "JSONL file, one {\"text\": ...} per line");
   cmd.add_flag("--parse-specials", flags->parse_specials,

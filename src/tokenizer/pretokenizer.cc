@@ -257,14 +257,20 @@ const std::vector<NamedPreTokenizer>& NamedPreTokenizers() {
   static const auto* const kKnown = new std::vector<NamedPreTokenizer>{
       // Llama 3 (llama.cpp also reads the pieces that are whole tokens as
       // one id: HF's ignore_merges, set in Llama 3's tokenizer.json).
-      {"llama-bpe", {std::string(kLlama3SplitPattern)}, /*ignore_merges=*/true},
+      {"llama-bpe",
+       {std::string(kLlama3SplitPattern)},
+       /*ignore_merges=*/true,
+       /*add_bos_by_default=*/true},
       // Qwen2 / Qwen3 (their tokenizer.json adds an NFC normalizer that
       // llama.cpp does not apply; neither do we).
-      {"qwen2", {std::string(kQwen2SplitPattern)}, false},
+      {"qwen2", {std::string(kQwen2SplitPattern)}, false, false},
       // SmolLM / SmolLM2: every digit alone, then the GPT-2 pattern on each
       // piece (tokenizer.json: Sequence[Digits(individual_digits),
       // ByteLevel(use_regex)]).
-      {"smollm", {std::string(kDigitsIndividualPattern), std::string(kGpt2SplitPattern)}, false},
+      {"smollm",
+       {std::string(kDigitsIndividualPattern), std::string(kGpt2SplitPattern)},
+       false,
+       false},
   };
   return *kKnown;
 }

@@ -109,6 +109,8 @@ struct NamedPreTokenizer {
   std::string_view name;
   std::vector<std::string> patterns;  // applied in order
   bool ignore_merges = false;
+  // llama.cpp's add_bos when the file has no tokenizer.ggml.add_bos_token.
+  bool add_bos_by_default = false;
 };
 // nullptr for a name not known here.
 const NamedPreTokenizer* FindNamedPreTokenizer(std::string_view name);
