@@ -21,6 +21,33 @@ inline bool IsAsciiSymbol(unsigned char c) {
   return c < 0x80 && !IsAsciiSpace(c) && !IsAsciiLetter(c) && !IsAsciiDigit(c);
 }
 
+// `pattern` with \s and \S as the Unicode White_Space property. With UCP,
+// PCRE2's \s also matches U+180E (Mongolian vowel separator, whitespace
+// before Unicode 6.3); HF tokenizers' and llama.cpp's \s do not, and a
+// tokenizer must split as they do. \p{White_Space} is valid inside and
+// outside a character class. Other escapes (\\s is a backslash and an 's')
+// are copied as they are.
+std::string WithUnicodeWhiteSpace(std::string_view pattern) {
+  std::string out;
+  out.reserve(pattern.size() + 32);
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '\\' || i + 1 == pattern.size()) {
+      out.push_back(pattern[i]);
+      continue;
+    }
+    const char escaped = pattern[++i];
+    if (escaped == 's') {
+      out += "\\p{White_Space}";
+    } else if (escaped == 'S') {
+      out += "\\P{White_Space}";
+    } else {
+      out.push_back('\\');
+      out.push_back(escaped);
+    }
+  }
+  return out;
+}
+
 std::string PcreErrorMessage(int code) {
   PCRE2_UCHAR buffer[256];
   if (pcre2_get_error_message(code, buffer, sizeof(buffer)) < 0) {
@@ -129,13 +156,14 @@ absl::StatusOr<std::unique_ptr<RegexSplitter>> RegexSplitter::Create(std::string
   splitter->pcre_ = std::make_unique<Pcre>();
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
+  const std::string compiled = WithUnicodeWhiteSpace(pattern);
   splitter->pcre_->code =
-      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(compiled.data()), compiled.size(),
                     PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
   if (splitter->pcre_->code == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: pre_tokenizer Split pattern does not compile at offset %d: %s",
-                        AbslView(source), error_offset, PcreErrorMessage(error_code)));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: pre_tokenizer Split pattern does not compile at offset %d of %s: %s", AbslView(source),
+        error_offset, QuoteForError(compiled), PcreErrorMessage(error_code)));
   }
   // JIT is an optimisation; the interpreter gives the same matches.
   splitter->pcre_->jit = pcre2_jit_compile(splitter->pcre_->code, PCRE2_JIT_COMPLETE) == 0;

@@ -26,15 +26,15 @@ std::vector<std::string> Pieces(const RegexSplitter& splitter, std::string_view 
 // Unicode folds (U+017F long s, U+212A Kelvin), non-ASCII letters/digits/
 // spaces/symbols, CJK, emoji, combining marks.
 const std::vector<std::string> kAlphabet = {
-    "a",      "Z",      "q",      "s",      "t",   "e",   "l",   "v",      "r",        "m",
-    "d",      "S",      "L",      "0",      "7",   "9",   " ",   " ",      "  ",       "\t",
-    "\n",     "\r",     "\r\n",   "\v",     "\f",  "'",   "'",   "\"",     ".",        ",",
-    "!",      "?",      "(",      ")",      "<",   ">",   "|",   "-",      "_",        "#",
-    "$",      "\x01",   "\x1f",   "\x7f",   "é",   "ß",   "ſ",   "\u212a", "Ж",        "ж",
-    "α",      "中",     "文",     "日本",   "١",   "½",   "Ⅻ",   "²",      "\u00a0",   "\u3000",
-    "\u2003", "\u0085", "\u2028", "\u200b", "€",   "—",   "…",   "😀",      "👍🏽", "\u0301",
-    "ก",      "\u05d0", "'s",     "'T",     "'re", "'VE", "'ll", "'D",     "'m",       " 's",
-    "123",    "4567",   "don't",
+    "a",      "Z",      "q",      "s",      "t",      "e",   "l",   "v",      "r",      "m",
+    "d",      "S",      "L",      "0",      "7",      "9",   " ",   " ",      "  ",     "\t",
+    "\n",     "\r",     "\r\n",   "\v",     "\f",     "'",   "'",   "\"",     ".",      ",",
+    "!",      "?",      "(",      ")",      "<",      ">",   "|",   "-",      "_",      "#",
+    "$",      "\x01",   "\x1f",   "\x7f",   "é",      "ß",   "ſ",   "\u212a", "Ж",      "ж",
+    "α",      "中",     "文",     "日本",   "١",      "½",   "Ⅻ",   "²",      "\u00a0", "\u3000",
+    "\u2003", "\u0085", "\u2028", "\u200b", "\u180e", "€",   "—",   "…",      "😀",      "👍🏽",
+    "\u0301", "ก",      "\u05d0", "'s",     "'T",     "'re", "'VE", "'ll",    "'D",     "'m",
+    " 's",    "123",    "4567",   "don't",
 };
 
 std::string RandomText(std::mt19937& rng, int max_parts) {
@@ -123,6 +123,15 @@ TEST(Pretokenizer, KnownSplits) {
   EXPECT_EQ(Pieces(*splitter, "  \n  x"), (V{"  \n", " ", " x"}));
   EXPECT_EQ(Pieces(*splitter, "end  "), (V{"end", "  "}));
   EXPECT_EQ(Pieces(*splitter, " Việt"), (V{" Việt"}));
+  // U+180E is no whitespace (Unicode White_Space, as in HF tokenizers and
+  // llama.cpp; PCRE2's own \s would take it): " \u180e" is a space and a
+  // symbol, one piece.
+  EXPECT_EQ(Pieces(*splitter, "a \u180e"), (V{"a", " \u180e"}));
+  auto gpt2 = *RegexSplitter::Create(kGpt2SplitPattern, true, "test");
+  EXPECT_EQ(Pieces(*gpt2, "a  \u180e"), (V{"a", " ", " \u180e"}));
+  // \s in a class and \S become the property too; escaped backslashes stay.
+  auto classes = *RegexSplitter::Create(R"([^\s]+|\S|\\s)", false, "test");
+  EXPECT_EQ(Pieces(*classes, "ab\u180e \\s"), (V{"ab\u180e", " ", "\\s"}));
 }
 
 TEST(Pretokenizer, BadPatternIsAnError) {
