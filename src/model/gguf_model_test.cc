@@ -298,9 +298,9 @@ std::vector<std::pair<std::string, Value>> LlamaMetadata(const ModelConfig& c) {
 }
 
 struct Edit {
-  std::map<std::string, std::optional<Value>> metadata;  // nullopt: remove the key
-  std::vector<std::string> drop_tensors;
-  std::vector<std::pair<std::string, std::vector<int64_t>>> extra_f32_tensors;
+  std::map<std::string, std::optional<Value>> metadata = {};  // nullopt: remove the key
+  std::vector<std::string> drop_tensors = {};
+  std::vector<std::pair<std::string, std::vector<int64_t>>> extra_f32_tensors = {};
 };
 
 // A tiny llama GGUF (weights unpermuted: only the metadata checks matter).
