@@ -16,13 +16,14 @@ cmake --build build/release -j"$jobs"
 ctest --test-dir build/release --output-on-failure -j"$jobs" --timeout 900
 
 if [[ "${SAFEROUTE_QUICK:-0}" != "1" ]]; then
-  # The service (and what it calls) under AddressSanitizer+UBSan and ThreadSanitizer.
+  # The service and the cascade library (and what they call) under
+  # AddressSanitizer+UBSan and ThreadSanitizer.
   for san in address thread; do
     # -O1 without debug info: sanitizer reports still name functions, and the
     # build (everything the server links) is the slow part of CI on 2 cores.
     cmake -S . -B "build/$san" -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1" -DSAFEROUTE_SANITIZE=$san \
       -DSAFEROUTE_BUILD_BENCH=OFF > /dev/null
-    cmake --build "build/$san" -j"$jobs" --target saferoute_server_tests
+    cmake --build "build/$san" -j"$jobs" --target saferoute_cascade_tests saferoute_server_tests
     # tsan.supp: only Debian's uninstrumented libcpp-httplib.so (see the file).
     TSAN_OPTIONS="suppressions=$root/scripts/tsan.supp halt_on_error=0" \
       ctest --test-dir "build/$san" --output-on-failure -L server --timeout 900

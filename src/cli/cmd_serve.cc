@@ -13,7 +13,7 @@
 #include "router/router.h"
 #include "server/guard_service.h"
 #include "server/http_server.h"
-#include "server/remote_guard.h"
+#include "cascade/remote_guard.h"
 #include "server/server_config.h"
 #include "tokenizer/bpe_tokenizer.h"
 
@@ -69,7 +69,7 @@ server::GuardServiceOptions ServiceOptionsFrom(const ServerConfig& c) {
   o.cascade.router_threshold = c.router_threshold;
   o.cascade.max_escalation_share = c.router_budget;
   o.cascade.budget_window_seconds = c.router_budget_window_s;
-  o.cascade.failure_policy = *server::ParseFailurePolicy(c.policy_failure);  // validated
+  o.cascade.failure_policy = *ParseFailurePolicy(c.policy_failure);  // validated
   o.cascade.degrade_threshold = c.policy_degrade_threshold;
   o.cascade.shadow_fraction = c.shadow_fraction;
   o.cascade.shadow_seed = c.shadow_seed;

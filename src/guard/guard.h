@@ -4,7 +4,7 @@
 // This header is the contract between the engine side (model/, tokenizer/,
 // guard/ implementation) and its users (server/, eval/ `score`, cli/). It is
 // small on purpose: a Guard can be an in-process model (LocalGuard, see
-// local_guard.h) or a remote inference server (server/remote_guard.h).
+// local_guard.h) or a remote inference server (cascade/remote_guard.h).
 #ifndef SAFEROUTE_GUARD_GUARD_H_
 #define SAFEROUTE_GUARD_GUARD_H_
 

@@ -5,8 +5,8 @@
 #define SAFEROUTE_SERVER_API_JSON_H_
 
 #include "absl/strings/string_view.h"
+#include "cascade/cascade.h"
 #include "nlohmann/json.hpp"
-#include "server/cascade.h"
 
 namespace saferoute::server {
 

@@ -16,9 +16,9 @@
 #include <optional>
 #include <string>
 
+#include "cascade/cascade.h"
 #include "guard/guard.h"
 #include "nlohmann/json.hpp"
-#include "server/cascade.h"
 
 namespace saferoute::server {
 

@@ -18,19 +18,19 @@ absl::StatusOr<std::unique_ptr<GuardService>> GuardService::Create(GuardServiceP
   }
   std::unique_ptr<GuardService> service(new GuardService(parts, std::move(options)));
   service->RegisterMetrics();
-  MetricsRegistry* metrics = &service->metrics_;
-  service->small_scheduler_ = std::make_unique<BatchScheduler>(
-      parts.small, service->options_.small_scheduler,
-      [metrics](int n) { metrics->Observe("saferoute_batch_size", {"small"}, n); });
+  ServiceMetrics* observer = &service->observer_;
+  service->small_scheduler_ =
+      std::make_unique<BatchScheduler>(parts.small, service->options_.small_scheduler,
+                                       [observer](int n) { observer->OnBatch("small", n); });
   if (parts.large != nullptr) {
-    service->large_scheduler_ = std::make_unique<BatchScheduler>(
-        parts.large, service->options_.large_scheduler,
-        [metrics](int n) { metrics->Observe("saferoute_batch_size", {"large"}, n); });
+    service->large_scheduler_ =
+        std::make_unique<BatchScheduler>(parts.large, service->options_.large_scheduler,
+                                         [observer](int n) { observer->OnBatch("large", n); });
   }
   SR_ASSIGN_OR_RETURN(service->cascade_, Cascade::Create({.small = service->small_scheduler_.get(),
                                                           .router = parts.router,
                                                           .large = service->large_scheduler_.get(),
-                                                          .metrics = metrics},
+                                                          .observer = observer},
                                                          *parts.small, service->options_.cascade));
   return service;
 }
@@ -38,16 +38,7 @@ absl::StatusOr<std::unique_ptr<GuardService>> GuardService::Create(GuardServiceP
 GuardService::~GuardService() { Shutdown(); }
 
 void GuardService::RegisterMetrics() {
-  RegisterCascadeMetrics(metrics_);
-  metrics_.AddCounter("saferoute_http_requests_total",
-                      "HTTP requests by route, status code and verdict (flagged: any input "
-                      "flagged; allowed: none; none: no verdict, e.g. an error).",
-                      {"route", "status", "verdict"});
-  metrics_.AddHistogram(
-      "saferoute_http_request_duration_seconds", "Wall time of HTTP requests by route.",
-      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, {"route"});
-  metrics_.AddCounter("saferoute_inputs_total", "Inputs decided, by deciding stage.",
-                      {"decided_by"});
+  // The counters and histograms are declared by observer_ (ServiceMetrics).
   metrics_.AddCallbackFamily("saferoute_queue_depth", "Inputs waiting in each guard's batch queue.",
                              false, {"guard"}, [this] {
                                MetricsRegistry::SeriesList out;
@@ -108,11 +99,7 @@ absl::StatusOr<std::vector<CascadeDecision>> GuardService::Decide(
   const Clock::time_point deadline =
       Clock::now() + std::chrono::duration_cast<Clock::duration>(
                          std::chrono::duration<double, std::milli>(deadline_ms));
-  SR_ASSIGN_OR_RETURN(std::vector<CascadeDecision> decisions, cascade_->Decide(inputs, deadline));
-  for (const CascadeDecision& d : decisions) {
-    metrics_.Increment("saferoute_inputs_total", {std::string(DecidedByName(d.decided_by))});
-  }
-  return decisions;
+  return cascade_->Decide(inputs, deadline);
 }
 
 absl::Status GuardService::Ready() {

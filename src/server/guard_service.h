@@ -13,12 +13,13 @@
 #include <memory>
 #include <string>
 
+#include "cascade/cascade.h"
+#include "cascade/remote_guard.h"
+#include "cascade/scheduler.h"
 #include "guard/guard.h"
 #include "router/router.h"
-#include "server/cascade.h"
 #include "server/metrics.h"
-#include "server/remote_guard.h"
-#include "server/scheduler.h"
+#include "server/service_metrics.h"
 
 namespace saferoute::server {
 
@@ -82,6 +83,7 @@ class GuardService {
   const GuardServiceParts parts_;
   const GuardServiceOptions options_;
   MetricsRegistry metrics_;  // before the schedulers: their callbacks use it
+  ServiceMetrics observer_{&metrics_};
   std::unique_ptr<BatchScheduler> small_scheduler_;
   std::unique_ptr<BatchScheduler> large_scheduler_;
   std::unique_ptr<Cascade> cascade_;

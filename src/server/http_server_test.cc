@@ -8,9 +8,9 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "cascade/testing/fake_guards.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
-#include "server/testing/fake_guards.h"
 #include "server/testing/http_harness.h"
 #include "server/testing/self_signed_cert.h"
 

@@ -7,7 +7,7 @@
 namespace saferoute::server {
 namespace {
 
-constexpr char kParamPayload[] = "saferoute.dev/param";
+constexpr const char* kParamPayload = kStatusFieldPayload;  // util/status.h: WithField
 constexpr char kCodePayload[] = "saferoute.dev/code";
 constexpr char kHttpPayload[] = "saferoute.dev/http";
 
@@ -112,13 +112,8 @@ absl::Status HttpError(absl::StatusCode status_code, int http_code, absl::string
   return status;
 }
 
-absl::Status WithParam(absl::Status status, absl::string_view param) {
-  if (!status.ok()) status.SetPayload(kParamPayload, absl::Cord(param));
-  return status;
-}
-
 absl::Status RenameParam(absl::Status status, absl::string_view param) {
-  if (status.GetPayload(kParamPayload).has_value()) return WithParam(std::move(status), param);
+  if (status.GetPayload(kParamPayload).has_value()) return WithField(std::move(status), param);
   return status;
 }
 

@@ -32,10 +32,9 @@ absl::Status InputError(absl::string_view message, absl::string_view param, absl
 absl::Status HttpError(absl::StatusCode status_code, int http_code, absl::string_view message,
                        absl::string_view code);
 
-// Adds/overrides the "param" payload (e.g. a guard error for input i).
-absl::Status WithParam(absl::Status status, absl::string_view param);
-// Overrides the "param" payload only if the status has one (renames
-// "input[0]" to "prompt" on the single-input route; queue-full stays null).
+// The "param" payload is util/status.h's WithField (set below the HTTP layer
+// too, e.g. by the cascade for input i). Overrides the "param" payload only if the status has one
+// (renames "input[0]" to "prompt" on the single-input route; queue-full stays null).
 absl::Status RenameParam(absl::Status status, absl::string_view param);
 
 // {"error":{"message","type","param","code"}}; type follows OpenAI's names

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "cascade/cascade.h"
 #include "nlohmann/json.hpp"
-#include "server/cascade.h"
 
 namespace saferoute::server {
 

@@ -18,21 +18,21 @@
 #include <future>
 #include <thread>
 
+#include "cascade/testing/fake_guards.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "server/http_server.h"
 #include "server/moderation_api.h"
 #include "server/server_config.h"
-#include "server/testing/fake_guards.h"
 #include "server/testing/http_harness.h"
 
 namespace saferoute::server {
 namespace {
 
+using fakes::FakeGuard;
+using fakes::FakeRouter;
 using testing::ConnectRaw;
 using testing::ExpectOpenAiError;
-using testing::FakeGuard;
-using testing::FakeRouter;
 using testing::Harness;
 using Json = nlohmann::json;
 

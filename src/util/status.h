@@ -11,6 +11,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"       // IWYU pragma: export
@@ -23,6 +25,20 @@ namespace saferoute {
 // Debian's Abseil has its own string_view type, not std::string_view: pass
 // std::string_view to absl::StrCat and friends through this.
 inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size()}; }
+
+// The request field an error is about ("input[2]", "conversation[1].role"),
+// carried as a payload so that a front end can point at it (the HTTP layer's
+// OpenAI "param") without parsing the message.
+inline constexpr char kStatusFieldPayload[] = "saferoute.dev/param";
+inline absl::Status WithField(absl::Status status, absl::string_view field) {
+  if (!status.ok()) status.SetPayload(kStatusFieldPayload, absl::Cord(field));
+  return status;
+}
+inline std::optional<std::string> FieldOf(const absl::Status& status) {
+  auto cord = status.GetPayload(kStatusFieldPayload);  // absl::optional in this abseil build
+  if (!cord) return std::nullopt;
+  return std::string(*cord);
+}
 
 }  // namespace saferoute
 

@@ -11,14 +11,16 @@
 #include <memory>
 #include <string>
 
+#include "cascade/testing/fake_guards.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "server/http_server.h"
-#include "server/testing/fake_guards.h"
 
 namespace saferoute::server::testing {
 
+using fakes::FakeGuard;  // cascade/testing/fake_guards.h
+using fakes::FakeRouter;
 using Json = nlohmann::json;
 
 struct Harness {

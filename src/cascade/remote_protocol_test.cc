@@ -2,7 +2,7 @@
 // parsers against the documented response shapes (guard-models.md §6, whose
 // examples carry Llama Guard 3's ids) and against garbage. The verdict tokens
 // are the Llama Guard 3 format's, opened on the real Llama 3 tokenizer.
-#include "server/remote_protocol.h"
+#include "cascade/remote_protocol.h"
 
 #include <cmath>
 #include <random>

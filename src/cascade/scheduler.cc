@@ -1,8 +1,8 @@
-#include "server/scheduler.h"
+#include "cascade/scheduler.h"
 
 #include <algorithm>
 
-namespace saferoute::server {
+namespace saferoute {
 namespace {
 
 double MsBetween(Clock::time_point a, Clock::time_point b) {
@@ -158,4 +158,4 @@ void BatchScheduler::RunBatch(std::vector<Queued>& batch) {
   }
 }
 
-}  // namespace saferoute::server
+}  // namespace saferoute

@@ -1,4 +1,4 @@
-#include "server/remote_protocol.h"
+#include "cascade/remote_protocol.h"
 
 #include <cmath>
 #include <limits>

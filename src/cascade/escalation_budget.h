@@ -12,14 +12,14 @@
 //
 // Thread-safe (one mutex); O(window entries) per decision for the quantile,
 // with the window bounded by `max_entries`.
-#ifndef SAFEROUTE_SERVER_ESCALATION_BUDGET_H_
-#define SAFEROUTE_SERVER_ESCALATION_BUDGET_H_
+#ifndef SAFEROUTE_CASCADE_ESCALATION_BUDGET_H_
+#define SAFEROUTE_CASCADE_ESCALATION_BUDGET_H_
 
 #include <chrono>
 #include <deque>
 #include <mutex>
 
-namespace saferoute::server {
+namespace saferoute {
 
 struct EscalationBudgetOptions {
   double max_share = 1;        // B in (0, 1]; 1 means no cap
@@ -58,6 +58,6 @@ class EscalationBudget {
   int escalated_in_window_ = 0;
 };
 
-}  // namespace saferoute::server
+}  // namespace saferoute
 
-#endif  // SAFEROUTE_SERVER_ESCALATION_BUDGET_H_
+#endif  // SAFEROUTE_CASCADE_ESCALATION_BUDGET_H_

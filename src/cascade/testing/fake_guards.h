@@ -5,8 +5,8 @@
 // turn for conversations): tokens "p=0.9" (p_unsafe), "r=0.7" (the feature,
 // so the router score), "c=S1,S10" (categories). Defaults: p=0.1, r=0.
 // A guard built with own_p_key "lp" reads "lp=" first (the large guard).
-#ifndef SAFEROUTE_SERVER_TESTING_FAKE_GUARDS_H_
-#define SAFEROUTE_SERVER_TESTING_FAKE_GUARDS_H_
+#ifndef SAFEROUTE_CASCADE_TESTING_FAKE_GUARDS_H_
+#define SAFEROUTE_CASCADE_TESTING_FAKE_GUARDS_H_
 
 #include <atomic>
 #include <condition_variable>
@@ -20,7 +20,7 @@
 #include "guard/guard.h"
 #include "router/router.h"
 
-namespace saferoute::server::testing {
+namespace saferoute::fakes {
 
 inline std::string TextOf(const GuardRequest& r) {
   if (!r.conversation.empty()) return r.conversation.back().content;
@@ -173,6 +173,6 @@ class FakeRouter : public Router {
   std::vector<CalibrationPoint> table_;
 };
 
-}  // namespace saferoute::server::testing
+}  // namespace saferoute::fakes
 
-#endif  // SAFEROUTE_SERVER_TESTING_FAKE_GUARDS_H_
+#endif  // SAFEROUTE_CASCADE_TESTING_FAKE_GUARDS_H_

@@ -1,10 +1,8 @@
-#include "server/cascade.h"
+#include "cascade/cascade.h"
 
 #include <condition_variable>
 
-#include "server/http_status.h"
-
-namespace saferoute::server {
+namespace saferoute {
 namespace {
 
 double MsSince(Clock::time_point start, Clock::time_point end) {
@@ -19,9 +17,6 @@ struct StageWait {
   std::vector<std::optional<ScheduledResult>> results;
   size_t remaining = 0;
 };
-
-const std::vector<double> kLatencyBucketsSeconds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                    0.25,  0.5,    1,     2.5,  5,     10};
 
 }  // namespace
 
@@ -57,34 +52,39 @@ absl::string_view DecidedByName(DecidedBy who) {
   return "unknown";
 }
 
-void RegisterCascadeMetrics(MetricsRegistry& metrics) {
-  metrics.AddHistogram("saferoute_stage_latency_seconds",
-                       "Per-input latency of each cascade stage (queue waits separate).",
-                       kLatencyBucketsSeconds, {"stage"});
-  metrics.AddHistogram("saferoute_batch_size", "Inputs per Guard::Classify call.",
-                       {1, 2, 4, 8, 16, 32, 64}, {"guard"});
-  metrics.AddHistogram("saferoute_router_score", "Router scores (probability the input is hard).",
-                       {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95});
-  metrics.AddCounter("saferoute_routing_decisions_total",
-                     "Routing outcome per input: router (escalated), below_threshold, "
-                     "budget_capped, no_router, no_large_guard.",
-                     {"decision"});
-  metrics.AddGauge("saferoute_escalation_share",
-                   "Share of inputs escalated to the large guard since start.");
-  metrics.AddGauge("saferoute_escalation_window_share",
-                   "Share of inputs escalated over the budget's sliding window.");
-  metrics.AddCounter("saferoute_failure_policy_total",
-                     "Inputs decided by the failure policy, by policy and large-guard failure.",
-                     {"policy", "reason"});
-  metrics.AddCounter("saferoute_shadow_samples_total",
-                     "Shadow samples of non-escalated inputs sent to the large guard, by "
-                     "outcome: agree, disagree (large verdict differs from small), error, dropped.",
-                     {"outcome"});
+absl::string_view CascadeStageName(CascadeStage stage) {
+  return stage == CascadeStage::kSmall ? "small" : "large";
+}
+
+absl::string_view LargeFailureName(LargeFailure failure) {
+  switch (failure) {
+    case LargeFailure::kQueueFull:
+      return "queue_full";
+    case LargeFailure::kTimeout:
+      return "timeout";
+    case LargeFailure::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
+absl::string_view ShadowOutcomeName(ShadowOutcome outcome) {
+  switch (outcome) {
+    case ShadowOutcome::kAgree:
+      return "agree";
+    case ShadowOutcome::kDisagree:
+      return "disagree";
+    case ShadowOutcome::kError:
+      return "error";
+    case ShadowOutcome::kDropped:
+      return "dropped";
+  }
+  return "unknown";
 }
 
 absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guard& small_guard,
                                                          CascadeOptions options) {
-  SR_CHECK(parts.small != nullptr && parts.metrics != nullptr);
+  SR_CHECK(parts.small != nullptr);
   if (options.shadow_fraction < 0 || options.shadow_fraction > 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("shadow fraction ", options.shadow_fraction, " is outside [0, 1]"));
@@ -122,6 +122,7 @@ absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guar
 Cascade::Cascade(Parts parts, CascadeOptions options, double base_threshold,
                  std::optional<EscalationBudgetOptions> budget)
     : parts_(parts), options_(options), base_threshold_(base_threshold) {
+  if (parts_.observer == nullptr) parts_.observer = &null_observer_;
   if (budget) budget_ = std::make_unique<EscalationBudget>(*budget);
   rng_.seed(options_.shadow_seed != 0 ? options_.shadow_seed : std::random_device{}());
 }
@@ -172,11 +173,11 @@ void Cascade::MaybeShadow(const GuardRequest& input, bool small_unsafe) {
     std::lock_guard lock(rng_mu_);
     if (std::uniform_real_distribution<double>(0, 1)(rng_) >= options_.shadow_fraction) return;
   }
-  MetricsRegistry* metrics = parts_.metrics;
+  CascadeObserver* observer = parts_.observer;
   // Best effort: shadow work never takes the last half of the large queue
   // from real escalations.
   if (parts_.large->free_slots() <= parts_.large->options().queue_capacity / 2) {
-    metrics->Increment("saferoute_shadow_samples_total", {"dropped"});
+    observer->OnShadow(ShadowOutcome::kDropped);
     return;
   }
   const auto deadline =
@@ -184,23 +185,21 @@ void Cascade::MaybeShadow(const GuardRequest& input, bool small_unsafe) {
                          std::chrono::duration<double, std::milli>(options_.shadow_timeout_ms));
   std::vector<BatchScheduler::Item> items;
   items.push_back(
-      {.request = input, .deadline = deadline, .done = [metrics, small_unsafe](ScheduledResult r) {
+      {.request = input, .deadline = deadline, .done = [observer, small_unsafe](ScheduledResult r) {
          if (!r.verdict.ok()) {
-           metrics->Increment("saferoute_shadow_samples_total", {"error"});
+           observer->OnShadow(ShadowOutcome::kError);
          } else {
-           metrics->Increment("saferoute_shadow_samples_total",
-                              {r.verdict->unsafe == small_unsafe ? "agree" : "disagree"});
+           observer->OnShadow(r.verdict->unsafe == small_unsafe ? ShadowOutcome::kAgree
+                                                                : ShadowOutcome::kDisagree);
          }
        }});
-  if (!parts_.large->Submit(std::move(items)).ok()) {
-    metrics->Increment("saferoute_shadow_samples_total", {"dropped"});
-  }
+  if (!parts_.large->Submit(std::move(items)).ok()) observer->OnShadow(ShadowOutcome::kDropped);
 }
 
 absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     const std::vector<GuardRequest>& inputs, Clock::time_point deadline) {
   const Clock::time_point start = Clock::now();
-  MetricsRegistry& metrics = *parts_.metrics;
+  CascadeObserver& observer = *parts_.observer;
   std::vector<GuardRequest> small_inputs = inputs;
   for (GuardRequest& r : small_inputs) {
     r.want_feature = parts_.router != nullptr;
@@ -214,7 +213,7 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
   for (size_t i = 0; i < inputs.size(); ++i) {
     const std::string param = absl::StrCat("input[", i, "]");
     if (!small_results[i].has_value()) {
-      return WithParam(absl::DeadlineExceededError(absl::StrFormat(
+      return WithField(absl::DeadlineExceededError(absl::StrFormat(
                            "input %d: small guard did not answer within the deadline (%.0f ms)", i,
                            MsSince(start, deadline))),
                        param);
@@ -222,7 +221,7 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     ScheduledResult& small = *small_results[i];
     if (!small.verdict.ok()) {
       const absl::Status& s = small.verdict.status();
-      return WithParam(
+      return WithField(
           absl::Status(s.code(), absl::StrCat("input ", i, ": small guard: ", s.message())), param);
     }
     const GuardVerdict& verdict = *small.verdict;
@@ -236,8 +235,7 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     d.decided_by = DecidedBy::kSmall;
     d.latency.small_queue_ms = small.queue_ms;
     d.latency.small_ms = small.guard_ms;
-    metrics.Observe("saferoute_stage_latency_seconds", {"small_queue"}, small.queue_ms / 1e3);
-    metrics.Observe("saferoute_stage_latency_seconds", {"small"}, small.guard_ms / 1e3);
+    observer.OnStage(CascadeStage::kSmall, small.queue_ms, small.guard_ms);
 
     d.router_threshold = base_threshold_;
     if (parts_.router == nullptr) {
@@ -251,7 +249,6 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
       }
       const float score = parts_.router->Score(verdict.feature);
       d.router_score = score;
-      metrics.Observe("saferoute_router_score", {}, score);
       bool escalate = score > base_threshold_;
       d.routing_reason = escalate ? "router" : "below_threshold";
       if (budget_ != nullptr) {
@@ -266,22 +263,20 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
       }
       d.escalated = escalate;
       d.latency.router_ms = MsSince(router_start, Clock::now());
-      metrics.Observe("saferoute_stage_latency_seconds", {"router"}, d.latency.router_ms / 1e3);
       if (escalate) to_escalate.push_back(i);
     }
-    metrics.Increment("saferoute_routing_decisions_total", {d.routing_reason});
+    observer.OnRouting(
+        d.router_score,
+        parts_.router != nullptr ? std::optional<double>(d.latency.router_ms) : std::nullopt,
+        d.routing_reason);
   }
   {
-    // Cumulative share, from the decision counters themselves.
-    const double escalated = metrics.Value("saferoute_routing_decisions_total", {"router"});
-    double total = 0;
-    for (const char* reason :
-         {"router", "below_threshold", "budget_capped", "no_router", "no_large_guard"}) {
-      total += metrics.Value("saferoute_routing_decisions_total", {reason});
-    }
-    if (total > 0) metrics.Set("saferoute_escalation_share", {}, escalated / total);
-    if (budget_ != nullptr) {
-      metrics.Set("saferoute_escalation_window_share", {}, budget_->WindowShare(Clock::now()));
+    const uint64_t routed = routed_ += inputs.size();
+    if (routed > 0) {
+      const uint64_t escalated = escalated_ += to_escalate.size();
+      std::optional<double> window;
+      if (budget_ != nullptr) window = budget_->WindowShare(Clock::now());
+      observer.OnEscalationShare(static_cast<double>(escalated) / routed, window);
     }
   }
 
@@ -296,23 +291,26 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
         RunStage(*parts_.large, large_inputs, deadline);
     for (size_t k = 0; k < to_escalate.size(); ++k) {
       CascadeDecision& d = decisions[to_escalate[k]];
-      std::string reason, error;
+      LargeFailure failure;
+      std::string error;
       if (!large_results.ok()) {
-        reason = absl::IsResourceExhausted(large_results.status()) ? "queue_full" : "error";
+        failure = absl::IsResourceExhausted(large_results.status()) ? LargeFailure::kQueueFull
+                                                                    : LargeFailure::kError;
         error = std::string(large_results.status().message());
       } else if (!(*large_results)[k].has_value()) {
-        reason = "timeout";
+        failure = LargeFailure::kTimeout;
         error = "large guard did not answer within the deadline";
       } else {
         ScheduledResult& large = *(*large_results)[k];
         d.latency.large_queue_ms = large.queue_ms;
         d.latency.large_ms = large.guard_ms;
-        metrics.Observe("saferoute_stage_latency_seconds", {"large_queue"}, large.queue_ms / 1e3);
         if (!large.verdict.ok()) {
-          reason = absl::IsDeadlineExceeded(large.verdict.status()) ? "timeout" : "error";
+          observer.OnStage(CascadeStage::kLarge, large.queue_ms, std::nullopt);
+          failure = absl::IsDeadlineExceeded(large.verdict.status()) ? LargeFailure::kTimeout
+                                                                     : LargeFailure::kError;
           error = std::string(large.verdict.status().message());
         } else {
-          metrics.Observe("saferoute_stage_latency_seconds", {"large"}, large.guard_ms / 1e3);
+          observer.OnStage(CascadeStage::kLarge, large.queue_ms, large.guard_ms);
           d.decided_by = DecidedBy::kLarge;
           d.p_unsafe_large = large.verdict->p_unsafe;
           d.p_unsafe = large.verdict->p_unsafe;
@@ -323,17 +321,17 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
         }
       }
       ApplyFailurePolicy(d, std::move(error));
-      metrics.Increment("saferoute_failure_policy_total",
-                        {std::string(FailurePolicyName(options_.failure_policy)), reason});
+      observer.OnFailurePolicy(options_.failure_policy, failure);
     }
   }
 
   const Clock::time_point end = Clock::now();
   for (size_t i = 0; i < inputs.size(); ++i) {
     decisions[i].latency.total_ms = MsSince(start, end);
+    observer.OnDecision(decisions[i]);
     if (!decisions[i].escalated) MaybeShadow(inputs[i], decisions[i].flagged);
   }
   return decisions;
 }
 
-}  // namespace saferoute::server
+}  // namespace saferoute

@@ -5,14 +5,19 @@
 // were *not* escalated go to the large guard in the background, and
 // agreement with the small verdict is counted.
 //
-// Deadline semantics (documented in README.md):
+// The cascade keeps its own state (budget window, escalation counts) and
+// reports what happens through a CascadeObserver (the server turns the events
+// into metrics); it reads nothing back from its observer.
+//
+// Deadline semantics (documented in server/README.md):
 //  - small stage (queue + guard) past the deadline -> DeadlineExceeded (504):
 //    without the small verdict there is nothing to decide on.
 //  - large stage past the deadline or failing -> the failure policy decides,
 //    and the decision says which policy applied.
-#ifndef SAFEROUTE_SERVER_CASCADE_H_
-#define SAFEROUTE_SERVER_CASCADE_H_
+#ifndef SAFEROUTE_CASCADE_CASCADE_H_
+#define SAFEROUTE_CASCADE_CASCADE_H_
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,13 +25,12 @@
 #include <string>
 #include <vector>
 
+#include "cascade/escalation_budget.h"
+#include "cascade/scheduler.h"
 #include "guard/guard.h"
 #include "router/router.h"
-#include "server/escalation_budget.h"
-#include "server/metrics.h"
-#include "server/scheduler.h"
 
-namespace saferoute::server {
+namespace saferoute {
 
 enum class FailurePolicy { kFailClosed, kFailOpen, kDegrade };
 enum class DecidedBy { kSmall, kLarge, kPolicy };
@@ -74,16 +78,45 @@ struct CascadeDecision {
   StageLatencies latency;
 };
 
-// Declares the cascade's metric families on `metrics` (once per registry).
-void RegisterCascadeMetrics(MetricsRegistry& metrics);
+enum class CascadeStage { kSmall, kLarge };
+// Why the large stage did not decide an escalated input.
+enum class LargeFailure { kQueueFull, kTimeout, kError };
+enum class ShadowOutcome { kAgree, kDisagree, kError, kDropped };
+
+absl::string_view CascadeStageName(CascadeStage stage);      // small | large
+absl::string_view LargeFailureName(LargeFailure failure);    // queue_full | timeout | error
+absl::string_view ShadowOutcomeName(ShadowOutcome outcome);  // agree | disagree | error | dropped
+
+// What the cascade reports as it decides. Every method has an empty default;
+// calls come from request threads and scheduler workers at once, so an
+// implementation must be thread-safe and quick (it runs on the request path).
+class CascadeObserver {
+ public:
+  virtual ~CascadeObserver() = default;
+  // An input came back from a guard stage: time queued, and the guard call's
+  // duration when the guard answered it (not when it failed).
+  virtual void OnStage(CascadeStage stage, double queue_ms, std::optional<double> guard_ms) {}
+  // The routing of one input: its router score and the router's time (both
+  // empty without a router) and the reason (CascadeDecision::routing_reason).
+  virtual void OnRouting(std::optional<float> score, std::optional<double> router_ms,
+                         absl::string_view reason) {}
+  // After each Decide: the escalated share since start, and over the
+  // budget's window when there is a budget.
+  virtual void OnEscalationShare(double since_start, std::optional<double> window) {}
+  // The failure policy decided an escalated input.
+  virtual void OnFailurePolicy(FailurePolicy policy, LargeFailure failure) {}
+  virtual void OnShadow(ShadowOutcome outcome) {}
+  // One input decided (after every stage).
+  virtual void OnDecision(const CascadeDecision& decision) {}
+};
 
 class Cascade {
  public:
   struct Parts {
-    BatchScheduler* small = nullptr;     // required
-    const Router* router = nullptr;      // optional: without it nothing escalates
-    BatchScheduler* large = nullptr;     // optional: without it nothing escalates
-    MetricsRegistry* metrics = nullptr;  // required, with RegisterCascadeMetrics done
+    BatchScheduler* small = nullptr;      // required
+    const Router* router = nullptr;       // optional: without it nothing escalates
+    BatchScheduler* large = nullptr;      // optional: without it nothing escalates
+    CascadeObserver* observer = nullptr;  // optional; must outlive the cascade
   };
   // Errors if the router cannot score this small guard's features, or the
   // budget cap needs a calibration table the router lacks.
@@ -110,13 +143,16 @@ class Cascade {
   void MaybeShadow(const GuardRequest& input, bool small_unsafe);
 
   Parts parts_;
+  CascadeObserver null_observer_;  // parts_.observer when none is given
   CascadeOptions options_;
   double base_threshold_;
   std::unique_ptr<EscalationBudget> budget_;
   std::mutex rng_mu_;
   std::mt19937_64 rng_;
+  // Inputs routed and escalated since start (the observer's share).
+  std::atomic<uint64_t> routed_{0}, escalated_{0};
 };
 
-}  // namespace saferoute::server
+}  // namespace saferoute
 
-#endif  // SAFEROUTE_SERVER_CASCADE_H_
+#endif  // SAFEROUTE_CASCADE_CASCADE_H_

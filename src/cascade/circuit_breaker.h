@@ -10,15 +10,15 @@
 //
 // Thread-safe. The clock is injectable so tests can step time instead of
 // sleeping.
-#ifndef SAFEROUTE_SERVER_CIRCUIT_BREAKER_H_
-#define SAFEROUTE_SERVER_CIRCUIT_BREAKER_H_
+#ifndef SAFEROUTE_CASCADE_CIRCUIT_BREAKER_H_
+#define SAFEROUTE_CASCADE_CIRCUIT_BREAKER_H_
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 
-#include "server/remote_guard.h"  // CircuitState
+#include "cascade/remote_guard.h"  // CircuitState
 
 namespace saferoute {
 
@@ -66,4 +66,4 @@ const char* CircuitStateName(CircuitState state);  // "closed", "open", "half_op
 
 }  // namespace saferoute
 
-#endif  // SAFEROUTE_SERVER_CIRCUIT_BREAKER_H_
+#endif  // SAFEROUTE_CASCADE_CIRCUIT_BREAKER_H_

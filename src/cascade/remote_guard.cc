@@ -1,7 +1,7 @@
 // RemoteGuard over cpp-httplib: one HTTP call per guard request (a batch runs
 // its calls concurrently), per-attempt timeouts, bounded retries with full
 // jitter, and a CircuitBreaker that every attempt reports to.
-#include "server/remote_guard.h"
+#include "cascade/remote_guard.h"
 
 #include <algorithm>
 #include <atomic>
@@ -14,9 +14,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "cascade/circuit_breaker.h"
+#include "cascade/remote_protocol.h"
 #include "httplib.h"
-#include "server/circuit_breaker.h"
-#include "server/remote_protocol.h"
 
 namespace saferoute {
 namespace {

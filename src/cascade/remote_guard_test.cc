@@ -2,7 +2,7 @@
 // ephemeral 127.0.0.1 port) that answers in vLLM's and llama.cpp's documented
 // shapes and checks the request bodies it receives; plus fault injection:
 // closed port, slow answers, garbage, 5xx, 4xx, breaker open and recovery.
-#include "server/remote_guard.h"
+#include "cascade/remote_guard.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

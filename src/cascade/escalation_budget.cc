@@ -1,4 +1,4 @@
-#include "server/escalation_budget.h"
+#include "cascade/escalation_budget.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 
 #include "util/status.h"
 
-namespace saferoute::server {
+namespace saferoute {
 
 EscalationBudget::EscalationBudget(EscalationBudgetOptions options) : options_(options) {
   SR_CHECK(options_.max_share > 0 && options_.max_share <= 1);
@@ -69,4 +69,4 @@ double EscalationBudget::WindowShare(std::chrono::steady_clock::time_point now) 
   return window_.empty() ? 0 : static_cast<double>(escalated_in_window_) / window_.size();
 }
 
-}  // namespace saferoute::server
+}  // namespace saferoute

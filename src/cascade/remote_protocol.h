@@ -6,8 +6,8 @@
 //
 // Every response is hostile input: a parser never crashes, never guesses, and
 // names the JSON field that was wrong ("choices[0].logprobs.top_logprobs[0]").
-#ifndef SAFEROUTE_SERVER_REMOTE_PROTOCOL_H_
-#define SAFEROUTE_SERVER_REMOTE_PROTOCOL_H_
+#ifndef SAFEROUTE_CASCADE_REMOTE_PROTOCOL_H_
+#define SAFEROUTE_CASCADE_REMOTE_PROTOCOL_H_
 
 #include <cstdint>
 #include <optional>
@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "cascade/remote_guard.h"
 #include "guard/guard.h"
 #include "guard/guard_format.h"
-#include "server/remote_guard.h"
 
 namespace saferoute {
 
@@ -59,4 +59,4 @@ void FillVerdictFromScore(const RemoteScore& score, std::span<const VerdictToken
 
 }  // namespace saferoute
 
-#endif  // SAFEROUTE_SERVER_REMOTE_PROTOCOL_H_
+#endif  // SAFEROUTE_CASCADE_REMOTE_PROTOCOL_H_

@@ -14,8 +14,8 @@
 // Thread safety: Submit/depth may be called from any thread. Every callback
 // runs exactly once, on the worker thread (or on the caller's thread when
 // Submit itself fails, in which case no callback runs and the error is returned).
-#ifndef SAFEROUTE_SERVER_SCHEDULER_H_
-#define SAFEROUTE_SERVER_SCHEDULER_H_
+#ifndef SAFEROUTE_CASCADE_SCHEDULER_H_
+#define SAFEROUTE_CASCADE_SCHEDULER_H_
 
 #include <chrono>
 #include <condition_variable>
@@ -28,7 +28,7 @@
 
 #include "guard/guard.h"
 
-namespace saferoute::server {
+namespace saferoute {
 
 using Clock = std::chrono::steady_clock;
 
@@ -94,6 +94,6 @@ class BatchScheduler {
   std::thread worker_;
 };
 
-}  // namespace saferoute::server
+}  // namespace saferoute
 
-#endif  // SAFEROUTE_SERVER_SCHEDULER_H_
+#endif  // SAFEROUTE_CASCADE_SCHEDULER_H_

@@ -1,4 +1,4 @@
-#include "server/circuit_breaker.h"
+#include "cascade/circuit_breaker.h"
 
 #include <algorithm>
 

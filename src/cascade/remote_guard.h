@@ -30,8 +30,8 @@
 //  - Every attempt reports to the circuit breaker: connect/timeout/5xx/bad
 //    response count as failures, success and 4xx (the remote answered) as
 //    successes. Retries stop as soon as the breaker opens.
-#ifndef SAFEROUTE_SERVER_REMOTE_GUARD_H_
-#define SAFEROUTE_SERVER_REMOTE_GUARD_H_
+#ifndef SAFEROUTE_CASCADE_REMOTE_GUARD_H_
+#define SAFEROUTE_CASCADE_REMOTE_GUARD_H_
 
 #include <cstdint>
 #include <memory>
@@ -90,4 +90,4 @@ class RemoteGuard : public Guard {
 
 }  // namespace saferoute
 
-#endif  // SAFEROUTE_SERVER_REMOTE_GUARD_H_
+#endif  // SAFEROUTE_CASCADE_REMOTE_GUARD_H_
