@@ -277,9 +277,9 @@ std::vector<size_t> PlaceLabelsInOrder(const std::vector<size_t>& order,
       for (const auto& [sx, sy] : samples) {
         hidden += sx > box.x0 && sx < box.x1 && sy > box.y0 && sy < box.y1;
       }
-      // Nearer is better; hiding a curve costs about as much as moving a
-      // label one step away.
-      const double cost = static_cast<double>(c) + 0.5 * hidden;
+      // Nearer is better; hiding 8 px of curve costs as much as moving a
+      // label one spot further out.
+      const double cost = static_cast<double>(c) + 0.25 * hidden;
       if (cost < best_cost) {
         best_cost = cost;
         best = &candidate;
@@ -521,7 +521,7 @@ std::string PointsSvg(const PlotLayout& layout) {
     if (!p.leader) continue;
     const PlotLayout::Box& b = p.label_box;
     s += absl::StrFormat(
-        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" "
+        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#777\" "
         "stroke-width=\"0.8\"/>\n",
         p.x, p.y, p.label_left ? b.x1 : b.x0, (b.y0 + b.y1) / 2);
   }
