@@ -153,18 +153,26 @@ void Cascade::ApplyFailurePolicy(CascadeDecision& decision, std::string error) c
   decision.large_error = std::move(error);
   decision.policy_applied = options_.failure_policy;
   decision.decided_by = DecidedBy::kPolicy;
+  // p_unsafe is the deciding verdict's, so a client thresholding it at 0.5
+  // gets the policy's decision: certain for fail_closed / fail_open, the
+  // small guard's own score under degrade.
   switch (options_.failure_policy) {
     case FailurePolicy::kFailClosed:
       decision.flagged = true;
+      decision.p_unsafe = 1.0f;
       break;
     case FailurePolicy::kFailOpen:
       decision.flagged = false;
+      decision.p_unsafe = 0.0f;
       break;
     case FailurePolicy::kDegrade:
       decision.degraded = true;
       decision.flagged = decision.p_unsafe_small > options_.degrade_threshold;
+      decision.p_unsafe = decision.p_unsafe_small;
       break;
   }
+  // An allowed input names no category.
+  if (!decision.flagged) decision.s_codes.clear();
 }
 
 void Cascade::MaybeShadow(const GuardRequest& input, bool small_unsafe) {

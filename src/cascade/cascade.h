@@ -60,7 +60,9 @@ struct StageLatencies {
 
 struct CascadeDecision {
   bool flagged = false;
-  float p_unsafe = 0;                // of the verdict that decided (small's under a policy)
+  // Of the verdict that decided; under a failure policy the policy's: 1 for
+  // fail_closed, 0 for fail_open, the small guard's for degrade.
+  float p_unsafe = 0;
   std::vector<std::string> s_codes;  // Llama Guard categories of the deciding verdict
   DecidedBy decided_by = DecidedBy::kSmall;
   float p_unsafe_small = 0;

@@ -333,9 +333,11 @@ TEST_P(FailurePolicyTest, LargeGuardFailureFollowsThePolicy) {
   } else {
     h.large.FailWith(absl::UnavailableError("remote large guard: connection refused"));
   }
-  // Small says safe (p=0.3) but the router escalates (r=0.9).
-  Harness::Reply r = h.Post("/v1/moderations", R"({"input":["x p=0.3 r=0.9","y p=0.8 r=0.9"]})",
-                            {{"X-SafeRoute-Deadline-Ms", "300"}});
+  // Small says safe (p=0.3) but the router escalates (r=0.9); the second
+  // input's small verdict is unsafe with category S1.
+  Harness::Reply r =
+      h.Post("/v1/moderations", R"({"input":["x p=0.3 r=0.9","y p=0.8 r=0.9 c=S1"]})",
+             {{"X-SafeRoute-Deadline-Ms", "300"}});
   ASSERT_EQ(r.status, 200) << r.raw;
   const std::string name(FailurePolicyName(c.policy));
   for (int i = 0; i < 2; ++i) {
@@ -351,10 +353,37 @@ TEST_P(FailurePolicyTest, LargeGuardFailureFollowsThePolicy) {
                                                                        : small_unsafe;
     EXPECT_EQ(result["flagged"], expect_flagged) << name << " input " << i;
     EXPECT_EQ(ext["degraded"], c.policy == FailurePolicy::kDegrade);
+    // p_unsafe agrees with the decision: the policy's certainty, or under
+    // degrade the small guard's score that decided.
+    const double small_p = small_unsafe ? 0.8 : 0.3;
+    const double expect_p = c.policy == FailurePolicy::kFailClosed ? 1.0
+                            : c.policy == FailurePolicy::kFailOpen ? 0.0
+                                                                   : small_p;
+    EXPECT_NEAR(ext["p_unsafe"].get<double>(), expect_p, 1e-6) << name << " input " << i;
+    EXPECT_NEAR(ext["p_unsafe_small"].get<double>(), small_p, 1e-6);
+    EXPECT_EQ(ext["p_unsafe"].get<double>() > 0.5, expect_flagged) << name << " input " << i;
+    // Category scores follow the deciding p_unsafe; allowed inputs name none.
+    EXPECT_NEAR(result["category_scores"]["violence"].get<double>(),
+                expect_flagged && small_unsafe ? expect_p : 0.0, 1e-6);
+    if (!expect_flagged) {
+      EXPECT_TRUE(ext["s_codes"].empty()) << name << " input " << i;
+    }
   }
+  // The native API says the same at the top level.
+  Harness::Reply native = h.Post("/v1/guard", R"({"prompt":"x p=0.3 r=0.9","deadline_ms":300})");
+  ASSERT_EQ(native.status, 200) << native.raw;
+  EXPECT_EQ(native.body["decided_by"], "policy");
+  EXPECT_EQ(native.body["saferoute"]["policy_applied"], name);
+  EXPECT_EQ(native.body["verdict"],
+            native.body["p_unsafe"].get<double>() > 0.5 ? "unsafe" : "safe");
+  EXPECT_NEAR(native.body["p_unsafe"].get<double>(),
+              c.policy == FailurePolicy::kFailClosed ? 1.0
+              : c.policy == FailurePolicy::kFailOpen ? 0.0
+                                                     : 0.3,
+              1e-6);
   EXPECT_EQ(h.service->metrics().Value("saferoute_failure_policy_total",
                                        {name, c.timeout ? "timeout" : "error"}),
-            2);
+            3);
   h.large.OpenGate();
 }
 
