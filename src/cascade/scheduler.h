@@ -3,10 +3,24 @@
 // (waiting at most `batch_wait_ms` after the oldest arrived) into a single
 // Guard::Classify call.
 //
+// Deadlines drive admission and batching (deadline_planner.h), from a running
+// estimate of the guard's time per call, per input and per kilobyte of text
+// (guard_time_model.h, fed by every call):
+//  - Submit admits a request only if all its inputs are predicted to finish
+//    within their deadline behind the work already queued; otherwise
+//    ResourceExhausted (HTTP 429) carrying a retry-after (util/retry_after.h) of
+//    when the queue ahead is predicted to drain, or DeadlineExceeded if an
+//    input could not finish in time even on an idle guard.
+//  - A batch takes inputs while its predicted end stays within the
+//    tightest deadline in it (and up to max_batch).
+//  - An input whose deadline passed before its batch starts, or that would
+//    miss it even alone, is answered DeadlineExceeded without running it.
+// So under overload the guard spends its time on answers that arrive in
+// time, and the excess is refused at once instead of timing out.
+//
 // Backpressure: Submit refuses (ResourceExhausted -> HTTP 429) when the queue
 // cannot take all of a caller's inputs; a multi-input request is admitted
-// whole or not at all. Deadlines: an item whose deadline passed while queued
-// is answered DeadlineExceeded without running the guard.
+// whole or not at all.
 // Isolation: if a batch fails with InvalidArgument/OutOfRange (one bad input,
 // e.g. over the token limit), each item is retried alone so only the bad one
 // fails and the others are answered.
@@ -26,18 +40,25 @@
 #include <thread>
 #include <vector>
 
+#include "cascade/deadline_planner.h"
+#include "cascade/guard_time_model.h"
 #include "guard/guard.h"
 
 namespace saferoute {
-
-using Clock = std::chrono::steady_clock;
 
 struct SchedulerOptions {
   std::string name = "small";  // for error messages and metrics ("small" | "large")
   int queue_capacity = 256;    // queued inputs (not requests), >= 1
   int max_batch = 16;          // inputs per Classify call, >= 1
   double batch_wait_ms = 2;    // longest wait for a batch to fill after its first input
+  // The time source for deadlines and guard times; empty: Clock::now. Tests
+  // pass a fake clock (then batch_wait_ms should be 0: waits use real time).
+  std::function<Clock::time_point()> clock = nullptr;
 };
+
+// Bytes of text the guard reads for `request` (prompt, response, turns,
+// policy): what the time model scales with.
+double RequestTextBytes(const GuardRequest& request);
 
 struct ScheduledResult {
   absl::StatusOr<GuardVerdict> verdict;
@@ -67,6 +88,9 @@ class BatchScheduler {
   // Unavailable after Shutdown started.
   absl::Status Submit(std::vector<Item> items);
 
+  // The guard-time estimate admission and batching use right now.
+  GuardTimeModel::Coefficients time_estimate() const;
+
   // Free slots right now (for best-effort work such as shadow sampling).
   int free_slots() const;
   int depth() const;
@@ -80,7 +104,15 @@ class BatchScheduler {
   struct Queued {
     Item item;
     Clock::time_point enqueued;
+    double text_bytes = 0;
   };
+  Clock::time_point Now() const;
+  std::vector<PlannedInput> PlannedQueueLocked() const;
+  absl::Status RefusalLocked(const AdmissionCheck& check, Clock::time_point now,
+                             Clock::time_point deadline) const;
+  // Takes the next batch out of the queue (and the inputs it drops).
+  void TakeBatchLocked(std::vector<Queued>& batch, std::vector<Queued>& dropped,
+                       std::vector<std::string>& why_dropped);
   void WorkerLoop();
   void RunBatch(std::vector<Queued>& batch);
 
@@ -90,6 +122,8 @@ class BatchScheduler {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Queued> queue_;
+  GuardTimeModel time_model_;     // guarded by mu_
+  Clock::time_point busy_until_;  // predicted end of the running batch
   bool stopping_ = false;
   std::thread worker_;
 };

@@ -2,11 +2,15 @@
 // request admission, expiry in the queue, isolation of a bad input, shutdown.
 #include "cascade/scheduler.h"
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "cascade/testing/fake_guards.h"
 #include "gtest/gtest.h"
+#include "util/retry_after.h"
 
 namespace saferoute {
 namespace {
@@ -131,6 +135,127 @@ TEST(BatchScheduler, ShutdownAnswersQueuedWorkAndRefusesNew) {
   stopper.join();
   for (const ScheduledResult& r : c.results) EXPECT_TRUE(r.verdict.ok());
   EXPECT_GE(c.results.size(), 2u);
+}
+
+// A guard on a fake clock: each call advances the clock by `per_input`
+// seconds per input (after waiting for the gate, like FakeGuard's).
+class SteppingGuard : public Guard {
+ public:
+  explicit SteppingGuard(double per_input) : per_input_(per_input) {}
+  absl::StatusOr<std::vector<GuardVerdict>> Classify(
+      const std::vector<GuardRequest>& requests) override {
+    std::unique_lock lock(mu_);
+    batch_sizes_.push_back(static_cast<int>(requests.size()));
+    ++entered_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return !gate_closed_; });
+    now_ns_ += static_cast<int64_t>(per_input_ * 1e9) * static_cast<int64_t>(requests.size());
+    return std::vector<GuardVerdict>(requests.size());
+  }
+  int feature_dim() const override { return 0; }
+  std::string fingerprint() const override { return "stepping"; }
+  std::string name() const override { return "stepping"; }
+
+  Clock::time_point Now() const {
+    return Clock::time_point(std::chrono::nanoseconds(now_ns_.load()));
+  }
+  void CloseGate() {
+    std::lock_guard l(mu_);
+    gate_closed_ = true;
+  }
+  void OpenGate() {
+    {
+      std::lock_guard l(mu_);
+      gate_closed_ = false;
+    }
+    cv_.notify_all();
+  }
+  void WaitEntered(int n) {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return entered_ >= n; });
+  }
+  std::vector<int> batch_sizes() {
+    std::lock_guard l(mu_);
+    return batch_sizes_;
+  }
+
+ private:
+  const double per_input_;
+  std::atomic<int64_t> now_ns_{3600 * int64_t{1000000000}};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool gate_closed_ = false;
+  int entered_ = 0;
+  std::vector<int> batch_sizes_;
+};
+
+// Eleven inputs due 5 s after they arrive, a guard that takes 1 s per input,
+// all on a fake clock. Before, the second batch took all ten waiting inputs
+// and ended at 11 s: every answer after its deadline. Now the first call
+// (one input: nothing is known yet) measures the guard, the next batch holds
+// what fits before the deadline and the rest are answered at once.
+TEST(BatchScheduler, BatchesFitTheDeadlineOnAFakeClock) {
+  SteppingGuard guard(/*per_input=*/1.0);
+  guard.CloseGate();
+  BatchScheduler scheduler(
+      &guard, {.queue_capacity = 64, .max_batch = 16, .batch_wait_ms = 0, .clock = [&guard] {
+                 return guard.Now();
+               }});
+  const Clock::time_point t0 = guard.Now();
+  const Clock::time_point deadline = t0 + std::chrono::seconds(5);
+  std::mutex mu;
+  int in_time = 0, late = 0, dropped = 0;
+  std::condition_variable done;
+  auto callback = [&](ScheduledResult r) {
+    std::lock_guard l(mu);
+    if (!r.verdict.ok()) {
+      EXPECT_TRUE(absl::IsDeadlineExceeded(r.verdict.status())) << r.verdict.status();
+      ++dropped;
+    } else {
+      (guard.Now() <= deadline ? in_time : late)++;
+    }
+    done.notify_all();
+  };
+  ASSERT_TRUE(scheduler.Submit({ItemFor("first", callback, deadline)}).ok());
+  guard.WaitEntered(1);
+  std::vector<BatchScheduler::Item> items;
+  for (int i = 0; i < 10; ++i) items.push_back(ItemFor("x", callback, deadline));
+  ASSERT_TRUE(scheduler.Submit(std::move(items)).ok());  // unmeasured guard: admitted
+  guard.OpenGate();
+  {
+    std::unique_lock l(mu);
+    done.wait(l, [&] { return in_time + late + dropped == 11; });
+  }
+  // At 1 s: 1 s per input, planned with x1.25 room until a second call is
+  // seen: 3 inputs (to 4 s). At 4 s: one more fits exactly (x1 now: the call
+  // took what was predicted). At 5 s the other six are past their deadline.
+  EXPECT_EQ(guard.batch_sizes(), (std::vector<int>{1, 3, 1}));
+  EXPECT_EQ(in_time, 5);
+  EXPECT_EQ(late, 0);
+  EXPECT_EQ(dropped, 6);
+  EXPECT_NEAR(scheduler.time_estimate().per_input_s, 1.0, 1e-9);
+
+  // Measured now: an input that cannot make its deadline even alone is
+  // refused as such; a request behind too much queued work gets 429 with
+  // the time the queue ahead needs.
+  absl::Status hopeless =
+      scheduler.Submit({ItemFor("tight", callback, guard.Now() + std::chrono::milliseconds(500))});
+  EXPECT_TRUE(absl::IsDeadlineExceeded(hopeless)) << hopeless;
+  guard.CloseGate();
+  ASSERT_TRUE(
+      scheduler.Submit({ItemFor("a", callback, guard.Now() + std::chrono::seconds(10))}).ok());
+  guard.WaitEntered(4);
+  std::vector<BatchScheduler::Item> queued;
+  for (int i = 0; i < 4; ++i) {
+    queued.push_back(ItemFor("q", callback, guard.Now() + std::chrono::seconds(10)));
+  }
+  ASSERT_TRUE(scheduler.Submit(std::move(queued)).ok());  // 1 running + 4 queued: done at 5 s
+  absl::Status refused =
+      scheduler.Submit({ItemFor("late", callback, guard.Now() + std::chrono::milliseconds(5500))});
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_EQ(RetryAfterSeconds(refused), 5);
+  guard.OpenGate();
+  scheduler.Shutdown();  // its callbacks use the locals above
 }
 
 }  // namespace

@@ -48,6 +48,22 @@ void GuardService::RegisterMetrics() {
                                  out.push_back({{"large"}, double(large_scheduler_->depth())});
                                return out;
                              });
+  metrics_.AddCallbackFamily(
+      "saferoute_guard_time_estimate_seconds",
+      "The running estimate of each guard's call time that admission and batch sizing use: "
+      "seconds per call, per input and per kilobyte of input text.",
+      false, {"guard", "term"}, [this] {
+        MetricsRegistry::SeriesList out;
+        for (const auto& [name, scheduler] : {std::pair{"small", small_scheduler_.get()},
+                                              std::pair{"large", large_scheduler_.get()}}) {
+          if (scheduler == nullptr) continue;
+          const GuardTimeModel::Coefficients c = scheduler->time_estimate();
+          out.push_back({{name, "per_call"}, c.per_batch_s});
+          out.push_back({{name, "per_input"}, c.per_input_s});
+          out.push_back({{name, "per_kilobyte"}, c.per_kilobyte_s});
+        }
+        return out;
+      });
   metrics_.AddCallbackGauge("saferoute_draining", "1 while the server drains for shutdown.",
                             [this] { return draining_ ? 1.0 : 0.0; });
   metrics_.AddCallbackFamily(

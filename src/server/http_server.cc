@@ -22,6 +22,7 @@
 #include "server/http_status.h"
 #include "server/moderation_api.h"
 #include "server/request_id.h"
+#include "util/retry_after.h"
 
 namespace saferoute::server {
 
@@ -385,7 +386,12 @@ void GuardHttpServer::Respond(const std::string& route, const httplib::Request& 
     res.set_content(Dump(*outcome.body), "application/json");
   } else {
     status = HttpStatusFor(outcome.body.status());
-    if (status == 429 || status == 503) res.set_header("Retry-After", "1");
+    if (status == 429 || status == 503) {
+      // The library's estimate of when there is room again (the scheduler's
+      // predicted drain time of the queue ahead), else 1 s.
+      res.set_header("Retry-After",
+                     std::to_string(RetryAfterSeconds(outcome.body.status()).value_or(1)));
+    }
     if (status == 401) {
       res.set_header("WWW-Authenticate", R"(Bearer realm="saferoute")");
     }

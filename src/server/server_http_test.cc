@@ -249,6 +249,54 @@ TEST(ServerHttp, SmallStageDeadlineGives504) {
   ExpectOpenAiError(g, 504, "deadline_exceeded", "prompt", "small deadline on /v1/guard");
 }
 
+// Under overload a request that cannot finish in time is refused at once
+// (429, Retry-After = when the queue ahead is predicted to drain) instead of
+// waiting out its deadline for a 504 while the guard works for nobody.
+TEST(ServerHttp, OverloadIsRefusedAtOnceWithRetryAfter) {
+  GuardServiceOptions options;
+  options.small_scheduler = {
+      .name = "small", .queue_capacity = 64, .max_batch = 16, .batch_wait_ms = 0};
+  options.max_inputs_per_request = 16;
+  Harness h(options);
+  const httplib::Headers patient = {{"X-SafeRoute-Deadline-Ms", "60000"}};
+  // A first call held for 300 ms: the guard's estimated time per input is
+  // now at least 0.3 s (the scheduler times its calls).
+  h.small.CloseGate();
+  auto warm = std::async(std::launch::async,
+                         [&] { return h.Post("/v1/moderations", R"({"input":"warm"})", patient); });
+  h.small.WaitEntered(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  h.small.OpenGate();
+  ASSERT_EQ(warm.get().status, 200);
+  // Hold the next call and queue ten inputs behind it: at least 3 s of work.
+  h.small.CloseGate();
+  auto running = std::async(std::launch::async, [&] {
+    return h.Post("/v1/moderations", R"({"input":"running"})", patient);
+  });
+  h.small.WaitEntered(2);
+  auto queued = std::async(std::launch::async, [&] {
+    Json inputs = Json::array();
+    for (int i = 0; i < 10; ++i) inputs.push_back(absl::StrCat("queued ", i));
+    return h.Post("/v1/moderations", Json{{"input", inputs}}.dump(), patient);
+  });
+  while (h.service->metrics().Render().find("saferoute_queue_depth{guard=\"small\"} 10") ==
+         std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  // Due in 2 s it cannot finish behind them.
+  Harness::Reply refused =
+      h.Post("/v1/moderations", R"({"input":"x"})", {{"X-SafeRoute-Deadline-Ms", "2000"}});
+  ExpectOpenAiError(refused, 429, "queue_full", nullptr, "overloaded");
+  EXPECT_GE(std::atoi(refused.retry_after.c_str()), 3) << refused.retry_after;
+  // Due in 100 ms it could not finish even on an idle guard: 504 at once.
+  Harness::Reply hopeless = h.Post("/v1/guard", R"({"prompt":"y","deadline_ms":100})");
+  EXPECT_EQ(hopeless.status, 504) << hopeless.raw;
+  h.small.OpenGate();
+  EXPECT_EQ(running.get().status, 200);
+  EXPECT_EQ(queued.get().status, 200);
+  EXPECT_EQ(h.small.batch_sizes().size(), 3u);  // warm, running, the ten together
+}
+
 TEST(ServerHttp, ConcurrentRequestsShareOneBatch) {
   GuardServiceOptions options;
   options.small_scheduler = {
@@ -257,13 +305,18 @@ TEST(ServerHttp, ConcurrentRequestsShareOneBatch) {
   // Hold the worker in a first call so that the next eight concurrent
   // requests meet in the queue however slowly their threads start.
   h.small.CloseGate();
+  // The scheduler times that first call (gate included) as the guard's time
+  // per input and sizes batches to fit their deadline: a long one, so that
+  // however slowly the threads start, all eight fit one batch.
+  const httplib::Headers patient = {{"X-SafeRoute-Deadline-Ms", "60000"}};
   auto warm = std::async(std::launch::async,
-                         [&] { return h.Post("/v1/moderations", R"({"input":"warm"})"); });
+                         [&] { return h.Post("/v1/moderations", R"({"input":"warm"})", patient); });
   h.small.WaitEntered(1);
   std::vector<std::future<Harness::Reply>> replies;
   for (int i = 0; i < 8; ++i) {
-    replies.push_back(std::async(std::launch::async, [&h, i] {
-      return h.Post("/v1/moderations", Json{{"input", absl::StrCat("request ", i)}}.dump());
+    replies.push_back(std::async(std::launch::async, [&h, i, &patient] {
+      return h.Post("/v1/moderations", Json{{"input", absl::StrCat("request ", i)}}.dump(),
+                    patient);
     }));
   }
   while (h.service->metrics().Render().find("saferoute_queue_depth{guard=\"small\"} 8") ==

@@ -1,0 +1,81 @@
+#include "cascade/deadline_planner.h"
+
+#include <algorithm>
+
+#include "util/status.h"
+
+namespace saferoute {
+
+BatchChoice ChooseBatch(std::span<const PlannedInput> queue, Clock::time_point start,
+                        const GuardTimeModel& model, int max_batch) {
+  SR_CHECK(max_batch >= 1);
+  BatchChoice choice;
+  const int limit = model.ready() ? max_batch : 1;
+  Clock::time_point tightest = Clock::time_point::max();
+  double bytes = 0;
+  for (; choice.examined < queue.size(); ++choice.examined) {
+    const PlannedInput& input = queue[choice.examined];
+    if (input.deadline <= start) {
+      choice.expired.push_back(choice.examined);
+      continue;
+    }
+    if (model.ready() && start + Seconds(model.Predict(1, input.text_bytes)) > input.deadline) {
+      choice.hopeless.push_back(choice.examined);
+      continue;
+    }
+    if (static_cast<int>(choice.run.size()) >= limit) break;
+    const Clock::time_point end =
+        start + Seconds(model.PredictUpper(static_cast<int>(choice.run.size()) + 1,
+                                           bytes + input.text_bytes));
+    if (!choice.run.empty() && end > std::min(tightest, input.deadline)) break;
+    choice.run.push_back(choice.examined);
+    tightest = std::min(tightest, input.deadline);
+    bytes += input.text_bytes;
+  }
+  return choice;
+}
+
+AdmissionCheck CheckAdmission(std::span<const PlannedInput> queued,
+                              std::span<const PlannedInput> incoming, Clock::time_point now,
+                              Clock::time_point busy_until, const GuardTimeModel& model,
+                              int max_batch) {
+  AdmissionCheck check;
+  check.finish = check.backlog_end = std::max(now, busy_until);
+  if (!model.ready() || incoming.empty()) return check;
+  for (const PlannedInput& input : incoming) {
+    if (now + Seconds(model.Predict(1, input.text_bytes)) > input.deadline) {
+      check.admit = false;
+      check.hopeless_alone = true;
+      return check;
+    }
+  }
+  std::vector<PlannedInput> plan(queued.begin(), queued.end());
+  plan.insert(plan.end(), incoming.begin(), incoming.end());
+  const size_t first_incoming = queued.size();
+  std::span<const PlannedInput> rest(plan);
+  size_t offset = 0;  // index of rest[0] in plan
+  Clock::time_point t = check.finish;
+  while (!rest.empty()) {
+    const BatchChoice choice = ChooseBatch(rest, t, model, max_batch);
+    const auto dropped = [&](const std::vector<size_t>& list) {
+      return std::any_of(list.begin(), list.end(),
+                         [&](size_t i) { return offset + i >= first_incoming; });
+    };
+    double bytes = 0;
+    for (size_t i : choice.run) bytes += rest[i].text_bytes;
+    if (!choice.run.empty()) {
+      t += Seconds(model.PredictUpper(static_cast<int>(choice.run.size()), bytes));
+      if (offset + choice.run.front() < first_incoming) check.backlog_end = t;
+    }
+    if (dropped(choice.expired) || dropped(choice.hopeless)) {
+      check.admit = false;
+      break;
+    }
+    rest = rest.subspan(choice.examined);
+    offset += choice.examined;
+  }
+  check.finish = t;
+  return check;
+}
+
+}  // namespace saferoute
