@@ -6,8 +6,14 @@ running service (--url, optionally --pid to sample its RSS), or against one
 this script starts (--launch BIN: the tiny fixture small guard, optionally a
 router and the stand-in remote large guard from tests/e2e/).
 
-Two clients (--client):
+Three clients (--client):
   python  threads with http.client (default); overhead is paired per request.
+  open    open-loop arrivals (--rate, a comma list of requests/s, one run each;
+          Poisson, seeded): each request is sent at its arrival time whatever
+          the service is doing, as independent users would, so an overloaded
+          service cannot slow the offered load down. Reports goodput (answers
+          with status 200 within the deadline, per second), 429s, 504s and
+          latency percentiles: what overload costs.
   wrk     the native load generator `wrk` with bench/moderations.lua, so the
           client's own cost does not inflate the overhead; one connection per
           wrk thread, so the script also pairs each response with its request.
@@ -31,8 +37,11 @@ JSON to stdout (or --out).
       --duration 60 --concurrency 32
   python3 bench/load_bench.py --client wrk --launch build/release/src/cli/saferoute \
       --concurrency 1,16 --duration 60 --serve-arg=--small-batch-wait-ms=0
+  python3 bench/load_bench.py --client open --rate 0.7,1.4,2.8 --duration 60 \
+      --launch build/release/src/cli/saferoute --model /tmp/lg3-1b-random
 """
 import argparse
+import concurrent.futures
 import http.client
 import json
 import os
@@ -197,23 +206,44 @@ def metric_means_ms(before, after):
 
 
 class RssSampler(threading.Thread):
-    """The service's RSS once a second while a run lasts."""
+    """The service's RSS every `interval` seconds while a run lasts."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, interval=1.0):
         super().__init__(daemon=True)
         self.pid, self.stop, self.samples = pid, threading.Event(), []
+        self.interval = interval
         self.t0 = time.monotonic()
 
     def run(self):
         while not self.stop.is_set():
             if self.pid:
                 self.samples.append([round(time.monotonic() - self.t0, 1), rss_mib(self.pid)])
-            self.stop.wait(1)
+            self.stop.wait(self.interval)
 
     def summary(self):
-        values = [v for _, v in self.samples if v is not None]
-        return {"first": values[0] if values else None, "last": values[-1] if values else None,
-                "max": max(values) if values else None, "samples": self.samples}
+        points = [(t, v) for t, v in self.samples if v is not None]
+        values = [v for _, v in points]
+        out = {"first": values[0] if values else None, "last": values[-1] if values else None,
+               "max": max(values) if values else None, "min": min(values) if values else None}
+        # Least-squares slope of RSS over time (MiB per minute), over the whole
+        # run and over its second half (after warm-up effects such as page
+        # faults on first touch): flat memory means no leak.
+        out["slope_mib_per_min"] = rss_slope(points)
+        out["slope_second_half_mib_per_min"] = rss_slope(points[len(points) // 2:])
+        out["samples"] = self.samples
+        return out
+
+
+def rss_slope(points):
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return round(60 * sum((t - mt) * (v - mv) for t, v in points) / var, 3)
 
 
 def run_python(host, port, concurrency, args):
@@ -228,7 +258,7 @@ def run_python(host, port, concurrency, args):
         for s in STAGES:
             w.stage_ms[s].clear()
     metrics_before = scrape_metrics(host, port)
-    rss = RssSampler(args.pid)
+    rss = RssSampler(args.pid, args.rss_interval)
     rss.start()
     t_start = time.monotonic()
     time.sleep(args.duration)
@@ -271,6 +301,108 @@ def run_python(host, port, concurrency, args):
     }
 
 
+def open_loop_request(host, port, body, deadline_ms, timeout):
+    """One request on its own connection: (status or error kind, seconds, Retry-After)."""
+    headers = {"Content-Type": "application/json"}
+    if deadline_ms:
+        headers["X-SafeRoute-Deadline-Ms"] = str(deadline_ms)
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("POST", "/v1/moderations", body, headers)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, time.perf_counter() - t0, resp.getheader("Retry-After")
+    except (OSError, http.client.HTTPException) as e:
+        return type(e).__name__, time.perf_counter() - t0, None
+    finally:
+        conn.close()
+
+
+def run_open(host, port, rate, args):
+    """Poisson arrivals at `rate`/s for warm-up + duration; the warm-up's are not counted."""
+    rng = random.Random(args.seed)
+    total = args.warmup + args.duration
+    arrivals, t = [], rng.expovariate(rate)
+    while t < total:
+        arrivals.append(t)
+        t += rng.expovariate(rate)
+    deadline_s = (args.deadline_ms or 5000) / 1000
+    results = []  # (arrival, dispatch delay, status, seconds, retry_after)
+    lock = threading.Lock()
+
+    def send(arrival, body, t_start):
+        delay = time.monotonic() - t_start - arrival
+        status, seconds, retry_after = open_loop_request(host, port, body, args.deadline_ms,
+                                                         args.timeout)
+        with lock:
+            results.append((arrival, delay, status, seconds, retry_after))
+
+    metrics_before = None
+    rss = RssSampler(args.pid, args.rss_interval)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.max_in_flight) as pool:
+        t_start = time.monotonic()
+        for arrival in arrivals:
+            wait = t_start + arrival - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if metrics_before is None and arrival >= args.warmup:
+                metrics_before = scrape_metrics(host, port)
+                rss.start()
+            body = json.dumps({"input": rng.choice(TEXTS)})
+            pool.submit(send, arrival, body, t_start)
+        # Wait out the load window, then for every answer.
+        wait = t_start + total - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+    rss.stop.set()
+    if rss.is_alive():
+        rss.join()
+    metrics_after = scrape_metrics(host, port)
+    if metrics_before is None:
+        metrics_before = metrics_after
+
+    counted = [r for r in results if r[0] >= args.warmup]
+    statuses = {}
+    for _, _, status, _, _ in counted:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    ok = [s for _, _, status, s, _ in counted if status == 200]
+    ok_in_time = [s for s in ok if s <= deadline_s]
+    refused = [s for _, _, status, s, _ in counted if status == 429]
+    late_dispatch = sum(1 for _, d, _, _, _ in counted if d > 0.1)
+    retry_after = {}
+    for _, _, status, _, ra in counted:
+        if status == 429 and ra is not None:
+            retry_after[ra] = retry_after.get(ra, 0) + 1
+
+    def pct(values, q):
+        v = percentile([x * 1000 for x in values], q)
+        return round(v, 1) if v is not None else None
+
+    return {
+        "client": "open",
+        "offered_per_s": rate,
+        "duration_s": args.duration,
+        "deadline_s": deadline_s,
+        "sent": len(counted),
+        "goodput_per_s": round(len(ok_in_time) / args.duration, 3),
+        "ok_within_deadline": len(ok_in_time),
+        "ok_after_deadline": len(ok) - len(ok_in_time),
+        "status_429_per_s": round(len(refused) / args.duration, 3),
+        "status_504_per_s": round(statuses.get("504", 0) / args.duration, 3),
+        "statuses": statuses,
+        "latency_ms_200": {"p50": pct(ok, 50), "p99": pct(ok, 99), "max": pct(ok, 100)},
+        "latency_ms_429": {"p50": pct(refused, 50), "p99": pct(refused, 99)},
+        "latency_ms_504": {"p50": pct([s for _, _, st, s, _ in counted if st == 504], 50)},
+        "retry_after_s": retry_after,
+        # Requests sent more than 100 ms after their arrival time (the
+        # generator fell behind: raise --max-in-flight).
+        "late_dispatch": late_dispatch,
+        "server_metrics_mean_ms": metric_means_ms(metrics_before, metrics_after),
+        "rss_mib": rss.summary(),
+    }
+
+
 WRK_MARKER = "SAFEROUTE_WRK_JSON "
 
 
@@ -293,7 +425,7 @@ def run_wrk(host, port, concurrency, args):
     if args.warmup > 0:
         wrk_once(host, port, concurrency, args.warmup, args)
     metrics_before = scrape_metrics(host, port)
-    rss = RssSampler(args.pid)
+    rss = RssSampler(args.pid, args.rss_interval)
     rss.start()
     result, cmd = wrk_once(host, port, concurrency, args.duration, args)
     rss.stop.set()
@@ -350,7 +482,16 @@ def main():
     p.add_argument("--standin-remote", action="store_true",
                    help="with --launch: a stand-in vLLM remote as the large guard")
     p.add_argument("--serve-arg", action="append", default=[], help="extra serve flag (repeat)")
-    p.add_argument("--client", choices=("python", "wrk"), default="python")
+    p.add_argument("--client", choices=("python", "wrk", "open"), default="python")
+    p.add_argument("--rate", default=None,
+                   help="open client: comma list of offered loads in requests/s, one run each")
+    p.add_argument("--deadline-ms", type=float, default=None,
+                   help="X-SafeRoute-Deadline-Ms on every request (open client; default: none, "
+                        "the service's default deadline, taken as 5000 for goodput)")
+    p.add_argument("--max-in-flight", type=int, default=512,
+                   help="open client: most requests outstanding at once")
+    p.add_argument("--seed", type=int, default=1, help="open client: arrival times and texts")
+    p.add_argument("--rss-interval", type=float, default=1.0, help="seconds between RSS samples")
     p.add_argument("--duration", type=float, default=60, help="seconds of load per run")
     p.add_argument("--warmup", type=float, default=3, help="seconds of discarded load per run")
     p.add_argument("--concurrency", default=None,
@@ -360,13 +501,21 @@ def main():
     p.add_argument("--timeout", type=float, default=30, help="per-request client timeout (s)")
     p.add_argument("--out", help="write the JSON report here too")
     args = p.parse_args()
-    levels_text = args.concurrency or ("1,16" if args.client == "wrk" else "32")
-    try:
-        levels = [int(x) for x in levels_text.split(",")]
-    except ValueError:
-        raise SystemExit(f"--concurrency: not a comma list of integers: {levels_text!r}")
-    if any(c < 1 for c in levels):
-        raise SystemExit("--concurrency: every level must be >= 1")
+    if args.client == "open":
+        try:
+            levels = [float(x) for x in (args.rate or "").split(",")]
+        except ValueError:
+            raise SystemExit(f"--rate: not a comma list of numbers: {args.rate!r}")
+        if not all(r > 0 for r in levels):
+            raise SystemExit("--rate: every offered load must be > 0 requests/s")
+    else:
+        levels_text = args.concurrency or ("1,16" if args.client == "wrk" else "32")
+        try:
+            levels = [int(x) for x in levels_text.split(",")]
+        except ValueError:
+            raise SystemExit(f"--concurrency: not a comma list of integers: {levels_text!r}")
+        if any(c < 1 for c in levels):
+            raise SystemExit("--concurrency: every level must be >= 1")
     if args.client == "wrk":
         if shutil.which("wrk") is None:
             raise SystemExit("--client wrk needs the `wrk` load generator (benchmark only, not a "
@@ -400,7 +549,7 @@ def main():
         wait_healthy(host, port, proc)
 
         rss_at_start = rss_mib(args.pid) if args.pid else None
-        run = run_wrk if args.client == "wrk" else run_python
+        run = {"wrk": run_wrk, "python": run_python, "open": run_open}[args.client]
         runs = [run(host, port, c, args) for c in levels]
         report = {
             "target": f"http://{host}:{port}",
