@@ -32,6 +32,15 @@ BatchChoice ChooseBatch(std::span<const PlannedInput> queue, Clock::time_point s
     tightest = std::min(tightest, input.deadline);
     bytes += input.text_bytes;
   }
+  // Nothing else could run: the last hopeless input runs after all (the
+  // guard would idle anyway) as a probe, so an estimate that has grown
+  // stale, e.g. from a slow first call, is measured again instead of
+  // refusing every input from then on.
+  if (choice.run.empty() && !choice.hopeless.empty()) {
+    choice.run.push_back(choice.hopeless.back());
+    choice.hopeless.pop_back();
+    choice.probe = true;
+  }
   return choice;
 }
 
@@ -42,8 +51,11 @@ AdmissionCheck CheckAdmission(std::span<const PlannedInput> queued,
   AdmissionCheck check;
   check.finish = check.backlog_end = std::max(now, busy_until);
   if (!model.ready() || incoming.empty()) return check;
+  // An idle guard takes one request even if it looks hopeless: the probe
+  // that keeps the estimate current (see ChooseBatch).
+  const bool idle = queued.empty() && busy_until <= now;
   for (const PlannedInput& input : incoming) {
-    if (now + Seconds(model.Predict(1, input.text_bytes)) > input.deadline) {
+    if (!idle && now + Seconds(model.Predict(1, input.text_bytes)) > input.deadline) {
       check.admit = false;
       check.hopeless_alone = true;
       return check;
@@ -56,8 +68,10 @@ AdmissionCheck CheckAdmission(std::span<const PlannedInput> queued,
   size_t offset = 0;  // index of rest[0] in plan
   Clock::time_point t = check.finish;
   while (!rest.empty()) {
+    const Clock::time_point t0 = t;  // this batch's start
     const BatchChoice choice = ChooseBatch(rest, t, model, max_batch);
-    const auto dropped = [&](const std::vector<size_t>& list) {
+    // Whether any input of `list` is one of the new ones.
+    const auto any_incoming = [&](const std::vector<size_t>& list) {
       return std::any_of(list.begin(), list.end(),
                          [&](size_t i) { return offset + i >= first_incoming; });
     };
@@ -67,7 +81,12 @@ AdmissionCheck CheckAdmission(std::span<const PlannedInput> queued,
       t += Seconds(model.PredictUpper(static_cast<int>(choice.run.size()), bytes));
       if (offset + choice.run.front() < first_incoming) check.backlog_end = t;
     }
-    if (dropped(choice.expired) || dropped(choice.hopeless)) {
+    // A probe of a new input is no promise to finish it in time: only the
+    // idle guard's first batch may be one.
+    const bool probes_incoming = choice.probe && any_incoming(choice.run);
+    const bool first_on_idle_guard = idle && t0 == now;
+    if (any_incoming(choice.expired) || any_incoming(choice.hopeless) ||
+        (probes_incoming && !first_on_idle_guard)) {
       check.admit = false;
       break;
     }

@@ -17,6 +17,10 @@
 // fit says it cannot finish in time.
 // Until the model has seen one call nothing is predicted: every input is
 // admitted and batches hold one input, so the first call measures the guard.
+// An estimate can also be wrong the other way (a slow first call, a busy
+// spell): so that it cannot lock the guard out for good, an idle guard
+// admits a request even when it looks hopeless, and a batch that would
+// otherwise be empty runs one hopeless input (a probe) instead of dropping it.
 #ifndef SAFEROUTE_CASCADE_DEADLINE_PLANNER_H_
 #define SAFEROUTE_CASCADE_DEADLINE_PLANNER_H_
 
@@ -40,6 +44,9 @@ struct BatchChoice {
   std::vector<size_t> expired;   // deadline passed before the batch starts
   std::vector<size_t> hopeless;  // predicted to miss the deadline even alone
   size_t examined = 0;           // queue[0, examined) is exactly run + expired + hopeless
+  // `run` is one input that is hopeless by the estimate, run because nothing
+  // else could (a probe that measures the guard again).
+  bool probe = false;
 };
 
 BatchChoice ChooseBatch(std::span<const PlannedInput> queue, Clock::time_point start,

@@ -129,6 +129,20 @@ TEST(ChooseBatch, DropsExpiredAndHopelessInputs) {
   EXPECT_EQ(c.examined, 4u);
 }
 
+TEST(ChooseBatch, AHopelessInputRunsWhenNothingElseCould) {
+  const GuardTimeModel model = ExactModel(0, 1.0);
+  // Alone and due in 0.5 s (it needs 1 s): run anyway, as a probe.
+  BatchChoice c = ChooseBatch(Inputs({0.5}), At(0), model, 16);
+  EXPECT_EQ(c.run, (std::vector<size_t>{0}));
+  EXPECT_TRUE(c.probe);
+  EXPECT_TRUE(c.hopeless.empty());
+  // Beside an input that can make it, it is dropped.
+  c = ChooseBatch(Inputs({0.5, 5}), At(0), model, 16);
+  EXPECT_EQ(c.run, (std::vector<size_t>{1}));
+  EXPECT_EQ(c.hopeless, (std::vector<size_t>{0}));
+  EXPECT_FALSE(c.probe);
+}
+
 TEST(ChooseBatch, LongerTextTakesLonger) {
   GuardTimeModel model;
   for (int inputs : {1, 2, 3, 4})
@@ -172,9 +186,22 @@ TEST(CheckAdmission, AdmitsOnlyWhatFinishesInTime) {
 
 TEST(CheckAdmission, InputThatCannotMakeItEvenAloneIsHopeless) {
   const GuardTimeModel model = ExactModel(0, 1.0);
-  const AdmissionCheck a = CheckAdmission({}, Inputs({0.5}), At(0), At(0), model, 16);
+  // The guard is busy until 0.2 s; the input needs 1 s and is due at 0.5 s.
+  const AdmissionCheck a = CheckAdmission({}, Inputs({0.5}), At(0), At(0.2), model, 16);
   EXPECT_FALSE(a.admit);
   EXPECT_TRUE(a.hopeless_alone);
+}
+
+// An estimate that says everything is hopeless (a slow first call) must not
+// lock the guard out: an idle guard takes the request and measures again.
+TEST(CheckAdmission, IdleGuardTakesAHopelessRequestAsAProbe) {
+  const GuardTimeModel model = ExactModel(0, 1.0);
+  EXPECT_TRUE(CheckAdmission({}, Inputs({0.5}), At(0), At(0), model, 16).admit);
+  // Not idle: refused (busy, or with work queued).
+  EXPECT_FALSE(CheckAdmission({}, Inputs({0.5}), At(0), At(0.1), model, 16).admit);
+  EXPECT_FALSE(CheckAdmission(Inputs({10}), Inputs({0.5}), At(0), At(0), model, 16).admit);
+  // A probe is one input's: a second hopeless input is not taken along.
+  EXPECT_FALSE(CheckAdmission({}, Inputs({0.5, 0.5}), At(0), At(0), model, 16).admit);
 }
 
 // ------------------------------------------------------ goodput, simulated

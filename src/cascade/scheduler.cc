@@ -200,9 +200,12 @@ void BatchScheduler::RunBatch(std::vector<Queued>& batch) {
   absl::StatusOr<std::vector<GuardVerdict>> verdicts = guard_->Classify(requests);
   const Clock::time_point end = Now();
   if (on_batch_) on_batch_(static_cast<int>(batch.size()));
-  if (verdicts.ok()) {
+  {
     std::lock_guard lock(mu_);
-    time_model_.Observe(static_cast<int>(batch.size()), bytes, SecondsBetween(start, end));
+    busy_until_ = end;  // done, however long it was predicted to take
+    if (verdicts.ok()) {
+      time_model_.Observe(static_cast<int>(batch.size()), bytes, SecondsBetween(start, end));
+    }
   }
 
   if (verdicts.ok() && verdicts->size() != batch.size()) {

@@ -142,6 +142,7 @@ TEST(BatchScheduler, ShutdownAnswersQueuedWorkAndRefusesNew) {
 class SteppingGuard : public Guard {
  public:
   explicit SteppingGuard(double per_input) : per_input_(per_input) {}
+  void SetPerInput(double seconds) { per_input_ = seconds; }
   absl::StatusOr<std::vector<GuardVerdict>> Classify(
       const std::vector<GuardRequest>& requests) override {
     std::unique_lock lock(mu_);
@@ -149,7 +150,8 @@ class SteppingGuard : public Guard {
     ++entered_;
     cv_.notify_all();
     cv_.wait(lock, [&] { return !gate_closed_; });
-    now_ns_ += static_cast<int64_t>(per_input_ * 1e9) * static_cast<int64_t>(requests.size());
+    now_ns_ +=
+        static_cast<int64_t>(per_input_.load() * 1e9) * static_cast<int64_t>(requests.size());
     return std::vector<GuardVerdict>(requests.size());
   }
   int feature_dim() const override { return 0; }
@@ -180,7 +182,7 @@ class SteppingGuard : public Guard {
   }
 
  private:
-  const double per_input_;
+  std::atomic<double> per_input_;
   std::atomic<int64_t> now_ns_{3600 * int64_t{1000000000}};
   std::mutex mu_;
   std::condition_variable cv_;
@@ -226,25 +228,26 @@ TEST(BatchScheduler, BatchesFitTheDeadlineOnAFakeClock) {
     std::unique_lock l(mu);
     done.wait(l, [&] { return in_time + late + dropped == 11; });
   }
-  // At 1 s: 1 s per input, planned with x1.25 room until a second call is
-  // seen: 3 inputs (to 4 s). At 4 s: one more fits exactly (x1 now: the call
-  // took what was predicted). At 5 s the other six are past their deadline.
+  // At 1 s: 1 s per input, planned with x1.25 room (no scatter measured
+  // yet): 3 inputs (to 4 s). At 4 s: one more, alone (it needs 1 s and has
+  // 1 s). At 5 s the other six are past their deadline.
   EXPECT_EQ(guard.batch_sizes(), (std::vector<int>{1, 3, 1}));
   EXPECT_EQ(in_time, 5);
   EXPECT_EQ(late, 0);
   EXPECT_EQ(dropped, 6);
   EXPECT_NEAR(scheduler.time_estimate().per_input_s, 1.0, 1e-9);
 
-  // Measured now: an input that cannot make its deadline even alone is
-  // refused as such; a request behind too much queued work gets 429 with
-  // the time the queue ahead needs.
-  absl::Status hopeless =
-      scheduler.Submit({ItemFor("tight", callback, guard.Now() + std::chrono::milliseconds(500))});
-  EXPECT_TRUE(absl::IsDeadlineExceeded(hopeless)) << hopeless;
+  // Measured now. While the guard is busy, an input that cannot make its
+  // deadline even alone is refused as such (an idle guard would take it as
+  // a probe); a request behind too much queued work gets 429 with the time
+  // the queue ahead needs.
   guard.CloseGate();
   ASSERT_TRUE(
       scheduler.Submit({ItemFor("a", callback, guard.Now() + std::chrono::seconds(10))}).ok());
   guard.WaitEntered(4);
+  absl::Status hopeless =
+      scheduler.Submit({ItemFor("tight", callback, guard.Now() + std::chrono::milliseconds(500))});
+  EXPECT_TRUE(absl::IsDeadlineExceeded(hopeless)) << hopeless;
   std::vector<BatchScheduler::Item> queued;
   for (int i = 0; i < 4; ++i) {
     queued.push_back(ItemFor("q", callback, guard.Now() + std::chrono::seconds(10)));
@@ -256,6 +259,35 @@ TEST(BatchScheduler, BatchesFitTheDeadlineOnAFakeClock) {
   EXPECT_EQ(RetryAfterSeconds(refused), 5);
   guard.OpenGate();
   scheduler.Shutdown();  // its callbacks use the locals above
+}
+
+// A first call ten times slower than the guard (page faults, a busy
+// machine) makes every later input look hopeless against a 5 s deadline. An
+// idle guard still takes a request, so the estimate is measured again and
+// the guard is not locked out.
+TEST(BatchScheduler, SlowFirstCallDoesNotLockTheGuardOut) {
+  SteppingGuard guard(/*per_input=*/10.0);
+  BatchScheduler scheduler(
+      &guard, {.queue_capacity = 64, .max_batch = 16, .batch_wait_ms = 0, .clock = [&guard] {
+                 return guard.Now();
+               }});
+  Collector c;
+  ASSERT_TRUE(
+      scheduler.Submit({ItemFor("first", c.Add(), guard.Now() + std::chrono::seconds(60))}).ok());
+  c.WaitFor(1);
+  EXPECT_NEAR(scheduler.time_estimate().per_input_s, 10.0, 1e-9);
+  guard.SetPerInput(1.0);
+  for (size_t n = 2; n <= 4; ++n) {
+    const Clock::time_point deadline = guard.Now() + std::chrono::seconds(5);
+    const absl::Status submitted = scheduler.Submit({ItemFor("probe", c.Add(), deadline)});
+    ASSERT_TRUE(submitted.ok()) << n << ": " << submitted;
+    c.WaitFor(n);
+    EXPECT_TRUE(c.results.back().verdict.ok()) << n;
+    EXPECT_LE(guard.Now(), deadline) << n;  // answered in time
+  }
+  // Three calls of 1 s beside the 10 s one: 3.25 s per input, below 5 s.
+  EXPECT_NEAR(scheduler.time_estimate().per_input_s, 13.0 / 4, 1e-9);
+  scheduler.Shutdown();
 }
 
 }  // namespace
