@@ -1,7 +1,9 @@
 // `saferoute inspect`: one forward pass over given token ids, printing the raw
 // final hidden states (after the last norm, every position), the last-position
-// logits and optionally the residual stream after every layer, as JSON. The
-// activation dump for bisecting a numerical mismatch against HF.
+// logits, optionally the residual stream after every layer and a greedy
+// continuation (`--generate N`), as JSON. The activation dump for bisecting a
+// numerical mismatch against HF or llama.cpp; the model is an HF directory or
+// a .gguf file.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -20,6 +22,7 @@ struct InspectFlags {
   std::string model_dir;
   std::string token_ids;
   bool layers = false;
+  int generate = 0;
   std::string precision = "fp32";
   int threads = 0;
 };
@@ -55,7 +58,7 @@ absl::Status RunInspect(const InspectFlags& flags) {
   EngineOptions options;
   options.precision = precision;
   options.num_threads = flags.threads;
-  options.max_tokens = std::max<int64_t>(static_cast<int64_t>(ids.size()), 1);
+  options.max_tokens = static_cast<int64_t>(ids.size()) + std::max(flags.generate, 0);
   SR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, options));
   std::fprintf(stderr, "inspect: %s\n", engine->path_description().c_str());
   SequenceRequest request;
@@ -74,6 +77,10 @@ absl::Status RunInspect(const InspectFlags& flags) {
     for (const auto& layer : result.layers) layers.push_back(Rows(layer, h));
     out["layers"] = std::move(layers);
   }
+  if (flags.generate > 0) {
+    // No stop ids: exactly `generate` tokens, for comparison with a reference's.
+    SR_ASSIGN_OR_RETURN(out["generated"], engine->GreedyDecode(ids, nullptr, flags.generate, {}));
+  }
   const std::string text = out.dump();
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
@@ -84,10 +91,14 @@ absl::Status RunInspect(const InspectFlags& flags) {
 
 CommandRunner SetupInspectCommand(CLI::App& cmd) {
   auto flags = std::make_shared<InspectFlags>();
-  cmd.add_option("--model", flags->model_dir, "Hugging Face model directory")->required();
+  cmd.add_option("--model", flags->model_dir, "Hugging Face model directory or .gguf file")
+      ->required();
   cmd.add_option("--token-ids", flags->token_ids, "Comma-separated token ids, e.g. 1,2,3")
       ->required();
   cmd.add_flag("--layers", flags->layers, "Also print the residual stream after every layer");
+  cmd.add_option("--generate", flags->generate,
+                 "Also print this many greedy next tokens (KV-cache decode, no stop token)")
+      ->check(CLI::Range(0, 4096));
   // fp32 by default: inspect is the parity tool (activations against HF fp32).
   cmd.add_option("--precision", flags->precision, "auto | fp32 (parity) | bf16 | int8")
       ->capture_default_str();
