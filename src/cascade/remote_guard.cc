@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -99,6 +101,40 @@ std::string Excerpt(absl::string_view body) {
   return out;
 }
 
+// Stops an attempt's client at its deadline unless Finish() comes first.
+// httplib's timeouts are per socket operation; stop() from another thread
+// shuts the socket down, so the blocked read returns at once.
+class AttemptWatchdog {
+ public:
+  AttemptWatchdog(httplib::Client& client, Clock::time_point deadline)
+      : thread_([this, &client, deadline] {
+          std::unique_lock lock(mu_);
+          if (!done_cv_.wait_until(lock, deadline, [this] { return done_; })) {
+            fired_ = true;
+            client.stop();
+          }
+        }) {}
+  ~AttemptWatchdog() { Finish(); }
+
+  // Ends the watch; true if the deadline had stopped the client.
+  bool Finish() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    done_cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+    return fired_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  bool fired_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
 class RemoteGuardImpl final : public RemoteGuard {
  public:
   RemoteGuardImpl(const RemoteGuardOptions& options, BaseUrl url,
@@ -109,9 +145,10 @@ class RemoteGuardImpl final : public RemoteGuard {
         breaker_(options.breaker_failure_threshold, options.breaker_open_ms) {
     endpoint_ =
         url_.path_prefix + (options.kind == RemoteKind::kVllm ? "/v1/completions" : "/completion");
-    name_ = options.kind == RemoteKind::kVllm
-                ? absl::StrCat("vllm:", options.model, "@", options.base_url)
-                : absl::StrCat("llamacpp@", options.base_url);
+    // Responses carry the name: the model, never the address.
+    name_ = !options.model.empty()              ? options.model
+            : options.kind == RemoteKind::kVllm ? "vllm"
+                                                : "llamacpp";
   }
 
   absl::StatusOr<std::vector<GuardVerdict>> Classify(
@@ -122,7 +159,7 @@ class RemoteGuardImpl final : public RemoteGuard {
     for (size_t i = 0; i < n; ++i) {
       Clock::time_point start = Clock::now();
       absl::StatusOr<std::vector<int32_t>> ids = EncodePrompt(requests[i]);
-      if (!ids.ok()) return Annotate(ids.status(), i, "encoding the prompt");
+      if (!ids.ok()) return Annotate(ids.status(), i, n, "encoding the prompt");
       prompt_ids[i] = *std::move(ids);
       verdicts[i].timings.tokenize_ms = MsSince(start);
       verdicts[i].n_tokens = static_cast<int>(prompt_ids[i].size());
@@ -143,7 +180,7 @@ class RemoteGuardImpl final : public RemoteGuard {
     for (std::thread& t : helpers) t.join();
 
     for (size_t i = 0; i < n; ++i) {
-      if (!statuses[i].ok()) return Annotate(statuses[i], i, name_);
+      if (!statuses[i].ok()) return Annotate(statuses[i], i, n, name_);
     }
     return verdicts;
   }
@@ -184,9 +221,12 @@ class RemoteGuardImpl final : public RemoteGuard {
   }
 
  private:
-  static absl::Status Annotate(const absl::Status& status, size_t index, absl::string_view what) {
-    return absl::Status(status.code(),
-                        absl::StrCat("request ", index, ": ", what, ": ", status.message()));
+  // The index names the request only where a batch holds several (a lone
+  // request's "request 0" would name nothing the caller sent).
+  static absl::Status Annotate(const absl::Status& status, size_t index, size_t n,
+                               absl::string_view what) {
+    const std::string request = n > 1 ? absl::StrCat("request ", index, ": ") : "";
+    return absl::Status(status.code(), absl::StrCat(request, what, ": ", status.message()));
   }
 
   // The format's scoring prompt (its last position is the verdict position).
@@ -194,8 +234,8 @@ class RemoteGuardImpl final : public RemoteGuard {
     SR_ASSIGN_OR_RETURN(RenderedPrompt rendered, RenderForVerdict(*format_, request));
     if (rendered.ids.size() > static_cast<size_t>(options_.max_input_tokens)) {
       return absl::OutOfRangeError(
-          absl::StrFormat("the rendered prompt has %d tokens, over the limit of %d "
-                          "(max_input_tokens)",
+          absl::StrFormat("the guard's prompt for this input has %d tokens, over the limit of %d "
+                          "per input",
                           rendered.ids.size(), options_.max_input_tokens));
     }
     return std::move(rendered.ids);
@@ -295,16 +335,19 @@ class RemoteGuardImpl final : public RemoteGuard {
       }
       return out;
     };
-    const std::string where =
-        absl::StrCat("POST ", options_.base_url, endpoint_.substr(url_.path_prefix.size()));
+    // The route, not the host: errors end up in responses (large_error).
+    const std::string where = absl::StrCat("POST ", endpoint_);
     std::unique_ptr<httplib::Client> client = NewClient();
 
     // httplib's timeouts apply per socket operation; the progress callback
-    // also bounds the whole body read by the attempt's deadline and size.
+    // bounds the body read by the attempt's deadline and size, and the
+    // watchdog the whole attempt (a status line trickled byte by byte never
+    // reaches the progress callback).
     const Clock::time_point start = Clock::now();
     const Clock::time_point deadline =
         start + std::chrono::duration_cast<Clock::duration>(
                     std::chrono::duration<double, std::milli>(options_.timeout_ms));
+    AttemptWatchdog watchdog(*client, deadline);
     bool deadline_hit = false, too_large = false;
     httplib::Request req;
     req.method = "POST";
@@ -320,6 +363,7 @@ class RemoteGuardImpl final : public RemoteGuard {
     httplib::Error error = httplib::Error::Success;
     bool sent = client->send(req, res, error);
     const double elapsed_ms = MsSince(start);
+    if (watchdog.Finish()) deadline_hit = true;
 
     if (!sent) {
       if (too_large) {
@@ -354,6 +398,11 @@ class RemoteGuardImpl final : public RemoteGuard {
       // 400/413/422: the remote refused this input (e.g. over its context
       // length); other 4xx (401/403/404) point at the configuration.
       std::string message = absl::StrCat(where, ": HTTP ", res.status, ": ", Excerpt(res.body));
+      if (res.status == 401 || res.status == 403) {
+        absl::StrAppend(&message, options_.api_key.empty()
+                                      ? " (no API key configured: remote.api_key_env)"
+                                      : " (the configured API key was refused)");
+      }
       bool input_problem = res.status == 400 || res.status == 413 || res.status == 422;
       return fail(AttemptKind::kClientError, input_problem
                                                  ? absl::InvalidArgumentError(message)
@@ -385,6 +434,9 @@ class RemoteGuardImpl final : public RemoteGuard {
   std::unique_ptr<httplib::Client> NewClient() const {
     auto client = std::make_unique<httplib::Client>(url_.scheme_host_port);
     client->set_tcp_nodelay(true);  // no Nagle/delayed-ACK stall between header and body sends
+    if (!options_.ca_file.empty()) client->set_ca_cert_path(options_.ca_file);
+    client->enable_server_certificate_verification(true);
+    if (!options_.api_key.empty()) client->set_bearer_token_auth(options_.api_key);
     const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::duration<double, std::milli>(options_.timeout_ms));
     client->set_connection_timeout(timeout);
@@ -437,6 +489,17 @@ absl::StatusOr<std::unique_ptr<RemoteGuard>> RemoteGuard::Create(
   if (options.max_parallel < 1) return bad("max_parallel", "must be >= 1");
   if (options.categories_max_tokens < 2) return bad("categories_max_tokens", "must be >= 2");
   if (options.max_input_tokens < 1) return bad("max_input_tokens", "must be >= 1");
+  if (!options.ca_file.empty()) {
+    if (url.scheme_host_port.rfind("https://", 0) != 0) {
+      return bad("ca_file", "set, but base_url is not https://");
+    }
+    if (!std::ifstream(options.ca_file).good()) {
+      return bad("ca_file", absl::StrCat(options.ca_file, ": cannot read"));
+    }
+  }
+  for (char c : options.api_key) {
+    if (c <= 0x20 || c >= 0x7f) return bad("api_key", "not printable ASCII without spaces");
+  }
   return std::unique_ptr<RemoteGuard>(
       new RemoteGuardImpl(options, std::move(url), std::move(format)));
 }

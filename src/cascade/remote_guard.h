@@ -27,6 +27,15 @@
 //    HTTP 400/413/422 -> InvalidArgument, other 4xx -> FailedPrecondition (not
 //    retried); rendering errors keep their code, a prompt over
 //    max_input_tokens is OutOfRange.
+//  - An attempt is bounded as a whole by timeout_ms (a watchdog stops its
+//    connection), not only each socket read: a server that trickles its
+//    answer a byte at a time cannot hold a call for longer.
+//  - HTTPS: base_url "https://…"; the server's certificate is verified
+//    against ca_file (or the system's store); a failed verification is not
+//    retried (FailedPrecondition). api_key goes out as "Authorization:
+//    Bearer" (vLLM and llama.cpp server --api-key); a 401/403 says so.
+//  - name() is the model's name (the served model id, else the server kind):
+//    it reaches responses, so no address; errors name the route, not the host.
 //  - Every attempt reports to the circuit breaker: connect/timeout/5xx/bad
 //    response count as failures, success and 4xx (the remote answered) as
 //    successes. Retries stop as soon as the breaker opens.
@@ -63,6 +72,8 @@ struct RemoteGuardOptions {
   int categories_max_tokens = 12;     // decode length when categories are asked for
   bool vllm_return_token_ids = true;  // vLLM extra "return_tokens_as_token_ids"
   bool llama_cpp_cache_prompt = false;
+  std::string api_key;  // sent as "Authorization: Bearer"; empty: none. Never logged.
+  std::string ca_file;  // https: PEM CA bundle to verify the server; empty: system store
 };
 
 struct RemoteGuardStats {

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "absl/strings/str_split.h"
+#include "cascade/testing/self_signed_cert.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
@@ -35,31 +36,65 @@ const std::string kUnsafeKey = absl::StrCat("token_id:", kUnsafeId);
 
 enum class Mode { kVllm, kLlamaCpp, kLlamaCppOld, kGarbage, kError500, kError400, kSlow, kNan };
 
+// HTTPS and an API key for the stand-in (both optional).
+struct StandInSecurity {
+  std::string cert_file, key_file;  // both set: HTTPS
+  std::string api_key;              // set: requests need "Authorization: Bearer <key>"
+};
+
 // The stand-in remote. p(unsafe) of a prompt is a function of its first id,
 // so batch order is checkable: logprob_unsafe = log(p), logprob_safe = log(1-p).
 class StandInRemote {
  public:
-  StandInRemote() {
-    server_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+  explicit StandInRemote(StandInSecurity security = {})
+      : tls_(!security.cert_file.empty()),
+        server_(tls_ ? std::make_unique<httplib::SSLServer>(security.cert_file.c_str(),
+                                                            security.key_file.c_str())
+                     : std::make_unique<httplib::Server>()) {
+    httplib::Server& server = *server_;
+    const std::string api_key = security.api_key;
+    // As vLLM's --api-key: every route needs the key (llama.cpp leaves /health open).
+    server.set_pre_routing_handler(
+        [this, api_key](const httplib::Request& req, httplib::Response& res) {
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            last_authorization_ = req.get_header_value("Authorization");
+          }
+          if (api_key.empty() || req.get_header_value("Authorization") == "Bearer " + api_key) {
+            return httplib::Server::HandlerResponse::Unhandled;
+          }
+          ++unauthorized;
+          res.status = 401;
+          res.set_content(R"({"error":"Unauthorized"})", "application/json");
+          return httplib::Server::HandlerResponse::Handled;
+        });
+    server.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
       Handle(req, res, /*vllm_endpoint=*/true);
     });
-    server_.Post("/completion", [this](const httplib::Request& req, httplib::Response& res) {
+    server.Post("/completion", [this](const httplib::Request& req, httplib::Response& res) {
       Handle(req, res, /*vllm_endpoint=*/false);
     });
-    server_.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    server.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       res.status = healthy_ ? 200 : 503;
       res.set_content(R"({"status":"ok"})", "application/json");
     });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    SR_CHECK(server.is_valid());
+    port_ = server.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   ~StandInRemote() {
-    server_.stop();
+    server_->stop();
     thread_.join();
   }
 
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return absl::StrCat(tls_ ? "https" : "http", "://127.0.0.1:", port_); }
+  int port() const { return port_; }
+  std::string last_authorization() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_authorization_;
+  }
+  std::atomic<int> unauthorized{0};
   static double PUnsafeFor(int32_t first_id) { return 0.05 + 0.9 * ((first_id % 10) / 9.0); }
 
   std::atomic<Mode> mode{Mode::kVllm};
@@ -167,11 +202,66 @@ class StandInRemote {
     res.set_content(answer.dump(), "application/json");
   }
 
-  httplib::Server server_;
+  const bool tls_;
+  std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
   std::thread thread_;
   std::mutex mu_;
   json last_body_;
+  std::string last_authorization_;
+};
+
+// A server that reads a request and answers it one byte every `interval`,
+// status line included: httplib's per-read timeouts never fire on it.
+class TrickleServer {
+ public:
+  explicit TrickleServer(std::chrono::milliseconds interval) : interval_(interval) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    SR_CHECK(listen_fd_ >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    SR_CHECK(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    SR_CHECK(::listen(listen_fd_, 16) == 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~TrickleServer() {
+    stop_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_fd_);
+  }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+  int connections() const { return connections_; }
+
+ private:
+  void Serve() {
+    for (;;) {
+      const int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;  // shut down
+      ++connections_;
+      char buffer[4096];
+      (void)::recv(fd, buffer, sizeof(buffer), 0);  // the request (small)
+      const std::string answer =
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+          "{\"choices\":[],\"padding\":\"..........\"}";
+      for (char c : answer) {
+        if (stop_ || ::send(fd, &c, 1, MSG_NOSIGNAL) != 1) break;
+        std::this_thread::sleep_for(interval_);
+      }
+      ::close(fd);
+    }
+  }
+
+  const std::chrono::milliseconds interval_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
+  std::thread thread_;
 };
 
 // A port nothing listens on: bind an ephemeral port, then close it.
@@ -357,6 +447,11 @@ TEST(RemoteGuardTest, BatchKeepsOrderAndEncoderErrorsNameTheIndex) {
   ASSERT_FALSE(verdicts.ok());
   EXPECT_EQ(verdicts.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(verdicts.status().message().find("request 4"), absl::string_view::npos);
+  // Alone, the request needs no index (it would name nothing the caller sent).
+  verdicts = guard->Classify({Req("fail-encode")});
+  ASSERT_FALSE(verdicts.ok());
+  EXPECT_EQ(verdicts.status().message().find("request 0"), absl::string_view::npos)
+      << verdicts.status();
 }
 
 TEST(RemoteGuardTest, RemoteDownIsUnavailableAfterBoundedRetries) {
@@ -540,6 +635,125 @@ TEST(RemoteGuardTest, CreateRejectsBadOptionsNamingTheField) {
   // A path prefix is kept (servers behind a reverse proxy).
   EXPECT_TRUE(
       RemoteGuard::Create(FastOptions("https://guard.example:8443/llm/"), TestFormat()).ok());
+}
+
+// A server that answers a byte at a time (status line included) never trips
+// a per-read timeout; the attempt's own deadline cuts it.
+TEST(RemoteGuardTest, TrickledAnswerIsCutAtTheAttemptTimeout) {
+  TrickleServer trickle(std::chrono::milliseconds(50));  // ~100 bytes: ~5 s per answer
+  RemoteGuardOptions options = FastOptions(trickle.url());
+  options.timeout_ms = 150;
+  options.max_retries = 1;
+  auto guard = MakeGuard(options);
+  ASSERT_NE(guard, nullptr);
+  const Clock::time_point start = Clock::now();
+  absl::StatusOr<std::vector<GuardVerdict>> verdicts = guard->Classify({Req("1")});
+  const auto elapsed = Clock::now() - start;
+  ASSERT_FALSE(verdicts.ok());
+  EXPECT_EQ(verdicts.status().code(), absl::StatusCode::kDeadlineExceeded) << verdicts.status();
+  // Two attempts of 150 ms (+ <= 5 ms backoff), far from one trickled answer.
+  EXPECT_LT(elapsed, std::chrono::milliseconds(1500));
+  EXPECT_EQ(guard->stats().timeouts, 2u);
+  EXPECT_EQ(trickle.connections(), 2);
+}
+
+std::unique_ptr<fakes::SelfSignedCert> Cert() { return fakes::MakeSelfSignedCert(); }
+
+TEST(RemoteGuardTest, HttpsWithCaFileAndApiKey) {
+  auto cert = Cert();
+  StandInRemote remote({cert->cert_file, cert->key_file, "remote-secret-key-1"});
+  ASSERT_EQ(remote.url().rfind("https://", 0), 0u);
+  RemoteGuardOptions options = FastOptions(remote.url());
+  options.ca_file = cert->cert_file;
+  options.api_key = "remote-secret-key-1";
+  auto guard = MakeGuard(options);
+  ASSERT_NE(guard, nullptr);
+  absl::StatusOr<std::vector<GuardVerdict>> verdicts = guard->Classify({Req("9 over tls")});
+  ASSERT_TRUE(verdicts.ok()) << verdicts.status();
+  ExpectVerdictFor((*verdicts)[0], "9 over tls");
+  EXPECT_EQ(remote.last_authorization(), "Bearer remote-secret-key-1");
+  EXPECT_TRUE(guard->Ping().ok());
+  EXPECT_EQ(remote.unauthorized, 0);
+
+  // No key, or the wrong one: the remote says 401, not retried, and the
+  // message says which.
+  for (const char* key : {"", "wrong-key-000"}) {
+    options.api_key = key;
+    auto keyless = MakeGuard(options);
+    ASSERT_NE(keyless, nullptr);
+    absl::Status status = keyless->Classify({Req("1")}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    EXPECT_NE(status.message().find("401"), absl::string_view::npos) << status;
+    EXPECT_NE(status.message().find(*key == 0 ? "no API key" : "refused"), absl::string_view::npos)
+        << status;
+    EXPECT_EQ(keyless->stats().attempts, 1u);
+    EXPECT_EQ(status.message().find("wrong-key-000"), absl::string_view::npos) << status;
+  }
+}
+
+TEST(RemoteGuardTest, UntrustedCertificateFailsAtOnceWithoutRetries) {
+  auto cert = Cert();
+  auto other = Cert();
+  StandInRemote remote({cert->cert_file, cert->key_file, ""});
+  for (const std::string& ca : {std::string(""), other->cert_file}) {
+    RemoteGuardOptions options = FastOptions(remote.url());
+    options.ca_file = ca;  // system store / another CA: neither trusts the stand-in
+    auto guard = MakeGuard(options);
+    ASSERT_NE(guard, nullptr);
+    absl::Status status = guard->Classify({Req("1")}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    EXPECT_EQ(guard->stats().attempts, 1u) << "a verification failure is not retried";
+    EXPECT_FALSE(guard->Ping().ok());
+  }
+  EXPECT_EQ(remote.received, 0);
+}
+
+TEST(RemoteGuardTest, HttpsToAPlainServerIsUnavailableAfterRetries) {
+  StandInRemote plain;
+  RemoteGuardOptions options = FastOptions("https://127.0.0.1:" + std::to_string(plain.port()));
+  auto guard = MakeGuard(options);
+  ASSERT_NE(guard, nullptr);
+  absl::Status status = guard->Classify({Req("1")}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(guard->stats().attempts, 3u);
+}
+
+// name() and error messages reach HTTP responses: no address in them.
+TEST(RemoteGuardTest, NameAndErrorsCarryNoAddress) {
+  StandInRemote remote;
+  remote.mode = Mode::kError500;
+  auto guard = MakeGuard(FastOptions(remote.url()));
+  ASSERT_NE(guard, nullptr);
+  EXPECT_EQ(guard->name(), "llama-guard-3-8b");
+  absl::Status status = guard->Classify({Req("1")}).status();
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(status.message().find("127.0.0.1"), absl::string_view::npos) << status;
+  EXPECT_NE(status.message().find("/v1/completions"), absl::string_view::npos) << status;
+  RemoteGuardOptions llamacpp = FastOptions(remote.url(), RemoteKind::kLlamaCpp);
+  llamacpp.model = "";
+  auto unnamed = MakeGuard(llamacpp);
+  ASSERT_NE(unnamed, nullptr);
+  EXPECT_EQ(unnamed->name(), "llamacpp");
+}
+
+TEST(RemoteGuardTest, CreateChecksTlsAndKeyOptions) {
+  auto cert = Cert();
+  struct Case {
+    std::string url, ca_file, api_key, field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"http://127.0.0.1:1", cert->cert_file, "", "ca_file"},
+           {"https://127.0.0.1:1", cert->dir + "/missing.pem", "", "ca_file"},
+           {"https://127.0.0.1:1", "", "two words", "api_key"},
+       }) {
+    RemoteGuardOptions options = FastOptions(c.url);
+    options.ca_file = c.ca_file;
+    options.api_key = c.api_key;
+    absl::StatusOr<std::unique_ptr<RemoteGuard>> guard = RemoteGuard::Create(options, TestFormat());
+    ASSERT_FALSE(guard.ok()) << c.field;
+    EXPECT_NE(guard.status().message().find(c.field), absl::string_view::npos) << guard.status();
+    EXPECT_EQ(guard.status().message().find("two words"), absl::string_view::npos);
+  }
 }
 
 }  // namespace

@@ -8,11 +8,12 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "cascade/remote_guard.h"
 #include "cascade/testing/fake_guards.h"
+#include "cascade/testing/self_signed_cert.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "server/testing/http_harness.h"
-#include "server/testing/self_signed_cert.h"
 
 namespace saferoute::server {
 namespace {
@@ -345,7 +346,7 @@ TEST(HttpServer, ResponseIdsAreRandom) {
 // --------------------------------------------------------------------- TLS
 
 TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
-  std::unique_ptr<testing::SelfSignedCert> cert = testing::MakeSelfSignedCert();
+  std::unique_ptr<fakes::SelfSignedCert> cert = fakes::MakeSelfSignedCert();
   HttpServerOptions http_options = WithKeys(true);
   http_options.tls_cert_file = cert->cert_file;
   http_options.tls_key_file = cert->key_file;
@@ -373,8 +374,8 @@ TEST(HttpServer, ServesHttpsWithTheConfiguredCertificate) {
 }
 
 TEST(HttpServer, BadTlsFilesFailStartNamingTheFile) {
-  std::unique_ptr<testing::SelfSignedCert> cert = testing::MakeSelfSignedCert();
-  std::unique_ptr<testing::SelfSignedCert> other = testing::MakeSelfSignedCert();
+  std::unique_ptr<fakes::SelfSignedCert> cert = fakes::MakeSelfSignedCert();
+  std::unique_ptr<fakes::SelfSignedCert> other = fakes::MakeSelfSignedCert();
   testing::FakeGuard small("fake-small");
   absl::StatusOr<std::unique_ptr<GuardService>> service =
       GuardService::Create({.small = &small}, {});

@@ -1,8 +1,8 @@
 // A throw-away self-signed certificate for TLS tests (127.0.0.1 and
 // localhost as subject alternative names), written as PEM files into a
 // fresh temporary directory. Header-only, for tests.
-#ifndef SAFEROUTE_SERVER_TESTING_SELF_SIGNED_CERT_H_
-#define SAFEROUTE_SERVER_TESTING_SELF_SIGNED_CERT_H_
+#ifndef SAFEROUTE_CASCADE_TESTING_SELF_SIGNED_CERT_H_
+#define SAFEROUTE_CASCADE_TESTING_SELF_SIGNED_CERT_H_
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -16,7 +16,7 @@
 
 #include "util/status.h"
 
-namespace saferoute::server::testing {
+namespace saferoute::fakes {
 
 struct SelfSignedCert {
   std::string dir;
@@ -78,6 +78,6 @@ inline std::unique_ptr<SelfSignedCert> MakeSelfSignedCert(
   return out;
 }
 
-}  // namespace saferoute::server::testing
+}  // namespace saferoute::fakes
 
-#endif  // SAFEROUTE_SERVER_TESTING_SELF_SIGNED_CERT_H_
+#endif  // SAFEROUTE_CASCADE_TESTING_SELF_SIGNED_CERT_H_
