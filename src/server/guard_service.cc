@@ -1,6 +1,7 @@
 #include "server/guard_service.h"
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 namespace saferoute::server {
@@ -80,6 +81,10 @@ void GuardService::RegisterMetrics() {
         return out;
       });
   if (parts_.remote != nullptr) {
+    metrics_.AddCallbackGauge(
+        "saferoute_large_guard_up",
+        "1 if the last readiness probe (/readyz) reached the remote large guard, else 0.",
+        [this] { return large_up_ ? 1.0 : 0.0; });
     RemoteGuard* remote = parts_.remote;
     metrics_.AddCallbackFamily(
         "saferoute_remote_circuit_state",
@@ -120,13 +125,25 @@ absl::StatusOr<std::vector<CascadeDecision>> GuardService::Decide(
 
 absl::Status GuardService::Ready() {
   if (draining_) return absl::UnavailableError("draining for shutdown");
-  if (parts_.remote != nullptr) {
-    absl::Status ping = parts_.remote->Ping();
-    if (!ping.ok()) {
-      return absl::UnavailableError(absl::StrCat("remote large guard: ", ping.message()));
+  if (parts_.remote == nullptr) return absl::OkStatus();
+  const absl::Status ping = parts_.remote->Ping();
+  const FailurePolicy policy = options_.cascade.failure_policy;
+  const bool needed = policy == FailurePolicy::kFailClosed;
+  if (large_up_.exchange(ping.ok()) != ping.ok()) {
+    if (ping.ok()) {
+      std::fprintf(stderr, "saferoute: remote large guard reachable again\n");
+    } else {
+      std::fprintf(stderr, "saferoute: remote large guard unreachable (%s); %s\n",
+                   std::string(ping.message()).c_str(),
+                   needed ? "not ready: policy fail_closed blocks every escalation"
+                          : absl::StrCat("still ready: policy ", FailurePolicyName(policy),
+                                         " decides escalations")
+                                .c_str());
     }
   }
-  return absl::OkStatus();
+  if (ping.ok() || !needed) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("remote large guard: ", ping.message(), " (policy fail_closed)"));
 }
 
 void GuardService::Shutdown() {

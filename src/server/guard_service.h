@@ -62,7 +62,14 @@ class GuardService {
   absl::StatusOr<std::vector<CascadeDecision>> Decide(const std::vector<GuardRequest>& inputs,
                                                       double deadline_ms);
 
-  // Readiness: not draining, and the remote large guard answers Ping().
+  // Readiness: not draining, and, with a remote large guard, what the
+  // failure policy needs: under fail_closed every escalation would be
+  // blocked without it, so its Ping() failing makes the service not ready;
+  // under fail_open and degrade the service still answers (the policy
+  // decides escalations), so it stays ready: a replica whose remote is down
+  // is not taken out of a load balancer for something every replica shares.
+  // Either way saferoute_large_guard_up says whether the last probe reached
+  // the remote, and each change is logged once.
   absl::Status Ready();
   void BeginDrain() { draining_ = true; }
   bool draining() const { return draining_; }
@@ -88,6 +95,7 @@ class GuardService {
   std::unique_ptr<BatchScheduler> large_scheduler_;
   std::unique_ptr<Cascade> cascade_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> large_up_{true};  // the last readiness probe reached the remote
   std::atomic<uint64_t> next_id_{0};
   uint64_t id_salt_ = 0;
 };

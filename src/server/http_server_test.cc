@@ -227,6 +227,90 @@ TEST(HttpServer, DrainGraceKeepsTheListenerAnswering) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(390));
 }
 
+// ---------------------------------------------------------------- readiness
+
+size_t Occurrences(absl::string_view text, absl::string_view needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != absl::string_view::npos;
+       at = text.find(needle, at + needle.size())) {
+    ++n;
+  }
+  return n;
+}
+
+// A remote large guard whose health probe the test switches.
+class FakeRemote : public RemoteGuard {
+ public:
+  absl::StatusOr<std::vector<GuardVerdict>> Classify(
+      const std::vector<GuardRequest>& requests) override {
+    if (!up_) return absl::UnavailableError("connection refused");
+    return std::vector<GuardVerdict>(requests.size());
+  }
+  int feature_dim() const override { return 0; }
+  std::string fingerprint() const override { return "fake-remote"; }
+  std::string name() const override { return "fake-remote"; }
+  CircuitState circuit_state() const override { return CircuitState::kClosed; }
+  RemoteGuardStats stats() const override { return {}; }
+  absl::Status Ping() override {
+    ++pings_;
+    return up_ ? absl::OkStatus() : absl::UnavailableError("GET /health: Connection refused");
+  }
+  std::atomic<bool> up_{true};
+  std::atomic<int> pings_{0};
+};
+
+// /readyz was 503 whenever the remote was down, even where the policy keeps
+// answering (fail_open, degrade): every replica would leave the load balancer.
+TEST(HttpServer, ReadinessFollowsTheFailurePolicy) {
+  for (FailurePolicy policy :
+       {FailurePolicy::kFailClosed, FailurePolicy::kFailOpen, FailurePolicy::kDegrade}) {
+    const std::string name(FailurePolicyName(policy));
+    testing::FakeGuard small("fake-small");
+    FakeRemote remote;
+    GuardServiceOptions options;
+    options.cascade.failure_policy = policy;
+    absl::StatusOr<std::unique_ptr<GuardService>> service =
+        GuardService::Create({.small = &small, .large = &remote, .remote = &remote}, options);
+    ASSERT_TRUE(service.ok()) << service.status();
+    GuardHttpServer http(service->get(), Harness::DefaultHttpOptions());
+    absl::StatusOr<int> port = http.Start();
+    ASSERT_TRUE(port.ok()) << port.status();
+    httplib::Client client("127.0.0.1", *port);
+    auto ready = [&] { return Harness::ReplyOf(client.Get("/readyz")); };
+    auto up_metric = [&] {
+      return absl::StrContains((*service)->metrics().Render(), "saferoute_large_guard_up 1\n");
+    };
+    EXPECT_EQ(ready().status, 200) << name;
+    EXPECT_TRUE(up_metric()) << name;
+
+    ::testing::internal::CaptureStderr();
+    remote.up_ = false;
+    Harness::Reply down = ready();
+    Harness::Reply down_again = ready();
+    const bool metric_down = !up_metric();
+    remote.up_ = true;
+    Harness::Reply back = ready();
+    const std::string log = ::testing::internal::GetCapturedStderr();
+
+    if (policy == FailurePolicy::kFailClosed) {
+      EXPECT_EQ(down.status, 503) << down.raw;
+      EXPECT_TRUE(absl::StrContains(down.body["reason"].get<std::string>(), "fail_closed"))
+          << down.raw;
+    } else {
+      EXPECT_EQ(down.status, 200) << name << ": " << down.raw;
+      EXPECT_EQ(down_again.status, 200) << name;
+      EXPECT_TRUE(absl::StrContains(log, "still ready: policy " + name)) << log;
+    }
+    // One line per change, not per probe.
+    EXPECT_EQ(Occurrences(log, "unreachable"), 1) << log;
+    EXPECT_TRUE(metric_down) << name;
+    EXPECT_TRUE(absl::StrContains(log, "reachable again")) << log;
+    EXPECT_EQ(back.status, 200) << name;
+    EXPECT_TRUE(up_metric()) << name;
+    EXPECT_EQ(remote.pings_, 4);
+  }
+}
+
 // ---------------------------------------------------------------- API keys
 
 constexpr char kKey[] = "sk-test-0123456789abcdef";
