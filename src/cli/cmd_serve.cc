@@ -4,8 +4,12 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
+#include <vector>
 
+#include "cascade/remote_guard.h"
 #include "cli/command.h"
 #include "cli/guard_flags.h"
 #include "guard/guard_format.h"
@@ -13,7 +17,6 @@
 #include "router/router.h"
 #include "server/guard_service.h"
 #include "server/http_server.h"
-#include "cascade/remote_guard.h"
 #include "server/server_config.h"
 #include "tokenizer/bpe_tokenizer.h"
 
@@ -124,6 +127,17 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
     options.backoff_ms = config.remote_backoff_ms;
     options.breaker_failure_threshold = config.remote_breaker_failures;
     options.breaker_open_ms = config.remote_breaker_open_ms;
+    options.ca_file = config.remote_ca_file;
+    // The key itself never passes through flags or the config file.
+    if (!config.remote_api_key_env.empty()) {
+      const char* key = std::getenv(config.remote_api_key_env.c_str());
+      if (key == nullptr || *key == '\0') {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config key remote.api_key_env: environment variable ",
+                         config.remote_api_key_env, " is not set or empty"));
+      }
+      options.api_key = key;
+    }
     options.max_input_tokens = config.limits_tokens_per_input;
     SR_ASSIGN_OR_RETURN(std::shared_ptr<const GuardFormat> format, RemoteFormat(config));
     SR_ASSIGN_OR_RETURN(std::unique_ptr<RemoteGuard> remote_guard,

@@ -77,6 +77,8 @@ struct ServerConfig {
   double remote_backoff_ms = 50;
   int remote_breaker_failures = 5;
   double remote_breaker_open_ms = 5000;
+  std::string remote_api_key_env;  // environment variable holding the server's API key
+  std::string remote_ca_file;      // https: PEM CA bundle to verify the server ("" = system's)
   // [policy]
   std::string policy_failure = "fail_closed";  // fail_closed | fail_open | degrade
   double policy_degrade_threshold = 0.5;       // degrade: small p_unsafe > this blocks

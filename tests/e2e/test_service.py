@@ -292,38 +292,6 @@ class HappyPathTest(ServiceTestBase):
 
 
 class FaultTest(ServiceTestBase):
-    def test_fail_closed_under_every_fault_and_nothing_hangs(self):
-        remote = self.start_remote("vllm", p_unsafe=0.05, decode_text="safe")
-        service = self.start_service(remote, "fail_closed",
-                                     breaker_failures=1000)
-        for mode in ("error500", "garbage", "slow"):
-            remote.set_mode(mode)
-            remote.slow_s = 1.5  # > the 300 ms per-attempt timeout
-            t0 = time.monotonic()
-            status, body = service.moderate("fault " + mode, timeout=20)
-            elapsed = time.monotonic() - t0
-            self.assertEqual(status, 200, body)
-            ext = body["results"][0]["saferoute"]
-            self.assertTrue(body["results"][0]["flagged"], (mode, body))
-            self.assertEqual(ext["policy_applied"], "fail_closed", (mode, ext))
-            self.assertEqual(ext["decided_by"], "policy", (mode, ext))
-            # 2 attempts x 300 ms + backoff + small guard; generous for CI.
-            self.assertLess(elapsed, 5.0, mode)
-        # Down: port closed.
-        remote.set_mode("ok")
-        remote.stop()
-        status, body = service.moderate("remote down")
-        self.assertEqual(status, 200, body)
-        self.assertEqual(body["results"][0]["saferoute"]["policy_applied"], "fail_closed")
-        status, _ = http_json(service.url + "/readyz")
-        self.assertEqual(status, 503)
-        # Up again on the same port: answers flow again, /readyz recovers.
-        remote.start()
-        status, body = service.moderate("remote back")
-        self.assertEqual(status, 200, body)
-        self.assertEqual(body["results"][0]["saferoute"]["decided_by"], "large")
-        self.assertEqual(http_json(service.url + "/readyz")[0], 200)
-
     def test_no_request_lost_or_hung_under_concurrent_faults(self):
         remote = self.start_remote("vllm", p_unsafe=0.05, decode_text="safe")
         service = self.start_service(remote, "fail_closed",
@@ -344,24 +312,6 @@ class FaultTest(ServiceTestBase):
         self.assertGreaterEqual(
             sample_value(families, "saferoute_remote_events", "saferoute_remote_events_total",
                          {"event": "bad_responses"}), 2 * n)
-
-    def test_fail_open_and_degrade(self):
-        for policy in ("fail_open", "degrade"):
-            with self.subTest(policy=policy):
-                remote = self.start_remote("llamacpp", p_unsafe=0.9)
-                remote.set_mode("error500")
-                service = self.start_service(remote, policy)
-                status, body = service.moderate("policy " + policy)
-                self.assertEqual(status, 200, body)
-                ext = body["results"][0]["saferoute"]
-                self.assertEqual(ext["policy_applied"], policy, ext)
-                self.assertIsNone(ext["p_unsafe_large"])
-                if policy == "fail_open":
-                    self.assertFalse(body["results"][0]["flagged"])
-                else:
-                    self.assertTrue(ext["degraded"])
-                    self.assertEqual(body["results"][0]["flagged"], ext["p_unsafe_small"] > 0.5)
-                service.stop()
 
     def test_circuit_opens_fails_fast_and_recovers(self):
         remote = self.start_remote("vllm", p_unsafe=0.9)
@@ -462,6 +412,184 @@ class SecurityTest(ServiceTestBase):
         self.addCleanup(service.stop)
         self.assertFalse(service.start(), "a key on the command line was accepted")
         self.assertIn("--auth-api-keys", service.log_text())
+
+    def test_responses_carry_no_paths_or_addresses(self):
+        remote = self.start_remote("vllm", p_unsafe=0.9, decode_text="unsafe\nS1")
+        service = self.start_service(remote)
+        model_dir = os.path.join(ARGS.shared_dir, "fixtures/guard")
+        status, body = http_json(service.url + "/v1/guard", {"prompt": "where do models live?"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["models"]["small"], "llama_guard_tiny_fullvocab_bf16")
+        self.assertEqual(body["models"]["large"], remote.model)
+        status, moderation = service.moderate("and the moderation route?")
+        self.assertEqual(status, 200, moderation)
+        for text in (json.dumps(body), json.dumps(moderation)):
+            self.assertNotIn(os.path.abspath(model_dir), text)
+            self.assertNotIn(ARGS.shared_dir, text)
+            self.assertNotIn(remote.url, text)
+            self.assertNotIn(f"127.0.0.1:{remote.port}", text)
+        # A remote failure's message in large_error names no address either.
+        remote.set_mode("error500")
+        status, failed = service.moderate("remote down")
+        self.assertEqual(status, 200, failed)
+        ext = failed["results"][0]["saferoute"]
+        self.assertEqual(ext["policy_applied"], "fail_closed")
+        self.assertNotIn(f"127.0.0.1:{remote.port}", json.dumps(failed))
+
+
+class FaultMatrixTest(ServiceTestBase):
+    """Every remote fault ends in the configured failure policy, within the
+    remote's own bounds (attempt timeout x attempts + backoff), with every
+    input answered, and the service recovers when the remote does.
+
+    Faults: connection refused (port closed), hang (reads the request, never
+    answers), slow trickle (the answer, status line included, one byte per
+    50 ms: a per-read timeout never fires), garbage (invalid JSON), HTTP 500."""
+
+    FAULTS = ("refused", "hang", "trickle", "garbage", "error500")
+    DEADLINE = {"X-SafeRoute-Deadline-Ms": "20000"}  # far beyond the remote's bounds
+
+    def set_fault(self, remote, fault):
+        if fault == "refused":
+            remote.stop()
+        else:
+            remote.set_mode(fault)
+
+    def clear_fault(self, remote, fault):
+        if fault == "refused":
+            remote.start()
+        remote.set_mode("ok")
+
+    def expected_flag(self, policy, p_small):
+        return {"fail_closed": True, "fail_open": False}.get(policy, p_small > 0.5)
+
+    def run_matrix(self, policy, faults=FAULTS):
+        remote = self.start_remote("vllm", p_unsafe=0.9, decode_text="unsafe\nS1")
+        remote.trickle_interval_s = 0.05
+        # 300 ms per attempt, 2 attempts, 10 ms backoff (start_service).
+        service = self.start_service(remote, policy, breaker_failures=1000)
+        # The remote worked before it failed (the large guard's time estimate
+        # exists, so its inputs are batched; before the first answer they run
+        # one at a time).
+        status, body = service.moderate("warm-up", headers=self.DEADLINE)
+        self.assertEqual(body["results"][0]["saferoute"]["decided_by"], "large", body)
+        for fault in faults:
+            with self.subTest(policy=policy, fault=fault):
+                self.set_fault(remote, fault)
+                t0 = time.monotonic()
+                with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                    answers = list(pool.map(
+                        lambda i: service.moderate([f"{fault} {i}", f"{fault} again {i}"],
+                                                   timeout=60, headers=self.DEADLINE),
+                        range(6)))
+                elapsed = time.monotonic() - t0
+                for status, body in answers:
+                    self.assertEqual(status, 200, body)
+                    self.assertEqual(len(body["results"]), 2)
+                    for result in body["results"]:
+                        ext = result["saferoute"]
+                        self.assertEqual(ext["decided_by"], "policy", ext)
+                        self.assertEqual(ext["policy_applied"], policy, ext)
+                        self.assertIsNone(ext["p_unsafe_large"], ext)
+                        self.assertEqual(result["flagged"],
+                                         self.expected_flag(policy, ext["p_unsafe_small"]), ext)
+                # 12 inputs, 8 remote calls at a time, each <= 2 x 300 ms + backoff: a
+                # fault that outlives the remote's timeout shows as ~2 x 5 s here.
+                self.assertLess(elapsed, 6.0, f"{fault}: answers took {elapsed:.1f} s")
+                if fault == "refused":
+                    # Readiness follows the policy: fail_closed blocks every
+                    # escalation without the large guard; the others answer.
+                    self.assertEqual(service.get("/readyz")[0],
+                                     503 if policy == "fail_closed" else 200)
+                self.clear_fault(remote, fault)
+                self.assertEqual(service.get("/readyz")[0], 200)
+                # Nothing is left stuck: the next input reaches the large guard.
+                status, body = service.moderate(f"after {fault}", headers=self.DEADLINE)
+                self.assertEqual(status, 200, body)
+                self.assertEqual(body["results"][0]["saferoute"]["decided_by"], "large",
+                                 body["results"][0]["saferoute"])
+        self.assert_remote_requests_ok(remote)
+        return service
+
+    def start_tls_remote(self, api_key):
+        cert, key = make_self_signed_cert(self.tmp.name, "remote")
+        remote = StandInRemote("vllm", p_unsafe=0.9, decode_text="unsafe\nS1", tls=(cert, key),
+                               api_key=api_key).start()
+        self.addCleanup(remote.stop)
+        return remote, cert
+
+    def test_remote_over_https_with_an_api_key(self):
+        remote, cert = self.start_tls_remote("remote-e2e-key-123")
+        service = self.start_service(
+            remote, extra_flags=["--remote-ca-file", cert, "--remote-api-key-env", "E2E_REMOTE_KEY"],
+            env={"E2E_REMOTE_KEY": "remote-e2e-key-123"})
+        status, body = service.moderate("over https")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["results"][0]["saferoute"]["decided_by"], "large")
+        self.assertEqual(remote.unauthorized, 0)
+        self.assertEqual(service.get("/readyz")[0], 200)
+        self.assertNotIn("remote-e2e-key-123", service.log_text())
+        # A named variable that is unset or empty fails the start, naming the key.
+        for env in ({}, {"E2E_REMOTE_KEY": ""}):
+            flags = self.base_flags(self.router_path) + [
+                "--large-mode", "remote", "--remote-url", remote.url, "--remote-model",
+                remote.model, "--remote-ca-file", cert, "--remote-api-key-env", "E2E_REMOTE_KEY"]
+            unset = Service(flags, self.tmp.name, env={**env})
+            if not env:
+                unset.env = {k: v for k, v in os.environ.items() if k != "E2E_REMOTE_KEY"}
+            self.addCleanup(unset.stop)
+            self.assertFalse(unset.start(), "started without the remote's key")
+            self.assertIn("remote.api_key_env", unset.log_text())
+            self.assertIn("E2E_REMOTE_KEY", unset.log_text())
+
+    def test_tls_and_key_failures_follow_the_policy(self):
+        remote, cert = self.start_tls_remote("remote-e2e-key-123")
+        other_cert, _ = make_self_signed_cert(self.tmp.name, "other")
+        cases = [
+            # (flags, env, what large_error says): the certificate is not trusted,
+            # the key is wrong, plain HTTP to a TLS port.
+            (["--remote-ca-file", other_cert, "--remote-api-key-env", "K"],
+             {"K": "remote-e2e-key-123"}, "verif"),
+            (["--remote-ca-file", cert, "--remote-api-key-env", "K"], {"K": "wrong-key-0000"},
+             "refused"),
+        ]
+        for flags, env, says in cases:
+            with self.subTest(says=says):
+                service = self.start_service(remote, "fail_closed", extra_flags=flags, env=env)
+                t0 = time.monotonic()
+                status, body = service.moderate("tls fault", headers=self.DEADLINE)
+                self.assertLess(time.monotonic() - t0, 3.0)
+                self.assertEqual(status, 200, body)
+                ext = body["results"][0]["saferoute"]
+                self.assertEqual(ext["policy_applied"], "fail_closed", ext)
+                self.assertTrue(body["results"][0]["flagged"])
+                self.assertIn(says, ext["large_error"].lower(), ext)
+                self.assertNotIn("127.0.0.1", ext["large_error"], ext)
+                service.stop()
+        # The service speaks plain HTTP to a TLS port: a connection error, retried.
+        plain_url = remote.url.replace("https://", "http://")
+        flags = self.base_flags(self.router_path) + [
+            "--large-mode", "remote", "--remote-url", plain_url, "--remote-model", remote.model,
+            "--remote-timeout-ms", "300", "--remote-retries", "1", "--remote-backoff-ms", "10",
+            "--policy-failure", "fail_open"]
+        service = Service(flags, self.tmp.name)
+        self.addCleanup(service.stop)
+        self.assertTrue(service.start(), service.log_text())
+        status, body = service.moderate("plain to tls", headers=self.DEADLINE)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["results"][0]["saferoute"]["policy_applied"], "fail_open")
+        self.assertFalse(body["results"][0]["flagged"])
+
+    def test_fail_closed(self):
+        self.run_matrix("fail_closed")
+
+    # The policy does not depend on the kind of fault (the cascade sees an
+    # error or a timeout): two faults, one of each, for the other policies.
+    def test_fail_open(self):
+        self.run_matrix("fail_open", faults=("refused", "hang", "error500"))
+
+    def test_degrade(self):
+        self.run_matrix("degrade", faults=("refused", "trickle", "garbage"))
 
 
 class MetricsTest(ServiceTestBase):
