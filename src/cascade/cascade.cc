@@ -222,16 +222,12 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     const std::string param = absl::StrCat("input[", i, "]");
     if (!small_results[i].has_value()) {
       return WithField(absl::DeadlineExceededError(absl::StrFormat(
-                           "input %d: small guard did not answer within the deadline (%.0f ms)", i,
-                           MsSince(start, deadline))),
+                           "no verdict within the deadline (%.0f ms)", MsSince(start, deadline))),
                        param);
     }
     ScheduledResult& small = *small_results[i];
-    if (!small.verdict.ok()) {
-      const absl::Status& s = small.verdict.status();
-      return WithField(
-          absl::Status(s.code(), absl::StrCat("input ", i, ": small guard: ", s.message())), param);
-    }
+    // The guard's own message (e.g. over the token limit), with the field.
+    if (!small.verdict.ok()) return WithField(small.verdict.status(), param);
     const GuardVerdict& verdict = *small.verdict;
     CascadeDecision& d = decisions[i];
     d.p_unsafe_small = verdict.p_unsafe;

@@ -126,8 +126,10 @@ class Cascade {
                                                          CascadeOptions options);
 
   // One decision per input. Errors: an input the small guard rejects
-  // (InvalidArgument/OutOfRange, param "input[i]"), the small stage missing
-  // the deadline (DeadlineExceeded), queue full (ResourceExhausted).
+  // (InvalidArgument/OutOfRange), the small stage missing the deadline
+  // (DeadlineExceeded): both name the input only in their field payload
+  // (util/status.h FieldOf: "input[i]"), not in the message, so that a front
+  // end names it its own way; queue full (ResourceExhausted).
   absl::StatusOr<std::vector<CascadeDecision>> Decide(const std::vector<GuardRequest>& inputs,
                                                       Clock::time_point deadline);
 

@@ -90,16 +90,21 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
   std::vector<GuardVerdict> verdicts(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const auto start = Clock::now();
-    auto with_index = [i](const absl::Status& s) {
+    // The index names the input only where there are several (a lone
+    // request's "request 0" would name nothing the caller sent).
+    auto with_index = [i, n = requests.size()](const absl::Status& s) {
+      if (n == 1) return s;
       return absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
     };
     auto rendered = RenderForVerdict(*format_, requests[i]);
     if (!rendered.ok()) return with_index(rendered.status());
     const int n_tokens = static_cast<int>(rendered->ids.size());
     if (n_tokens > options_.max_input_tokens) {
-      return with_index(absl::InvalidArgumentError(
-          absl::StrCat("the rendered prompt has ", n_tokens, " tokens, over the limit of ",
-                       options_.max_input_tokens, " (max_input_tokens)")));
+      // OutOfRange: a valid input too long for this service (HTTP 400
+      // "out_of_range"), not a malformed one.
+      return with_index(absl::OutOfRangeError(
+          absl::StrCat("the guard's prompt for this input has ", n_tokens,
+                       " tokens, over the limit of ", options_.max_input_tokens, " per input")));
     }
     verdicts[i].n_tokens = n_tokens;
     verdicts[i].timings.tokenize_ms = MillisSince(start);

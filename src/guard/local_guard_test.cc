@@ -168,9 +168,14 @@ TEST(LocalGuard, BadRequestsNameIndexAndLimit) {
   requests[0].prompt = "hello";
   for (int i = 0; i < 4200; ++i) requests[1].prompt += " word";  // > 4096 tokens
   auto status = guard->Classify(requests).status();
-  EXPECT_FALSE(status.ok());
+  EXPECT_TRUE(absl::IsOutOfRange(status)) << status;
   EXPECT_NE(status.message().find("request 1"), std::string::npos) << status;
   EXPECT_NE(status.message().find("limit of 4096"), std::string::npos) << status;
+  EXPECT_EQ(status.message().find("max_input_tokens"), std::string::npos) << status;
+  // Alone, the request needs no index.
+  status = guard->Classify({requests[1]}).status();
+  EXPECT_TRUE(absl::IsOutOfRange(status)) << status;
+  EXPECT_EQ(status.message().find("request"), std::string::npos) << status;
 
   requests[1].prompt = "bad \xC3";
   status = guard->Classify(requests).status();

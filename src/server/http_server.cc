@@ -155,7 +155,7 @@ Outcome HandleModerations(GuardService& service, const httplib::Request& req,
     absl::StrAppend(&out.log_detail, " prompts=", PromptsForLog(inputs));
   absl::StatusOr<std::vector<CascadeDecision>> decisions = service.Decide(inputs, *deadline);
   if (!decisions.ok()) {
-    out.body = decisions.status();
+    out.body = MessageNamesParam(decisions.status());  // "input[1]: …"
     return out;
   }
   out.verdict = VerdictLabel(*decisions);
@@ -181,8 +181,8 @@ Outcome HandleGuard(GuardService& service, const httplib::Request& req,
   absl::StatusOr<std::vector<CascadeDecision>> decisions = service.Decide(inputs, deadline_ms);
   if (!decisions.ok()) {
     // The single input is the whole request: name the field, not "input[0]".
-    out.body =
-        RenameParam(decisions.status(), inputs[0].conversation.empty() ? "prompt" : "conversation");
+    out.body = MessageNamesParam(RenameParam(
+        decisions.status(), inputs[0].conversation.empty() ? "prompt" : "conversation"));
     return out;
   }
   out.verdict = VerdictLabel(*decisions);

@@ -117,6 +117,15 @@ absl::Status RenameParam(absl::Status status, absl::string_view param) {
   return status;
 }
 
+absl::Status MessageNamesParam(absl::Status status) {
+  std::optional<std::string> param = Payload(status, kParamPayload);
+  if (!param.has_value()) return status;
+  absl::Status named(status.code(), absl::StrCat(*param, ": ", status.message()));
+  status.ForEachPayload(
+      [&](absl::string_view key, const absl::Cord& value) { named.SetPayload(key, value); });
+  return named;
+}
+
 nlohmann::json ErrorBody(const absl::Status& status) {
   const int http_code = HttpStatusFor(status);
   std::optional<std::string> param = Payload(status, kParamPayload);

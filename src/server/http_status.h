@@ -37,6 +37,10 @@ absl::Status HttpError(absl::StatusCode status_code, int http_code, absl::string
 // (renames "input[0]" to "prompt" on the single-input route; queue-full stays null).
 absl::Status RenameParam(absl::Status status, absl::string_view param);
 
+// "<param>: <message>" for an error whose message does not name its field
+// (the cascade's: the field travels as a payload), payloads kept.
+absl::Status MessageNamesParam(absl::Status status);
+
 // {"error":{"message","type","param","code"}}; type follows OpenAI's names
 // ("invalid_request_error", "rate_limit_error", "timeout_error", ...).
 nlohmann::json ErrorBody(const absl::Status& status);

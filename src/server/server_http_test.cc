@@ -206,10 +206,13 @@ TEST(ServerHttp, TooManyTokensIsA400ForThatInputOnly) {
   h.small.SetMaxWords(3);
   Harness::Reply r = h.Post("/v1/moderations", R"({"input":["short","one two three four five"]})");
   ExpectOpenAiError(r, 400, "out_of_range", "input[1]", "token limit");
-  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("max_input_tokens"),
-            std::string::npos);
+  // The message names the input as the request does, then the guard's reason;
+  // no internal names ("small guard", the guard's own batch index).
+  EXPECT_EQ(r.body["error"]["message"], "input[1]: 5 tokens, over the limit of 3 per input")
+      << r.raw;
   Harness::Reply g = h.Post("/v1/guard", R"({"prompt":"one two three four five"})");
   ExpectOpenAiError(g, 400, "out_of_range", "prompt", "token limit on /v1/guard");
+  EXPECT_EQ(g.body["error"]["message"], "prompt: 5 tokens, over the limit of 3 per input") << g.raw;
 }
 
 // ------------------------------------------------- backpressure and time

@@ -592,6 +592,31 @@ class FaultMatrixTest(ServiceTestBase):
         self.run_matrix("degrade", faults=("refused", "trickle", "garbage"))
 
 
+class InputErrorTest(ServiceTestBase):
+    def test_token_limit_is_out_of_range_naming_the_input(self):
+        remote = self.start_remote("vllm")
+        service = self.start_service(remote, extra_flags=["--limits-tokens-per-input", "300"])
+        internal = ("small guard", "request 0", "max_input_tokens", "input 1", "tokens_per_input")
+        status, body = service.moderate(["short", "word " * 400])
+        self.assertEqual(status, 400, body)
+        error = body["error"]
+        self.assertEqual(error["code"], "out_of_range", error)
+        self.assertEqual(error["param"], "input[1]", error)
+        self.assertEqual(error["type"], "invalid_request_error", error)
+        self.assertTrue(error["message"].startswith("input[1]: "), error)
+        self.assertIn("limit of 300", error["message"])
+        for name in internal:
+            self.assertNotIn(name, error["message"])
+        status, body = http_json(service.url + "/v1/guard", {"prompt": "word " * 400})
+        self.assertEqual(status, 400, body)
+        self.assertEqual(body["error"]["code"], "out_of_range", body)
+        self.assertEqual(body["error"]["param"], "prompt", body)
+        self.assertTrue(body["error"]["message"].startswith("prompt: "), body)
+        for name in internal + ("input[0]",):
+            self.assertNotIn(name, body["error"]["message"])
+        self.assertEqual(service.moderate(["short", "also short"])[0], 200)
+
+
 class MetricsTest(ServiceTestBase):
     def test_metrics_parse_and_count(self):
         remote = self.start_remote("vllm")

@@ -63,8 +63,10 @@ class FakeGuard : public Guard {
       int n_words = 0;
       for (std::string w; words >> w;) ++n_words;
       if (max_words_ > 0 && n_words > max_words_) {
-        return absl::OutOfRangeError(absl::StrFormat(
-            "request %d: %d tokens exceed max_input_tokens %d", i, n_words, max_words_));
+        // As LocalGuard: the index only where a batch holds several requests.
+        const std::string index = requests.size() > 1 ? absl::StrCat("request ", i, ": ") : "";
+        return absl::OutOfRangeError(absl::StrFormat("%s%d tokens, over the limit of %d per input",
+                                                     index, n_words, max_words_));
       }
       GuardVerdict v;
       std::string p = Field(text, "p", "0.1");
