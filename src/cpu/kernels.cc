@@ -226,6 +226,8 @@ void Attention(const AttentionShape& shape, const float* q, const float* k, cons
   // grew to ~15% of a 1200-token prefill. A block computes the keys its last
   // query sees; the few above the diagonal for earlier rows are masked.
   constexpr int64_t kQueryBlock = 64;
+  SR_CHECK(shape.prefix >= 0 && shape.prefix <= shape.past &&
+           (shape.prefix == 0 || (shape.prefix_k != nullptr && shape.prefix_v != nullptr)));
   const int64_t d = shape.head_dim;
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const int64_t max_keys = shape.past + shape.tokens;
@@ -251,12 +253,20 @@ void Attention(const AttentionShape& shape, const float* q, const float* k, cons
       const int64_t keys = shape.past + first + rows;  // keys the block's last query sees
       const int64_t g = h / group;
       const float* qh = q + first * shape.q_stride + h * d;  // [rows, d], row stride q_stride
-      const float* kg = k + g * shape.kv_head_stride;        // [keys, d]
-      const float* vg = v + g * shape.kv_head_stride;        // [keys, d]
-      float* oh = out + first * shape.out_stride + h * d;    // [rows, d], row stride out_stride
-      float* s = scores.data();                              // [rows, keys]
-      dnnl_status_t st = dnnl_sgemm('N', 'T', rows, keys, d, shape.scale, qh, shape.q_stride, kg, d,
-                                    0.0f, s, keys);
+      // Keys [0, split) come from the prefix segment, [split, keys) from k/v.
+      const int64_t split = shape.prefix, own = keys - split;
+      const float* kg = k + g * shape.kv_head_stride;      // [own, d]
+      const float* vg = v + g * shape.kv_head_stride;      // [own, d]
+      float* oh = out + first * shape.out_stride + h * d;  // [rows, d], row stride out_stride
+      float* s = scores.data();                            // [rows, keys]
+      dnnl_status_t st = dnnl_success;
+      if (split > 0) {
+        st = dnnl_sgemm('N', 'T', rows, split, d, shape.scale, qh, shape.q_stride,
+                        shape.prefix_k + g * shape.prefix_head_stride, d, 0.0f, s, keys);
+        if (st != dnnl_success) failure.store(st);
+      }
+      st = dnnl_sgemm('N', 'T', rows, own, d, shape.scale, qh, shape.q_stride, kg, d, 0.0f,
+                      s + split, keys);
       if (st != dnnl_success) failure.store(st);
       for (int64_t r = 0; r < rows; ++r) {
         float* row = s + r * keys;
@@ -273,7 +283,14 @@ void Attention(const AttentionShape& shape, const float* q, const float* k, cons
         if (round_bf16) RoundToBf16InPlace(row, static_cast<size_t>(n_keys));
         std::fill(row + n_keys, row + keys, 0.0f);  // masked: later positions
       }
-      st = dnnl_sgemm('N', 'N', rows, d, keys, 1.0f, s, keys, vg, d, 0.0f, oh, shape.out_stride);
+      if (split > 0) {
+        st = dnnl_sgemm('N', 'N', rows, d, split, 1.0f, s, keys,
+                        shape.prefix_v + g * shape.prefix_head_stride, d, 0.0f, oh,
+                        shape.out_stride);
+        if (st != dnnl_success) failure.store(st);
+      }
+      st = dnnl_sgemm('N', 'N', rows, d, own, 1.0f, s + split, keys, vg, d, split > 0 ? 1.0f : 0.0f,
+                      oh, shape.out_stride);
       if (st != dnnl_success) failure.store(st);
       if (round_bf16) {
         for (int64_t r = 0; r < rows; ++r) {

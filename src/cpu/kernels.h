@@ -50,17 +50,24 @@ void SiluMul(const float* gate, const float* up, int64_t rows, int64_t n, int64_
 // q.k * scale, fp32 softmax over keys j <= past + i, probabilities times V).
 //   q:   query rows, token i head h at q + i*q_stride + h*d        (T tokens)
 //   k,v: key/value cache of this sequence, kv head g position j at
-//        k + g*kv_head_stride + j*d; positions [0, past + T) are filled.
+//        k + g*kv_head_stride + (j - prefix)*d; positions [prefix, past + T)
+//        are filled.
+//   prefix_k, prefix_v: positions [0, prefix) (a prefix shared by many
+//        sequences, read in place), kv head g position j at
+//        prefix_k + g*prefix_head_stride + j*d. Unused when prefix == 0.
 //   out: token i head h at out + i*out_stride + h*d
 // Query head h reads kv head h / (n_heads / n_kv_heads) (HF repeat_kv).
 struct AttentionShape {
   int64_t tokens = 0;  // T: new tokens (queries)
-  int64_t past = 0;    // tokens already in the cache before them
+  int64_t past = 0;    // positions before them (the prefix's included)
+  int64_t prefix = 0;  // positions of `past` read from prefix_k/prefix_v (<= past)
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
-  int64_t q_stride = 0, out_stride = 0, kv_head_stride = 0;
+  int64_t q_stride = 0, out_stride = 0, kv_head_stride = 0, prefix_head_stride = 0;
   float scale = 0;
+  const float* prefix_k = nullptr;
+  const float* prefix_v = nullptr;
 };
 void Attention(const AttentionShape& shape, const float* q, const float* k, const float* v,
                float* out, int num_threads, bool round_bf16);

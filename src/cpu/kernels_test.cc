@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -230,6 +231,65 @@ TEST(Kernels, AttentionCausalGqaWithPast) {
     std::vector<float> serial(out.size());
     Attention(s, q.data(), k.data(), v.data(), serial.data(), 1, false);
     EXPECT_EQ(serial, out) << tokens << "," << past;
+  }
+}
+
+// A shared prefix read in place (positions [0, prefix) from their own area,
+// the rest from the sequence's) gives the reference's numbers for the whole
+// contiguous cache, with any split, including prefix == past (only the new
+// tokens in the sequence's area).
+TEST(Kernels, AttentionWithPrefixSegmentMatchesContiguousCache) {
+  for (auto [tokens, past, prefix] : {std::tuple<int64_t, int64_t, int64_t>{13, 9, 9},
+                                      {13, 9, 4},
+                                      {1, 40, 40},
+                                      {1, 40, 31},
+                                      {150, 70, 70}}) {
+    AttentionShape s;
+    s.tokens = tokens;
+    s.past = past;
+    s.n_heads = 8;
+    s.n_kv_heads = 2;
+    s.head_dim = 24;
+    s.q_stride = s.n_heads * s.head_dim + 3;
+    s.out_stride = s.n_heads * s.head_dim;
+    s.kv_head_stride = (past + s.tokens + 4) * s.head_dim;
+    s.scale = 1.0f / std::sqrt(float(s.head_dim));
+    auto q = RandomVector(s.tokens * s.q_stride, 16, 2.0f);
+    auto k = RandomVector(s.n_kv_heads * s.kv_head_stride, 17, 2.0f);
+    auto v = RandomVector(s.n_kv_heads * s.kv_head_stride, 18);
+    const std::vector<float> want = ReferenceAttention(s, q, k, v);
+
+    // The same cache cut in two: [0, prefix) in a prefix area of another
+    // stride, [prefix, past + T) in the sequence's area.
+    AttentionShape split = s;
+    split.prefix = prefix;
+    split.prefix_head_stride = (prefix + 2) * s.head_dim;
+    split.kv_head_stride = (past + tokens - prefix + 1) * s.head_dim;
+    std::vector<float> pk(s.n_kv_heads * split.prefix_head_stride), pv(pk.size()),
+        own_k(s.n_kv_heads * split.kv_head_stride), own_v(own_k.size());
+    for (int64_t g = 0; g < s.n_kv_heads; ++g) {
+      for (int64_t j = 0; j < past + tokens; ++j) {
+        for (int64_t c = 0; c < s.head_dim; ++c) {
+          const size_t from = g * s.kv_head_stride + j * s.head_dim + c;
+          if (j < prefix) {
+            pk[g * split.prefix_head_stride + j * s.head_dim + c] = k[from];
+            pv[g * split.prefix_head_stride + j * s.head_dim + c] = v[from];
+          } else {
+            own_k[g * split.kv_head_stride + (j - prefix) * s.head_dim + c] = k[from];
+            own_v[g * split.kv_head_stride + (j - prefix) * s.head_dim + c] = v[from];
+          }
+        }
+      }
+    }
+    split.prefix_k = pk.data();
+    split.prefix_v = pv.data();
+    for (int threads : {1, 2}) {
+      std::vector<float> out(s.tokens * s.out_stride);
+      Attention(split, q.data(), own_k.data(), own_v.data(), out.data(), threads, false);
+      const float tolerance = past + tokens > 64 ? 4e-6f : 2e-6f;
+      EXPECT_LT(MaxAbsDiff(out, want), tolerance)
+          << tokens << "," << past << "," << prefix << " threads " << threads;
+    }
   }
 }
 
