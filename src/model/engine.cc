@@ -5,18 +5,28 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 
 #include "model/forward.h"
 #include "model/prefix_cache.h"
 
 namespace saferoute {
+namespace {
+
+// Index of the largest of n values, the first one on ties (torch.argmax).
+int32_t ArgMax(const float* values, int64_t n) {
+  return static_cast<int32_t>(std::max_element(values, values + n) - values);
+}
+
+}  // namespace
 
 struct Engine::Impl {
   std::shared_ptr<const Model> model;
   EngineOptions options;
   std::unique_ptr<CpuForward> forward;
   std::mutex mutex;  // one call at a time (the workspace is shared)
+  std::atomic<int64_t> decode_steps{0};
 
   absl::Status CheckTokens(std::span<const int32_t> tokens, const std::string& what) const {
     const int64_t vocab = model->config().vocab_size;
@@ -99,15 +109,31 @@ absl::StatusOr<std::vector<SequenceResult>> Engine::Prefill(
       SR_RETURN_IF_ERROR(m.CheckTokens(r.logit_ids, what + " logit_ids"));
     }
     const int64_t past = r.prefix ? r.prefix->kv.length : 0;
-    if (past + static_cast<int64_t>(r.tokens.size()) > m.options.max_tokens) {
+    const auto t = static_cast<int64_t>(r.tokens.size());
+    if (r.decode_tokens < 0) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("%s: %d prefix + %d tokens exceed max_tokens %d", what, past,
-                          r.tokens.size(), m.options.max_tokens));
+          absl::StrCat(what, ": decode_tokens ", r.decode_tokens, " < 0"));
+    }
+    if (past + t + r.decode_tokens > m.options.max_tokens) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: %d prefix + %d tokens + %d to decode exceed max_tokens %d", what,
+                          past, t, r.decode_tokens, m.options.max_tokens));
     }
     sequences[i].tokens = r.tokens;
     sequences[i].past = past;
     sequences[i].past_kv = r.prefix ? &r.prefix->kv : nullptr;
     sequences[i].layer_taps = r.layer_taps ? &results[i].layers : nullptr;
+    if (r.decode_tokens > 0) {  // its own positions, the prompt's and the decode's
+      auto cache = std::make_shared<SequenceCache>();
+      cache->owner = m.model.get();
+      cache->path = m.forward->path();
+      cache->prefix = r.prefix;
+      cache->room = r.decode_tokens;
+      cache->kv.Allocate(config.num_layers, config.num_kv_heads, config.head_dim,
+                         t + r.decode_tokens);
+      sequences[i].store = &cache->kv;
+      results[i].cache = std::move(cache);
+    }
   }
   if (requests.empty()) return results;
 
@@ -135,27 +161,35 @@ absl::StatusOr<std::vector<SequenceResult>> Engine::Prefill(
   }
   // Logits: a few dot products for selected ids; one GEMM over every request
   // that wants the full vocabulary, and one over those that want only its
-  // log-sum-exp.
+  // log-sum-exp or its argmax (the first token of a decode).
   std::vector<size_t> full, lse;
   for (size_t i = 0; i < requests.size(); ++i) {
+    const bool decode = requests[i].decode_tokens > 0;
     if (requests[i].logits == LogitsMode::kSelected) {
       results[i].logits.resize(requests[i].logit_ids.size());
       m.forward->SelectedLogits(results[i].last_hidden.data(), 1, requests[i].logit_ids,
                                 results[i].logits.data());
-      if (requests[i].log_sum_exp) lse.push_back(i);
+      if (requests[i].log_sum_exp || decode) lse.push_back(i);
     } else if (requests[i].logits == LogitsMode::kFull) {
       full.push_back(i);
+    } else if (decode) {
+      lse.push_back(i);
     }
   }
   if (!lse.empty()) {
     std::vector<float> hidden(lse.size() * static_cast<size_t>(h)), out(lse.size());
+    std::vector<int32_t> argmax(lse.size());
     for (size_t j = 0; j < lse.size(); ++j) {
       std::copy(results[lse[j]].last_hidden.begin(), results[lse[j]].last_hidden.end(),
                 hidden.begin() + static_cast<int64_t>(j) * h);
     }
-    SR_RETURN_IF_ERROR(
-        m.forward->LogSumExp(hidden.data(), static_cast<int64_t>(lse.size()), out.data()));
-    for (size_t j = 0; j < lse.size(); ++j) results[lse[j]].log_sum_exp = out[j];
+    SR_RETURN_IF_ERROR(m.forward->LogSumExp(hidden.data(), static_cast<int64_t>(lse.size()),
+                                            out.data(), argmax.data()));
+    for (size_t j = 0; j < lse.size(); ++j) {
+      SequenceResult& result = results[lse[j]];
+      if (requests[lse[j]].log_sum_exp) result.log_sum_exp = out[j];
+      if (result.cache) result.cache->next_token = argmax[j];
+    }
   }
   if (!full.empty()) {
     const int64_t vocab = config.vocab_size;
@@ -168,8 +202,10 @@ absl::StatusOr<std::vector<SequenceResult>> Engine::Prefill(
     SR_RETURN_IF_ERROR(
         m.forward->FullLogits(hidden.data(), static_cast<int64_t>(full.size()), logits.data()));
     for (size_t j = 0; j < full.size(); ++j) {
-      results[full[j]].logits.assign(logits.begin() + static_cast<int64_t>(j) * vocab,
-                                     logits.begin() + static_cast<int64_t>(j + 1) * vocab);
+      SequenceResult& result = results[full[j]];
+      result.logits.assign(logits.begin() + static_cast<int64_t>(j) * vocab,
+                           logits.begin() + static_cast<int64_t>(j + 1) * vocab);
+      if (result.cache) result.cache->next_token = ArgMax(result.logits.data(), vocab);
     }
   }
   return results;
@@ -203,51 +239,97 @@ absl::StatusOr<std::vector<int32_t>> Engine::GreedyDecode(std::span<const int32_
                                                           std::shared_ptr<const PrefixCache> prefix,
                                                           int max_new_tokens,
                                                           std::span<const int32_t> stop_ids) {
-  Impl& m = *impl_;
   if (tokens.empty()) return absl::InvalidArgumentError("decode: no tokens");
   if (max_new_tokens < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("decode: max_new_tokens ", max_new_tokens, " < 0"));
   }
-  SR_RETURN_IF_ERROR(m.CheckTokens(tokens, "decode"));
-  SR_RETURN_IF_ERROR(m.CheckPrefix(prefix.get(), "decode"));
-  const ModelConfig& c = m.model->config();
-  const int64_t past = prefix ? prefix->kv.length : 0;
-  const int64_t capacity = past + static_cast<int64_t>(tokens.size()) + max_new_tokens;
-  if (capacity > m.options.max_tokens) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("decode: %d prefix + %d tokens + %d new exceed max_tokens %d", past,
-                        tokens.size(), max_new_tokens, m.options.max_tokens));
+  if (max_new_tokens == 0) {
+    SR_RETURN_IF_ERROR(impl_->CheckTokens(tokens, "decode"));
+    return std::vector<int32_t>();
   }
-  std::vector<int32_t> generated;
-  if (max_new_tokens == 0) return generated;
+  SequenceRequest request;
+  request.tokens = tokens;
+  request.prefix = std::move(prefix);
+  request.logits = LogitsMode::kNone;
+  request.decode_tokens = max_new_tokens;
+  auto prefilled = Prefill({&request, 1});
+  if (!prefilled.ok()) {
+    return absl::Status(prefilled.status().code(),
+                        absl::StrCat("decode: ", prefilled.status().message()));
+  }
+  SR_ASSIGN_OR_RETURN(auto generated, ContinueGreedyDecode({&(*prefilled)[0].cache, 1}, stop_ids));
+  return std::move(generated[0]);
+}
 
-  // One cache for the whole decode: the prefix positions copied in, then the
-  // prompt and each generated token appended.
-  KvCache cache;
-  cache.Allocate(c.num_layers, c.num_kv_heads, c.head_dim, capacity);
-  if (prefix) cache.CopyPrefix(prefix->kv, past);
+absl::StatusOr<std::vector<std::vector<int32_t>>> Engine::ContinueGreedyDecode(
+    std::span<const std::shared_ptr<SequenceCache>> caches, std::span<const int32_t> stop_ids) {
+  Impl& m = *impl_;
+  for (size_t i = 0; i < caches.size(); ++i) {
+    const std::string what = absl::StrCat("sequence ", i);
+    const SequenceCache* cache = caches[i].get();
+    if (cache == nullptr || cache->owner == nullptr) {
+      return absl::InvalidArgumentError(
+          what + ": no cache (the prefill did not ask for decode_tokens, or it was released)");
+    }
+    if (cache->owner != m.model.get() || cache->path != m.forward->path()) {
+      return absl::InvalidArgumentError(
+          what + ": the cache was computed by an engine of another model or GEMM path");
+    }
+    if (cache->spent) return absl::InvalidArgumentError(what + ": already decoded");
+  }
+  auto stops = [&](int32_t id) {
+    return std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end();
+  };
+  // Every sequence starts with its prefill's argmax; those not stopped by it
+  // run. generated[i] is reserved whole: `feed` points at its last token.
+  std::vector<std::vector<int32_t>> generated(caches.size());
+  std::vector<size_t> running;
+  for (size_t i = 0; i < caches.size(); ++i) {
+    SequenceCache& cache = *caches[i];
+    cache.spent = true;
+    generated[i].reserve(static_cast<size_t>(cache.room));
+    generated[i].push_back(cache.next_token);
+    if (!stops(cache.next_token) && cache.room > 1) running.push_back(i);
+  }
+  const int64_t h = m.model->config().hidden_size, vocab = m.model->config().vocab_size;
+  std::vector<ForwardSequence> step;
+  std::vector<int64_t> rows;
+  std::vector<float> hidden, logits;
   std::lock_guard<std::mutex> lock(m.mutex);
-  std::vector<float> hidden(static_cast<size_t>(c.hidden_size));
-  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
-  std::span<const int32_t> feed = tokens;
-  int32_t next = 0;
-  for (int step = 0; step < max_new_tokens; ++step) {
-    ForwardSequence seq;
-    seq.tokens = feed;
-    seq.past = cache.length;
-    seq.store = &cache;
-    SR_RETURN_IF_ERROR(m.forward->Run({&seq, 1}));
-    const int64_t last = static_cast<int64_t>(feed.size()) - 1;
-    m.forward->FinalNorm({&last, 1}, hidden.data());
-    SR_RETURN_IF_ERROR(m.forward->FullLogits(hidden.data(), 1, logits.data()));
-    // argmax, first index on ties (torch.argmax).
-    next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    generated.push_back(next);
-    if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
-    feed = {&next, 1};
+  while (!running.empty()) {
+    // One forward pass: the last token of each running sequence, after its
+    // prefix (shared) and its own cached positions.
+    const auto n = static_cast<int64_t>(running.size());
+    step.assign(running.size(), {});
+    rows.resize(running.size());
+    for (size_t r = 0; r < running.size(); ++r) {
+      SequenceCache& cache = *caches[running[r]];
+      step[r].tokens = {&generated[running[r]].back(), 1};
+      step[r].past = cache.prefix_length() + cache.kv.length;
+      step[r].past_kv = cache.prefix ? &cache.prefix->kv : nullptr;
+      step[r].store = &cache.kv;
+      rows[r] = static_cast<int64_t>(r);
+    }
+    SR_RETURN_IF_ERROR(m.forward->Run(step));
+    m.decode_steps.fetch_add(1, std::memory_order_relaxed);
+    hidden.resize(static_cast<size_t>(n * h));
+    logits.resize(static_cast<size_t>(n * vocab));
+    m.forward->FinalNorm(rows, hidden.data());
+    SR_RETURN_IF_ERROR(m.forward->FullLogits(hidden.data(), n, logits.data()));
+    std::vector<size_t> still;
+    for (size_t r = 0; r < running.size(); ++r) {
+      std::vector<int32_t>& out = generated[running[r]];
+      out.push_back(ArgMax(logits.data() + static_cast<int64_t>(r) * vocab, vocab));
+      if (!stops(out.back()) && static_cast<int>(out.size()) < caches[running[r]]->room) {
+        still.push_back(running[r]);
+      }
+    }
+    running = std::move(still);
   }
   return generated;
 }
+
+int64_t Engine::decode_steps() const { return impl_->decode_steps.load(std::memory_order_relaxed); }
 
 }  // namespace saferoute

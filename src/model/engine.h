@@ -51,6 +51,10 @@ struct EngineOptions {
 // text), computed once. Opaque; made by Engine::ComputePrefix.
 class PrefixCache;
 
+// Keys/values of one sequence after its prefix, kept by a prefill for a
+// greedy decode to continue (SequenceRequest::decode_tokens). Opaque.
+class SequenceCache;
+
 // Which last-position logits to return.
 enum class LogitsMode { kNone, kSelected, kFull };
 
@@ -64,6 +68,12 @@ struct SequenceRequest {
   // p = exp(logit - log_sum_exp)), without returning the [V] logits. Costs one
   // pass over the LM head for all such requests of the call together.
   bool log_sum_exp = false;
+  // > 0: keep this sequence's keys/values in SequenceResult::cache for
+  // ContinueGreedyDecode to generate up to this many tokens without a second
+  // prefill. Only the sequence's own positions are kept; the prefix stays
+  // shared, by reference. The first token is the argmax of the
+  // full-vocabulary logits at the last position (from the log-sum-exp pass).
+  int decode_tokens = 0;
   bool all_hidden = false;  // return the final hidden state of every position, not just the last
   bool layer_taps = false;  // return the residual stream after every layer (all positions);
                             // layers[k] = HF hidden_states[k+1] for k < L-1; layers[L-1]
@@ -77,6 +87,9 @@ struct SequenceResult {
   float log_sum_exp = 0;           // if requested: log(sum_i exp(logit_i)) over the vocabulary
   std::vector<float> hidden;       // [T, H] if all_hidden (tokens after the prefix)
   std::vector<std::vector<float>> layers;  // [L][T*H] if layer_taps
+  // With decode_tokens: the kept keys/values (L * n_kv_heads * head_dim * 2
+  // floats per position). Reset it to release them when no decode follows.
+  std::shared_ptr<SequenceCache> cache;
 };
 
 // The path an engine runs on, for reports and metrics labels.
@@ -103,10 +116,24 @@ class Engine {
 
   // Greedy decode: feeds `tokens` (after the optional prefix) and generates up
   // to `max_new_tokens`, stopping after the first id in `stop_ids` (included).
+  // A prefill with decode_tokens, then ContinueGreedyDecode.
   absl::StatusOr<std::vector<int32_t>> GreedyDecode(std::span<const int32_t> tokens,
                                                     std::shared_ptr<const PrefixCache> prefix,
                                                     int max_new_tokens,
                                                     std::span<const int32_t> stop_ids);
+
+  // Greedy decode of many sequences at once, each continuing the prefill
+  // that kept its cache (SequenceRequest::decode_tokens). Result i belongs to
+  // caches[i]: the argmax at its prompt's last position (no forward pass
+  // needed), then one token per step, each step one forward pass over every
+  // sequence still running (ragged lengths). A sequence stops after the first
+  // id in `stop_ids` (included) or at its decode_tokens. Batched results
+  // equal one-at-a-time results, and each equals GreedyDecode of its prompt.
+  // A cache is decoded once; errors name its index ("sequence i").
+  absl::StatusOr<std::vector<std::vector<int32_t>>> ContinueGreedyDecode(
+      std::span<const std::shared_ptr<SequenceCache>> caches, std::span<const int32_t> stop_ids);
+  // Forward passes ContinueGreedyDecode has run (steps, not sequences).
+  int64_t decode_steps() const;
 
   const Model& model() const;
   const EngineOptions& options() const;

@@ -63,6 +63,18 @@ void Grow(std::vector<T>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
 }
 
+// Whether a sequence's attention reads a contiguous copy of its keys/values
+// in per-layer scratch ([nKV][past + T][d]: the prefix copied, the new
+// positions scattered): without a store, and for a prefill over a shared
+// prefix that keeps its own positions (so that keeping them does not change
+// its numbers). A store that holds every position is read in place; so are
+// a decode step's store and the shared prefix before it (no step copies the
+// prefix).
+bool AttendsInScratch(const ForwardSequence& seq) {
+  if (seq.store == nullptr) return true;
+  return seq.past_kv != nullptr && seq.past_kv->length > 0 && seq.store->length == 0;
+}
+
 }  // namespace
 
 std::vector<float> RopeInverseFrequencies(const ModelConfig& config) {
@@ -233,9 +245,12 @@ absl::Status CpuForward::Run(std::span<const ForwardSequence> sequences) {
     const ForwardSequence& seq = sequences[s];
     const auto t = static_cast<int64_t>(seq.tokens.size());
     seq_offset_[s + 1] = seq_offset_[s] + t;
-    // Sequences without a persistent store attend in a per-layer scratch
-    // area: [nKV][past + T][d].
-    kv_offset_[s + 1] = kv_offset_[s] + (seq.store ? 0 : n_kv_ * (seq.past + t) * d_);
+    kv_offset_[s + 1] = kv_offset_[s] + (AttendsInScratch(seq) ? n_kv_ * (seq.past + t) * d_ : 0);
+    const int64_t prefix = seq.past_kv ? seq.past_kv->length : 0;
+    SR_CHECK(prefix <= seq.past);
+    SR_CHECK(seq.store ? seq.store->length == seq.past - prefix &&
+                             seq.store->capacity >= seq.past - prefix + t
+                       : seq.past == prefix);
     if (seq.past + t > rope_.max_positions) {
       return absl::InvalidArgumentError(
           absl::StrFormat("engine: sequence %d needs %d positions, max_tokens is %d", s,
@@ -266,7 +281,7 @@ absl::Status CpuForward::Run(std::span<const ForwardSequence> sequences) {
     }
   }
   for (const ForwardSequence& seq : sequences) {
-    if (seq.store) seq.store->length = seq.past + static_cast<int64_t>(seq.tokens.size());
+    if (seq.store) seq.store->length += static_cast<int64_t>(seq.tokens.size());
   }
   return absl::OkStatus();
 }
@@ -316,40 +331,59 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
   for (size_t s = 0; s < sequences.size(); ++s) {
     const ForwardSequence& seq = sequences[s];
     const auto t = static_cast<int64_t>(seq.tokens.size());
-    const int64_t total = seq.past + t;
+    const int64_t prefix = seq.past_kv ? seq.past_kv->length : 0;
+    const bool in_scratch = AttendsInScratch(seq);
+    // The area attention reads, head-major, holds positions from `first` on.
     float *k_area, *v_area;
-    int64_t head_stride;
-    if (seq.store) {
-      k_area = seq.store->k_layer(layer);
-      v_area = seq.store->v_layer(layer);
-      head_stride = seq.store->head_stride();
-    } else {
+    int64_t head_stride, first;
+    if (in_scratch) {
+      const int64_t total = seq.past + t;
       k_area = kv_scratch_.data() + 2 * kv_offset_[s];
       v_area = k_area + n_kv_ * total * d_;
       head_stride = total * d_;
-      if (seq.past > 0) {  // copy the prefix positions of this layer
+      first = 0;
+      if (prefix > 0) {  // copy the prefix positions of this layer
         const KvCache& src = *seq.past_kv;
         for (int64_t g = 0; g < n_kv_; ++g) {
           std::memcpy(k_area + g * head_stride, src.k_layer(layer) + g * src.head_stride(),
-                      static_cast<size_t>(seq.past * d_) * sizeof(float));
+                      static_cast<size_t>(prefix * d_) * sizeof(float));
           std::memcpy(v_area + g * head_stride, src.v_layer(layer) + g * src.head_stride(),
-                      static_cast<size_t>(seq.past * d_) * sizeof(float));
+                      static_cast<size_t>(prefix * d_) * sizeof(float));
         }
       }
+    } else {
+      k_area = seq.store->k_layer(layer);
+      v_area = seq.store->v_layer(layer);
+      head_stride = seq.store->head_stride();
+      first = prefix;
     }
-    // Scatter the new keys/values: token-major [T, nKV, d] -> head-major.
-    for (int64_t i = 0; i < t; ++i) {
-      const int64_t row = seq_offset_[s] + i;
-      for (int64_t g = 0; g < n_kv_; ++g) {
-        std::memcpy(k_area + g * head_stride + (seq.past + i) * d_, k + row * qkv_width_ + g * d_,
-                    static_cast<size_t>(d_) * sizeof(float));
-        std::memcpy(v_area + g * head_stride + (seq.past + i) * d_, v + row * qkv_width_ + g * d_,
-                    static_cast<size_t>(d_) * sizeof(float));
+    // Scatter the new keys/values, token-major [T, nKV, d] -> head-major at
+    // index `at` onwards; into the store too if attention reads scratch.
+    auto scatter = [&](float* k_dst, float* v_dst, int64_t stride, int64_t at) {
+      for (int64_t i = 0; i < t; ++i) {
+        const int64_t row = seq_offset_[s] + i;
+        for (int64_t g = 0; g < n_kv_; ++g) {
+          std::memcpy(k_dst + g * stride + (at + i) * d_, k + row * qkv_width_ + g * d_,
+                      static_cast<size_t>(d_) * sizeof(float));
+          std::memcpy(v_dst + g * stride + (at + i) * d_, v + row * qkv_width_ + g * d_,
+                      static_cast<size_t>(d_) * sizeof(float));
+        }
       }
+    };
+    scatter(k_area, v_area, head_stride, seq.past - first);
+    if (in_scratch && seq.store) {
+      scatter(seq.store->k_layer(layer), seq.store->v_layer(layer), seq.store->head_stride(),
+              seq.past - prefix);
     }
     cpu::AttentionShape shape;
     shape.tokens = t;
     shape.past = seq.past;
+    if (first > 0) {  // the shared prefix, read where it is
+      shape.prefix = first;
+      shape.prefix_k = seq.past_kv->k_layer(layer);
+      shape.prefix_v = seq.past_kv->v_layer(layer);
+      shape.prefix_head_stride = seq.past_kv->head_stride();
+    }
     shape.n_heads = n_heads_;
     shape.n_kv_heads = n_kv_;
     shape.head_dim = d_;
@@ -410,12 +444,14 @@ absl::Status CpuForward::FullLogits(const float* hidden, int64_t rows, float* lo
   return gemm_.Run(hidden, rows, h_, lm_head_packed_, logits, vocab_, false);
 }
 
-absl::Status CpuForward::LogSumExp(const float* hidden, int64_t rows, float* out) {
+absl::Status CpuForward::LogSumExp(const float* hidden, int64_t rows, float* out, int32_t* argmax) {
   Grow(logits_, rows * vocab_);
   SR_RETURN_IF_ERROR(FullLogits(hidden, rows, logits_.data()));
   for (int64_t r = 0; r < rows; ++r) {
     float* row = logits_.data() + r * vocab_;
-    const float max_logit = *std::max_element(row, row + vocab_);
+    const float* largest = std::max_element(row, row + vocab_);  // the first on ties
+    if (argmax != nullptr) argmax[r] = static_cast<int32_t>(largest - row);
+    const float max_logit = *largest;
     for (int64_t i = 0; i < vocab_; ++i) row[i] -= max_logit;
     cpu::Exp(row, row, static_cast<size_t>(vocab_));
     double sum = 0;  // 128k terms: summed in double

@@ -35,12 +35,19 @@
 namespace saferoute {
 
 // One sequence of a forward call.
+// Its keys/values: positions [0, prefix) in `past_kv` (a prefix shared by
+// many sequences; prefix = past_kv->length, 0 without one), positions
+// [prefix, past + T) in `store` at index position - prefix (a persistent
+// cache that already holds [prefix, past) and receives the new positions: a
+// prefix being computed, a sequence kept for decoding), or without a store
+// only in per-call scratch (then past == prefix). A decode step reads the
+// prefix where it is; a prefill attends over a per-layer copy (forward.cc,
+// AttendsInScratch).
 struct ForwardSequence {
   std::span<const int32_t> tokens;   // new tokens (>= 1), already validated < V
   int64_t past = 0;                  // positions before them (their positions start here)
-  const KvCache* past_kv = nullptr;  // source of the `past` positions (a prefix), or
-  KvCache* store = nullptr;          // a persistent cache that already holds `past`
-                                     // positions and receives the new ones (decode, prefix)
+  const KvCache* past_kv = nullptr;  // the shared prefix, or null
+  KvCache* store = nullptr;          // this sequence's own positions, or null
   std::vector<std::vector<float>>* layer_taps =
       nullptr;  // if set: [L][T*H] residual after each layer
 };
@@ -68,8 +75,9 @@ class CpuForward {
   // logits on the int8 path)
   absl::Status FullLogits(const float* hidden, int64_t rows, float* logits);
   // out[r] = log(sum_i exp(logits[r, i])) of FullLogits(hidden) without
-  // keeping the [rows, V] logits anywhere but in reused scratch.
-  absl::Status LogSumExp(const float* hidden, int64_t rows, float* out);
+  // keeping the [rows, V] logits anywhere but in reused scratch; and, if
+  // given, argmax[r] = the index of the largest logit (first on ties).
+  absl::Status LogSumExp(const float* hidden, int64_t rows, float* out, int32_t* argmax = nullptr);
 
   int num_threads() const { return num_threads_; }
   bool round_bf16() const { return round_bf16_; }

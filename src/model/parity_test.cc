@@ -428,6 +428,121 @@ TEST_P(ParityTest, GreedyDecodeIsArgmaxOfFullForwards) {
   }
 }
 
+// Greedy tokens by full forwards over the growing context (no cache at
+// all): up to `room` tokens, stopping after the first id in `stop_ids`.
+std::vector<int32_t> ArgmaxOfFullForwards(Engine& engine, std::vector<int32_t> context, int room,
+                                          std::span<const int32_t> stop_ids) {
+  std::vector<int32_t> generated;
+  while (static_cast<int>(generated.size()) < room) {
+    SequenceRequest r;
+    r.tokens = context;
+    r.logits = LogitsMode::kFull;
+    auto full = engine.Prefill({&r, 1});
+    EXPECT_TRUE(full.ok()) << full.status();
+    if (!full.ok()) break;
+    const std::vector<float>& logits = (*full)[0].logits;
+    const auto best =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    generated.push_back(best);
+    context.push_back(best);
+    if (std::find(stop_ids.begin(), stop_ids.end(), best) != stop_ids.end()) break;
+  }
+  return generated;
+}
+
+// The decode that continues a prefill's kept cache, batched over sequences of
+// different lengths (some sharing a prefix, read in place) with different
+// rooms, some stopping early: equals one sequence at a time and, on every
+// path, the argmax of full forwards (no cache) over the growing context. Keeping the cache does not
+// change the prefill's own results, and the first token costs no step.
+TEST_P(ParityTest, ContinuedDecodeBatchedEqualsOneAtATimeAndFullForwards) {
+  Fixture f = LoadFixture(GetParam());
+  ASSERT_TRUE(f.model);
+  const std::vector<int32_t>& long_seq = f.sequences[3];  // 33 tokens
+  ASSERT_GE(long_seq.size(), 10u);
+  const std::vector<int32_t> head(long_seq.begin(), long_seq.begin() + 5);
+  const std::vector<int32_t> tail(long_seq.begin() + 5, long_seq.end());
+  for (cpu::GemmPath path : AvailablePaths()) {
+    SCOPED_TRACE(cpu::GemmPathName(path));
+    auto engine = MakePathEngine(f, path);
+    ASSERT_TRUE(engine);
+    auto prefix = engine->ComputePrefix(head);
+    ASSERT_TRUE(prefix.ok()) << prefix.status();
+    struct Case {
+      std::vector<int32_t> tokens;  // after the prefix, if any
+      bool with_prefix;
+      int room;
+    };
+    const std::vector<Case> cases = {{f.sequences[2], false, 12},
+                                     {tail, true, 9},
+                                     {f.sequences[1], false, 1},
+                                     {f.sequences[2], true, 12},
+                                     {f.sequences[0], true, 5}};
+    // Full contexts, for the reference.
+    auto context = [&](const Case& c) {
+      std::vector<int32_t> all = c.with_prefix ? head : std::vector<int32_t>{};
+      all.insert(all.end(), c.tokens.begin(), c.tokens.end());
+      return all;
+    };
+    // A stop id from the middle of case 0's unstopped decode: case 0 stops
+    // early there, the others wherever it appears in theirs.
+    auto free_run = ArgmaxOfFullForwards(*engine, context(cases[0]), 12, {});
+    ASSERT_EQ(free_run.size(), 12u);
+    const std::vector<int32_t> stop_ids = {free_run[4]};
+
+    auto requests_for = [&](std::span<const Case> some, bool keep) {
+      std::vector<SequenceRequest> requests(some.size());
+      for (size_t i = 0; i < some.size(); ++i) {
+        requests[i].tokens = some[i].tokens;
+        if (some[i].with_prefix) requests[i].prefix = *prefix;
+        requests[i].logits = LogitsMode::kSelected;
+        requests[i].logit_ids = stop_ids;
+        requests[i].log_sum_exp = true;
+        requests[i].decode_tokens = keep ? some[i].room : 0;
+      }
+      return requests;
+    };
+    auto decode = [&](std::span<const Case> some) -> std::vector<std::vector<int32_t>> {
+      auto results = engine->Prefill(requests_for(some, true));
+      EXPECT_TRUE(results.ok()) << results.status();
+      if (!results.ok()) return {};
+      std::vector<std::shared_ptr<SequenceCache>> caches;
+      for (SequenceResult& r : *results) caches.push_back(std::move(r.cache));
+      auto generated = engine->ContinueGreedyDecode(caches, stop_ids);
+      EXPECT_TRUE(generated.ok()) << generated.status();
+      return generated.ok() ? std::move(*generated) : std::vector<std::vector<int32_t>>{};
+    };
+
+    const int64_t steps_before = engine->decode_steps();
+    const auto batched = decode(cases);
+    ASSERT_EQ(batched.size(), cases.size());
+    size_t longest = 0;
+    for (const auto& g : batched) longest = std::max(longest, g.size());
+    // One step per token after the first, all sequences in each step.
+    EXPECT_EQ(engine->decode_steps() - steps_before, static_cast<int64_t>(longest) - 1);
+    EXPECT_LE(batched[0].size(), 5u);  // stopped at the stop id (its 5th token or earlier)
+    EXPECT_EQ(batched[2].size(), 1u);  // room 1: the prefill's argmax alone
+
+    for (size_t i = 0; i < cases.size(); ++i) {
+      SCOPED_TRACE("case " + std::to_string(i));
+      EXPECT_EQ(decode({&cases[i], 1})[0], batched[i]);
+      EXPECT_EQ(batched[i],
+                ArgmaxOfFullForwards(*engine, context(cases[i]), cases[i].room, stop_ids));
+    }
+    // The prefill's own results do not depend on keeping the cache.
+    auto kept = engine->Prefill(requests_for(cases, true));
+    auto plain = engine->Prefill(requests_for(cases, false));
+    ASSERT_TRUE(kept.ok() && plain.ok());
+    for (size_t i = 0; i < cases.size(); ++i) {
+      EXPECT_EQ((*kept)[i].logits, (*plain)[i].logits) << i;
+      EXPECT_EQ((*kept)[i].log_sum_exp, (*plain)[i].log_sum_exp) << i;
+      EXPECT_EQ((*kept)[i].last_hidden, (*plain)[i].last_hidden) << i;
+      EXPECT_NE((*kept)[i].cache, nullptr);
+      EXPECT_EQ((*plain)[i].cache, nullptr);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, ParityTest, ::testing::ValuesIn(CaseNames()),
                          [](const auto& info) { return info.param; });
 
@@ -466,6 +581,41 @@ TEST(EngineErrors, RejectsBadRequests) {
   with_prefix.tokens = ok;
   with_prefix.prefix = *prefix;
   EXPECT_FALSE(engine->Prefill({&with_prefix, 1}).ok());
+  // Decode requests: a room past max_tokens, a negative room, caches that
+  // are missing, spent, or from another engine; errors name the index.
+  std::vector<int32_t> near_limit(500, 1);
+  SequenceRequest too_long;
+  too_long.tokens = near_limit;
+  too_long.decode_tokens = 13;
+  std::vector<SequenceRequest> pair(2);
+  pair[0].tokens = ok;
+  pair[1] = too_long;
+  auto refused = engine->Prefill(pair);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("request 1"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("to decode"), std::string::npos) << refused.status();
+  too_long.decode_tokens = -1;
+  EXPECT_FALSE(engine->Prefill({&too_long, 1}).ok());
+  SequenceRequest keep;
+  keep.tokens = ok;
+  keep.decode_tokens = 3;
+  auto kept = engine->Prefill({&keep, 1});
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  std::vector<std::shared_ptr<SequenceCache>> caches = {(*kept)[0].cache, nullptr};
+  auto missing = engine->ContinueGreedyDecode(caches, {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("sequence 1"), std::string::npos) << missing.status();
+  caches.pop_back();
+  ASSERT_TRUE(engine->ContinueGreedyDecode(caches, {}).ok());
+  auto spent = engine->ContinueGreedyDecode(caches, {});
+  ASSERT_FALSE(spent.ok());
+  EXPECT_NE(spent.status().message().find("already decoded"), std::string::npos) << spent.status();
+  auto other_kept = other->Prefill({&keep, 1});
+  ASSERT_TRUE(other_kept.ok());
+  auto foreign = engine->ContinueGreedyDecode({&(*other_kept)[0].cache, 1}, {});
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_NE(foreign.status().message().find("another"), std::string::npos) << foreign.status();
+
   // Selected logits equal the same entries of the full logits.
   std::vector<int32_t> ids = {0, 7, vocab - 1};
   SequenceRequest sel;
