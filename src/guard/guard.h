@@ -41,7 +41,7 @@ struct GuardRequest {
   std::optional<std::string> response;
   std::vector<Turn> conversation;
   std::optional<Policy> policy;
-  bool want_categories = false;  // run a short greedy decode for S-codes
+  bool want_categories = false;  // S-codes from a short greedy decode (unsafe verdicts only)
   bool want_feature = true;      // return the router feature
 };
 
@@ -49,6 +49,7 @@ struct GuardTimings {
   double tokenize_ms = 0;
   double forward_ms = 0;
   double decode_ms = 0;
+  int decode_steps = 0;  // forward passes the decode ran for this input (0: none ran)
 };
 
 struct GuardVerdict {
@@ -58,10 +59,11 @@ struct GuardVerdict {
   float p_safe_full = 0;    // full-vocabulary softmax probability of "safe"
   float logit_safe = 0;
   float logit_unsafe = 0;
-  // Categories from the greedy decode, e.g. {"S1","S10"}; only if asked.
+  // Categories from the greedy decode, e.g. {"S1","S10"}; only if asked and
+  // the verdict is unsafe (a safe verdict has none: no decode runs for it).
   std::vector<std::string> categories;
-  std::vector<int32_t> generated_ids;  // the greedy decode, if asked
-  // Set when a decode was asked for and its text did not parse as
+  std::vector<int32_t> generated_ids;  // the greedy decode, if one ran
+  // Set when a decode ran and its text did not parse as
   // "safe" / "unsafe\nS1,S2": the raw text is kept, nothing is guessed.
   std::optional<std::string> unparsed_output;
   std::vector<float> feature;  // final hidden state (after last norm) at the last position

@@ -1,7 +1,8 @@
 // LocalGuard: the guard format renders the prompt and appends its verdict
 // lead -> batched prefill over a cached policy prefix -> the verdict from the
-// format's verdict-token logits and the full-vocabulary log-sum-exp ->
-// optional greedy decode for categories, parsed by the format.
+// format's verdict-token logits and the full-vocabulary log-sum-exp -> for
+// unsafe verdicts that want categories, a batched greedy decode continuing
+// the prefill (its keys/values kept, not recomputed), parsed by the format.
 #include "guard/local_guard.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_join.h"
 #include "guard/guard_format.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -57,6 +59,12 @@ class LocalGuard : public Guard {
 
  private:
   absl::StatusOr<std::shared_ptr<const PrefixCache>> Prefix(const RenderedPrompt& rendered);
+  // Greedy decode of the unsafe verdicts verdicts[indexes[j]], continuing
+  // their classification pass (caches[j]) in one batch; parses categories.
+  absl::Status DecodeCategories(const std::vector<GuardRequest>& requests,
+                                std::span<const size_t> indexes,
+                                std::vector<std::shared_ptr<SequenceCache>> caches,
+                                std::vector<GuardVerdict>& verdicts);
 
   std::mutex prefix_mutex_;
   absl::flat_hash_map<std::string, std::shared_ptr<const PrefixCache>> prefixes_;  // by prefix text
@@ -134,6 +142,10 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
       seq.logits = LogitsMode::kSelected;
       seq.logit_ids = verdict_ids;
       seq.log_sum_exp = true;
+      // Categories come from a greedy decode that continues this pass (its
+      // keys/values kept; the policy prefix stays shared), if the verdict is
+      // unsafe.
+      if (requests[i].want_categories) seq.decode_tokens = options_.max_decode_tokens;
     }
     const auto start = Clock::now();
     auto results = engine_->Prefill(sequences);
@@ -142,6 +154,8 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
                                                                 ": ", results.status().message()));
     }
     const double forward_ms = MillisSince(start);
+    std::vector<size_t> unsafe;  // requests of this batch to decode
+    std::vector<std::shared_ptr<SequenceCache>> caches;
     for (size_t i = first; i < last; ++i) {
       SequenceResult& result = (*results)[i - first];
       GuardVerdict& v = verdicts[i];
@@ -151,37 +165,55 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
       ScoreVerdict(verdict_tokens, verdict_logits, result.log_sum_exp, v);
       v.unsafe = v.p_unsafe > options_.threshold;
       if (requests[i].want_feature) v.feature = std::move(result.last_hidden);
+      // A safe verdict has no categories: its keys/values go now.
+      if (result.cache && v.unsafe) {
+        unsafe.push_back(i);
+        caches.push_back(std::move(result.cache));
+      }
+      result.cache.reset();
+    }
+    if (!unsafe.empty()) {
+      SR_RETURN_IF_ERROR(DecodeCategories(requests, unsafe, std::move(caches), verdicts));
     }
   }
+  return verdicts;
+}
 
-  for (size_t i = 0; i < requests.size(); ++i) {
-    if (!requests[i].want_categories) continue;
-    const auto start = Clock::now();
-    const Prepared& p = prepared[i];
-    auto generated = engine_->GreedyDecode(std::span<const int32_t>(p.ids).subspan(p.prefix_tokens),
-                                           p.prefix, options_.max_decode_tokens, stop_ids_);
-    if (!generated.ok()) {
-      return absl::Status(generated.status().code(),
-                          absl::StrCat("request ", i, ": decode: ", generated.status().message()));
-    }
-    GuardVerdict& v = verdicts[i];
-    v.generated_ids = *generated;
+absl::Status LocalGuard::DecodeCategories(const std::vector<GuardRequest>& requests,
+                                          std::span<const size_t> indexes,
+                                          std::vector<std::shared_ptr<SequenceCache>> caches,
+                                          std::vector<GuardVerdict>& verdicts) {
+  const auto start = Clock::now();
+  auto generated = engine_->ContinueGreedyDecode(caches, stop_ids_);
+  caches.clear();  // the keys/values are not needed any more
+  if (!generated.ok()) {
+    return absl::Status(
+        generated.status().code(),
+        absl::StrCat(indexes.size() == 1 ? "request " : "requests ", absl::StrJoin(indexes, ", "),
+                     ": decode: ", generated.status().message()));
+  }
+  const double decode_ms = MillisSince(start);  // of all the batch's decodes together
+  for (size_t j = 0; j < indexes.size(); ++j) {
+    const GuardRequest& request = requests[indexes[j]];
+    GuardVerdict& v = verdicts[indexes[j]];
+    v.generated_ids = std::move((*generated)[j]);
+    v.timings.decode_ms = decode_ms;
+    v.timings.decode_steps = static_cast<int>(v.generated_ids.size()) - 1;
     // Parse the text without the stop token; the verdict lead was fed, so
     // the text starts at the verdict word.
-    std::vector<int32_t> text_ids = *generated;
+    std::vector<int32_t> text_ids = v.generated_ids;
     if (!text_ids.empty() &&
         std::find(stop_ids_.begin(), stop_ids_.end(), text_ids.back()) != stop_ids_.end()) {
       text_ids.pop_back();
     }
     auto text = format_->tokenizer().Decode(text_ids);
     // A decode that hit max_decode_tokens without a stop id is unparsed too.
-    const bool stopped = text_ids.size() < generated->size();
-    const Policy* policy = requests[i].policy.has_value() ? &*requests[i].policy : nullptr;
+    const bool stopped = text_ids.size() < v.generated_ids.size();
+    const Policy* policy = request.policy.has_value() ? &*request.policy : nullptr;
     ApplyDecodedOutput(*format_, text.ok() ? *text : std::string(), policy, text.ok() && stopped,
                        v);
-    v.timings.decode_ms = MillisSince(start);
   }
-  return verdicts;
+  return absl::OkStatus();
 }
 
 }  // namespace

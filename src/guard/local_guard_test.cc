@@ -1,6 +1,7 @@
 // LocalGuard end to end on the tiny full-vocabulary Llama Guard fixture
 // against HF (transformers, fp32): render -> tokenize -> forward -> verdict ->
-// greedy decode, for every 1B-layout prompt of the fixture.
+// greedy decode (for unsafe verdicts), for every 1B-layout prompt of the
+// fixture.
 #include "guard/local_guard.h"
 
 #include <fstream>
@@ -43,8 +44,7 @@ GuardRequest RequestOf(const Json& c) {
   return request;
 }
 
-std::unique_ptr<Guard> OpenFixtureGuard(int max_batch = 16) {
-  // One guard for all tests: loading the 128k-token tokenizer dominates.
+std::unique_ptr<Guard> OpenFixtureGuard(int max_batch = 16, double threshold = 0.5) {
   LocalGuardOptions options;
   options.model_dir = kModelDir;
   options.format = "llama-guard-3-1b";
@@ -52,13 +52,25 @@ std::unique_ptr<Guard> OpenFixtureGuard(int max_batch = 16) {
   options.engine.num_threads = 1;
   options.max_decode_tokens = 8;  // as HF's greedy_8
   options.max_batch = max_batch;
+  options.threshold = threshold;
   auto guard = OpenLocalGuard(options);
   EXPECT_TRUE(guard.ok()) << guard.status();
   return guard.ok() ? std::move(*guard) : nullptr;
 }
 
+// Shared by the tests (loading the 128k-token tokenizer dominates). With the
+// default threshold every verdict of the random fixture model is safe.
 Guard* SharedGuard() {
   static Guard* guard = OpenFixtureGuard().release();
+  return guard;
+}
+
+// The fixture's p_unsafe values lie in [0.195, 0.312]: at threshold 0.2 all
+// cases but the last (0.195) are unsafe, so they decode. Batches of 4: the
+// first all unsafe, the second one unsafe and one safe.
+constexpr double kDecodingThreshold = 0.2;
+Guard* DecodingGuard() {
+  static Guard* guard = OpenFixtureGuard(/*max_batch=*/4, kDecodingThreshold).release();
   return guard;
 }
 
@@ -113,7 +125,51 @@ TEST(LocalGuard, MatchesHfOnFixture) {
     const float* want = reinterpret_cast<const float*>(feature->data);
     for (int k = 0; k < 64; ++k) EXPECT_NEAR(v.feature[k], want[k], 1e-4) << "feature[" << k << "]";
 
-    EXPECT_EQ(v.generated_ids, c["greedy_8"].get<std::vector<int32_t>>());
+    // Every verdict is safe here: no decode ran, none is reported.
+    ASSERT_FALSE(v.unsafe);
+    EXPECT_TRUE(v.generated_ids.empty());
+    EXPECT_TRUE(v.categories.empty());
+    EXPECT_FALSE(v.unparsed_output.has_value());
+    EXPECT_EQ(v.timings.decode_steps, 0);
+    EXPECT_EQ(v.timings.decode_ms, 0);
+  }
+}
+
+// Unsafe verdicts decode: the batched decode, continuing the classification
+// pass, gives HF's greedy tokens; safe ones in the same batch run no step.
+// Each request alone (one-at-a-time decode) gives the same tokens.
+TEST(LocalGuard, UnsafeVerdictsDecodeAsHfGreedy) {
+  const Json expected = Expected();
+  const auto& cases = expected["cases"];
+  Guard* guard = DecodingGuard();
+  ASSERT_NE(guard, nullptr);
+  std::vector<GuardRequest> requests;
+  for (const auto& c : cases) requests.push_back(RequestOf(c));
+  auto verdicts = guard->Classify(requests);
+  ASSERT_TRUE(verdicts.ok()) << verdicts.status();
+
+  auto tokenizer = BpeTokenizer::Load(kModelDir + "/tokenizer.json");
+  ASSERT_TRUE(tokenizer.ok());
+  auto format = OpenGuardFormat("llama-guard-3-1b", std::move(*tokenizer));
+  ASSERT_TRUE(format.ok()) << format.status();
+  int unsafe = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE("case " + std::to_string(i));
+    const GuardVerdict& v = (*verdicts)[i];
+    const double p_unsafe = cases[i]["p_unsafe_two_way"].get<double>();
+    ASSERT_EQ(v.unsafe, p_unsafe > kDecodingThreshold);
+    if (!v.unsafe) {
+      EXPECT_TRUE(v.generated_ids.empty());
+      EXPECT_EQ(v.timings.decode_steps, 0);
+      EXPECT_EQ(v.timings.decode_ms, 0);
+      continue;
+    }
+    ++unsafe;
+    const auto want = cases[i]["greedy_8"].get<std::vector<int32_t>>();
+    EXPECT_EQ(v.generated_ids, want);
+    // The first token is the verdict position's argmax: no step for it.
+    EXPECT_EQ(v.timings.decode_steps, static_cast<int>(want.size()) - 1);
+    EXPECT_GT(v.timings.decode_ms, 0);
     // Random weights: the decode is not a verdict, and must be reported as such.
     auto text = (*format)->tokenizer().Decode(v.generated_ids);
     const Policy* policy = requests[i].policy ? &*requests[i].policy : nullptr;
@@ -121,7 +177,12 @@ TEST(LocalGuard, MatchesHfOnFixture) {
       ASSERT_TRUE(v.unparsed_output.has_value());
       EXPECT_TRUE(v.categories.empty());
     }
+    auto alone = guard->Classify({requests[i]});
+    ASSERT_TRUE(alone.ok()) << alone.status();
+    EXPECT_EQ((*alone)[0].generated_ids, v.generated_ids);
+    EXPECT_EQ((*alone)[0].unparsed_output, v.unparsed_output);
   }
+  EXPECT_EQ(unsafe, static_cast<int>(cases.size()) - 1);  // the premise of the test
 }
 
 TEST(LocalGuard, BatchingAndConcurrencyDoNotChangeResults) {
@@ -167,6 +228,7 @@ TEST(LocalGuard, BadRequestsNameIndexAndLimit) {
   std::vector<GuardRequest> requests(2);
   requests[0].prompt = "hello";
   for (int i = 0; i < 4200; ++i) requests[1].prompt += " word";  // > 4096 tokens
+  for (GuardRequest& r : requests) r.want_categories = true;
   auto status = guard->Classify(requests).status();
   EXPECT_TRUE(absl::IsOutOfRange(status)) << status;
   EXPECT_NE(status.message().find("request 1"), std::string::npos) << status;
