@@ -58,13 +58,37 @@ class LocalGuard : public Guard {
   std::vector<int32_t> stop_ids_;  // the format's and config.json's eos ids
 
  private:
+  // A request rendered for its verdict.
+  struct Prepared {
+    std::vector<int32_t> ids;  // rendered prompt + verdict position
+    size_t prefix_tokens = 0;
+    std::shared_ptr<const PrefixCache> prefix;
+
+    std::span<const int32_t> own_tokens() const {  // what the prefill feeds after the prefix
+      return std::span<const int32_t>(ids).subspan(prefix_tokens);
+    }
+  };
+
   absl::StatusOr<std::shared_ptr<const PrefixCache>> Prefix(const RenderedPrompt& rendered);
+  // Memory the keys/values kept for the decode of `p` take.
+  int64_t KeptBytes(const Prepared& p) const {
+    return (static_cast<int64_t>(p.own_tokens().size()) + options_.max_decode_tokens) *
+           engine_->kept_kv_bytes_per_position();
+  }
   // Greedy decode of the unsafe verdicts verdicts[indexes[j]], continuing
-  // their classification pass (caches[j]) in one batch; parses categories.
+  // their prefill (caches[j]) in one batch; parses categories. decode_ms
+  // counts from `start`.
   absl::Status DecodeCategories(const std::vector<GuardRequest>& requests,
                                 std::span<const size_t> indexes,
                                 std::vector<std::shared_ptr<SequenceCache>> caches,
-                                std::vector<GuardVerdict>& verdicts);
+                                Clock::time_point start, std::vector<GuardVerdict>& verdicts);
+  // For unsafe verdicts whose classification pass kept no keys/values (over
+  // max_kept_kv_bytes): prefills them again, keeping them, in groups within
+  // that budget, and decodes each group.
+  absl::Status PrefillAndDecodeCategories(const std::vector<GuardRequest>& requests,
+                                          std::span<const Prepared> prepared,
+                                          std::span<const size_t> indexes,
+                                          std::vector<GuardVerdict>& verdicts);
 
   std::mutex prefix_mutex_;
   absl::flat_hash_map<std::string, std::shared_ptr<const PrefixCache>> prefixes_;  // by prefix text
@@ -89,11 +113,6 @@ absl::StatusOr<std::shared_ptr<const PrefixCache>> LocalGuard::Prefix(
 
 absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
     const std::vector<GuardRequest>& requests) {
-  struct Prepared {
-    std::vector<int32_t> ids;  // rendered prompt + verdict position
-    size_t prefix_tokens = 0;
-    std::shared_ptr<const PrefixCache> prefix;
-  };
   std::vector<Prepared> prepared(requests.size());
   std::vector<GuardVerdict> verdicts(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -132,9 +151,10 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
   for (size_t first = 0; first < requests.size(); first += batch) {
     const size_t last = std::min(requests.size(), first + batch);
     std::vector<SequenceRequest> sequences(last - first);
+    int64_t kept_bytes = 0;
     for (size_t i = first; i < last; ++i) {
       SequenceRequest& seq = sequences[i - first];
-      seq.tokens = std::span<const int32_t>(prepared[i].ids).subspan(prepared[i].prefix_tokens);
+      seq.tokens = prepared[i].own_tokens();
       seq.prefix = prepared[i].prefix;
       // The two verdict logits, and for p_unsafe_full the log-sum-exp over
       // the vocabulary (the engine's one pass over the LM head for the whole
@@ -144,8 +164,12 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
       seq.log_sum_exp = true;
       // Categories come from a greedy decode that continues this pass (its
       // keys/values kept; the policy prefix stays shared), if the verdict is
-      // unsafe.
-      if (requests[i].want_categories) seq.decode_tokens = options_.max_decode_tokens;
+      // unsafe and the batch's kept keys/values stay within the budget.
+      if (requests[i].want_categories &&
+          kept_bytes + KeptBytes(prepared[i]) <= options_.max_kept_kv_bytes) {
+        seq.decode_tokens = options_.max_decode_tokens;
+        kept_bytes += KeptBytes(prepared[i]);
+      }
     }
     const auto start = Clock::now();
     auto results = engine_->Prefill(sequences);
@@ -154,8 +178,9 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
                                                                 ": ", results.status().message()));
     }
     const double forward_ms = MillisSince(start);
-    std::vector<size_t> unsafe;  // requests of this batch to decode
+    std::vector<size_t> unsafe;  // requests of this batch to decode from their kept cache
     std::vector<std::shared_ptr<SequenceCache>> caches;
+    std::vector<size_t> again;  // and those to prefill again for it (over the budget)
     for (size_t i = first; i < last; ++i) {
       SequenceResult& result = (*results)[i - first];
       GuardVerdict& v = verdicts[i];
@@ -166,24 +191,69 @@ absl::StatusOr<std::vector<GuardVerdict>> LocalGuard::Classify(
       v.unsafe = v.p_unsafe > options_.threshold;
       if (requests[i].want_feature) v.feature = std::move(result.last_hidden);
       // A safe verdict has no categories: its keys/values go now.
-      if (result.cache && v.unsafe) {
-        unsafe.push_back(i);
-        caches.push_back(std::move(result.cache));
+      if (v.unsafe && requests[i].want_categories) {
+        if (result.cache) {
+          unsafe.push_back(i);
+          caches.push_back(std::move(result.cache));
+        } else {
+          again.push_back(i);
+        }
       }
       result.cache.reset();
     }
     if (!unsafe.empty()) {
-      SR_RETURN_IF_ERROR(DecodeCategories(requests, unsafe, std::move(caches), verdicts));
+      SR_RETURN_IF_ERROR(
+          DecodeCategories(requests, unsafe, std::move(caches), Clock::now(), verdicts));
+    }
+    if (!again.empty()) {
+      SR_RETURN_IF_ERROR(PrefillAndDecodeCategories(requests, prepared, again, verdicts));
     }
   }
   return verdicts;
 }
 
+absl::Status LocalGuard::PrefillAndDecodeCategories(const std::vector<GuardRequest>& requests,
+                                                    std::span<const Prepared> prepared,
+                                                    std::span<const size_t> indexes,
+                                                    std::vector<GuardVerdict>& verdicts) {
+  size_t begin = 0;
+  while (begin < indexes.size()) {
+    // The group: at least one request, then as many as the budget takes.
+    size_t end = begin + 1;
+    int64_t bytes = KeptBytes(prepared[indexes[begin]]);
+    while (end < indexes.size() &&
+           bytes + KeptBytes(prepared[indexes[end]]) <= options_.max_kept_kv_bytes) {
+      bytes += KeptBytes(prepared[indexes[end++]]);
+    }
+    const std::span<const size_t> group = indexes.subspan(begin, end - begin);
+    const auto start = Clock::now();
+    std::vector<SequenceRequest> sequences(group.size());
+    for (size_t j = 0; j < group.size(); ++j) {
+      sequences[j].tokens = prepared[group[j]].own_tokens();
+      sequences[j].prefix = prepared[group[j]].prefix;
+      sequences[j].logits = LogitsMode::kNone;
+      sequences[j].decode_tokens = options_.max_decode_tokens;
+    }
+    auto results = engine_->Prefill(sequences);
+    if (!results.ok()) {
+      return absl::Status(results.status().code(),
+                          absl::StrCat("requests ", absl::StrJoin(group, ", "),
+                                       ": decode prefill: ", results.status().message()));
+    }
+    std::vector<std::shared_ptr<SequenceCache>> caches;
+    for (SequenceResult& result : *results) caches.push_back(std::move(result.cache));
+    results->clear();
+    SR_RETURN_IF_ERROR(DecodeCategories(requests, group, std::move(caches), start, verdicts));
+    begin = end;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status LocalGuard::DecodeCategories(const std::vector<GuardRequest>& requests,
                                           std::span<const size_t> indexes,
                                           std::vector<std::shared_ptr<SequenceCache>> caches,
+                                          Clock::time_point start,
                                           std::vector<GuardVerdict>& verdicts) {
-  const auto start = Clock::now();
   auto generated = engine_->ContinueGreedyDecode(caches, stop_ids_);
   caches.clear();  // the keys/values are not needed any more
   if (!generated.ok()) {
@@ -222,6 +292,10 @@ absl::StatusOr<std::unique_ptr<Guard>> OpenLocalGuard(const LocalGuardOptions& o
   if (options.max_input_tokens < 1 || options.max_decode_tokens < 1 || options.max_batch < 1) {
     return absl::InvalidArgumentError(
         "local guard: max_input_tokens, max_decode_tokens and max_batch must be >= 1");
+  }
+  if (options.max_kept_kv_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local guard: max_kept_kv_bytes ", options.max_kept_kv_bytes, " < 0"));
   }
   if (!(options.threshold >= 0 && options.threshold <= 1)) {
     return absl::InvalidArgumentError(

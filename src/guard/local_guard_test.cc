@@ -4,13 +4,17 @@
 // fixture.
 #include "guard/local_guard.h"
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "cpu/dispatch.h"
 #include "gtest/gtest.h"
 #include "guard/guard_format.h"
 #include "io/safetensors.h"
+#include "model/engine.h"
+#include "model/weights.h"
 #include "nlohmann/json.hpp"
 
 namespace saferoute {
@@ -19,6 +23,7 @@ namespace {
 using Json = nlohmann::json;
 const std::string kGuardDir = std::string(SAFEROUTE_SHARED_DIR) + "/fixtures/guard/";
 const std::string kModelDir = kGuardDir + "llama_guard_tiny_fullvocab_bf16";
+constexpr int kDecodeTokens = 8;  // as HF's greedy_8
 
 Json Expected() {
   std::ifstream in(kGuardDir + "llama_guard_tiny_fullvocab_bf16_expected.json");
@@ -44,15 +49,30 @@ GuardRequest RequestOf(const Json& c) {
   return request;
 }
 
-std::unique_ptr<Guard> OpenFixtureGuard(int max_batch = 16, double threshold = 0.5) {
+struct GuardSetup {
+  int max_batch = 16;
+  double threshold = 0.5;
+  int64_t max_kept_kv_bytes = LocalGuardOptions().max_kept_kv_bytes;
+  cpu::GemmPath path = cpu::GemmPath::kFp32;
+};
+
+absl::StatusOr<std::unique_ptr<GuardFormat>> OpenFixtureFormat() {
+  auto tokenizer = BpeTokenizer::Load(kModelDir + "/tokenizer.json");
+  if (!tokenizer.ok()) return tokenizer.status();
+  return OpenGuardFormat("llama-guard-3-1b", std::move(*tokenizer));
+}
+
+std::unique_ptr<Guard> OpenFixtureGuard(const GuardSetup& setup = {}) {
   LocalGuardOptions options;
   options.model_dir = kModelDir;
   options.format = "llama-guard-3-1b";
-  options.engine.precision = Precision::kFp32;
+  options.engine.precision = cpu::PathPrecision(setup.path);
+  options.engine.force_path = setup.path;
   options.engine.num_threads = 1;
-  options.max_decode_tokens = 8;  // as HF's greedy_8
-  options.max_batch = max_batch;
-  options.threshold = threshold;
+  options.max_decode_tokens = kDecodeTokens;
+  options.max_batch = setup.max_batch;
+  options.threshold = setup.threshold;
+  options.max_kept_kv_bytes = setup.max_kept_kv_bytes;
   auto guard = OpenLocalGuard(options);
   EXPECT_TRUE(guard.ok()) << guard.status();
   return guard.ok() ? std::move(*guard) : nullptr;
@@ -69,8 +89,14 @@ Guard* SharedGuard() {
 // cases but the last (0.195) are unsafe, so they decode. Batches of 4: the
 // first all unsafe, the second one unsafe and one safe.
 constexpr double kDecodingThreshold = 0.2;
+GuardSetup DecodingSetup() {
+  GuardSetup setup;
+  setup.max_batch = 4;
+  setup.threshold = kDecodingThreshold;
+  return setup;
+}
 Guard* DecodingGuard() {
-  static Guard* guard = OpenFixtureGuard(/*max_batch=*/4, kDecodingThreshold).release();
+  static Guard* guard = OpenFixtureGuard(DecodingSetup()).release();
   return guard;
 }
 
@@ -135,22 +161,16 @@ TEST(LocalGuard, MatchesHfOnFixture) {
   }
 }
 
-// Unsafe verdicts decode: the batched decode, continuing the classification
-// pass, gives HF's greedy tokens; safe ones in the same batch run no step.
-// Each request alone (one-at-a-time decode) gives the same tokens.
-TEST(LocalGuard, UnsafeVerdictsDecodeAsHfGreedy) {
+void ExpectUnsafeVerdictsDecodeAsHfGreedy(Guard* guard) {
   const Json expected = Expected();
   const auto& cases = expected["cases"];
-  Guard* guard = DecodingGuard();
   ASSERT_NE(guard, nullptr);
   std::vector<GuardRequest> requests;
   for (const auto& c : cases) requests.push_back(RequestOf(c));
   auto verdicts = guard->Classify(requests);
   ASSERT_TRUE(verdicts.ok()) << verdicts.status();
 
-  auto tokenizer = BpeTokenizer::Load(kModelDir + "/tokenizer.json");
-  ASSERT_TRUE(tokenizer.ok());
-  auto format = OpenGuardFormat("llama-guard-3-1b", std::move(*tokenizer));
+  auto format = OpenFixtureFormat();
   ASSERT_TRUE(format.ok()) << format.status();
   int unsafe = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -183,6 +203,92 @@ TEST(LocalGuard, UnsafeVerdictsDecodeAsHfGreedy) {
     EXPECT_EQ((*alone)[0].unparsed_output, v.unparsed_output);
   }
   EXPECT_EQ(unsafe, static_cast<int>(cases.size()) - 1);  // the premise of the test
+}
+
+// Unsafe verdicts decode: the batched decode, continuing the classification
+// pass, gives HF's greedy tokens; safe ones in the same batch run no step.
+// Each request alone (one-at-a-time decode) gives the same tokens. The same
+// with no room for kept keys/values (every unsafe verdict prefilled again).
+TEST(LocalGuard, UnsafeVerdictsDecodeAsHfGreedy) {
+  GuardSetup no_room = DecodingSetup();
+  no_room.max_kept_kv_bytes = 0;
+  const std::unique_ptr<Guard> prefilled_again = OpenFixtureGuard(no_room);
+  for (Guard* guard : {DecodingGuard(), prefilled_again.get()}) {
+    SCOPED_TRACE(guard == DecodingGuard() ? "kept keys/values" : "prefilled again");
+    ExpectUnsafeVerdictsDecodeAsHfGreedy(guard);
+  }
+}
+
+// On every GEMM path this CPU runs, in mixed batches (budget room for some of
+// the kept keys/values, the rest prefilled again): an unsafe verdict's decode
+// equals the engine's one-at-a-time greedy decode of the whole prompt (no
+// prefix; parity_test checks it against full forwards); safe verdicts have
+// none.
+TEST(LocalGuard, UnsafeVerdictsDecodeAsOneAtATimeOnEveryPath) {
+  const Json expected = Expected();
+  std::vector<GuardRequest> requests;
+  for (const auto& c : expected["cases"]) requests.push_back(RequestOf(c));
+  auto format = OpenFixtureFormat();
+  ASSERT_TRUE(format.ok()) << format.status();
+  auto model = LoadModel(kModelDir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelConfig& config = (*model)->config();
+  std::vector<int32_t> stop_ids = config.eos_token_ids;
+  for (int32_t id : (*format)->stop_ids()) stop_ids.push_back(id);
+  // Room for about two requests' keys/values per batch.
+  const int64_t per_position =
+      2 * config.num_layers * config.num_kv_heads * config.head_dim * int64_t{sizeof(float)};
+  const auto first = RenderForVerdict(**format, requests[0]);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const int64_t two_requests =
+      2 * per_position *
+      static_cast<int64_t>(first->ids.size() - first->prefix_tokens + kDecodeTokens);
+
+  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
+  for (cpu::GemmPath path : {cpu::GemmPath::kFp32, cpu::GemmPath::kBf16Widened,
+                             cpu::GemmPath::kBf16Native, cpu::GemmPath::kInt8}) {
+    if (!cpu::ChoosePath(cpu::PathPrecision(path), support, path).ok()) {
+      std::printf("path %s skipped: not available on this CPU (%s)\n", cpu::GemmPathName(path),
+                  cpu::DescribePath(path, support).c_str());
+      continue;
+    }
+    SCOPED_TRACE(cpu::GemmPathName(path));
+    GuardSetup setup;
+    setup.max_batch = 4;
+    setup.threshold = 0.24;  // HF: cases 1, 2, 4 unsafe (p >= 0.25), 0, 3, 5 safe (p <= 0.22)
+    setup.max_kept_kv_bytes = two_requests;
+    setup.path = path;
+    const std::unique_ptr<Guard> guard = OpenFixtureGuard(setup);
+    ASSERT_NE(guard, nullptr);
+    auto verdicts = guard->Classify(requests);
+    ASSERT_TRUE(verdicts.ok()) << verdicts.status();
+    EngineOptions engine_options;
+    engine_options.precision = cpu::PathPrecision(path);
+    engine_options.force_path = path;
+    engine_options.num_threads = 1;
+    auto engine = Engine::Create(*model, engine_options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    int unsafe = 0;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      SCOPED_TRACE("case " + std::to_string(i));
+      const GuardVerdict& v = (*verdicts)[i];
+      if (!v.unsafe) {
+        EXPECT_TRUE(v.generated_ids.empty());
+        EXPECT_EQ(v.timings.decode_steps, 0);
+        continue;
+      }
+      ++unsafe;
+      auto rendered = RenderForVerdict(**format, requests[i]);
+      ASSERT_TRUE(rendered.ok()) << rendered.status();
+      auto want = (*engine)->GreedyDecode(rendered->ids, nullptr, kDecodeTokens, stop_ids);
+      ASSERT_TRUE(want.ok()) << want.status();
+      EXPECT_EQ(v.generated_ids, *want);
+      EXPECT_EQ(v.timings.decode_steps, static_cast<int>(want->size()) - 1);
+    }
+    // The premise: both kinds in the batches.
+    EXPECT_GT(unsafe, 0);
+    EXPECT_LT(unsafe, static_cast<int>(requests.size()));
+  }
 }
 
 TEST(LocalGuard, BatchingAndConcurrencyDoNotChangeResults) {

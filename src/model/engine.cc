@@ -91,6 +91,10 @@ EngineCompute Engine::compute() const {
   return {cpu::GemmPathName(path()), cpu::PathImplementation(path(), support), support.isa};
 }
 size_t Engine::packed_weight_bytes() const { return impl_->forward->packed_weight_bytes(); }
+int64_t Engine::kept_kv_bytes_per_position() const {
+  const ModelConfig& c = impl_->model->config();
+  return 2 * c.num_layers * c.num_kv_heads * c.head_dim * int64_t{sizeof(float)};  // keys + values
+}
 
 absl::StatusOr<std::vector<SequenceResult>> Engine::Prefill(
     std::span<const SequenceRequest> requests) {

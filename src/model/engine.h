@@ -145,6 +145,8 @@ class Engine {
   // Bytes of weights this engine holds itself (packed copies; 0 on the
   // widened paths, which read the checkpoint's memory).
   size_t packed_weight_bytes() const;
+  // Bytes a kept cache (SequenceRequest::decode_tokens) takes per position.
+  int64_t kept_kv_bytes_per_position() const;
 
  private:
   struct Impl;
