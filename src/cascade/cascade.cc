@@ -82,6 +82,41 @@ absl::string_view ShadowOutcomeName(ShadowOutcome outcome) {
   return "unknown";
 }
 
+absl::StatusOr<std::shared_ptr<const Cascade::Routing>> Cascade::MakeRouting(
+    RoutingSettings settings, const SmallGuardInfo& small) {
+  if (!(settings.max_escalation_share > 0 && settings.max_escalation_share <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "escalation budget share ", settings.max_escalation_share, " is outside (0, 1]"));
+  }
+  auto routing = std::make_shared<Routing>();
+  routing->base_threshold = settings.router_threshold;
+  if (settings.router != nullptr) {
+    const Router& router = *settings.router;
+    absl::Status source = router.CheckFeatureSource(small.fingerprint, small.feature_dim);
+    if (!source.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("router does not fit small guard ", small.name, ": ", source.message()));
+    }
+    if (routing->base_threshold < 0) routing->base_threshold = router.threshold();
+    if (settings.max_escalation_share < 1) {
+      absl::StatusOr<double> table_threshold =
+          router.ThresholdForShare(settings.max_escalation_share);
+      if (!table_threshold.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "escalation budget ", settings.max_escalation_share,
+            " needs the router's calibration table: ", table_threshold.status().message()));
+      }
+      routing->budget = std::make_shared<EscalationBudget>(
+          EscalationBudgetOptions{.max_share = settings.max_escalation_share,
+                                  .table_threshold = *table_threshold,
+                                  .window_seconds = settings.budget_window_seconds});
+    }
+  }
+  routing->router = settings.router;
+  routing->settings = std::move(settings);
+  return std::shared_ptr<const Routing>(std::move(routing));
+}
+
 absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guard& small_guard,
                                                          CascadeOptions options) {
   SR_CHECK(parts.small != nullptr);
@@ -89,42 +124,51 @@ absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guar
     return absl::InvalidArgumentError(
         absl::StrCat("shadow fraction ", options.shadow_fraction, " is outside [0, 1]"));
   }
-  if (!(options.max_escalation_share > 0 && options.max_escalation_share <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "escalation budget share ", options.max_escalation_share, " is outside (0, 1]"));
-  }
-  double base_threshold = options.router_threshold;
-  std::optional<EscalationBudgetOptions> budget;
-  if (parts.router != nullptr) {
-    absl::Status source =
-        parts.router->CheckFeatureSource(small_guard.fingerprint(), small_guard.feature_dim());
-    if (!source.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "router does not fit small guard ", small_guard.name(), ": ", source.message()));
-    }
-    if (base_threshold < 0) base_threshold = parts.router->threshold();
-    if (options.max_escalation_share < 1) {
-      absl::StatusOr<double> table_threshold =
-          parts.router->ThresholdForShare(options.max_escalation_share);
-      if (!table_threshold.ok()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "escalation budget ", options.max_escalation_share,
-            " needs the router's calibration table: ", table_threshold.status().message()));
-      }
-      budget = EscalationBudgetOptions{.max_share = options.max_escalation_share,
-                                       .table_threshold = *table_threshold,
-                                       .window_seconds = options.budget_window_seconds};
-    }
-  }
-  return std::unique_ptr<Cascade>(new Cascade(parts, options, base_threshold, budget));
+  SmallGuardInfo small{.fingerprint = small_guard.fingerprint(),
+                       .name = small_guard.name(),
+                       .feature_dim = small_guard.feature_dim()};
+  // The router given here is borrowed: a shared_ptr that owns nothing.
+  std::shared_ptr<const Router> router(std::shared_ptr<const Router>(), parts.router);
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const Routing> routing,
+                      MakeRouting({.router = std::move(router),
+                                   .router_threshold = options.router_threshold,
+                                   .max_escalation_share = options.max_escalation_share,
+                                   .budget_window_seconds = options.budget_window_seconds},
+                                  small));
+  return std::unique_ptr<Cascade>(
+      new Cascade(parts, std::move(options), std::move(small), std::move(routing)));
 }
 
-Cascade::Cascade(Parts parts, CascadeOptions options, double base_threshold,
-                 std::optional<EscalationBudgetOptions> budget)
-    : parts_(parts), options_(options), base_threshold_(base_threshold) {
+Cascade::Cascade(Parts parts, CascadeOptions options, SmallGuardInfo small,
+                 std::shared_ptr<const Routing> routing)
+    : parts_(parts), options_(options), small_(std::move(small)), routing_(std::move(routing)) {
   if (parts_.observer == nullptr) parts_.observer = &null_observer_;
-  if (budget) budget_ = std::make_unique<EscalationBudget>(*budget);
   rng_.seed(options_.shadow_seed != 0 ? options_.shadow_seed : std::random_device{}());
+}
+
+std::shared_ptr<const Cascade::Routing> Cascade::routing() const {
+  std::lock_guard lock(routing_mu_);
+  return routing_;
+}
+
+double Cascade::base_threshold() const { return routing()->base_threshold; }
+
+absl::Status Cascade::Reconfigure(RoutingSettings settings) {
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const Routing> next,
+                      MakeRouting(std::move(settings), small_));
+  std::lock_guard lock(routing_mu_);
+  const RoutingSettings& before = routing_->settings;
+  if (next->router == routing_->router &&
+      next->settings.max_escalation_share == before.max_escalation_share &&
+      next->settings.budget_window_seconds == before.budget_window_seconds &&
+      routing_->budget != nullptr) {
+    // Same router and cap: the budget keeps its window.
+    auto same = std::make_shared<Routing>(*next);
+    same->budget = routing_->budget;
+    next = std::move(same);
+  }
+  routing_ = std::move(next);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::optional<ScheduledResult>>> Cascade::RunStage(
@@ -208,9 +252,14 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     const std::vector<GuardRequest>& inputs, Clock::time_point deadline) {
   const Clock::time_point start = Clock::now();
   CascadeObserver& observer = *parts_.observer;
+  // One routing snapshot for the whole call (a reload may publish another).
+  const std::shared_ptr<const Routing> routing = this->routing();
+  const Router* router = routing->router.get();
+  EscalationBudget* budget = routing->budget.get();
+  const double base_threshold = routing->base_threshold;
   std::vector<GuardRequest> small_inputs = inputs;
   for (GuardRequest& r : small_inputs) {
-    r.want_feature = parts_.router != nullptr;
+    r.want_feature = router != nullptr;
     r.want_categories = options_.want_categories;
   }
   SR_ASSIGN_OR_RETURN(std::vector<std::optional<ScheduledResult>> small_results,
@@ -241,22 +290,22 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     d.latency.small_ms = small.guard_ms;
     observer.OnStage(CascadeStage::kSmall, small.queue_ms, small.guard_ms);
 
-    d.router_threshold = base_threshold_;
-    if (parts_.router == nullptr) {
+    d.router_threshold = base_threshold;
+    if (router == nullptr) {
       d.routing_reason = "no_router";
     } else {
       const Clock::time_point router_start = Clock::now();
-      if (static_cast<int>(verdict.feature.size()) != parts_.router->feature_dim()) {
+      if (static_cast<int>(verdict.feature.size()) != router->feature_dim()) {
         return absl::InternalError(absl::StrFormat(
             "input %d: small guard returned a feature of %d floats, the router reads %d", i,
-            verdict.feature.size(), parts_.router->feature_dim()));
+            verdict.feature.size(), router->feature_dim()));
       }
-      const float score = parts_.router->Score(verdict.feature);
+      const float score = router->Score(verdict.feature);
       d.router_score = score;
-      bool escalate = score > base_threshold_;
+      bool escalate = score > base_threshold;
       d.routing_reason = escalate ? "router" : "below_threshold";
-      if (budget_ != nullptr) {
-        EscalationBudget::Decision b = budget_->Decide(score, base_threshold_, Clock::now());
+      if (budget != nullptr) {
+        EscalationBudget::Decision b = budget->Decide(score, base_threshold, Clock::now());
         d.router_threshold = b.threshold;
         if (escalate && !b.escalate) d.routing_reason = "budget_capped";
         escalate = b.escalate;
@@ -271,7 +320,7 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     }
     observer.OnRouting(
         d.router_score,
-        parts_.router != nullptr ? std::optional<double>(d.latency.router_ms) : std::nullopt,
+        router != nullptr ? std::optional<double>(d.latency.router_ms) : std::nullopt,
         d.routing_reason);
   }
   {
@@ -279,7 +328,7 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     if (routed > 0) {
       const uint64_t escalated = escalated_ += to_escalate.size();
       std::optional<double> window;
-      if (budget_ != nullptr) window = budget_->WindowShare(Clock::now());
+      if (budget != nullptr) window = budget->WindowShare(Clock::now());
       observer.OnEscalationShare(static_cast<double>(escalated) / routed, window);
     }
   }

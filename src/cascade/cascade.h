@@ -112,6 +112,15 @@ class CascadeObserver {
   virtual void OnDecision(const CascadeDecision& decision) {}
 };
 
+// The routing that SIGHUP may replace while the cascade runs: the router and
+// the escalation settings (CascadeOptions' fields of the same names).
+struct RoutingSettings {
+  std::shared_ptr<const Router> router;  // null: nothing escalates
+  double router_threshold = -1;          // ε; < 0: the router's own
+  double max_escalation_share = 1;
+  double budget_window_seconds = 60;
+};
+
 class Cascade {
  public:
   struct Parts {
@@ -133,12 +142,36 @@ class Cascade {
   absl::StatusOr<std::vector<CascadeDecision>> Decide(const std::vector<GuardRequest>& inputs,
                                                       Clock::time_point deadline);
 
+  // Replaces the router and the escalation settings for every Decide() that
+  // starts afterwards; the ones running finish with the settings they began
+  // with (each reads one snapshot), so nothing is dropped or mixed. Checked
+  // as Create() checks them (the router must read this small guard's
+  // features; a cap needs its calibration table); on error nothing changes.
+  // A changed cap, window or router starts a fresh budget window.
+  absl::Status Reconfigure(RoutingSettings settings);
+
   const CascadeOptions& options() const { return options_; }
-  double base_threshold() const { return base_threshold_; }
+  double base_threshold() const;
 
  private:
-  Cascade(Parts parts, CascadeOptions options, double base_threshold,
-          std::optional<EscalationBudgetOptions> budget);
+  // One routing snapshot (immutable once published; the budget inside keeps
+  // its own thread-safe window).
+  struct Routing {
+    std::shared_ptr<const Router> router;
+    double base_threshold = 0;
+    std::shared_ptr<EscalationBudget> budget;  // null: no cap
+    RoutingSettings settings;                  // as given
+  };
+  struct SmallGuardInfo {
+    std::string fingerprint, name;
+    int feature_dim = 0;
+  };
+  static absl::StatusOr<std::shared_ptr<const Routing>> MakeRouting(RoutingSettings settings,
+                                                                    const SmallGuardInfo& small);
+  std::shared_ptr<const Routing> routing() const;
+
+  Cascade(Parts parts, CascadeOptions options, SmallGuardInfo small,
+          std::shared_ptr<const Routing> routing);
   // Runs `inputs` through `scheduler`; results[i] empty if not done by the deadline.
   absl::StatusOr<std::vector<std::optional<ScheduledResult>>> RunStage(
       BatchScheduler& scheduler, const std::vector<GuardRequest>& inputs,
@@ -146,11 +179,12 @@ class Cascade {
   void ApplyFailurePolicy(CascadeDecision& decision, std::string error) const;
   void MaybeShadow(const GuardRequest& input, bool small_unsafe);
 
-  Parts parts_;
+  Parts parts_;                    // parts_.router: the router at Create(), borrowed; see routing_
   CascadeObserver null_observer_;  // parts_.observer when none is given
   CascadeOptions options_;
-  double base_threshold_;
-  std::unique_ptr<EscalationBudget> budget_;
+  const SmallGuardInfo small_;
+  mutable std::mutex routing_mu_;
+  std::shared_ptr<const Routing> routing_;  // guarded by routing_mu_
   std::mutex rng_mu_;
   std::mt19937_64 rng_;
   // Inputs routed and escalated since start (the observer's share).

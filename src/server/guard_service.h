@@ -71,6 +71,12 @@ class GuardService {
   // Either way saferoute_large_guard_up says whether the last probe reached
   // the remote, and each change is logged once.
   absl::Status Ready();
+  // Replaces the router and escalation settings (SIGHUP); see
+  // Cascade::Reconfigure. On error the current ones stay.
+  absl::Status ReloadRouting(RoutingSettings settings) {
+    return cascade_->Reconfigure(std::move(settings));
+  }
+  double router_threshold() const { return cascade_->base_threshold(); }
   void BeginDrain() { draining_ = true; }
   bool draining() const { return draining_; }
   void Shutdown();

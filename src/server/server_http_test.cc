@@ -373,6 +373,62 @@ TEST(ServerHttp, EscalationBudgetCapBinds) {
             capped);
 }
 
+// SIGHUP's reload path: the router and threshold change while requests run;
+// each request is routed wholly by the old or wholly by the new routing, and
+// none fails. A reload that cannot work leaves the routing as it was.
+TEST(ServerHttp, RoutingReloadUnderLoadDropsNothing) {
+  GuardServiceOptions options;
+  options.small_scheduler.queue_capacity = 256;
+  Harness h(options);
+  auto low = std::make_shared<FakeRouter>(0.3);
+  auto high = std::make_shared<FakeRouter>(0.7);
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0}, failed{0}, mixed{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&] {
+      while (!stop) {
+        // Score 0.5: escalated under 0.3, not under 0.7.
+        Harness::Reply r = h.Post("/v1/moderations", R"({"input":["a r=0.5","b r=0.5"]})");
+        if (r.status != 200) {
+          ++failed;
+          continue;
+        }
+        ++answered;
+        const Json& results = r.body["results"];
+        const double t0 = results[0]["saferoute"]["router_threshold"];
+        const double t1 = results[1]["saferoute"]["router_threshold"];
+        const bool e0 = results[0]["saferoute"]["escalated"];
+        if (t0 != t1 || (t0 != 0.3 && t0 != 0.7) || e0 != (t0 < 0.5)) ++mixed;
+      }
+    });
+  }
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(h.service->ReloadRouting({.router = i % 2 ? low : high}).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(h.service->ReloadRouting({.router = low}).ok());
+  // A cap needs a calibration table this router lacks: refused, nothing changes.
+  absl::Status bad =
+      h.service->ReloadRouting({.router = std::make_shared<FakeRouter>(0.9, /*with_table=*/false),
+                                .max_escalation_share = 0.2});
+  EXPECT_TRUE(absl::IsFailedPrecondition(bad)) << bad;
+  EXPECT_NE(bad.message().find("calibration table"), absl::string_view::npos) << bad;
+  stop = true;
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(mixed, 0);
+  EXPECT_GT(answered, 10);
+  EXPECT_DOUBLE_EQ(h.service->router_threshold(), 0.3);
+  Harness::Reply after = h.Post("/v1/moderations", R"({"input":"c r=0.5"})");
+  EXPECT_EQ(after.body["results"][0]["saferoute"]["escalated"], true) << after.raw;
+  // An explicit threshold wins over the router's own.
+  ASSERT_TRUE(h.service->ReloadRouting({.router = low, .router_threshold = 0.6}).ok());
+  EXPECT_EQ(h.Post("/v1/moderations", R"({"input":"d r=0.5"})")
+                .body["results"][0]["saferoute"]["escalated"],
+            false);
+}
+
 struct PolicyCase {
   FailurePolicy policy;
   bool timeout;  // large guard hangs past the deadline instead of failing
