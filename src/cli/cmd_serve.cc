@@ -5,7 +5,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "router/router.h"
 #include "server/guard_service.h"
 #include "server/http_server.h"
+#include "server/routing_reload.h"
 #include "server/server_config.h"
 #include "tokenizer/bpe_tokenizer.h"
 
@@ -88,6 +88,7 @@ server::GuardServiceOptions ServiceOptionsFrom(const ServerConfig& c) {
 
 absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& config_file,
                       bool print_config) {
+  const std::vector<std::string> command_line = server::CommandLineFlags(app);
   if (!config_file.empty()) SR_RETURN_IF_ERROR(server::ApplyConfigFile(app, config_file));
   if (print_config) {
     std::fputs(server::ServerConfigToToml(config).c_str(), stdout);
@@ -95,13 +96,15 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
   }
   SR_RETURN_IF_ERROR(server::ValidateServerConfig(config));
 
-  // SIGINT/SIGTERM are blocked in every thread (the ones started below
-  // inherit the mask) and taken synchronously by sigwait() at the end.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGINT/SIGTERM (stop) and SIGHUP (reload the routing) are blocked in
+  // every thread (the ones started below inherit the mask) and taken
+  // synchronously by sigwait() at the end.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::fprintf(stderr, "saferoute serve: loading small guard from %s\n",
                config.small.model_dir.c_str());
@@ -165,8 +168,18 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
                large ? large->name().c_str() : "none",
                large ? DescribeCompute(*large).c_str() : "-", n_keys);
 
+  server::RoutingReloader reloader(app, command_line, config_file, config, router.get());
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  for (;;) {
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    // Requests keep flowing: each runs with the routing it started with.
+    if (absl::Status reloaded = reloader.Reload(*service); !reloaded.ok()) {
+      std::fprintf(stderr,
+                   "saferoute serve: SIGHUP reload failed, keeping the current routing: %s\n",
+                   std::string(reloaded.message()).c_str());
+    }
+  }
   std::fprintf(stderr, "saferoute serve: signal %d, draining in-flight requests\n", signal_number);
   http.Stop();
   std::fprintf(stderr, "saferoute serve: stopped\n");

@@ -333,6 +333,55 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   return absl::OkStatus();
 }
 
+std::vector<std::string> CommandLineFlags(const CLI::App& app) {
+  std::vector<std::string> flags;
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->count() > 0 && option->get_name() != "--config") {
+      flags.push_back(option->get_name());
+    }
+  }
+  return flags;
+}
+
+absl::StatusOr<ServerConfig> RereadServerConfig(const CLI::App& app,
+                                                const std::vector<std::string>& flags,
+                                                const std::string& config_file) {
+  ServerConfig config;
+  std::string ignored_file;
+  bool ignored_print = false;
+  CLI::App fresh;
+  AddServeFlags(fresh, config, ignored_file, ignored_print);
+  for (const std::string& name : flags) {
+    const CLI::Option* given = app.get_option_no_throw(name);
+    CLI::Option* option = fresh.get_option_no_throw(name);
+    if (given == nullptr || option == nullptr) continue;
+    try {
+      // A bare boolean flag has no result string: it meant "true".
+      option->add_result(given->results().empty() ? std::vector<std::string>{"true"}
+                                                  : given->results());
+      option->run_callback();
+    } catch (const CLI::Error& e) {
+      return absl::InvalidArgumentError(absl::StrCat("flag ", name, ": ", e.what()));
+    }
+  }
+  if (!config_file.empty()) SR_RETURN_IF_ERROR(ApplyConfigFile(fresh, config_file));
+  SR_RETURN_IF_ERROR(ValidateServerConfig(config));
+  return config;
+}
+
+std::vector<std::string> ChangedKeys(const ServerConfig& a, const ServerConfig& b) {
+  ServerConfig a_copy = a, b_copy = b;
+  const std::vector<Key> a_keys = Keys(a_copy), b_keys = Keys(b_copy);
+  std::vector<std::string> changed;
+  for (size_t i = 0; i < a_keys.size(); ++i) {
+    if (TomlValue(a_keys[i].value) != TomlValue(b_keys[i].value)) {
+      const Key& key = a_keys[i];
+      changed.push_back(key.section[0] ? absl::StrCat(key.section, ".", key.name) : key.name);
+    }
+  }
+  return changed;
+}
+
 absl::StatusOr<HttpServerOptions> HttpServerOptionsFrom(const ServerConfig& c) {
   HttpServerOptions o{.host = c.listen_host,
                       .port = c.listen_port,

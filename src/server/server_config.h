@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "server/http_server.h"
@@ -108,6 +109,20 @@ absl::Status ApplyConfigFile(CLI::App& app, const std::string& path);
 
 // Range and consistency checks; errors name the key.
 absl::Status ValidateServerConfig(const ServerConfig& config);
+
+// The flags `app` was given on the command line (call before
+// ApplyConfigFile, which marks the file's keys as given too).
+std::vector<std::string> CommandLineFlags(const CLI::App& app);
+
+// The configuration as it reads now: the same command line (`flags` of
+// `app`, from CommandLineFlags) over `config_file` as it is on disk now
+// ("" = none), validated. For a reload on SIGHUP.
+absl::StatusOr<ServerConfig> RereadServerConfig(const CLI::App& app,
+                                                const std::vector<std::string>& flags,
+                                                const std::string& config_file);
+
+// The keys ("router.threshold") whose values differ between `a` and `b`.
+std::vector<std::string> ChangedKeys(const ServerConfig& a, const ServerConfig& b);
 
 // The HTTP server's options ([listen], [auth], limits.body_bytes); loads the
 // API keys (errors name the file or variable, never a key).

@@ -1,5 +1,6 @@
 // Unit tests of the service's parts without HTTP: metrics exposition,
 // request parsing and the config.
+#include <algorithm>
 #include <fstream>
 #include <future>
 #include <random>
@@ -314,6 +315,43 @@ TEST(ServerConfig, ValidationNamesTheKey) {
   c.large_mode = "none";
   c.shadow_fraction = 0.1;
   EXPECT_NE(ValidateServerConfig(c).message().find("shadow.fraction"), absl::string_view::npos);
+}
+
+// SIGHUP reads the configuration again: the same command line over the file
+// as it is now (the command line still wins), and says which keys changed.
+TEST(ServerConfig, RereadTakesTheFileAsItIsNowUnderTheSameCommandLine) {
+  const std::string file = UniqueTestPath("reread.toml");
+  std::ofstream(file)
+      << "[router]\nbudget = 0.2\nthreshold = 0.6\n[small]\nmodel_dir = \"/m/1b\"\nmax_batch = 4\n";
+  CLI::App app;
+  ServerConfig config;
+  std::string config_file;
+  bool print = false;
+  AddServeFlags(app, config, config_file, print);
+  const std::vector<std::string> args = {"--config", file, "--router-budget", "0.3",
+                                         "--log-prompts"};
+  app.parse(std::vector<std::string>(args.rbegin(), args.rend()));
+  const std::vector<std::string> flags = CommandLineFlags(app);
+  ASSERT_TRUE(ApplyConfigFile(app, config_file).ok());
+  EXPECT_DOUBLE_EQ(config.router_threshold, 0.6);
+
+  std::ofstream(file, std::ios::trunc) << "[router]\nbudget = 0.5\nthreshold = 0.4\n"
+                                          "[small]\nmodel_dir = \"/m/1b\"\nmax_batch = 2\n";
+  absl::StatusOr<ServerConfig> next = RereadServerConfig(app, flags, config_file);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_DOUBLE_EQ(next->router_budget, 0.3);  // the command line still wins
+  EXPECT_DOUBLE_EQ(next->router_threshold, 0.4);
+  EXPECT_EQ(next->small.max_batch, 2);
+  EXPECT_TRUE(next->log_prompts);
+  std::vector<std::string> changed = ChangedKeys(config, *next);
+  std::sort(changed.begin(), changed.end());
+  EXPECT_EQ(changed, (std::vector<std::string>{"router.threshold", "small.max_batch"}));
+
+  std::ofstream(file, std::ios::trunc) << "[router]\nthreshold = \"high\"\n";
+  next = RereadServerConfig(app, flags, config_file);
+  ASSERT_FALSE(next.ok());
+  EXPECT_NE(next.status().message().find("router.threshold"), absl::string_view::npos)
+      << next.status();
 }
 
 TEST(ServerConfig, PrintedConfigReadsBackToTheSameValues) {

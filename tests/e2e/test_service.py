@@ -24,6 +24,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -615,6 +616,108 @@ class InputErrorTest(ServiceTestBase):
         for name in internal + ("input[0]",):
             self.assertNotIn(name, body["error"]["message"])
         self.assertEqual(service.moderate(["short", "also short"])[0], 200)
+
+
+def routed_by(answers, new):
+    """The 200 answers whose inputs were all routed by the old router (scores
+    ~1, threshold 0.5) or all by the new one (scores ~0, threshold 0.3)."""
+    def by(result):
+        ext = result["saferoute"]
+        if new:
+            return ext["router_score"] < 0.01 and abs(ext["router_threshold"] - 0.3) < 1e-9
+        return ext["router_score"] > 0.99 and abs(ext["router_threshold"] - 0.5) < 1e-9
+    return [b for st, b in list(answers) if st == 200 and all(by(r) for r in b["results"])]
+
+
+class ReloadTest(ServiceTestBase):
+    """SIGHUP reloads the router file and the router.* keys of the config file
+    while requests flow: none fails, a bad new file keeps the old router (and
+    the log says why), a good one takes over."""
+
+    def wait_for_log(self, service, text, after, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = service.log_text()
+            if log.count(text) > after:
+                return log
+            time.sleep(0.05)
+        self.fail(f"no '{text}' in the log:\n{service.log_text()}")
+
+    def test_sighup_reload_under_load(self):
+        remote = self.start_remote("vllm", p_unsafe=0.9)
+        router = os.path.join(self.tmp.name, "reload_router.safetensors")
+        write_router(router, ServiceTestBase.fingerprint, final_bias=10.0)  # scores ~1: escalate
+        config = os.path.join(self.tmp.name, "reload.toml")
+
+        def write_config(threshold, turns=64):
+            with open(config, "w") as f:
+                f.write(f'[router]\npath = "{router}"\nthreshold = {threshold}\n'
+                        f"[limits]\nturns = {turns}\n")
+
+        write_config(0.5)
+        flags = [f for f in self.base_flags(self.router_path)]
+        i = flags.index("--router-path")
+        del flags[i:i + 2]  # the file says where the router is
+        flags += ["--config", config, "--large-mode", "remote", "--remote-url", remote.url,
+                  "--remote-model", remote.model, "--remote-timeout-ms", "1000"]
+        service = Service(flags, self.tmp.name)
+        self.addCleanup(service.stop)
+        self.assertTrue(service.start(), service.log_text())
+
+        statuses, lock, stop = [], threading.Lock(), threading.Event()
+
+        def load():
+            while not stop.is_set():
+                status, body = service.moderate(["reload a", "reload b"], timeout=30)
+                with lock:
+                    statuses.append((status, body))
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            # A broken router file: refused, the old router stays.
+            with open(router, "wb") as f:
+                f.write(b"this is not a router file")
+            service.proc.send_signal(signal.SIGHUP)
+            log = self.wait_for_log(service, "SIGHUP reload failed", 0)
+            self.assertIn(router, log.split("SIGHUP reload failed")[-1].splitlines()[0])
+            status, body = service.moderate("after the bad reload")
+            self.assertEqual(status, 200, body)
+            ext = body["results"][0]["saferoute"]
+            self.assertTrue(ext["escalated"], ext)
+            self.assertGreater(ext["router_score"], 0.99)
+            # A good new router (scores ~0) and a new threshold; a key that needs a
+            # restart is reported, not applied.
+            write_router(router, ServiceTestBase.fingerprint, final_bias=-10.0)
+            write_config(0.3, turns=8)
+            service.proc.send_signal(signal.SIGHUP)
+            log = self.wait_for_log(service, "reloaded routing", 0)
+            self.assertIn("limits.turns changed", log)
+            status, body = service.moderate("after the good reload")
+            self.assertEqual(status, 200, body)
+            ext = body["results"][0]["saferoute"]
+            self.assertLess(ext["router_score"], 0.01, ext)
+            self.assertAlmostEqual(ext["router_threshold"], 0.3)
+            self.assertFalse(ext["escalated"], ext)
+            # Let the load run on under the new routing for a few answers.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(routed_by(statuses, new=True)) < 4:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        failures = [(st, b) for st, b in statuses if st != 200]
+        self.assertEqual(failures, [], f"{len(failures)} of {len(statuses)} requests failed")
+        # Requests flowed through both reloads: answers under the old router
+        # and under the new one, each routed wholly by one of them.
+        self.assertGreaterEqual(len(routed_by(statuses, new=False)), 2, statuses)
+        self.assertGreaterEqual(len(routed_by(statuses, new=True)), 4, statuses)
+        self.assertEqual(len(routed_by(statuses, new=False)) + len(routed_by(statuses, new=True)),
+                         len(statuses))
+        self.assertEqual(service.proc.poll(), None, "the service exited")
 
 
 class MetricsTest(ServiceTestBase):

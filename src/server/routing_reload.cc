@@ -1,0 +1,63 @@
+#include "server/routing_reload.h"
+
+#include <cstdio>
+#include <utility>
+
+namespace saferoute::server {
+
+RoutingReloader::RoutingReloader(const CLI::App& app, std::vector<std::string> command_line,
+                                 std::string config_file, const ServerConfig& config,
+                                 const Router* router)
+    : app_(app),
+      command_line_(std::move(command_line)),
+      config_file_(std::move(config_file)),
+      current_(config),
+      router_(std::shared_ptr<const Router>(), router),  // borrowed: owns nothing
+      stamp_(StampOf(config.router_path)) {}
+
+RoutingReloader::FileStamp RoutingReloader::StampOf(const std::string& path) {
+  FileStamp stamp;
+  if (path.empty()) return stamp;
+  std::error_code error;  // a missing file: a zero stamp; reading it will say why
+  stamp.size = std::filesystem::file_size(path, error);
+  stamp.modified = std::filesystem::last_write_time(path, error);
+  return stamp;
+}
+
+absl::Status RoutingReloader::Reload(GuardService& service) {
+  SR_ASSIGN_OR_RETURN(ServerConfig next, RereadServerConfig(app_, command_line_, config_file_));
+  for (const std::string& key : ChangedKeys(current_, next)) {
+    if (key.rfind("router.", 0) != 0) {
+      std::fprintf(stderr,
+                   "saferoute serve: config key %s changed: takes effect at the next start, not "
+                   "on SIGHUP\n",
+                   key.c_str());
+    }
+  }
+  std::shared_ptr<const Router> router = router_;
+  const FileStamp stamp = StampOf(next.router_path);
+  if (next.router_path != current_.router_path || !(stamp == stamp_)) {
+    router = nullptr;
+    if (!next.router_path.empty()) {
+      SR_ASSIGN_OR_RETURN(std::unique_ptr<Router> loaded, LoadRouter(next.router_path));
+      router = std::move(loaded);
+    }
+  }
+  SR_RETURN_IF_ERROR(service.ReloadRouting({.router = router,
+                                            .router_threshold = next.router_threshold,
+                                            .max_escalation_share = next.router_budget,
+                                            .budget_window_seconds = next.router_budget_window_s}));
+  router_ = std::move(router);
+  stamp_ = stamp;
+  current_.router_path = next.router_path;
+  current_.router_threshold = next.router_threshold;
+  current_.router_budget = next.router_budget;
+  current_.router_budget_window_s = next.router_budget_window_s;
+  std::fprintf(stderr,
+               "saferoute serve: reloaded routing: router=%s threshold=%g budget=%g window=%gs\n",
+               next.router_path.empty() ? "none" : next.router_path.c_str(),
+               service.router_threshold(), next.router_budget, next.router_budget_window_s);
+  return absl::OkStatus();
+}
+
+}  // namespace saferoute::server
