@@ -382,9 +382,9 @@ CommandRunner SetupBenchCommand(CLI::App& cmd) {
   auto flags = std::make_shared<BenchFlags>();
   auto* shape = cmd.add_option("--shape", flags->shape, "Named model shape (random weights)")
                     ->capture_default_str();
-  auto* config =
-      cmd.add_option("--config", flags->config_file, "config.json giving the shape instead")
-          ->excludes(shape);
+  auto* config = cmd.add_option("--config", flags->config_file,
+                                "config.json or .gguf giving the shape instead")
+                     ->excludes(shape);
   cmd.add_option("--model", flags->model_dir,
                  "Benchmark this checkpoint instead of random weights (memory-mapped as a user "
                  "runs it, so resident memory is meaningful)")

@@ -98,12 +98,13 @@ absl::Status RunClassify(const ClassifyFlags& flags) {
 CommandRunner SetupClassifyCommand(CLI::App& cmd) {
   auto flags = std::make_shared<ClassifyFlags>();
   cmd.add_option("--model", flags->model_dir,
-                 "HF model directory (config.json, safetensors, tokenizer.json)")
+                 "HF model directory (config.json, safetensors, tokenizer.json) or .gguf file")
       ->required();
   cmd.add_option("--format", flags->format,
                  GuardFormatNameList() + " (default: guessed from the model's shape)");
   cmd.add_option("--tokenizer", flags->tokenizer,
-                 "tokenizer.json (default: <model>/tokenizer.json)");
+                 "tokenizer.json or .gguf (default: the model's: <model>/tokenizer.json, or the "
+                 ".gguf itself)");
   cmd.add_option("--response", flags->response,
                  "assistant response to judge (response classification)");
   cmd.add_option("--categories", flags->categories,

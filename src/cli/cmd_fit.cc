@@ -105,7 +105,7 @@ absl::StatusOr<std::string> WriteSlice(const std::vector<std::string>& files, in
 absl::StatusOr<std::string> ScoreWith(GuardFlags flags, const std::string& data,
                                       const std::string& out, const char* what) {
   SR_ASSIGN_OR_RETURN(LocalGuardOptions options, ToLocalGuardOptions(flags));
-  SR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(flags.model_dir + "/config.json"));
+  SR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfigAt(flags.model_dir));
   SR_ASSIGN_OR_RETURN(std::vector<eval::Example> examples, eval::LoadDatasets({data}));
   SR_ASSIGN_OR_RETURN(std::unique_ptr<Guard> guard, OpenLocalGuard(options));
   eval::ScoreOptions score_options;

@@ -17,6 +17,7 @@
 #include "guard/policy_file.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace saferoute::cli {
 namespace {
@@ -31,7 +32,7 @@ struct RenderFlags {
 };
 
 absl::Status RunRender(const RenderFlags& flags) {
-  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tok, BpeTokenizer::Load(flags.tokenizer));
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tok, LoadTokenizer(flags.tokenizer));
   SR_ASSIGN_OR_RETURN(std::unique_ptr<GuardFormat> format,
                       OpenGuardFormat(flags.format, std::move(tok)));
   Policy policy;
@@ -54,7 +55,7 @@ absl::Status RunRender(const RenderFlags& flags) {
 CommandRunner SetupRenderCommand(CLI::App& cmd) {
   auto flags = std::make_shared<RenderFlags>();
   cmd.add_option("--format", flags->format, GuardFormatNameList())->required();
-  cmd.add_option("--tokenizer", flags->tokenizer, "tokenizer.json")->required();
+  cmd.add_option("--tokenizer", flags->tokenizer, "tokenizer.json or .gguf model file")->required();
   cmd.add_option("--prompt", flags->prompt, "the user turn")->required();
   cmd.add_option("--response", flags->response, "the assistant turn (response classification)");
   cmd.add_option("--categories", flags->categories,

@@ -11,6 +11,7 @@
 #include "eval/dataset.h"
 #include "eval/scoring.h"
 #include "model/config.h"
+#include "model/weights.h"
 
 namespace saferoute::cli {
 namespace {
@@ -27,7 +28,7 @@ absl::Status RunScore(const ScoreFlags& flags) {
   SR_ASSIGN_OR_RETURN(std::vector<eval::Example> examples,
                       eval::LoadDatasets(flags.data, flags.mapping));
   SR_ASSIGN_OR_RETURN(LocalGuardOptions options, ToLocalGuardOptions(flags.guard));
-  SR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(flags.guard.model_dir + "/config.json"));
+  SR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfigAt(flags.guard.model_dir));
   SR_ASSIGN_OR_RETURN(std::unique_ptr<Guard> guard, OpenLocalGuard(options));
   eval::ScoreOptions score_options;
   score_options.batch_size = flags.guard.batch;

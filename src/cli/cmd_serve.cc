@@ -13,12 +13,14 @@
 #include "cli/guard_flags.h"
 #include "guard/guard_format.h"
 #include "guard/local_guard.h"
+#include "model/weights.h"
 #include "router/router.h"
 #include "server/guard_service.h"
 #include "server/http_server.h"
 #include "server/routing_reload.h"
 #include "server/server_config.h"
 #include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace saferoute::cli {
 namespace {
@@ -46,9 +48,8 @@ absl::StatusOr<std::unique_ptr<Guard>> OpenLocal(const server::GuardStageConfig&
 absl::StatusOr<std::shared_ptr<const GuardFormat>> RemoteFormat(const ServerConfig& config) {
   const std::string tokenizer_path = !config.remote_tokenizer.empty()
                                          ? config.remote_tokenizer
-                                         : config.large.model_dir + "/tokenizer.json";
-  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tokenizer,
-                      BpeTokenizer::Load(tokenizer_path));
+                                         : ModelTokenizerPath(config.large.model_dir);
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tokenizer, LoadTokenizer(tokenizer_path));
   auto format =
       OpenGuardFormat(config.large.format.empty() ? kDefaultRemoteFormat : config.large.format,
                       std::move(tokenizer));

@@ -6,9 +6,9 @@ namespace saferoute::cli {
 
 void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
                    const std::string& what, bool model_required) {
-  CLI::Option* model =
-      cmd.add_option("--" + prefix + "model", flags.model_dir,
-                     what + ": HF model directory (config.json, safetensors, tokenizer.json)");
+  CLI::Option* model = cmd.add_option(
+      "--" + prefix + "model", flags.model_dir,
+      what + ": HF model directory (config.json, safetensors, tokenizer.json) or .gguf file");
   if (model_required) model->required();
   cmd.add_option("--" + prefix + "format", flags.format,
                  what + ": " + GuardFormatNameList() + " (default: guessed from the shape)");

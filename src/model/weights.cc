@@ -120,6 +120,16 @@ absl::StatusOr<ModelConfig> LoadModelConfigAt(const std::string& path) {
   return LoadModelConfig(config_path);
 }
 
+std::string ModelTokenizerPath(const std::string& path) {
+  if (HasGgufMagic(path)) return path;
+  return (std::filesystem::path(path) / "tokenizer.json").string();
+}
+
+std::string ModelConfigSource(const std::string& path) {
+  if (HasGgufMagic(path)) return path;
+  return (std::filesystem::path(path) / "config.json").string();
+}
+
 absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir) {
   if (HasGgufMagic(dir)) return LoadGgufModel(dir);
   SR_RETURN_IF_ERROR(ConfigJsonPath(dir).status());

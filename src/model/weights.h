@@ -52,6 +52,15 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& path);
 // its metadata) without loading the weights.
 absl::StatusOr<ModelConfig> LoadModelConfigAt(const std::string& path);
 
+// Where the model at `path` keeps its tokenizer: a GGUF file holds its own
+// (tokenizer.ggml.* keys, read by LoadTokenizer), a directory its
+// tokenizer.json.
+std::string ModelTokenizerPath(const std::string& path);
+
+// The file that describes the model at `path`, for messages: the GGUF file
+// itself, or the directory's config.json.
+std::string ModelConfigSource(const std::string& path);
+
 // A model with random weights of the given shape, held in memory (bench,
 // tests, stand-in guards). Deterministic for a seed. dtype: kF32 or kBF16.
 absl::StatusOr<std::shared_ptr<const Model>> MakeRandomModel(const ModelConfig& config, DType dtype,
