@@ -13,7 +13,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_join.h"
 #include "guard/guard_format.h"
+#include "model/weights.h"
 #include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace saferoute {
@@ -307,17 +309,16 @@ absl::StatusOr<std::unique_ptr<Guard>> OpenLocalGuard(const LocalGuardOptions& o
   const ModelConfig& config = guard->model_->config();
   std::string format_name = options.format;
   if (format_name.empty()) {
-    SR_ASSIGN_OR_RETURN(format_name, GuessFormat(config, options.model_dir + "/config.json"));
+    SR_ASSIGN_OR_RETURN(format_name, GuessFormat(config, ModelConfigSource(options.model_dir)));
   }
   const std::string tokenizer_path = options.tokenizer_path.empty()
-                                         ? options.model_dir + "/tokenizer.json"
+                                         ? ModelTokenizerPath(options.model_dir)
                                          : options.tokenizer_path;
-  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tokenizer,
-                      BpeTokenizer::Load(tokenizer_path));
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const BpeTokenizer> tokenizer, LoadTokenizer(tokenizer_path));
   if (tokenizer->vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrCat(tokenizer_path, ": ", tokenizer->vocab_size(), " token ids, but the model (",
-                     options.model_dir, "/config.json) has vocab_size ", config.vocab_size));
+                     ModelConfigSource(options.model_dir), ") has vocab_size ", config.vocab_size));
   }
   auto format = OpenGuardFormat(format_name, std::move(tokenizer));
   if (!format.ok()) {

@@ -14,9 +14,10 @@
 namespace saferoute {
 
 struct LocalGuardOptions {
-  std::string model_dir;       // HF directory: config.json, *.safetensors, tokenizer.json
+  std::string model_dir;       // HF directory (config.json, *.safetensors, tokenizer.json)
+                               // or a .gguf file (holds its tokenizer)
   std::string format;          // a registered guard format (guard_format.h); "" = GuessFormat
-  std::string tokenizer_path;  // "" = <model_dir>/tokenizer.json
+  std::string tokenizer_path;  // "" = the model's (ModelTokenizerPath); tokenizer.json or .gguf
   EngineOptions engine;
   double threshold = 0.5;       // unsafe iff p_unsafe > threshold
   int max_input_tokens = 4096;  // longer inputs are an error naming the limit
