@@ -287,6 +287,17 @@ absl::StatusOr<ModelConfig> GgufModelConfig(const GgufFile& file) {
           absl::StrCat(v, " disagrees with tensor 'token_embd.weight' (", c.vocab_size, " rows)"));
     }
   }
+  // llama.cpp sizes token_embd by the vocabulary (n_vocab = the token count)
+  // and refuses any other shape; so does this loader.
+  if (m.Contains("tokenizer.ggml.tokens")) {
+    SR_ASSIGN_OR_RETURN(std::span<const std::string_view> tokens,
+                        m.GetStringArray("tokenizer.ggml.tokens"));
+    if (static_cast<int64_t>(tokens.size()) != c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          m.source(), ": key 'tokenizer.ggml.tokens': ", tokens.size(),
+          " tokens disagree with tensor 'token_embd.weight' (", c.vocab_size, " rows)"));
+    }
+  }
   c.tie_word_embeddings = file.FindTensor("output.weight") == nullptr;
   SR_RETURN_IF_ERROR(ReadSpecialIds(m, &c));
   SR_RETURN_IF_ERROR(ReadRopeFactors(file, &c));

@@ -301,6 +301,7 @@ struct Edit {
   std::map<std::string, std::optional<Value>> metadata = {};  // nullopt: remove the key
   std::vector<std::string> drop_tensors = {};
   std::vector<std::pair<std::string, std::vector<int64_t>>> extra_f32_tensors = {};
+  int64_t tokens = -1;  // >= 0: a tokenizer.ggml.tokens array of that many tokens
 };
 
 // A tiny llama GGUF (weights unpermuted: only the metadata checks matter).
@@ -318,6 +319,11 @@ std::string WriteEdited(const Edit& edit, ModelConfig c = TinyLlama()) {
     if (const auto* u = std::get_if<uint32_t>(&value)) w.AddUint32(key, *u);
     if (const auto* f = std::get_if<float>(&value)) w.AddFloat32(key, *f);
     if (const auto* s = std::get_if<std::string>(&value)) w.AddString(key, *s);
+  }
+  if (edit.tokens >= 0) {
+    std::vector<std::string> tokens;
+    for (int64_t i = 0; i < edit.tokens; ++i) tokens.push_back(absl::StrCat("t", i));
+    w.AddStringArray("tokenizer.ggml.tokens", tokens);
   }
   for (const TensorSpec& spec : ExpectedTensors(c)) {
     if (std::find(edit.drop_tensors.begin(), edit.drop_tensors.end(), spec.gguf_name) !=
@@ -369,6 +375,10 @@ TEST(GgufModelTest, RefusesMetadataThatDisagreesWithTheTensors) {
                                              {"llama.attention.key_length", uint32_t{16}}}}),
                     "tensor 'blk.0.attn_q.weight': shape [64, 64] disagrees with the "
                     "metadata (expected [128, 64]"));
+  EXPECT_TRUE(LoadEdited({.tokens = 512}).ok());
+  EXPECT_TRUE(ErrorContains(LoadEdited({.tokens = 511}),
+                            "edited.gguf: key 'tokenizer.ggml.tokens': 511 tokens disagree with "
+                            "tensor 'token_embd.weight' (512 rows)"));
   EXPECT_TRUE(ErrorContains(LoadEdited({.drop_tensors = {"blk.1.ffn_down.weight"}}),
                             "missing tensor 'blk.1.ffn_down.weight'"));
   EXPECT_TRUE(ErrorContains(
