@@ -26,6 +26,17 @@ double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
+// `status` of step `what` for the requests `indexes` of a call with `total`:
+// their batch indexes in front where the call had several (a lone request's
+// "request 0" names nothing the caller sent).
+absl::Status NameRequests(const absl::Status& status, std::span<const size_t> indexes, size_t total,
+                          absl::string_view what) {
+  if (total == 1) return absl::Status(status.code(), absl::StrCat(what, ": ", status.message()));
+  return absl::Status(status.code(), absl::StrCat(indexes.size() == 1 ? "request " : "requests ",
+                                                  absl::StrJoin(indexes, ", "), ": ", what, ": ",
+                                                  status.message()));
+}
+
 // Policy prefixes kept at once; a server sees a handful of policies, and a
 // client cycling through many only costs recomputation (the cache is reset).
 constexpr size_t kMaxCachedPrefixes = 64;
@@ -238,9 +249,7 @@ absl::Status LocalGuard::PrefillAndDecodeCategories(const std::vector<GuardReque
     }
     auto results = engine_->Prefill(sequences);
     if (!results.ok()) {
-      return absl::Status(results.status().code(),
-                          absl::StrCat("requests ", absl::StrJoin(group, ", "),
-                                       ": decode prefill: ", results.status().message()));
+      return NameRequests(results.status(), group, requests.size(), "decode prefill");
     }
     std::vector<std::shared_ptr<SequenceCache>> caches;
     for (SequenceResult& result : *results) caches.push_back(std::move(result.cache));
@@ -258,12 +267,7 @@ absl::Status LocalGuard::DecodeCategories(const std::vector<GuardRequest>& reque
                                           std::vector<GuardVerdict>& verdicts) {
   auto generated = engine_->ContinueGreedyDecode(caches, stop_ids_);
   caches.clear();  // the keys/values are not needed any more
-  if (!generated.ok()) {
-    return absl::Status(
-        generated.status().code(),
-        absl::StrCat(indexes.size() == 1 ? "request " : "requests ", absl::StrJoin(indexes, ", "),
-                     ": decode: ", generated.status().message()));
-  }
+  if (!generated.ok()) return NameRequests(generated.status(), indexes, requests.size(), "decode");
   const double decode_ms = MillisSince(start);  // of all the batch's decodes together
   for (size_t j = 0; j < indexes.size(); ++j) {
     const GuardRequest& request = requests[indexes[j]];

@@ -219,6 +219,35 @@ TEST(LocalGuard, UnsafeVerdictsDecodeAsHfGreedy) {
   }
 }
 
+// Two threads decoding on one guard (kept caches of both alive between their
+// prefills and decodes) get the tokens each gets alone.
+TEST(LocalGuard, ConcurrentDecodesDoNotMix) {
+  Guard* guard = DecodingGuard();
+  ASSERT_NE(guard, nullptr);
+  const Json expected = Expected();
+  std::vector<GuardRequest> requests;
+  for (const auto& c : expected["cases"]) requests.push_back(RequestOf(c));
+  std::vector<GuardRequest> reversed(requests.rbegin(), requests.rend());
+  absl::StatusOr<std::vector<GuardVerdict>> a, b;
+  std::thread t1([&] { a = guard->Classify(requests); });
+  std::thread t2([&] { b = guard->Classify(reversed); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  const size_t n = requests.size();
+  for (size_t i = 0; i < n; ++i) {
+    SCOPED_TRACE("case " + std::to_string(i));
+    EXPECT_EQ((*a)[i].generated_ids, (*b)[n - 1 - i].generated_ids);
+    if ((*a)[i].unsafe) {
+      EXPECT_EQ((*a)[i].generated_ids,
+                expected["cases"][i]["greedy_8"].get<std::vector<int32_t>>());
+    } else {
+      EXPECT_TRUE((*a)[i].generated_ids.empty());
+    }
+  }
+}
+
 // On every GEMM path this CPU runs, in mixed batches (budget room for some of
 // the kept keys/values, the rest prefilled again): an unsafe verdict's decode
 // equals the engine's one-at-a-time greedy decode of the whole prompt (no
