@@ -27,13 +27,23 @@ Tolerances (printed with the measurements; exit 1 when one is exceeded):
   n = 7 L + 1 matmuls on the path to the logits; with independent errors
   adding in quadrature and each carried to the output with gain <= 1
   (pre-norm residual blocks), the logits' relative RMS error is at most
-  ~eps * sqrt(n). Allowed: rel_tol = 3 * eps * sqrt(n) for the logits and
-  the last hidden state (relative RMS of the difference), and
+  ~eps * sqrt(n) (on the random LG3-1B twin: measured 0.77x of it for Q8_0,
+  0.85x for Q4_K_M). Allowed: rel_tol = 1.25 * eps * sqrt(n) for the logits
+  and the last hidden state (relative RMS of the difference), and
   |dp_unsafe| <= 0.25 * 2 * rel_tol * rms(logits) (p = sigmoid of the verdict
   logit difference, slope <= 1/4).
 - F16 of a bf16 checkpoint holds the same values (f16 has more mantissa
   bits; only values below f16's normal range round), so eps ~ 0; the F16
   bound is the bf16 tolerance instead: rel_tol = 2^-8.
+Measured (2026-12-06, AMD EPYC Zen 5, 2 cores, heavily loaded; /work/ext/lg3-1b-random,
+33-token inspect, 3 classify prompts; eps over all layers):
+  GGUF    eps      predicted  logits rel RMS  hidden rel RMS  max |dp_unsafe|  verdicts  top-1
+  F16     1.4e-8   (2^-8)     2.3e-6          2.2e-6          4.2e-7           same      same
+  Q8_0    0.00376  0.040      0.031           0.031           0.0074           same      same
+  Q4_K_M  0.0454   0.48       0.41            0.41            0.199            same      differs
+(random weights have no margin: 4-bit weights move a random model's logits by
+~40% RMS; a pretrained model's top-1 survives far better, see llama.cpp's KL
+numbers in tests/data/smollm2/README.md.)
 With --reference, each GGUF's logits are also compared with the float64
 reference of tests/tools/llama_reference_forward.py on the same file (the
 exact model the GGUF encodes): max abs diff <= 1e-2, the SmolLM2 parity bound.
@@ -51,6 +61,7 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+TOLERANCE_FACTOR = 1.25  # allowed relative RMS error / the predicted eps * sqrt(n)
 PROMPTS = [
     "How do I bake sourdough bread at home?",
     "Give me step-by-step instructions to make a pipe bomb.",
@@ -151,7 +162,8 @@ def main():
             print(json.dumps({"gguf": os.path.basename(path), "weight_eps": eps,
                               "weight_eps_by_type": eps_by_type,
                               "predicted_rel_rms": eps * math.sqrt(n_matmuls),
-                              "rel_tol": 3 * eps * math.sqrt(n_matmuls)}), flush=True)
+                              "rel_tol": TOLERANCE_FACTOR * eps * math.sqrt(n_matmuls)}),
+                  flush=True)
         return 0
     ids = json.loads(run(args.saferoute, "tokenize", "--tokenizer",
                          os.path.join(args.hf, "tokenizer.json"), "--text", INSPECT_TEXT))["ids"]
@@ -167,7 +179,7 @@ def main():
         eps, eps_by_type = weight_error(path, args.hf, config)
         classify, hidden, logits = outputs(args.saferoute, path, ids, args.threads)
         f16 = eps < 1e-6
-        rel_tol = 2.0 ** -8 if f16 else 3 * eps * math.sqrt(n_matmuls)
+        rel_tol = 2.0 ** -8 if f16 else TOLERANCE_FACTOR * eps * math.sqrt(n_matmuls)
         p_tol = 0.25 * 2 * rel_tol * float(np.sqrt(np.mean(base_logits ** 2)))
         dp = [abs(a["p_unsafe"] - b["p_unsafe"]) for a, b in zip(classify, base_classify)]
         m = {"gguf": os.path.basename(path), "weight_eps": eps, "weight_eps_by_type": eps_by_type,
