@@ -1,10 +1,12 @@
 #include "cascade/remote_protocol.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/numbers.h"
 #include "nlohmann/json.hpp"
+#include "tokenizer/utf8.h"
 
 namespace saferoute {
 namespace {
@@ -20,12 +22,10 @@ absl::StatusOr<json> ParseJsonObject(absl::string_view body) {
   // No exceptions: a parse failure yields a discarded value.
   json root = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) {
-    std::string excerpt(body.substr(0, 80));
-    for (char& c : excerpt) {
-      if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-    }
-    return absl::InvalidArgumentError(absl::StrCat("response is not valid JSON (", body.size(),
-                                                   " bytes, starts with \"", excerpt, "\")"));
+    // Quoted: the body may be anything, the message goes into logs and JSON.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "response is not valid JSON (", body.size(), " bytes, starts with ",
+        QuoteForError(std::string_view(body.data(), std::min<size_t>(body.size(), 80))), ")"));
   }
   if (!root.is_object()) {
     return absl::InvalidArgumentError(
@@ -120,8 +120,21 @@ std::optional<int32_t> TokenIdFromKey(absl::string_view key) {
   constexpr absl::string_view kPrefix = "token_id:";
   if (key.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
   int32_t id = 0;
-  if (!absl::SimpleAtoi(key.substr(kPrefix.size()), &id)) return std::nullopt;
+  if (!absl::SimpleAtoi(key.substr(kPrefix.size()), &id) || id < 0) return std::nullopt;
   return id;
+}
+
+// A JSON integer that is a token id (0..2^31-1); anything else is refused,
+// not wrapped into another id.
+std::optional<int32_t> TokenIdFromJson(const json& value) {
+  constexpr int64_t kMaxId = std::numeric_limits<int32_t>::max();
+  if (value.is_number_unsigned()) {
+    if (value.get<uint64_t>() > static_cast<uint64_t>(kMaxId)) return std::nullopt;
+  } else if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
+             value.get<int64_t>() > kMaxId) {
+    return std::nullopt;
+  }
+  return static_cast<int32_t>(value.get<int64_t>());
 }
 
 }  // namespace
@@ -288,8 +301,9 @@ absl::StatusOr<RemoteScore> ParseLlamaCppResponse(absl::string_view body,
   }
   if (const json* toks = FindField(root, "tokens"); toks != nullptr && toks->is_array()) {
     for (const json& t : *toks) {
-      if (!t.is_number_integer()) return FieldError("tokens", "not an array of integers");
-      score.generated_ids.push_back(t.get<int32_t>());
+      std::optional<int32_t> id = TokenIdFromJson(t);
+      if (!id) return FieldError("tokens", "not an array of token ids (integers 0..2^31-1)");
+      score.generated_ids.push_back(*id);
     }
   }
   return score;

@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tokenizer/utf8.h"
 
 namespace saferoute {
 namespace {
@@ -217,6 +218,39 @@ TEST(RemoteProtocolTest, LlamaCppGarbage) {
   for (const char* body : bodies) {
     absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
     EXPECT_FALSE(score.ok()) << body;
+  }
+}
+
+// Generated ids are token ids: one that does not fit (a 64-bit integer, a
+// negative) is refused, not wrapped into another id.
+TEST(RemoteProtocolTest, LlamaCppGeneratedIdsOutsideTheTokenRangeAreRefused) {
+  for (const char* ids : {"[4294967296]", "[4294998489]", "[-1]", "[18446744073709551615]"}) {
+    const std::string body = absl::StrCat(
+        R"({"tokens":)", ids,
+        R"(,"completion_probabilities":[{"top_logprobs":[{"id":19193,"logprob":-1}]}]})");
+    absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
+    ASSERT_FALSE(score.ok()) << body << " -> ids "
+                             << ::testing::PrintToString(score->generated_ids);
+    EXPECT_NE(score.status().message().find("'tokens'"), absl::string_view::npos) << score.status();
+  }
+}
+
+// A body that is not JSON is quoted in the error, which goes into logs and
+// JSON responses: the quote is valid UTF-8 even when the body is not, or when
+// its first 80 bytes end inside a character.
+TEST(RemoteProtocolTest, ErrorQuotingABodyIsValidUtf8) {
+  const std::string bodies[] = {"\xff\xfe<html>", std::string(79, 'x') + "\xc3\xa9 and more"};
+  for (const std::string& body : bodies) {
+    for (bool is_vllm : {true, false}) {
+      absl::StatusOr<RemoteScore> score =
+          is_vllm ? ParseVllmResponse(body, Tokens()) : ParseLlamaCppResponse(body, Tokens());
+      ASSERT_FALSE(score.ok());
+      const absl::string_view message = score.status().message();
+      EXPECT_EQ(FindInvalidUtf8(std::string_view(message.data(), message.size())),
+                std::string_view::npos)
+          << score.status();
+      EXPECT_NE(message.find("not valid JSON"), absl::string_view::npos) << score.status();
+    }
   }
 }
 
