@@ -558,6 +558,7 @@ absl::StatusOr<std::vector<float>> GgufMetadata::GetFloatArray(std::string_view 
                  ", expected an ARRAY of FLOAT32"));
   }
   std::vector<float> out(static_cast<size_t>(v->count));
+  if (out.empty()) return out;  // memcpy must not get data() == nullptr, even for 0 bytes
   if (f32) {
     std::memcpy(out.data(), v->elements, out.size() * sizeof(float));
   } else {

@@ -210,6 +210,21 @@ TEST(ParseGgufTest, EveryMetadataTypeDecodes) {
   EXPECT_EQ(*m.GetString("absent", "x"), "x");
 }
 
+// An empty FLOAT32 array once reached memcpy with a null destination
+// (undefined behaviour, seen by UBSan in gguf_fuzz; the fuzz smoke run keeps
+// that input as a seed, src/io/testdata/fuzz/gguf_fuzz/empty_f32_array.gguf).
+TEST(ParseGgufTest, EmptyFloatArraysReadAsEmpty) {
+  const std::string kvs = Kv("f32s", GgufType::kArray, Bytes<uint32_t>(6) + Bytes<uint64_t>(0)) +
+                          Kv("f64s", GgufType::kArray, Bytes<uint32_t>(12) + Bytes<uint64_t>(0));
+  auto c = Parse(MetadataImage(2, kvs));
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (const char* key : {"f32s", "f64s"}) {
+    auto values = c->metadata.GetFloatArray(key);
+    ASSERT_TRUE(values.ok()) << values.status();
+    EXPECT_TRUE(values->empty()) << key;
+  }
+}
+
 TEST(ParseGgufTest, LargeStringArrayIsViewedInPlace) {
   // The shape of tokenizer.ggml.tokens: ~128k strings.
   constexpr int kCount = 128256;
