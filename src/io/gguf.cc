@@ -324,8 +324,13 @@ absl::StatusOr<GgufTensorInfo> ReadTensorInfo(Cursor& in, uint64_t index) {
   const GgmlTypeInfo* type = FindGgmlType(info.ggml_type);
   if (type == nullptr) return in.Error(where, ": unknown ggml type ", info.ggml_type);
   info.dtype = DTypeFromGgmlType(info.ggml_type);
+  // A zero dim must not hide others that overflow: whoever reads the tensor
+  // sizes rows and panels from the dims (TensorBytes, RowBytes), so every
+  // product and the row's bytes must fit as if each dim were at least 1.
+  std::vector<int64_t> at_least_one = info.shape;
+  for (int64_t& d : at_least_one) d = std::max<int64_t>(d, 1);
   const std::optional<int64_t> numel = CheckedNumel(info.shape);
-  if (!numel)
+  if (!numel || !CheckedNumel(at_least_one))
     return in.Error(where, ": shape ", ShapeText(info.shape), " overflows int64 elements");
   const int64_t row = info.shape.empty() ? 1 : info.shape.back();
   if (row % type->block_elements != 0) {
@@ -334,7 +339,7 @@ absl::StatusOr<GgufTensorInfo> ReadTensorInfo(Cursor& in, uint64_t index) {
   }
   const std::optional<uint64_t> nbytes =
       CheckedMul(static_cast<uint64_t>(*numel / type->block_elements), type->block_bytes);
-  if (!nbytes)
+  if (!nbytes || !CheckedMul(static_cast<uint64_t>(row / type->block_elements), type->block_bytes))
     return in.Error(where, ": shape ", ShapeText(info.shape), " overflows the byte count");
   info.nbytes = *nbytes;
   return info;

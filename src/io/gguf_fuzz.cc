@@ -8,7 +8,9 @@
 // its corpus outside the repository).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <span>
+#include <string>
 
 #include "io/gguf.h"
 
@@ -22,7 +24,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     SR_CHECK(t.nbytes <= size - contents->data_offset - t.offset);
     if (t.dtype) {
       const std::optional<uint64_t> nbytes = saferoute::TensorBytes(*t.dtype, t.shape);
-      SR_CHECK(nbytes && *nbytes == t.nbytes);
+      if (!nbytes || *nbytes != t.nbytes) {
+        std::fprintf(
+            stderr, "tensor '%s': ggml type %u, %zu dims, parser says %llu bytes, TensorBytes %s\n",
+            t.name.c_str(), t.ggml_type, t.shape.size(), static_cast<unsigned long long>(t.nbytes),
+            nbytes ? std::to_string(*nbytes).c_str() : "none");
+        for (int64_t d : t.shape) std::fprintf(stderr, "  dim %lld\n", static_cast<long long>(d));
+        std::abort();
+      }
     }
   }
   const saferoute::GgufMetadata& m = contents->metadata;

@@ -420,6 +420,15 @@ TEST(ParseGgufTest, RejectsBadTensorInfos) {
   EXPECT_TRUE(ErrorContains(Parse(image).status(),
                             "tensor 'a': shape [2, 2305843009213693952] overflows the byte count"));
 
+  // A zero dim does not hide the others (gguf_fuzz: [0, 7089774,
+  // 8028075826559844352] F32 passed with 0 bytes while its row's bytes
+  // overflow; readers size rows from the dims).
+  image = ValidImage();  // ne = [2^62, 0] F32: no elements, a row of 2^64 bytes
+  PatchAt<uint64_t>(&image, DimsAt(image, "a"), uint64_t{1} << 62);
+  PatchAt<uint64_t>(&image, DimsAt(image, "a") + 8, 0);
+  EXPECT_TRUE(ErrorContains(Parse(image).status(),
+                            "tensor 'a': shape [0, 4611686018427387904] overflows the byte count"));
+
   image = ValidImage();
   PatchAt<uint64_t>(&image, DimsAt(image, "a"), ~uint64_t{0});
   EXPECT_TRUE(
