@@ -1,0 +1,284 @@
+// precision_quality_bench: how far the reduced-precision GEMM paths move a
+// real model's next-token distributions from the fp32 path, over fixed
+// prompts, beside llama.cpp Q8_0's distance from its own F32 on the same
+// prompts (tests/data/smollm2/, recorded by helper scripts from llama.cpp).
+//
+// For every position t of every prompt (each prompt one prefill, logits at
+// all positions): KL(P_fp32 || Q_path) = sum_v p(v) (log p(v) - log q(v)) in
+// nats through a float64 log-softmax of the float32 logits, and whether the
+// argmax agrees. Prints a table and JSON (mean KL over positions, median, p99,
+// max, top-1 agreement), for each path asked for.
+//
+//   precision_quality_bench --model DIR|FILE.gguf
+//       [--prompts tests/data/smollm2/quant_kl_prompts.jsonl]
+//       [--reference tests/data/smollm2/llamacpp_quant_kl.json]
+//       [--paths bf16-native,int8] [--limit N] [--threads 2] [--json out.json]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "cpu/dispatch.h"
+#include "cpu/linear.h"
+#include "model/engine.h"
+#include "model/weights.h"
+#include "nlohmann/json.hpp"
+
+namespace saferoute {
+namespace {
+
+struct Prompt {
+  std::string id;
+  std::vector<int32_t> ids;
+};
+
+absl::StatusOr<std::vector<Prompt>> LoadPrompts(const std::string& path, int limit) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(path + ": cannot open");
+  std::vector<Prompt> prompts;
+  int line_number = 0;
+  for (std::string line; std::getline(in, line) && static_cast<int>(prompts.size()) < limit;) {
+    ++line_number;
+    if (line.empty()) continue;
+    try {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      prompts.push_back({j.at("id").get<std::string>(), j.at("ids").get<std::vector<int32_t>>()});
+    } catch (const std::exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": line ", line_number, ": ", e.what()));
+    }
+  }
+  return prompts;
+}
+
+// log-softmax of one row of logits, in double.
+void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
+  out.resize(static_cast<size_t>(n));
+  const double max_logit = *std::max_element(logits, logits + n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
+  const double lse = max_logit + std::log(sum);
+  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = logits[i] - lse;
+}
+
+struct Stats {
+  std::vector<double> kl;  // per position
+  int64_t top1_agree = 0;
+  double prepare_seconds = 0, run_seconds = 0;
+  nlohmann::json ToJson() const {
+    std::vector<double> sorted = kl;
+    std::sort(sorted.begin(), sorted.end());
+    double sum = 0;
+    for (double v : kl) sum += v;
+    auto quantile = [&](double q) {
+      return sorted.empty() ? 0.0 : sorted[static_cast<size_t>(q * (sorted.size() - 1))];
+    };
+    return {{"positions", kl.size()},
+            {"mean_kl", kl.empty() ? 0.0 : sum / kl.size()},
+            {"median_kl", quantile(0.5)},
+            {"p99_kl", quantile(0.99)},
+            {"max_kl", sorted.empty() ? 0.0 : sorted.back()},
+            {"top1_agreement", kl.empty() ? 0.0 : double(top1_agree) / kl.size()},
+            {"prepare_seconds", prepare_seconds},
+            {"run_seconds", run_seconds}};
+  }
+};
+
+// The 1/5/15-minute load averages (the machine is shared: the numbers say
+// how busy it was), or "" where /proc is absent.
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one, five, fifteen;
+  in >> one >> five >> fifteen;
+  return in ? one + " " + five + " " + fifteen : "";
+}
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// One path's engine and its LM head, packed and run exactly as the engine's
+// full-vocabulary logits are (CpuForward::FullLogits), so the head's
+// precision is part of what is measured.
+struct PathRun {
+  std::unique_ptr<Engine> engine;
+  cpu::PackedLinear head;  // [V, H]
+  std::unique_ptr<cpu::LinearRunner> runner;
+};
+
+absl::StatusOr<PathRun> MakePathRun(const std::shared_ptr<const Model>& model, cpu::GemmPath path,
+                                    int threads) {
+  const ModelConfig& config = model->config();
+  const TensorView& head = model->weights().lm_head;
+  if (head.shape != std::vector<int64_t>{config.vocab_size, config.hidden_size}) {
+    return absl::InvalidArgumentError(absl::StrFormat("lm_head is not [%d, %d] (vocab, hidden)",
+                                                      config.vocab_size, config.hidden_size));
+  }
+  EngineOptions options;
+  options.precision = cpu::PathPrecision(path);
+  options.force_path = path;
+  options.num_threads = threads;
+  options.max_tokens = 4096;
+  PathRun run;
+  SR_ASSIGN_OR_RETURN(run.engine, Engine::Create(model, options));
+  const cpu::WeightMatrix matrix{head.dtype, head.data, config.vocab_size, config.hidden_size};
+  SR_ASSIGN_OR_RETURN(
+      run.head, cpu::PackedLinear::Pack(path, {&matrix, 1}, cpu::DetectCpuSupport(), "lm_head"));
+  run.runner = std::make_unique<cpu::LinearRunner>(path, threads);
+  return run;
+}
+
+// Logits [T, V] at every position of one prompt (one prefill): the final
+// norm output of every position through the path's LM head.
+absl::StatusOr<std::vector<float>> AllLogits(PathRun& run, const Prompt& prompt, int64_t vocab) {
+  SequenceRequest request;
+  request.tokens = prompt.ids;
+  request.all_hidden = true;
+  SR_ASSIGN_OR_RETURN(std::vector<SequenceResult> results, run.engine->Prefill({&request, 1}));
+  const std::vector<float>& hidden = results[0].hidden;  // [T, H]
+  const auto t = static_cast<int64_t>(prompt.ids.size());
+  std::vector<float> logits(static_cast<size_t>(t * vocab));
+  SR_RETURN_IF_ERROR(run.runner->Run(hidden.data(), t, run.head.cols(), run.head, logits.data(),
+                                     vocab, /*accumulate=*/false));
+  return logits;
+}
+
+absl::Status Run(const std::string& model_path, const std::string& prompts_path,
+                 const std::string& reference_path, const std::string& paths_text, int limit,
+                 int threads, const std::string& json_path) {
+  const std::string load_before = LoadAverage();
+  SR_ASSIGN_OR_RETURN(std::vector<Prompt> prompts, LoadPrompts(prompts_path, limit));
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(model_path));
+  const int64_t vocab = model->config().vocab_size;
+  std::vector<cpu::GemmPath> paths;
+  for (absl::string_view name : absl::StrSplit(paths_text, ',')) {
+    const auto path = cpu::ParseGemmPath(std::string(name));
+    if (!path) return absl::InvalidArgumentError(absl::StrCat("--paths: '", name, "'?"));
+    paths.push_back(*path);
+  }
+  SR_ASSIGN_OR_RETURN(PathRun fp32, MakePathRun(model, cpu::GemmPath::kFp32, threads));
+  std::vector<PathRun> runs;
+  std::vector<Stats> stats(paths.size());
+  for (size_t p = 0; p < paths.size(); ++p) {
+    const double start = Now();
+    SR_ASSIGN_OR_RETURN(PathRun run, MakePathRun(model, paths[p], threads));
+    stats[p].prepare_seconds = Now() - start;
+    std::fprintf(stderr, "%s\n", run.engine->path_description().c_str());
+    runs.push_back(std::move(run));
+  }
+  std::vector<double> log_p, log_q;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SR_ASSIGN_OR_RETURN(std::vector<float> reference, AllLogits(fp32, prompts[i], vocab));
+    const auto positions = static_cast<int64_t>(prompts[i].ids.size());
+    for (size_t p = 0; p < paths.size(); ++p) {
+      const double start = Now();
+      SR_ASSIGN_OR_RETURN(std::vector<float> got, AllLogits(runs[p], prompts[i], vocab));
+      stats[p].run_seconds += Now() - start;
+      for (int64_t t = 0; t < positions; ++t) {
+        const float* pr = reference.data() + t * vocab;
+        const float* qr = got.data() + t * vocab;
+        LogSoftmax(pr, vocab, log_p);
+        LogSoftmax(qr, vocab, log_q);
+        double kl = 0;
+        for (int64_t v = 0; v < vocab; ++v) {
+          kl += std::exp(log_p[v]) * (log_p[v] - log_q[v]);
+        }
+        stats[p].kl.push_back(kl);
+        stats[p].top1_agree +=
+            (std::max_element(pr, pr + vocab) - pr) == (std::max_element(qr, qr + vocab) - qr);
+      }
+    }
+    if ((i + 1) % 10 == 0) std::fprintf(stderr, "%zu/%zu prompts\n", i + 1, prompts.size());
+  }
+
+  nlohmann::json out = {{"model", model_path},
+                        {"prompts", prompts_path},
+                        {"prompts_used", prompts.size()},
+                        {"threads", threads},
+                        {"cpu", cpu::DetectCpuSupport().isa},
+                        {"load_average_before", load_before},
+                        {"load_average_after", LoadAverage()}};
+  std::printf("%-22s %9s %10s %10s %10s %10s %8s\n", "path", "positions", "mean KL", "median",
+              "p99", "max", "top-1");
+  for (size_t p = 0; p < paths.size(); ++p) {
+    nlohmann::json s = stats[p].ToJson();
+    s["description"] = runs[p].engine->path_description();
+    std::printf("%-22s %9lld %10.5f %10.5f %10.4f %10.4f %7.2f%%\n", cpu::GemmPathName(paths[p]),
+                static_cast<long long>(s["positions"].get<int64_t>()), s["mean_kl"].get<double>(),
+                s["median_kl"].get<double>(), s["p99_kl"].get<double>(), s["max_kl"].get<double>(),
+                100 * s["top1_agreement"].get<double>());
+    out["paths"][cpu::GemmPathName(paths[p])] = s;
+  }
+  // llama.cpp Q8_0 over the same prompts (its per-prompt statistics).
+  if (!reference_path.empty()) {
+    std::ifstream in(reference_path);
+    if (!in) return absl::NotFoundError(reference_path + ": cannot open");
+    const nlohmann::json ref = nlohmann::json::parse(in);
+    for (const auto& [config, data] : ref.at("configs").items()) {
+      std::map<std::string, nlohmann::json> by_id;
+      for (const auto& row : data.at("per_prompt")) by_id[row.at("id")] = row;
+      double kl_sum = 0;
+      int64_t positions = 0, agree = 0;
+      for (const Prompt& prompt : prompts) {
+        auto it = by_id.find(prompt.id);
+        if (it == by_id.end()) continue;
+        const int64_t n = it->second.at("positions").get<int64_t>();
+        kl_sum += it->second.at("mean_kl").get<double>() * n;
+        positions += n;
+        agree += it->second.at("top1_agree").get<int64_t>();
+      }
+      if (positions == 0) continue;
+      std::printf("%-22s %9lld %10.5f %10s %10s %10s %7.2f%%   (llama.cpp, %s)\n",
+                  ("llama.cpp " + config).c_str(), static_cast<long long>(positions),
+                  kl_sum / positions, "-", "-", "-", 100.0 * agree / positions,
+                  data.value("model", "").c_str());
+      out["llama_cpp"][config] = {{"positions", positions},
+                                  {"mean_kl", kl_sum / positions},
+                                  {"top1_agreement", double(agree) / positions}};
+    }
+  }
+  const std::string text = out.dump(2);
+  std::printf("%s\n", text.c_str());
+  if (!json_path.empty()) {
+    std::ofstream file(json_path);
+    file << text << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace saferoute
+
+int main(int argc, char** argv) {
+  CLI::App app("KL and top-1 agreement of the reduced-precision paths against fp32");
+  std::string model, prompts = "tests/data/smollm2/quant_kl_prompts.jsonl",
+                     reference = "tests/data/smollm2/llamacpp_quant_kl.json",
+                     paths = "bf16-native,int8", json;
+  int limit = 200, threads = 2;
+  app.add_option("--model", model, "Model directory or .gguf file")->required();
+  app.add_option("--prompts", prompts, "JSONL of {id, ids}")->capture_default_str();
+  app.add_option("--reference", reference, "llama.cpp statistics per prompt ('' for none)")
+      ->capture_default_str();
+  app.add_option("--paths", paths, "GEMM paths to compare with fp32")->capture_default_str();
+  app.add_option("--limit", limit, "Use the first N prompts")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--threads", threads, "Threads")->capture_default_str();
+  app.add_option("--json", json, "Also write the JSON here");
+  CLI11_PARSE(app, argc, argv);
+  const absl::Status status =
+      saferoute::Run(model, prompts, reference, paths, limit, threads, json);
+  if (!status.ok()) {
+    std::fprintf(stderr, "precision_quality_bench: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
