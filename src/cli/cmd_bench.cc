@@ -91,6 +91,15 @@ double AttentionFlops(const ModelConfig& c, int64_t past, int64_t tokens) {
   return 4.0 * c.head_dim * c.num_heads * keys * c.num_layers;
 }
 
+// User + system CPU seconds of this process so far (a machine shared with
+// other work stretches wall time, much less CPU time).
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
 double CurrentRssBytes() {
   std::ifstream in("/proc/self/status");
   for (std::string line; std::getline(in, line);) {
@@ -260,13 +269,14 @@ absl::Status RunBench(const BenchFlags& flags) {
     options.force_path = target.path;
     options.num_threads = threads;
     options.max_tokens = flags.prefix + max_length;
-    const double load_start = Now();
+    const double load_start = Now(), load_cpu_start = CpuSeconds();
     SR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, options));
     const double load_seconds = Now() - load_start;
+    const double load_cpu_seconds = CpuSeconds() - load_cpu_start;
     const cpu::GemmPath path = engine->path();
     const std::string path_name = cpu::GemmPathName(path);
-    std::fprintf(stderr, "bench: %s -> %s (prepared in %.2f s)\n", target.name.c_str(),
-                 engine->path_description().c_str(), load_seconds);
+    std::fprintf(stderr, "bench: %s -> %s (prepared in %.2f s, %.2f CPU s)\n", target.name.c_str(),
+                 engine->path_description().c_str(), load_seconds, load_cpu_seconds);
     const double peak = probe_before.of(path);
     std::shared_ptr<const PrefixCache> prefix;
     if (flags.prefix > 0) {
@@ -326,6 +336,7 @@ absl::Status RunBench(const BenchFlags& flags) {
                        {"path", path_name},
                        {"description", engine->path_description()},
                        {"prepare_seconds", load_seconds},
+                       {"prepare_cpu_seconds", load_cpu_seconds},
                        {"packed_weight_bytes", engine->packed_weight_bytes()},
                        {"rss_bytes", rss},
                        {"rss_over_weights", rss / weights}});

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <new>
 #include <random>
 #include <tuple>
 
@@ -89,8 +91,9 @@ absl::Status CheckParts(std::span<const WeightMatrix> parts, const std::string& 
 }  // namespace
 
 struct PackedLinear::Native {
-  dnnl::memory::desc desc;    // oneDNN's preferred layout of W as a [K, N] matmul operand
-  dnnl::memory weights;       // owns the packed values
+  dnnl::memory::desc desc;  // oneDNN's preferred layout of W as a [K, N] matmul operand
+  std::unique_ptr<std::byte, decltype(&std::free)> buffer{nullptr, &std::free};
+  dnnl::memory weights;       // over `buffer`
   std::vector<float> scales;  // int8: [N] per output channel; empty for bf16
   // int8: [N] 128 * sum_k Wq[n, k], what the +128 offset of the u8 input
   // adds to each s32 product
@@ -126,7 +129,63 @@ absl::StatusOr<dnnl::matmul> CreateMatmul(GemmPath path, const dnnl::memory::des
   }
 }
 
+// A zeroed buffer for packed weights (the layout's padding must be zero):
+// 2 MiB aligned and advised to use transparent huge pages, which cuts the
+// page faults of loading and the TLB misses of the GEMMs.
+std::unique_ptr<std::byte, decltype(&std::free)> AllocatePacked(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const size_t size = std::max<size_t>(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage);
+  void* p = std::aligned_alloc(kHugePage, size);
+  if (p == nullptr) throw std::bad_alloc();
+  (void)::madvise(p, size, MADV_HUGEPAGE);  // a hint; absent THP it is ignored
+  std::memset(p, 0, size);
+  return {static_cast<std::byte*>(p), &std::free};
+}
+
+// Product of the layout's inner blocks along N (dimension 1 of [K, N]).
+int64_t NBlock(const dnnl::memory::desc& desc) {
+  const auto& blocking = desc.data.format_desc.blocking;
+  int64_t block = 1;
+  for (int i = 0; i < blocking.inner_nblks; ++i) {
+    if (blocking.inner_idxs[i] == 1) block *= blocking.inner_blks[i];
+  }
+  return block;
+}
+
 }  // namespace
+
+// plain = the `w.rows` rows of `w` in the path's element type ([rows, K]
+// bf16, or int8 with scale and weight-sum offset of stacked rows row0...).
+void PackedLinear::ConvertRows(GemmPath path, const WeightMatrix& w, int q_max, Native& native,
+                               int64_t row0, std::vector<std::byte>& plain) {
+  const int64_t k = w.cols;
+  const size_t elem = path == GemmPath::kInt8 ? 1 : 2;
+  plain.resize(static_cast<size_t>(w.rows * k) * elem);
+  const int64_t block = ConvertRowBlock(k);
+  const int64_t blocks = (w.rows + block - 1) / block;
+#pragma omp parallel
+  {
+    std::vector<float> rows_f32(static_cast<size_t>(std::min(block, w.rows) * k));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t r0 = b * block, count = std::min(block, w.rows - r0);
+      std::byte* out = plain.data() + static_cast<size_t>(r0 * k) * elem;
+      DequantizeRows(w, r0, count, rows_f32.data());
+      if (path == GemmPath::kBf16Native) {
+        NarrowToBf16(rows_f32.data(), reinterpret_cast<uint16_t*>(out),
+                     static_cast<size_t>(count * k));
+        continue;
+      }
+      auto* q = reinterpret_cast<int8_t*>(out);
+      QuantizeRowsS8(rows_f32.data(), k, count, k, q_max, q, k, native.scales.data() + row0 + r0);
+      for (int64_t r = 0; r < count; ++r) {
+        int32_t sum = 0;
+        for (int64_t c = 0; c < k; ++c) sum += q[r * k + c];
+        native.offsets[static_cast<size_t>(row0 + r0 + r)] = 128 * sum;
+      }
+    }
+  }
+}
 
 PackedLinear::PackedLinear() = default;
 PackedLinear::~PackedLinear() = default;
@@ -169,55 +228,54 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
         absl::StrCat(name, ": oneDNN has no ", GemmPathName(path), " matmul: ", e.what()));
   }
 
-  // W [N, K] row-major in the path's element type, as oneDNN's plain [K, N]
-  // operand with strides {1, K}; then reordered into the packed layout.
-  const size_t elem = path == GemmPath::kInt8 ? 1 : 2;
-  std::vector<std::byte> plain(static_cast<size_t>(n * k) * elem);
   if (path == GemmPath::kInt8) {
     native->scales.resize(static_cast<size_t>(n));
     native->offsets.resize(static_cast<size_t>(n));
   }
-  const int q_max = support.int8_weight_max;
-  const int64_t block = ConvertRowBlock(k);
-  int64_t row0 = 0;  // first stacked row of the current part
-  for (const WeightMatrix& w : parts) {
-    const int64_t blocks = (w.rows + block - 1) / block;
-#pragma omp parallel
-    {
-      std::vector<float> rows_f32(static_cast<size_t>(std::min(block, w.rows) * k));
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t r0 = b * block, count = std::min(block, w.rows - r0);
-        std::byte* out = plain.data() + static_cast<size_t>((row0 + r0) * k) * elem;
-        if (path == GemmPath::kBf16Native && w.dtype == DType::kBF16) {
-          std::memcpy(out, w.row(r0), static_cast<size_t>(count * k) * 2);
-          continue;
-        }
-        DequantizeRows(w, r0, count, rows_f32.data());
-        if (path == GemmPath::kBf16Native) {
-          NarrowToBf16(rows_f32.data(), reinterpret_cast<uint16_t*>(out),
-                       static_cast<size_t>(count * k));
-        } else {
-          auto* q = reinterpret_cast<int8_t*>(out);
-          QuantizeRowsS8(rows_f32.data(), k, count, k, q_max, q, k,
-                         native->scales.data() + row0 + r0);
-          for (int64_t r = 0; r < count; ++r) {
-            int32_t sum = 0;
-            for (int64_t c = 0; c < k; ++c) sum += q[r * k + c];
-            native->offsets[static_cast<size_t>(row0 + r0 + r)] = 128 * sum;
-          }
-        }
-      }
-    }
-    row0 += w.rows;
-  }
   try {
     dnnl::stream stream(engine);
-    const dnnl::memory::desc plain_desc({k, n}, WeightType(path), {1, k});
-    dnnl::memory source(plain_desc, engine, plain.data());
-    native->weights = dnnl::memory(native->desc, engine);
-    dnnl::reorder(source, native->weights).execute(stream, source, native->weights);
-    stream.wait();
+    native->buffer = AllocatePacked(native->desc.get_size());
+    native->weights = dnnl::memory(native->desc, engine, native->buffer.get());
+    // Each part is reordered straight into its columns of the packed layout
+    // (a sub-memory) when every part starts on a block of the layout's N
+    // blocking; a BF16 part on the bf16 path is then read in place. Else the
+    // parts go through one stacked plain copy.
+    const int64_t n_block = NBlock(native->desc);
+    bool direct = true;
+    for (int64_t row0 = 0; const WeightMatrix& w : parts) {
+      direct = direct && row0 % n_block == 0;
+      row0 += w.rows;
+    }
+    std::vector<std::byte> plain;  // [rows, K] in the path's element type
+    auto reorder = [&](const void* source, int64_t rows, const dnnl::memory::desc& target) {
+      // W [rows, K] row-major is oneDNN's plain [K, rows] operand with strides {1, K}.
+      const dnnl::memory::desc plain_desc({k, rows}, WeightType(path), {1, k});
+      dnnl::memory from(plain_desc, engine, const_cast<void*>(source));
+      dnnl::memory to(target, engine, native->buffer.get());
+      dnnl::reorder(from, to).execute(stream, from, to);
+      stream.wait();
+    };
+    if (direct) {
+      int64_t row0 = 0;
+      for (const WeightMatrix& w : parts) {
+        const dnnl::memory::desc target = native->desc.submemory_desc({k, w.rows}, {0, row0});
+        if (path == GemmPath::kBf16Native && w.dtype == DType::kBF16) {
+          reorder(w.data, w.rows, target);
+        } else {
+          ConvertRows(path, w, support.int8_weight_max, *native, row0, plain);
+          reorder(plain.data(), w.rows, target);
+        }
+        row0 += w.rows;
+      }
+    } else {
+      std::vector<std::byte> stacked;
+      for (int64_t row0 = 0; const WeightMatrix& w : parts) {
+        ConvertRows(path, w, support.int8_weight_max, *native, row0, plain);
+        stacked.insert(stacked.end(), plain.begin(), plain.end());
+        row0 += w.rows;
+      }
+      reorder(stacked.data(), n, native->desc);
+    }
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat(name, ": oneDNN reorder failed: ", e.what()));
   }

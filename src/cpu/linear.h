@@ -63,6 +63,8 @@ class PackedLinear {
   friend absl::StatusOr<double> PathMatmulGflops(GemmPath, const CpuSupport&, int64_t, int64_t,
                                                  int64_t, int, int);
   struct Native;
+  static void ConvertRows(GemmPath path, const WeightMatrix& w, int q_max, Native& native,
+                          int64_t row0, std::vector<std::byte>& plain);
   GemmPath path_ = GemmPath::kFp32;
   int64_t n_ = 0, k_ = 0;
   std::vector<WeightMatrix> parts_;
