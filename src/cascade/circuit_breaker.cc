@@ -4,11 +4,18 @@
 
 namespace saferoute {
 
-CircuitBreaker::CircuitBreaker(int failure_threshold, double open_ms, NowFn now)
+CircuitBreaker::CircuitBreaker(int failure_threshold, double open_ms, NowFn now, ChangeFn on_change)
     : failure_threshold_(std::max(1, failure_threshold)),
       open_duration_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double, std::milli>(std::max(0.0, open_ms)))),
-      now_(now ? std::move(now) : NowFn([] { return Clock::now(); })) {}
+      now_(now ? std::move(now) : NowFn([] { return Clock::now(); })),
+      on_change_(std::move(on_change)) {}
+
+void CircuitBreaker::SetStateLocked(CircuitState state) {
+  const bool changed = state != state_;
+  state_ = state;
+  if (changed && on_change_) on_change_(state);
+}
 
 bool CircuitBreaker::Allow() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -17,7 +24,7 @@ bool CircuitBreaker::Allow() {
       return true;
     case CircuitState::kOpen:
       if (now_() - opened_at_ < open_duration_) return false;
-      state_ = CircuitState::kHalfOpen;
+      SetStateLocked(CircuitState::kHalfOpen);
       probe_in_flight_ = true;
       return true;
     case CircuitState::kHalfOpen:
@@ -33,7 +40,7 @@ void CircuitBreaker::RecordSuccess() {
   consecutive_failures_ = 0;
   // A success while open comes from a request admitted before the circuit
   // opened; it is evidence the backend answers, so close as a probe would.
-  state_ = CircuitState::kClosed;
+  SetStateLocked(CircuitState::kClosed);
   probe_in_flight_ = false;
 }
 
@@ -53,7 +60,7 @@ void CircuitBreaker::RecordFailure() {
 }
 
 void CircuitBreaker::OpenLocked(Clock::time_point now) {
-  state_ = CircuitState::kOpen;
+  SetStateLocked(CircuitState::kOpen);
   opened_at_ = now;
   probe_in_flight_ = false;
   ++times_opened_;

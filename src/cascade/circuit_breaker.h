@@ -29,8 +29,13 @@ class CircuitBreaker {
 
   // `failure_threshold` >= 1 consecutive failures open the circuit; it stays
   // open for `open_ms` before admitting one half-open probe. `now` defaults to
-  // steady_clock::now.
-  CircuitBreaker(int failure_threshold, double open_ms, NowFn now = nullptr);
+  // steady_clock::now. `on_change` (optional) gets the new state after each
+  // change, under the breaker's lock (it must be quick and must not call
+  // back into the breaker); an elapsed open window is reported half-open
+  // when Allow() lets the probe through.
+  using ChangeFn = std::function<void(CircuitState)>;
+  CircuitBreaker(int failure_threshold, double open_ms, NowFn now = nullptr,
+                 ChangeFn on_change = nullptr);
 
   // Asks to send one request. True: go ahead, and report the outcome with
   // RecordSuccess/RecordFailure (a half-open probe must always report, or the
@@ -49,10 +54,12 @@ class CircuitBreaker {
 
  private:
   void OpenLocked(Clock::time_point now);
+  void SetStateLocked(CircuitState state);
 
   const int failure_threshold_;
   const Clock::duration open_duration_;
   const NowFn now_;
+  const ChangeFn on_change_;
 
   mutable std::mutex mu_;
   CircuitState state_ = CircuitState::kClosed;  // guarded by mu_

@@ -134,5 +134,28 @@ TEST(CircuitBreakerTest, ConcurrentCallersAdmitOneProbeAtATime) {
   EXPECT_EQ(max_in_flight.load(), 1);
 }
 
+TEST(CircuitBreakerTest, ReportsEveryStateChangeOnce) {
+  FakeClock clock;
+  std::vector<CircuitState> changes;
+  CircuitBreaker breaker(/*failure_threshold=*/2, /*open_ms=*/1000, clock.Fn(),
+                         [&](CircuitState s) { changes.push_back(s); });
+  ASSERT_TRUE(breaker.Allow());
+  breaker.RecordSuccess();  // closed -> closed: no change
+  for (int i = 0; i < 3; ++i) {
+    if (breaker.Allow()) breaker.RecordFailure();
+  }
+  EXPECT_EQ(changes, std::vector<CircuitState>{CircuitState::kOpen});
+  clock.now += milliseconds(1000);
+  EXPECT_TRUE(changes.size() == 1);  // an elapsed window is reported when the probe goes
+  ASSERT_TRUE(breaker.Allow());
+  breaker.RecordFailure();  // the probe fails: open again
+  clock.now += milliseconds(1000);
+  ASSERT_TRUE(breaker.Allow());
+  breaker.RecordSuccess();
+  EXPECT_EQ(changes, (std::vector<CircuitState>{CircuitState::kOpen, CircuitState::kHalfOpen,
+                                                CircuitState::kOpen, CircuitState::kHalfOpen,
+                                                CircuitState::kClosed}));
+}
+
 }  // namespace
 }  // namespace saferoute

@@ -138,11 +138,14 @@ class AttemptWatchdog {
 class RemoteGuardImpl final : public RemoteGuard {
  public:
   RemoteGuardImpl(const RemoteGuardOptions& options, BaseUrl url,
-                  std::shared_ptr<const GuardFormat> format)
+                  std::shared_ptr<const GuardFormat> format, RemoteGuardObserver* observer)
       : options_(options),
         url_(std::move(url)),
         format_(std::move(format)),
-        breaker_(options.breaker_failure_threshold, options.breaker_open_ms) {
+        observer_(observer != nullptr ? observer : &null_observer_),
+        breaker_(options.breaker_failure_threshold, options.breaker_open_ms, nullptr,
+                 [this](CircuitState state) { observer_->OnCircuitState(state); }) {
+    observer_->OnCircuitState(CircuitState::kClosed);
     endpoint_ =
         url_.path_prefix + (options.kind == RemoteKind::kVllm ? "/v1/completions" : "/completion");
     // Responses carry the name: the model, never the address.
@@ -245,7 +248,7 @@ class RemoteGuardImpl final : public RemoteGuard {
   // retry budget is spent, or the breaker refuses.
   absl::Status ClassifyOne(const GuardRequest& request, const std::vector<int32_t>& ids,
                            GuardVerdict& verdict) {
-    ++requests_;
+    Report(RemoteEvent::kRequest);
     RemoteQuery query{&ids, request.want_categories ? options_.categories_max_tokens : 1};
     const std::string body = options_.kind == RemoteKind::kVllm
                                  ? BuildVllmRequestBody(options_, query)
@@ -255,15 +258,15 @@ class RemoteGuardImpl final : public RemoteGuard {
     const int max_attempts = 1 + std::clamp(options_.max_retries, 0, kMaxRetries);
     for (int attempt = 0; attempt < max_attempts; ++attempt) {
       if (!breaker_.Allow()) {
-        ++short_circuited_;
-        ++errors_;
+        Report(RemoteEvent::kShortCircuited);
+        Report(RemoteEvent::kError);
         std::string why = absl::StrCat("circuit breaker open (", options_.breaker_failure_threshold,
                                        " consecutive failures; next probe after ",
                                        options_.breaker_open_ms, " ms)");
         if (!last_error.ok()) absl::StrAppend(&why, "; last error: ", last_error.message());
         return absl::UnavailableError(why);
       }
-      if (attempt > 0) ++retries_;
+      if (attempt > 0) Report(RemoteEvent::kRetry);
       ++attempts_;
       AttemptResult result = Attempt(body);
       if (result.kind == AttemptKind::kOk) {
@@ -284,16 +287,41 @@ class RemoteGuardImpl final : public RemoteGuard {
         } else {
           breaker_.RecordFailure();
         }
-        ++errors_;
+        Report(RemoteEvent::kError);
         return result.status;
       }
       breaker_.RecordFailure();
       last_error = result.status;
       if (attempt + 1 < max_attempts) SleepBackoff(attempt);
     }
-    ++errors_;
+    Report(RemoteEvent::kError);
     return absl::Status(last_error.code(),
                         absl::StrCat("after ", max_attempts, " attempts: ", last_error.message()));
+  }
+
+  // Counts `event` in stats() and reports it to the observer.
+  void Report(RemoteEvent event) {
+    switch (event) {
+      case RemoteEvent::kRequest:
+        ++requests_;
+        break;
+      case RemoteEvent::kError:
+        ++errors_;
+        break;
+      case RemoteEvent::kRetry:
+        ++retries_;
+        break;
+      case RemoteEvent::kTimeout:
+        ++timeouts_;
+        break;
+      case RemoteEvent::kBadResponse:
+        ++bad_responses_;
+        break;
+      case RemoteEvent::kShortCircuited:
+        ++short_circuited_;
+        break;
+    }
+    observer_->OnRemoteEvent(event);
   }
 
   // Full jitter: uniform in [0, min(cap, base * 2^attempt)].
@@ -316,13 +344,13 @@ class RemoteGuardImpl final : public RemoteGuard {
           ++connect_errors_;
           break;
         case AttemptKind::kTimeout:
-          ++timeouts_;
+          Report(RemoteEvent::kTimeout);
           break;
         case AttemptKind::kServerError:
           ++server_errors_;
           break;
         case AttemptKind::kBadResponse:
-          ++bad_responses_;
+          Report(RemoteEvent::kBadResponse);
           break;
         case AttemptKind::kClientError:
           ++client_errors_;
@@ -449,6 +477,8 @@ class RemoteGuardImpl final : public RemoteGuard {
   const RemoteGuardOptions options_;
   const BaseUrl url_;
   const std::shared_ptr<const GuardFormat> format_;
+  RemoteGuardObserver null_observer_;  // observer_ when none is given
+  RemoteGuardObserver* const observer_;
   std::string endpoint_;
   std::string name_;
   CircuitBreaker breaker_;
@@ -459,8 +489,27 @@ class RemoteGuardImpl final : public RemoteGuard {
 
 }  // namespace
 
+absl::string_view RemoteEventName(RemoteEvent event) {
+  switch (event) {
+    case RemoteEvent::kRequest:
+      return "requests";
+    case RemoteEvent::kError:
+      return "errors";
+    case RemoteEvent::kRetry:
+      return "retries";
+    case RemoteEvent::kTimeout:
+      return "timeouts";
+    case RemoteEvent::kBadResponse:
+      return "bad_responses";
+    case RemoteEvent::kShortCircuited:
+      return "short_circuited";
+  }
+  return "unknown";
+}
+
 absl::StatusOr<std::unique_ptr<RemoteGuard>> RemoteGuard::Create(
-    const RemoteGuardOptions& options, std::shared_ptr<const GuardFormat> format) {
+    const RemoteGuardOptions& options, std::shared_ptr<const GuardFormat> format,
+    RemoteGuardObserver* observer) {
   auto bad = [](absl::string_view field, absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("remote guard: field '", field, "': ", why));
   };
@@ -501,7 +550,7 @@ absl::StatusOr<std::unique_ptr<RemoteGuard>> RemoteGuard::Create(
     if (c <= 0x20 || c >= 0x7f) return bad("api_key", "not printable ASCII without spaces");
   }
   return std::unique_ptr<RemoteGuard>(
-      new RemoteGuardImpl(options, std::move(url), std::move(format)));
+      new RemoteGuardImpl(options, std::move(url), std::move(format), observer));
 }
 
 }  // namespace saferoute

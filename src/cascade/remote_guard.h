@@ -87,16 +87,46 @@ struct RemoteGuardStats {
   uint64_t circuit_opened = 0;  // transitions to open
 };
 
+// Events of a remote guard, as the service counts them.
+enum class RemoteEvent {
+  kRequest,         // a guard request started (one per input, retries not counted)
+  kError,           // a guard request failed (after its retries)
+  kRetry,           // an attempt after the first
+  kTimeout,         // an attempt timed out
+  kBadResponse,     // an attempt's answer did not parse
+  kShortCircuited,  // the circuit breaker refused an attempt
+};
+// requests | errors | retries | timeouts | bad_responses | short_circuited
+absl::string_view RemoteEventName(RemoteEvent event);
+
+// What a remote guard reports as it works (the server turns it into metrics;
+// the guard reads nothing back). Calls come from the threads making HTTP
+// calls, the circuit-state ones under the breaker's lock: an implementation
+// must be thread-safe, quick, and must not call back into the guard.
+class RemoteGuardObserver {
+ public:
+  virtual ~RemoteGuardObserver() = default;
+  virtual void OnRemoteEvent(RemoteEvent event) {}
+  // The breaker's state after each change; once at creation (closed). An
+  // open circuit reads half-open to circuit_state() once open_ms has passed,
+  // but is reported half-open only when the probe is let through.
+  virtual void OnCircuitState(CircuitState state) {}
+};
+
 class RemoteGuard : public Guard {
  public:
   // `format` renders the prompts and names the verdict tokens; it must be the
-  // remote model's format, on the remote model's tokenizer.
+  // remote model's format, on the remote model's tokenizer. `observer`
+  // (optional) must outlive the guard.
   static absl::StatusOr<std::unique_ptr<RemoteGuard>> Create(
-      const RemoteGuardOptions& options, std::shared_ptr<const GuardFormat> format);
+      const RemoteGuardOptions& options, std::shared_ptr<const GuardFormat> format,
+      RemoteGuardObserver* observer = nullptr);
   virtual CircuitState circuit_state() const = 0;
+  // The guard's own counts (tests and diagnostics; the service counts the
+  // observer's events).
   virtual RemoteGuardStats stats() const = 0;
-  // Cheap reachability probe for /readyz (GET /health or /v1/models).
-  virtual absl::Status Ping() = 0;
+  // Cheap reachability probe for /readyz (GET /health).
+  absl::Status Ping() override = 0;
 };
 
 }  // namespace saferoute

@@ -12,10 +12,12 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/str_split.h"
+#include "cascade/circuit_breaker.h"
 #include "cascade/testing/self_signed_cert.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -754,6 +756,64 @@ TEST(RemoteGuardTest, CreateChecksTlsAndKeyOptions) {
     EXPECT_NE(guard.status().message().find(c.field), absl::string_view::npos) << guard.status();
     EXPECT_EQ(guard.status().message().find("two words"), absl::string_view::npos);
   }
+}
+
+// Records what the guard reports (as the service's metrics would see it).
+class RecordingObserver final : public RemoteGuardObserver {
+ public:
+  void OnRemoteEvent(RemoteEvent event) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++events_[std::string(RemoteEventName(event))];
+  }
+  void OnCircuitState(CircuitState state) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    states_.push_back(CircuitStateName(state));
+  }
+  int events(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_[name];
+  }
+  std::vector<std::string> states() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return states_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> events_;
+  std::vector<std::string> states_;
+};
+
+TEST(RemoteGuardTest, ReportsEventsAndCircuitChangesToItsObserver) {
+  StandInRemote remote;
+  remote.mode = Mode::kError500;
+  RemoteGuardOptions options = FastOptions(remote.url());
+  options.max_retries = 1;
+  options.breaker_failure_threshold = 3;
+  options.breaker_open_ms = 150;
+  RecordingObserver observer;
+  absl::StatusOr<std::unique_ptr<RemoteGuard>> guard =
+      RemoteGuard::Create(options, TestFormat(), &observer);
+  ASSERT_TRUE(guard.ok()) << guard.status();
+  EXPECT_EQ(observer.states(), std::vector<std::string>{"closed"});
+  // 500s: the third failed attempt opens the circuit; later attempts are refused.
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE((*guard)->Classify({Req("1")}).ok());
+  EXPECT_EQ(observer.states(), (std::vector<std::string>{"closed", "open"}));
+  const RemoteGuardStats stats = (*guard)->stats();
+  EXPECT_EQ(stats.requests, 3u);
+  EXPECT_GE(stats.short_circuited, 1u);
+  EXPECT_GE(stats.retries, 1u);
+  EXPECT_EQ(observer.events("requests"), 3);
+  EXPECT_EQ(observer.events("errors"), static_cast<int>(stats.errors));
+  EXPECT_EQ(observer.events("errors"), 3);
+  EXPECT_EQ(observer.events("retries"), static_cast<int>(stats.retries));
+  EXPECT_EQ(observer.events("short_circuited"), static_cast<int>(stats.short_circuited));
+  EXPECT_EQ(observer.events("timeouts"), 0);
+
+  remote.mode = Mode::kVllm;
+  std::this_thread::sleep_for(std::chrono::milliseconds(170));
+  ASSERT_TRUE((*guard)->Classify({Req("2")}).ok());
+  EXPECT_EQ(observer.states(), (std::vector<std::string>{"closed", "open", "half_open", "closed"}));
 }
 
 }  // namespace

@@ -115,8 +115,8 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
   if (!config.router_path.empty()) {
     SR_ASSIGN_OR_RETURN(router, LoadRouter(config.router_path));
   }
+  auto metrics = std::make_shared<server::ServiceMetrics>();
   std::unique_ptr<Guard> large;
-  RemoteGuard* remote = nullptr;
   if (config.large_mode == "local") {
     std::fprintf(stderr, "saferoute serve: loading large guard from %s\n",
                  config.large.model_dir.c_str());
@@ -144,16 +144,13 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
     }
     options.max_input_tokens = config.limits_tokens_per_input;
     SR_ASSIGN_OR_RETURN(std::shared_ptr<const GuardFormat> format, RemoteFormat(config));
-    SR_ASSIGN_OR_RETURN(std::unique_ptr<RemoteGuard> remote_guard,
-                        RemoteGuard::Create(options, std::move(format)));
-    remote = remote_guard.get();
-    large = std::move(remote_guard);
+    SR_ASSIGN_OR_RETURN(large, RemoteGuard::Create(options, std::move(format), metrics.get()));
   }
 
   SR_ASSIGN_OR_RETURN(
       std::unique_ptr<server::GuardService> service,
       server::GuardService::Create(
-          {.small = small.get(), .router = router.get(), .large = large.get(), .remote = remote},
+          {.small = small.get(), .router = router.get(), .large = large.get(), .metrics = metrics},
           ServiceOptionsFrom(config)));
   SR_ASSIGN_OR_RETURN(server::HttpServerOptions http_options,
                       server::HttpServerOptionsFrom(config));

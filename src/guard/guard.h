@@ -95,6 +95,9 @@ class Guard {
     std::string path, impl, isa;
   };
   virtual Compute compute() const { return {}; }
+  // Whether the guard can answer now, for readiness probes: a guard on a
+  // remote server asks it (cheaply); an in-process guard is always ready.
+  virtual absl::Status Ping() { return absl::OkStatus(); }
 };
 
 }  // namespace saferoute

@@ -7,19 +7,18 @@
 namespace saferoute::server {
 
 GuardService::GuardService(GuardServiceParts parts, GuardServiceOptions options)
-    : parts_(parts), options_(std::move(options)) {
+    : parts_(parts),
+      options_(std::move(options)),
+      metrics_(parts_.metrics ? parts_.metrics : std::make_shared<ServiceMetrics>()) {
   id_salt_ = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
 }
 
 absl::StatusOr<std::unique_ptr<GuardService>> GuardService::Create(GuardServiceParts parts,
                                                                    GuardServiceOptions options) {
   if (parts.small == nullptr) return absl::InvalidArgumentError("guard service: no small guard");
-  if (parts.remote != nullptr && parts.remote != parts.large) {
-    return absl::InvalidArgumentError("guard service: remote must be the large guard");
-  }
   std::unique_ptr<GuardService> service(new GuardService(parts, std::move(options)));
   service->RegisterMetrics();
-  ServiceMetrics* observer = &service->observer_;
+  ServiceMetrics* observer = service->metrics_.get();
   service->small_scheduler_ =
       std::make_unique<BatchScheduler>(parts.small, service->options_.small_scheduler,
                                        [observer](int n) { observer->OnBatch("small", n); });
@@ -39,17 +38,19 @@ absl::StatusOr<std::unique_ptr<GuardService>> GuardService::Create(GuardServiceP
 GuardService::~GuardService() { Shutdown(); }
 
 void GuardService::RegisterMetrics() {
-  // The counters and histograms are declared by observer_ (ServiceMetrics).
-  metrics_.AddCallbackFamily("saferoute_queue_depth", "Inputs waiting in each guard's batch queue.",
-                             false, {"guard"}, [this] {
-                               MetricsRegistry::SeriesList out;
-                               if (small_scheduler_)
-                                 out.push_back({{"small"}, double(small_scheduler_->depth())});
-                               if (large_scheduler_)
-                                 out.push_back({{"large"}, double(large_scheduler_->depth())});
-                               return out;
-                             });
-  metrics_.AddCallbackFamily(
+  // The counters and histograms are declared by ServiceMetrics; these are
+  // read at scrape time.
+  MetricsRegistry& metrics = metrics_->registry();
+  metrics.AddCallbackFamily("saferoute_queue_depth", "Inputs waiting in each guard's batch queue.",
+                            false, {"guard"}, [this] {
+                              MetricsRegistry::SeriesList out;
+                              if (small_scheduler_)
+                                out.push_back({{"small"}, double(small_scheduler_->depth())});
+                              if (large_scheduler_)
+                                out.push_back({{"large"}, double(large_scheduler_->depth())});
+                              return out;
+                            });
+  metrics.AddCallbackFamily(
       "saferoute_guard_time_estimate_seconds",
       "The running estimate of each guard's call time that admission and batch sizing use: "
       "seconds per call, per input and per kilobyte of input text.",
@@ -65,9 +66,9 @@ void GuardService::RegisterMetrics() {
         }
         return out;
       });
-  metrics_.AddCallbackGauge("saferoute_draining", "1 while the server drains for shutdown.",
-                            [this] { return draining_ ? 1.0 : 0.0; });
-  metrics_.AddCallbackFamily(
+  metrics.AddCallbackGauge("saferoute_draining", "1 while the server drains for shutdown.",
+                           [this] { return draining_ ? 1.0 : 0.0; });
+  metrics.AddCallbackFamily(
       "saferoute_guard_compute_info",
       "Where each in-process guard runs: engine GEMM path, oneDNN implementation, CPU ISA (1).",
       false, {"guard", "path", "impl", "isa"}, [this] {
@@ -80,35 +81,11 @@ void GuardService::RegisterMetrics() {
         }
         return out;
       });
-  if (parts_.remote != nullptr) {
-    metrics_.AddCallbackGauge(
+  if (parts_.large != nullptr) {
+    metrics.AddCallbackGauge(
         "saferoute_large_guard_up",
-        "1 if the last readiness probe (/readyz) reached the remote large guard, else 0.",
+        "1 if the last readiness probe (/readyz) reached the large guard, else 0.",
         [this] { return large_up_ ? 1.0 : 0.0; });
-    RemoteGuard* remote = parts_.remote;
-    metrics_.AddCallbackFamily(
-        "saferoute_remote_circuit_state",
-        "Circuit breaker of the remote large guard: 1 for the current state.", false, {"state"},
-        [remote] {
-          const CircuitState s = remote->circuit_state();
-          return MetricsRegistry::SeriesList{
-              {{"closed"}, s == CircuitState::kClosed ? 1.0 : 0.0},
-              {{"open"}, s == CircuitState::kOpen ? 1.0 : 0.0},
-              {{"half_open"}, s == CircuitState::kHalfOpen ? 1.0 : 0.0}};
-        });
-    metrics_.AddCallbackFamily(
-        "saferoute_remote_events_total",
-        "Remote large-guard calls by event: requests, errors, retries, timeouts, bad_responses, "
-        "short_circuited.",
-        true, {"event"}, [remote] {
-          const RemoteGuardStats st = remote->stats();
-          return MetricsRegistry::SeriesList{{{"requests"}, double(st.requests)},
-                                             {{"errors"}, double(st.errors)},
-                                             {{"retries"}, double(st.retries)},
-                                             {{"timeouts"}, double(st.timeouts)},
-                                             {{"bad_responses"}, double(st.bad_responses)},
-                                             {{"short_circuited"}, double(st.short_circuited)}};
-        });
   }
 }
 
@@ -125,15 +102,15 @@ absl::StatusOr<std::vector<CascadeDecision>> GuardService::Decide(
 
 absl::Status GuardService::Ready() {
   if (draining_) return absl::UnavailableError("draining for shutdown");
-  if (parts_.remote == nullptr) return absl::OkStatus();
-  const absl::Status ping = parts_.remote->Ping();
+  if (parts_.large == nullptr) return absl::OkStatus();
+  const absl::Status ping = parts_.large->Ping();
   const FailurePolicy policy = options_.cascade.failure_policy;
   const bool needed = policy == FailurePolicy::kFailClosed;
   if (large_up_.exchange(ping.ok()) != ping.ok()) {
     if (ping.ok()) {
-      std::fprintf(stderr, "saferoute: remote large guard reachable again\n");
+      std::fprintf(stderr, "saferoute: large guard reachable again\n");
     } else {
-      std::fprintf(stderr, "saferoute: remote large guard unreachable (%s); %s\n",
+      std::fprintf(stderr, "saferoute: large guard unreachable (%s); %s\n",
                    std::string(ping.message()).c_str(),
                    needed ? "not ready: policy fail_closed blocks every escalation"
                           : absl::StrCat("still ready: policy ", FailurePolicyName(policy),
@@ -143,7 +120,7 @@ absl::Status GuardService::Ready() {
   }
   if (ping.ok() || !needed) return absl::OkStatus();
   return absl::UnavailableError(
-      absl::StrCat("remote large guard: ", ping.message(), " (policy fail_closed)"));
+      absl::StrCat("large guard: ", ping.message(), " (policy fail_closed)"));
 }
 
 void GuardService::Shutdown() {

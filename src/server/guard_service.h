@@ -14,7 +14,6 @@
 #include <string>
 
 #include "cascade/cascade.h"
-#include "cascade/remote_guard.h"
 #include "cascade/scheduler.h"
 #include "guard/guard.h"
 #include "router/router.h"
@@ -26,9 +25,11 @@ namespace saferoute::server {
 struct GuardServiceParts {
   Guard* small = nullptr;          // required
   const Router* router = nullptr;  // optional
-  Guard* large = nullptr;          // optional (local or remote)
-  RemoteGuard* remote = nullptr;   // == large when the large guard is remote: readiness
-                                   // probe, circuit state and error counters
+  Guard* large = nullptr;          // optional (local or remote); its Ping() is readiness
+  // Optional: the metrics, when a part made before the service reports to
+  // them (a remote large guard made with them as its observer). Null: the
+  // service makes its own.
+  std::shared_ptr<ServiceMetrics> metrics;
 };
 
 inline SchedulerOptions LargeSchedulerDefaults() {
@@ -62,14 +63,15 @@ class GuardService {
   absl::StatusOr<std::vector<CascadeDecision>> Decide(const std::vector<GuardRequest>& inputs,
                                                       double deadline_ms);
 
-  // Readiness: not draining, and, with a remote large guard, what the
+  // Readiness: not draining, and, with a large guard, what the
   // failure policy needs: under fail_closed every escalation would be
   // blocked without it, so its Ping() failing makes the service not ready;
   // under fail_open and degrade the service still answers (the policy
   // decides escalations), so it stays ready: a replica whose remote is down
   // is not taken out of a load balancer for something every replica shares.
   // Either way saferoute_large_guard_up says whether the last probe reached
-  // the remote, and each change is logged once.
+  // the large guard (Ping(): a remote one asks its server), and each
+  // change is logged once.
   absl::Status Ready();
   // Replaces the router and escalation settings (SIGHUP); see
   // Cascade::Reconfigure. On error the current ones stay.
@@ -84,7 +86,7 @@ class GuardService {
   // Unique response id with a prefix ("modr-", "guard-").
   std::string NextId(absl::string_view prefix);
 
-  MetricsRegistry& metrics() { return metrics_; }
+  MetricsRegistry& metrics() { return metrics_->registry(); }
   const GuardServiceOptions& options() const { return options_; }
   std::string small_name() const { return parts_.small->name(); }
   std::string large_name() const { return parts_.large ? parts_.large->name() : ""; }
@@ -95,8 +97,7 @@ class GuardService {
 
   const GuardServiceParts parts_;
   const GuardServiceOptions options_;
-  MetricsRegistry metrics_;  // before the schedulers: their callbacks use it
-  ServiceMetrics observer_{&metrics_};
+  const std::shared_ptr<ServiceMetrics> metrics_;  // before the schedulers: they report to it
   std::unique_ptr<BatchScheduler> small_scheduler_;
   std::unique_ptr<BatchScheduler> large_scheduler_;
   std::unique_ptr<Cascade> cascade_;

@@ -270,7 +270,7 @@ TEST(HttpServer, ReadinessFollowsTheFailurePolicy) {
     GuardServiceOptions options;
     options.cascade.failure_policy = policy;
     absl::StatusOr<std::unique_ptr<GuardService>> service =
-        GuardService::Create({.small = &small, .large = &remote, .remote = &remote}, options);
+        GuardService::Create({.small = &small, .large = &remote}, options);
     ASSERT_TRUE(service.ok()) << service.status();
     GuardHttpServer http(service->get(), Harness::DefaultHttpOptions());
     absl::StatusOr<int> port = http.Start();

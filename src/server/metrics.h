@@ -43,7 +43,7 @@ class MetricsRegistry {
   void Observe(absl::string_view name, const LabelValues& labels, double value);
 
   // Current value of a counter/gauge series (0 if never touched); for tests
-  // and for derived values such as the escalation share.
+  // (nothing in the service reads metrics back as state).
   double Value(absl::string_view name, const LabelValues& labels = {}) const;
   // Number of observations of a histogram series.
   uint64_t Count(absl::string_view name, const LabelValues& labels = {}) const;
