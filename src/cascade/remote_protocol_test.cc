@@ -1,12 +1,13 @@
 // Wire-format tests: request bodies as vLLM / llama.cpp document them, and
-// parsers against the documented response shapes (guard-models.md §6, whose
-// examples carry Llama Guard 3's ids) and against garbage. The verdict tokens
-// are the Llama Guard 3 format's, opened on the real Llama 3 tokenizer.
+// parsers against the documented response shapes (guard-models.md §6) and
+// against garbage. The verdict tokens are the Llama Guard 3 format's, opened
+// on the real Llama 3 tokenizer; the bodies take their ids from it.
 #include "cascade/remote_protocol.h"
 
 #include <cmath>
 #include <random>
 
+#include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/utf8.h"
@@ -32,6 +33,21 @@ std::span<const VerdictToken> Tokens() {
     return f->release();
   }();
   return format->verdict_tokens();
+}
+
+// Verdict ids come from the format (on the real tokenizer); the bodies below
+// write them as {SAFE} / {UNSAFE}.
+int32_t IdOf(std::string_view label) {
+  for (const VerdictToken& token : Tokens()) {
+    if (token.label == label) return token.id;
+  }
+  ADD_FAILURE() << "no verdict token " << label;
+  return -1;
+}
+
+std::string Ids(std::string body) {
+  return absl::StrReplaceAll(
+      body, {{"{SAFE}", absl::StrCat(IdOf("safe"))}, {"{UNSAFE}", absl::StrCat(IdOf("unsafe"))}});
 }
 
 const std::vector<int32_t> kIds = {7, 1, 2, 3, 4, 5, 1, 6, 3, 4};  // any prompt ids
@@ -75,7 +91,7 @@ TEST(RemoteProtocolTest, VllmTextKeys) {
     "text":"unsafe","logprobs":{"tokens":["unsafe"],"token_logprobs":[-0.02],
     "top_logprobs":[{"unsafe":-0.02,"safe":-3.9,"Unsafe":-6.5,"\n":-8.0}],"text_offset":[0]},
     "finish_reason":"length"}]})";
-  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, Tokens());
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(Ids(body), Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   EXPECT_DOUBLE_EQ(score->logprobs[1], -0.02);
   EXPECT_DOUBLE_EQ(score->logprobs[0], -3.9);
@@ -92,13 +108,13 @@ TEST(RemoteProtocolTest, VllmTextKeys) {
 
 TEST(RemoteProtocolTest, VllmTokenIdKeys) {
   const std::string body = R"({"choices":[{"index":0,"text":"safe","logprobs":{
-    "tokens":["token_id:19193"],"token_logprobs":[-0.1],
-    "top_logprobs":[{"token_id:19193":-0.1,"token_id:39257":-2.4,"token_id:6220":-5.0}]}}]})";
-  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, Tokens());
+    "tokens":["token_id:{SAFE}"],"token_logprobs":[-0.1],
+    "top_logprobs":[{"token_id:{SAFE}":-0.1,"token_id:{UNSAFE}":-2.4,"token_id:7":-5.0}]}}]})";
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(Ids(body), Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   EXPECT_DOUBLE_EQ(score->logprobs[0], -0.1);
   EXPECT_DOUBLE_EQ(score->logprobs[1], -2.4);
-  EXPECT_EQ(score->generated_ids, std::vector<int32_t>({19193}));
+  EXPECT_EQ(score->generated_ids, std::vector<int32_t>({IdOf("safe")}));
   GuardVerdict verdict;
   FillVerdictFromScore(*score, Tokens(), verdict);
   EXPECT_NEAR(verdict.p_unsafe, TwoWay(-2.4, -0.1), 1e-6);
@@ -108,7 +124,7 @@ TEST(RemoteProtocolTest, VllmTokenIdKeys) {
 TEST(RemoteProtocolTest, MissingVerdictTokenIsBoundedBySmallestListed) {
   const std::string body = R"({"choices":[{"index":0,"text":"unsafe","logprobs":{
     "top_logprobs":[{"unsafe":-0.001,"Unsafe":-7.5,"\n":-9.25}]}}]})";
-  absl::StatusOr<RemoteScore> score = ParseVllmResponse(body, Tokens());
+  absl::StatusOr<RemoteScore> score = ParseVllmResponse(Ids(body), Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   EXPECT_TRUE(score->bounded[0]);
   EXPECT_FALSE(score->bounded[1]);
@@ -133,7 +149,7 @@ TEST(RemoteProtocolTest, VllmGarbageIsAClearErrorNamingTheField) {
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[]}}]})", "top_logprobs"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[null]}}]})", "top_logprobs[0]"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"a":-1,"b":-2}]}}]})",
-       "none of the verdict tokens 'safe' (19193), 'unsafe' (39257)"},
+       "none of the verdict tokens 'safe' ({SAFE}), 'unsafe' ({UNSAFE})"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":"x","unsafe":-1}]}}]})",
        "expected a number"},
       {R"({"choices":[{"index":0,"logprobs":{"top_logprobs":[{"safe":NaN,"unsafe":-1}]}}]})",
@@ -146,34 +162,34 @@ TEST(RemoteProtocolTest, VllmGarbageIsAClearErrorNamingTheField) {
       {R"({"object":"error","error":{"message":"model not loaded"}})", "model not loaded"},
   };
   for (const Case& c : cases) {
-    absl::StatusOr<RemoteScore> score = ParseVllmResponse(c.body, tokens);
+    absl::StatusOr<RemoteScore> score = ParseVllmResponse(Ids(c.body), tokens);
     ASSERT_FALSE(score.ok()) << c.body;
     EXPECT_EQ(score.status().code(), absl::StatusCode::kInvalidArgument) << c.body;
-    EXPECT_NE(score.status().message().find(c.expect_in_message), absl::string_view::npos)
+    EXPECT_NE(score.status().message().find(Ids(c.expect_in_message)), absl::string_view::npos)
         << c.body << " -> " << score.status();
   }
 }
 
 TEST(RemoteProtocolTest, LlamaCppCurrentShapeMatchesById) {
   // guard-models.md §6.2 example; the ids decide, not the strings.
-  const std::string body = R"({"content":"unsafe","tokens":[39257],"completion_probabilities":[
-    {"id":39257,"token":"unsafe","bytes":[117],"logprob":-0.02,"top_logprobs":[
-      {"id":39257,"token":"unsafe","bytes":[117],"logprob":-0.02},
-      {"id":19193,"token":"safe","bytes":[115],"logprob":-3.9},
-      {"id":6220,"token":"safe","bytes":[32],"logprob":-8.5}]}],"stop_type":"limit"})";
-  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
+  const std::string body = R"({"content":"unsafe","tokens":[{UNSAFE}],"completion_probabilities":[
+    {"id":{UNSAFE},"token":"unsafe","bytes":[117],"logprob":-0.02,"top_logprobs":[
+      {"id":{UNSAFE},"token":"unsafe","bytes":[117],"logprob":-0.02},
+      {"id":{SAFE},"token":"safe","bytes":[115],"logprob":-3.9},
+      {"id":7,"token":"safe","bytes":[32],"logprob":-8.5}]}],"stop_type":"limit"})";
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(Ids(body), Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   EXPECT_DOUBLE_EQ(score->logprobs[1], -0.02);
   EXPECT_DOUBLE_EQ(score->logprobs[0], -3.9);
   EXPECT_EQ(score->text, "unsafe");
-  EXPECT_EQ(score->generated_ids, std::vector<int32_t>({39257}));
+  EXPECT_EQ(score->generated_ids, std::vector<int32_t>({IdOf("unsafe")}));
 }
 
 TEST(RemoteProtocolTest, LlamaCppPostSamplingProbs) {
-  const std::string body = R"({"content":"safe","completion_probabilities":[{"id":19193,
-    "token":"safe","prob":0.75,"top_probs":[{"id":19193,"token":"safe","prob":0.75},
-    {"id":39257,"token":"unsafe","prob":0.25}]}]})";
-  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
+  const std::string body = R"({"content":"safe","completion_probabilities":[{"id":{SAFE},
+    "token":"safe","prob":0.75,"top_probs":[{"id":{SAFE},"token":"safe","prob":0.75},
+    {"id":{UNSAFE},"token":"unsafe","prob":0.25}]}]})";
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(Ids(body), Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   GuardVerdict verdict;
   FillVerdictFromScore(*score, Tokens(), verdict);
@@ -185,7 +201,7 @@ TEST(RemoteProtocolTest, LlamaCppOldProbsShapes) {
   // Before ~Dec 2024: string tokens and probabilities, per position...
   const std::string nested = R"({"content":"unsafe","completion_probabilities":[{"content":"unsafe",
     "probs":[{"tok_str":"unsafe","prob":0.6},{"tok_str":"safe","prob":0.3},{"tok_str":"\n","prob":0.1}]}]})";
-  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(nested, Tokens());
+  absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(Ids(nested), Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   GuardVerdict verdict;
   FillVerdictFromScore(*score, Tokens(), verdict);
@@ -194,7 +210,7 @@ TEST(RemoteProtocolTest, LlamaCppOldProbsShapes) {
   // ...or as a top-level "probs" list (guard-models.md §6.2 wording).
   const std::string flat =
       R"({"content":"safe","probs":[{"tok_str":"safe","prob":0.9},{"tok_str":"unsafe","prob":0.05}]})";
-  score = ParseLlamaCppResponse(flat, Tokens());
+  score = ParseLlamaCppResponse(Ids(flat), Tokens());
   ASSERT_TRUE(score.ok()) << score.status();
   FillVerdictFromScore(*score, Tokens(), verdict);
   EXPECT_NEAR(verdict.p_unsafe, 0.05 / 0.95, 1e-6);
@@ -208,15 +224,15 @@ TEST(RemoteProtocolTest, LlamaCppGarbage) {
       R"({"completion_probabilities":[]})",
       R"({"completion_probabilities":[{"id":1}]})",
       R"({"completion_probabilities":[{"top_logprobs":[{"id":"x","logprob":-1}]}]})",
-      R"({"completion_probabilities":[{"top_logprobs":[{"id":19193}]}]})",
+      R"({"completion_probabilities":[{"top_logprobs":[{"id":{SAFE}}]}]})",
       R"({"completion_probabilities":[{"top_logprobs":[{"logprob":-1}]}]})",
-      R"({"completion_probabilities":[{"top_probs":[{"id":19193,"prob":1.5}]}]})",
-      R"({"completion_probabilities":[{"top_probs":[{"id":19193,"prob":0},{"id":39257,"prob":0}]}]})",
+      R"({"completion_probabilities":[{"top_probs":[{"id":{SAFE},"prob":1.5}]}]})",
+      R"({"completion_probabilities":[{"top_probs":[{"id":{SAFE},"prob":0},{"id":{UNSAFE},"prob":0}]}]})",
       R"({"completion_probabilities":[{"top_logprobs":[{"id":5,"logprob":-1}]}]})",
-      R"({"completion_probabilities":[{"top_logprobs":[{"id":19193,"logprob":-1}]}],"tokens":["a"]})",
+      R"({"completion_probabilities":[{"top_logprobs":[{"id":{SAFE},"logprob":-1}]}],"tokens":["a"]})",
   };
   for (const char* body : bodies) {
-    absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
+    absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(Ids(body), Tokens());
     EXPECT_FALSE(score.ok()) << body;
   }
 }
@@ -257,10 +273,10 @@ TEST(RemoteProtocolTest, ErrorQuotingABodyIsValidUtf8) {
 // Every prefix of a valid body, and random byte flips, must give an error or
 // a well-formed score: never a crash, never a NaN.
 TEST(RemoteProtocolTest, TruncatedAndCorruptedBodiesNeverCrash) {
-  const std::string vllm =
-      R"({"choices":[{"index":0,"text":"unsafe\nS1","logprobs":{"tokens":["token_id:39257"],"top_logprobs":[{"token_id:39257":-0.02,"token_id:19193":-3.9}]}}]})";
-  const std::string llama =
-      R"({"content":"unsafe","tokens":[39257],"completion_probabilities":[{"id":39257,"logprob":-0.02,"top_logprobs":[{"id":39257,"logprob":-0.02},{"id":19193,"logprob":-3.9}]}]})";
+  const std::string vllm = Ids(
+      R"({"choices":[{"index":0,"text":"unsafe\nS1","logprobs":{"tokens":["token_id:{UNSAFE}"],"top_logprobs":[{"token_id:{UNSAFE}":-0.02,"token_id:{SAFE}":-3.9}]}}]})");
+  const std::string llama = Ids(
+      R"({"content":"unsafe","tokens":[{UNSAFE}],"completion_probabilities":[{"id":{UNSAFE},"logprob":-0.02,"top_logprobs":[{"id":{UNSAFE},"logprob":-0.02},{"id":{SAFE},"logprob":-3.9}]}]})");
   std::mt19937 rng(7);
   for (bool is_vllm : {true, false}) {
     const std::string& valid = is_vllm ? vllm : llama;
