@@ -243,8 +243,8 @@ TEST(RemoteProtocolTest, LlamaCppGeneratedIdsOutsideTheTokenRangeAreRefused) {
   for (const char* ids : {"[4294967296]", "[4294998489]", "[-1]", "[18446744073709551615]"}) {
     const std::string body = absl::StrCat(
         R"({"tokens":)", ids,
-        R"(,"completion_probabilities":[{"top_logprobs":[{"id":19193,"logprob":-1}]}]})");
-    absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(body, Tokens());
+        R"(,"completion_probabilities":[{"top_logprobs":[{"id":{SAFE},"logprob":-1}]}]})");
+    absl::StatusOr<RemoteScore> score = ParseLlamaCppResponse(Ids(body), Tokens());
     ASSERT_FALSE(score.ok()) << body << " -> ids "
                              << ::testing::PrintToString(score->generated_ids);
     EXPECT_NE(score.status().message().find("'tokens'"), absl::string_view::npos) << score.status();
