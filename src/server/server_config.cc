@@ -10,17 +10,7 @@
 #include "cpu/dispatch.h"
 #include "guard/guard_format.h"
 #include "tokenizer/utf8.h"
-
-// toml++ (header-only: the fuzz build instruments the parser too). Its 3.3
-// parser asserts, or with NDEBUG under clang __builtin_assume()s, conditions
-// that malformed input breaks ("[\n" as a table header: server_config_fuzz);
-// the parser then reports the error itself (as GCC's release build does), so
-// those checks are off in every build rather than aborting or being undefined.
-#pragma push_macro("NDEBUG")
-#undef NDEBUG
-#define TOML_ASSERT(expr) static_assert(true)
-#include "toml++/toml.h"
-#pragma pop_macro("NDEBUG")
+#include "toml++/toml.h"  // header-only: the fuzz build instruments the parser too
 
 namespace saferoute::server {
 namespace {
