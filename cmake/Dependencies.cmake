@@ -12,10 +12,7 @@ find_library(DNNL_LIBRARY NAMES dnnl REQUIRED)
 add_library(DNNL::dnnl UNKNOWN IMPORTED)
 set_target_properties(DNNL::dnnl PROPERTIES IMPORTED_LOCATION "${DNNL_LIBRARY}"
                       INTERFACE_INCLUDE_DIRECTORIES "${DNNL_INCLUDE_DIR}")
-find_package(CLI11 REQUIRED)                 # command line
-# TOML config files (serve --config); used header-only so that the fuzz build
-# instruments the parser (the package's shared library is not linked).
-find_package(tomlplusplus 3 REQUIRED)
+find_package(CLI11 REQUIRED)                 # command line + TOML config files
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)   # tokenizer pre-split regex (UCP)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib) # HTTP server and client

@@ -10,8 +10,7 @@ DEBIAN_PACKAGES=(
   nlohmann-json3-dev     # JSON
   libdnnl-dev            # oneDNN GEMM (bf16 + fp32)
   libpcre2-dev           # Unicode regex for the tokenizer pre-split
-  libcli11-dev           # command line
-  libtomlplusplus-dev    # TOML config files (serve --config)
+  libcli11-dev           # command line + TOML config
   libcpp-httplib-dev     # HTTP server/client
   libssl-dev             # TLS listener and remote client, API-key digests, random ids
   libgtest-dev libgmock-dev  # tests

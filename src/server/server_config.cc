@@ -1,16 +1,11 @@
 #include "server/server_config.h"
 
-#include <algorithm>
 #include <cmath>
-#include <optional>
-#include <string_view>
 #include <variant>
 #include <vector>
 
 #include "cpu/dispatch.h"
 #include "guard/guard_format.h"
-#include "tokenizer/utf8.h"
-#include "toml++/toml.h"  // header-only: the fuzz build instruments the parser too
 
 namespace saferoute::server {
 namespace {
@@ -147,8 +142,7 @@ std::string TomlString(const std::string& s) {
         out += "\\t";
         break;
       default:
-        // TOML wants every control character but tab escaped, DEL included.
-        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+        if (static_cast<unsigned char>(ch) < 0x20) {
           out += absl::StrFormat("\\u%04x", ch);
         } else {
           out += ch;
@@ -175,52 +169,6 @@ std::string TomlValue(const ValuePtr& value) {
     std::string operator()(bool* v) const { return *v ? "true" : "false"; }
   };
   return std::visit(Visitor{}, value);
-}
-
-// One scalar TOML value as the text its flag parses; nothing for arrays,
-// tables, dates and times.
-std::optional<std::string> FlagText(const toml::node& value) {
-  if (const auto* s = value.as_string()) return s->get();
-  if (const auto* i = value.as_integer()) return std::to_string(i->get());
-  if (const auto* f = value.as_floating_point()) return absl::StrFormat("%.17g", f->get());
-  if (const auto* b = value.as_boolean()) return b->get() ? "true" : "false";
-  return std::nullopt;
-}
-
-bool IsKeyName(std::string_view name) {
-  return !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
-  });
-}
-
-// Applies `section`.`name` = `value` of the file to its flag unless the
-// command line set it. Errors name the file, the line and the key.
-absl::Status ApplyConfigKey(CLI::App& app, const std::string& path, const std::string& section,
-                            const std::string& name, const toml::node& value) {
-  const std::string key = section.empty() ? name : absl::StrCat(section, ".", name);
-  const std::string where =
-      absl::StrCat(path, ":", value.source().begin.line, ": key ", QuoteForError(key));
-  std::string flag = section.empty() ? name : absl::StrCat(section, "-", name);
-  std::replace(flag.begin(), flag.end(), '_', '-');
-  CLI::Option* option =
-      IsKeyName(section) || section.empty() ? app.get_option_no_throw("--" + flag) : nullptr;
-  if (!IsKeyName(name) || option == nullptr || flag == "config" || flag == "print-config") {
-    return absl::InvalidArgumentError(absl::StrCat(where, " is not a serve setting"));
-  }
-  if (option->count() > 0) return absl::OkStatus();  // the command line wins
-  const std::optional<std::string> text = FlagText(value);
-  if (!text) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": expected one value (a string, number or boolean)"));
-  }
-  try {
-    option->add_result(*text);
-    option->run_callback();
-  } catch (const CLI::Error& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": bad value ", QuoteForError(*text), ": ", e.what()));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -253,24 +201,37 @@ void AddServeFlags(CLI::App& app, ServerConfig& config, std::string& config_file
 }
 
 absl::Status ApplyConfigFile(CLI::App& app, const std::string& path) {
-  // A real TOML parser (CLI11's reader cut values at '#' even inside quotes
-  // and did not unescape "\\": "/m/#1" read as "/m/).
-  toml::table root;
+  std::vector<CLI::ConfigItem> items;
   try {
-    root = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    const toml::source_position at = e.source().begin;
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", at.line, ":", at.column, ": not valid TOML: ", std::string(e.description())));
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const CLI::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read config: ", e.what()));
   }
-  for (const auto& [key, node] : root) {
-    if (const toml::table* section = node.as_table()) {
-      for (const auto& [section_key, value] : *section) {
-        SR_RETURN_IF_ERROR(ApplyConfigKey(app, path, std::string(key.str()),
-                                          std::string(section_key.str()), value));
-      }
-    } else {
-      SR_RETURN_IF_ERROR(ApplyConfigKey(app, path, "", std::string(key.str()), node));
+  for (const CLI::ConfigItem& item : items) {
+    // CLI11 marks section starts/ends with "++"/"--" items.
+    if (item.name == "++" || item.name == "--") continue;
+    std::string key = item.name;
+    std::string flag;
+    for (const std::string& parent : item.parents) absl::StrAppend(&flag, parent, "-");
+    absl::StrAppend(&flag, key);
+    for (char& ch : flag) {
+      if (ch == '_') ch = '-';
+    }
+    const std::string where = absl::StrCat(path, ": key '", item.fullname(), "'");
+    CLI::Option* option = app.get_option_no_throw("--" + flag);
+    if (option == nullptr || flag == "config" || flag == "print-config") {
+      return absl::InvalidArgumentError(absl::StrCat(where, " is not a serve setting"));
+    }
+    if (option->count() > 0) continue;  // the command line wins
+    if (item.inputs.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": expected one value"));
+    }
+    try {
+      option->add_result(item.inputs.front());
+      option->run_callback();
+    } catch (const CLI::Error& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": bad value '", item.inputs.front(), "': ", e.what()));
     }
   }
   return absl::OkStatus();

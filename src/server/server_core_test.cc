@@ -303,45 +303,6 @@ TEST(ServerConfig, UnknownKeyAndBadValueNameTheKey) {
   EXPECT_NE(bad.status.message().find("small.max_batch"), absl::string_view::npos) << bad.status;
 }
 
-// The file is TOML: CLI11's reader cut a value at '#' even inside quotes,
-// kept "\\" escaped (a path printed by --print-config read back doubled) and
-// let a value with a space split into two.
-TEST(ServerConfig, ConfigFileIsReadAsToml) {
-  ParsedConfig p =
-      ParseServe({},
-                 "model_name = \"a#b\"  # a comment\n[small]\nmodel_dir = \"C:\\\\m\\\"1\\\"\"\n"
-                 "[remote]\nurl = 'http://h/#\\x'\nmodel = \"\"\"two\nlines\"\"\"\n"
-                 "[router]\nbudget = 2.5e-1\n");
-  ASSERT_TRUE(p.status.ok()) << p.status;
-  EXPECT_EQ(p.config.model_name, "a#b");
-  EXPECT_EQ(p.config.small.model_dir, "C:\\m\"1\"");
-  EXPECT_EQ(p.config.remote_url, "http://h/#\\x");
-  EXPECT_EQ(p.config.remote_model, "two\nlines");
-  EXPECT_DOUBLE_EQ(p.config.router_budget, 0.25);
-  ParsedConfig back = ParseServe({}, ServerConfigToToml(p.config));
-  ASSERT_TRUE(back.status.ok()) << back.status;
-  EXPECT_EQ(ServerConfigToToml(back.config), ServerConfigToToml(p.config));
-
-  struct Case {
-    const char* toml;
-    const char* expect_in_message;
-  };
-  for (const Case& c : std::vector<Case>{
-           {"[small]\nmax_batch = \n", "serve_test.toml:2:"},  // not TOML, with the line
-           {"model_name = \"a\" \"b\"\n", "serve_test.toml:1:"},
-           {"model_name = \"a\"\nmodel_name = \"b\"\n", "serve_test.toml:2:"},  // twice
-           {"[small]\nmax_batch = [1, 2]\n", "small.max_batch\": expected one value"},
-           {"[small.extra]\nx = 1\n", "small.extra\" is not a serve setting"},
-           {"\"small.max_batch\" = 2\n", "is not a serve setting"},
-           {"[small]\nmodel-dir = \"/m\"\n", "is not a serve setting"},
-       }) {
-    ParsedConfig bad = ParseServe({}, c.toml);
-    EXPECT_FALSE(bad.status.ok()) << c.toml;
-    EXPECT_NE(bad.status.message().find(c.expect_in_message), absl::string_view::npos)
-        << c.toml << " -> " << bad.status;
-  }
-}
-
 TEST(ServerConfig, ValidationNamesTheKey) {
   ServerConfig c;
   c.small.model_dir = "/m";
