@@ -4,8 +4,9 @@
 // then FillVerdictFromScore.
 // Input: one selector byte (bit 0: llama.cpp, else vLLM; bit 1: a third
 // verdict token, as a format with "controversial" has), then the body.
-// The verdict tokens are Llama Guard 3's ids and texts, written here so the
-// target needs no tokenizer file.
+// The verdict tokens are stand-ins (ids 1001..1003, texts "safe", "unsafe",
+// "controversial"): the parsers do not depend on a guard format, so the target
+// needs no tokenizer file and writes no guard family's ids.
 // Invariants beyond "no crash":
 //  - every error is InvalidArgument with a valid UTF-8 message (it ends up in
 //    logs and JSON responses);
@@ -37,12 +38,12 @@ namespace {
 using json = nlohmann::json;
 
 const std::vector<VerdictToken>& VerdictTokens(bool three) {
-  static const std::vector<VerdictToken> two = {{"safe", 19193, "safe", false},
-                                                {"unsafe", 39257, "unsafe", true}};
+  static const std::vector<VerdictToken> two = {{"safe", 1001, "safe", false},
+                                                {"unsafe", 1002, "unsafe", true}};
   static const std::vector<VerdictToken> with_third = {
-      {"safe", 19193, "safe", false},
-      {"unsafe", 39257, "unsafe", true},
-      {"controversial", 6240, "controversial", true}};
+      {"safe", 1001, "safe", false},
+      {"unsafe", 1002, "unsafe", true},
+      {"controversial", 1003, "controversial", true}};
   return three ? with_third : two;
 }
 
