@@ -12,15 +12,34 @@
 #include <sstream>
 
 #include "cpu/dispatch.h"
+#include "guard/guard_format.h"
 #include "model/engine.h"
 #include "model/weights.h"
 #include "nlohmann/json.hpp"
+#include "tokenizer/bpe_tokenizer.h"
 
 namespace saferoute {
 namespace {
 
 const std::string kGuardDir = std::string(SAFEROUTE_SHARED_DIR) + "/fixtures/guard/";
-constexpr int32_t kSafe = 19193, kUnsafe = 39257;  // Llama 3 "safe" / "unsafe"
+
+// The verdict token ids of the Llama Guard 3 format, opened on the fixture's
+// own tokenizer (the format file is the one place that knows them).
+std::vector<int32_t> VerdictIds() {
+  auto tokenizer = BpeTokenizer::Load(kGuardDir + "llama_guard_tiny_fullvocab_bf16/tokenizer.json");
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
+  if (!tokenizer.ok()) return {};
+  auto format = OpenGuardFormat("llama-guard-3-1b", std::move(*tokenizer));
+  EXPECT_TRUE(format.ok()) << format.status();
+  if (!format.ok()) return {};
+  std::vector<int32_t> ids(2, -1);  // [safe, unsafe]
+  for (const VerdictToken& token : (*format)->verdict_tokens()) {
+    if (token.label == "safe") ids[0] = token.id;
+    if (token.label == "unsafe") ids[1] = token.id;
+  }
+  EXPECT_TRUE(ids[0] >= 0 && ids[1] >= 0) << "the format has no safe/unsafe verdict token";
+  return ids;
+}
 
 // The guard-safety bound (issue 11): a verdict probability may move by at
 // most 0.02 from the fp32 path's on a reduced-precision path. The bf16 paths
@@ -66,7 +85,8 @@ std::vector<Verdict> Verdicts(const std::shared_ptr<const Model>& model, cpu::Ge
   std::vector<std::vector<int32_t>> ids;
   for (const auto& c : cases)
     ids.push_back(c["ids_with_verdict_position"].get<std::vector<int32_t>>());
-  const std::vector<int32_t> verdict_ids = {kSafe, kUnsafe};
+  const std::vector<int32_t> verdict_ids = VerdictIds();
+  if (verdict_ids.size() != 2) return {};
   std::vector<SequenceRequest> requests(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     requests[i].tokens = ids[i];
