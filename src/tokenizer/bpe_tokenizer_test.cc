@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "util/test_jsonl.h"
 
 namespace saferoute {
 namespace {
@@ -26,17 +27,6 @@ const BpeTokenizer& Llama3() {
     return t->release();
   }();
   return *tok;
-}
-
-std::vector<Json> ReadJsonl(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<Json> rows;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) rows.push_back(Json::parse(line));
-  }
-  return rows;
 }
 
 TEST(BpeTokenizer, LoadsLlama3) {

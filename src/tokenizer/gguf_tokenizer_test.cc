@@ -25,6 +25,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/load_tokenizer.h"
 #include "tokenizer/utf8.h"
+#include "util/test_jsonl.h"
 
 namespace saferoute {
 namespace {
@@ -34,17 +35,6 @@ const std::string kSource = SAFEROUTE_SOURCE_DIR;
 const std::string kShared = SAFEROUTE_SHARED_DIR;
 const std::string kCache = kSource + "/build/cache";
 const std::string kLlama3Json = kShared + "/tokenizers/llama3/tokenizer.json";
-
-std::vector<Json> ReadJsonl(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<Json> rows;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) rows.push_back(Json::parse(line));
-  }
-  return rows;
-}
 
 // A file made by a testdata script run with the test venv's Python, unless it
 // is there already. Returns "" and sets `why_not` when the script cannot run

@@ -12,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/utf8.h"
+#include "util/test_jsonl.h"
 
 namespace saferoute {
 namespace {
@@ -26,17 +27,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
-}
-
-std::vector<Json> ReadJsonl(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<Json> rows;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) rows.push_back(Json::parse(line));
-  }
-  return rows;
 }
 
 // The Llama 3 tokenizer.json as llama.cpp's converter puts it in a GGUF:
