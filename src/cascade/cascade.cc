@@ -117,6 +117,14 @@ absl::StatusOr<std::shared_ptr<const Cascade::Routing>> Cascade::MakeRouting(
   return std::shared_ptr<const Routing>(std::move(routing));
 }
 
+RoutingSettings RoutingSettingsOf(const CascadeOptions& options,
+                                  std::shared_ptr<const Router> router) {
+  return {.router = std::move(router),
+          .router_threshold = options.router_threshold,
+          .max_escalation_share = options.max_escalation_share,
+          .budget_window_seconds = options.budget_window_seconds};
+}
+
 absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guard& small_guard,
                                                          CascadeOptions options) {
   SR_CHECK(parts.small != nullptr);
@@ -130,11 +138,7 @@ absl::StatusOr<std::unique_ptr<Cascade>> Cascade::Create(Parts parts, const Guar
   // The router given here is borrowed: a shared_ptr that owns nothing.
   std::shared_ptr<const Router> router(std::shared_ptr<const Router>(), parts.router);
   SR_ASSIGN_OR_RETURN(std::shared_ptr<const Routing> routing,
-                      MakeRouting({.router = std::move(router),
-                                   .router_threshold = options.router_threshold,
-                                   .max_escalation_share = options.max_escalation_share,
-                                   .budget_window_seconds = options.budget_window_seconds},
-                                  small));
+                      MakeRouting(RoutingSettingsOf(options, std::move(router)), small));
   return std::unique_ptr<Cascade>(
       new Cascade(parts, std::move(options), std::move(small), std::move(routing)));
 }

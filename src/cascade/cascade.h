@@ -121,6 +121,10 @@ struct RoutingSettings {
   double budget_window_seconds = 60;
 };
 
+// The routing part of `options`, with `router`.
+RoutingSettings RoutingSettingsOf(const CascadeOptions& options,
+                                  std::shared_ptr<const Router> router);
+
 class Cascade {
  public:
   struct Parts {

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <vector>
 
 #include "cascade/remote_guard.h"
 #include "cli/command.h"
@@ -31,15 +30,11 @@ using server::ServerConfig;
 // guessed from the shape: the usual large guard unless large.format says.
 constexpr std::string_view kDefaultRemoteFormat = "llama-guard-3-8b";
 
-absl::StatusOr<std::unique_ptr<Guard>> OpenLocal(const server::GuardStageConfig& stage,
-                                                 int max_input_tokens) {
-  LocalGuardOptions options;
-  options.model_dir = stage.model_dir;
-  options.format = stage.format;
-  SR_ASSIGN_OR_RETURN(options.engine.precision, cpu::ParsePrecision(stage.precision));
-  options.engine.num_threads = stage.threads;
-  options.max_input_tokens = max_input_tokens;
-  options.max_batch = stage.max_batch;
+// A local guard runs the batches its scheduler forms: its forward batch is
+// the scheduler's.
+absl::StatusOr<std::unique_ptr<Guard>> OpenLocal(LocalGuardOptions options,
+                                                 const SchedulerOptions& scheduler) {
+  options.max_batch = scheduler.max_batch;
   return OpenLocalGuard(options);
 }
 
@@ -58,33 +53,6 @@ absl::StatusOr<std::shared_ptr<const GuardFormat>> RemoteFormat(const ServerConf
                         absl::StrCat(tokenizer_path, ": ", format.status().message()));
   }
   return std::shared_ptr<const GuardFormat>(*std::move(format));
-}
-
-server::GuardServiceOptions ServiceOptionsFrom(const ServerConfig& c) {
-  server::GuardServiceOptions o;
-  o.small_scheduler = {.name = "small",
-                       .queue_capacity = c.small.queue_size,
-                       .max_batch = c.small.max_batch,
-                       .batch_wait_ms = c.small.batch_wait_ms};
-  o.large_scheduler = {.name = "large",
-                       .queue_capacity = c.large.queue_size,
-                       .max_batch = c.large.max_batch,
-                       .batch_wait_ms = c.large.batch_wait_ms};
-  o.cascade.router_threshold = c.router_threshold;
-  o.cascade.max_escalation_share = c.router_budget;
-  o.cascade.budget_window_seconds = c.router_budget_window_s;
-  o.cascade.failure_policy = *ParseFailurePolicy(c.policy_failure);  // validated
-  o.cascade.degrade_threshold = c.policy_degrade_threshold;
-  o.cascade.shadow_fraction = c.shadow_fraction;
-  o.cascade.shadow_seed = c.shadow_seed;
-  o.cascade.want_categories = c.categories;
-  o.model_name = c.model_name;
-  o.default_deadline_ms = c.limits_default_deadline_ms;
-  o.max_deadline_ms = c.limits_max_deadline_ms;
-  o.max_inputs_per_request = c.limits_inputs_per_request;
-  o.max_turns = c.limits_turns;
-  o.log_prompts = c.log_prompts;
-  return o;
 }
 
 absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& config_file,
@@ -110,28 +78,19 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
   std::fprintf(stderr, "saferoute serve: loading small guard from %s\n",
                config.small.model_dir.c_str());
   SR_ASSIGN_OR_RETURN(std::unique_ptr<Guard> small,
-                      OpenLocal(config.small, config.limits_tokens_per_input));
+                      OpenLocal(config.small, config.service.small_scheduler));
   std::unique_ptr<Router> router;
   if (!config.router_path.empty()) {
     SR_ASSIGN_OR_RETURN(router, LoadRouter(config.router_path));
   }
   auto metrics = std::make_shared<server::ServiceMetrics>();
   std::unique_ptr<Guard> large;
-  if (config.large_mode == "local") {
+  if (config.large_mode == server::LargeGuardMode::kLocal) {
     std::fprintf(stderr, "saferoute serve: loading large guard from %s\n",
                  config.large.model_dir.c_str());
-    SR_ASSIGN_OR_RETURN(large, OpenLocal(config.large, config.limits_tokens_per_input));
-  } else if (config.large_mode == "remote") {
-    RemoteGuardOptions options;
-    options.kind = config.remote_kind == "llamacpp" ? RemoteKind::kLlamaCpp : RemoteKind::kVllm;
-    options.base_url = config.remote_url;
-    options.model = config.remote_model;
-    options.timeout_ms = config.remote_timeout_ms;
-    options.max_retries = config.remote_retries;
-    options.backoff_ms = config.remote_backoff_ms;
-    options.breaker_failure_threshold = config.remote_breaker_failures;
-    options.breaker_open_ms = config.remote_breaker_open_ms;
-    options.ca_file = config.remote_ca_file;
+    SR_ASSIGN_OR_RETURN(large, OpenLocal(config.large, config.service.large_scheduler));
+  } else if (config.large_mode == server::LargeGuardMode::kRemote) {
+    RemoteGuardOptions remote = config.remote;
     // The key itself never passes through flags or the config file.
     if (!config.remote_api_key_env.empty()) {
       const char* key = std::getenv(config.remote_api_key_env.c_str());
@@ -140,18 +99,17 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
             absl::StrCat("config key remote.api_key_env: environment variable ",
                          config.remote_api_key_env, " is not set or empty"));
       }
-      options.api_key = key;
+      remote.api_key = key;
     }
-    options.max_input_tokens = config.limits_tokens_per_input;
     SR_ASSIGN_OR_RETURN(std::shared_ptr<const GuardFormat> format, RemoteFormat(config));
-    SR_ASSIGN_OR_RETURN(large, RemoteGuard::Create(options, std::move(format), metrics.get()));
+    SR_ASSIGN_OR_RETURN(large, RemoteGuard::Create(remote, std::move(format), metrics.get()));
   }
 
   SR_ASSIGN_OR_RETURN(
       std::unique_ptr<server::GuardService> service,
       server::GuardService::Create(
           {.small = small.get(), .router = router.get(), .large = large.get(), .metrics = metrics},
-          ServiceOptionsFrom(config)));
+          config.service));
   SR_ASSIGN_OR_RETURN(server::HttpServerOptions http_options,
                       server::HttpServerOptionsFrom(config));
   const bool tls = !http_options.tls_cert_file.empty();
@@ -161,7 +119,7 @@ absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& co
   std::fprintf(stderr,
                "saferoute serve: listening on %s://%s:%d (small=%s on %s, router=%s, large=%s on "
                "%s, api keys=%zu)\n",
-               tls ? "https" : "http", config.listen_host.c_str(), port, small->name().c_str(),
+               tls ? "https" : "http", config.http.host.c_str(), port, small->name().c_str(),
                DescribeCompute(*small).c_str(), router ? config.router_path.c_str() : "none",
                large ? large->name().c_str() : "none",
                large ? DescribeCompute(*large).c_str() : "-", n_keys);

@@ -38,7 +38,7 @@ namespace saferoute::server {
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 0;      // 0: any free port
+  int port = 8080;   // 0: any free port
   int threads = 32;  // worker threads; each holds one connection while it is served
   int64_t max_body_bytes = 1 << 20;
   // Connections the kernel queues before accept(); it caps the value at

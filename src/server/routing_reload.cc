@@ -11,7 +11,8 @@ RoutingReloader::RoutingReloader(const CLI::App& app, std::vector<std::string> c
     : app_(app),
       command_line_(std::move(command_line)),
       config_file_(std::move(config_file)),
-      current_(config),
+      started_(config),
+      router_path_(config.router_path),
       router_(std::shared_ptr<const Router>(), router),  // borrowed: owns nothing
       stamp_(StampOf(config.router_path)) {}
 
@@ -26,7 +27,7 @@ RoutingReloader::FileStamp RoutingReloader::StampOf(const std::string& path) {
 
 absl::Status RoutingReloader::Reload(GuardService& service) {
   SR_ASSIGN_OR_RETURN(ServerConfig next, RereadServerConfig(app_, command_line_, config_file_));
-  for (const std::string& key : ChangedKeys(current_, next)) {
+  for (const std::string& key : ChangedKeys(started_, next)) {
     if (key.rfind("router.", 0) != 0) {
       std::fprintf(stderr,
                    "saferoute serve: config key %s changed: takes effect at the next start, not "
@@ -36,27 +37,22 @@ absl::Status RoutingReloader::Reload(GuardService& service) {
   }
   std::shared_ptr<const Router> router = router_;
   const FileStamp stamp = StampOf(next.router_path);
-  if (next.router_path != current_.router_path || !(stamp == stamp_)) {
+  if (next.router_path != router_path_ || !(stamp == stamp_)) {
     router = nullptr;
     if (!next.router_path.empty()) {
       SR_ASSIGN_OR_RETURN(std::unique_ptr<Router> loaded, LoadRouter(next.router_path));
       router = std::move(loaded);
     }
   }
-  SR_RETURN_IF_ERROR(service.ReloadRouting({.router = router,
-                                            .router_threshold = next.router_threshold,
-                                            .max_escalation_share = next.router_budget,
-                                            .budget_window_seconds = next.router_budget_window_s}));
+  const CascadeOptions& routing = next.service.cascade;
+  SR_RETURN_IF_ERROR(service.ReloadRouting(RoutingSettingsOf(routing, router)));
   router_ = std::move(router);
   stamp_ = stamp;
-  current_.router_path = next.router_path;
-  current_.router_threshold = next.router_threshold;
-  current_.router_budget = next.router_budget;
-  current_.router_budget_window_s = next.router_budget_window_s;
+  router_path_ = next.router_path;
   std::fprintf(stderr,
                "saferoute serve: reloaded routing: router=%s threshold=%g budget=%g window=%gs\n",
-               next.router_path.empty() ? "none" : next.router_path.c_str(),
-               service.router_threshold(), next.router_budget, next.router_budget_window_s);
+               router_path_.empty() ? "none" : router_path_.c_str(), service.router_threshold(),
+               routing.max_escalation_share, routing.budget_window_seconds);
   return absl::OkStatus();
 }
 

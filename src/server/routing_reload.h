@@ -46,9 +46,12 @@ class RoutingReloader {
   const CLI::App& app_;
   const std::vector<std::string> command_line_;
   const std::string config_file_;
-  ServerConfig current_;                  // the router.* keys in force
+  // As started: a reread that differs from it in a key other than router.*
+  // is logged as waiting for the next start.
+  const ServerConfig started_;
+  std::string router_path_;               // in force ("" = none)
   std::shared_ptr<const Router> router_;  // in force (null: none)
-  FileStamp stamp_;                       // of current_.router_path when read
+  FileStamp stamp_;                       // of router_path_ when read
 };
 
 }  // namespace saferoute::server

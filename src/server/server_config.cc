@@ -1,120 +1,220 @@
 #include "server/server_config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <variant>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "cpu/dispatch.h"
 #include "guard/guard_format.h"
 
 namespace saferoute::server {
 namespace {
 
-using ValuePtr = std::variant<std::string*, int*, int64_t*, uint64_t*, double*, bool*>;
+// A key whose value is one of a few names (an enum field).
+struct Choice {
+  const void* field;  // what it sets (for KeyName)
+  std::function<std::string()> get;
+  std::function<absl::Status(const std::string&)> set;  // the error lists the names
+};
+
+template <typename E>
+Choice ChoiceOf(E* field, std::vector<std::pair<std::string, E>> names) {
+  return {.field = field,
+          .get =
+              [field, names] {
+                for (const auto& [name, value] : names) {
+                  if (value == *field) return name;
+                }
+                return std::string("?");
+              },
+          .set =
+              [field, names](const std::string& text) {
+                std::vector<std::string> all;
+                for (const auto& [name, value] : names) {
+                  if (name == text) {
+                    *field = value;
+                    return absl::OkStatus();
+                  }
+                  all.push_back(name);
+                }
+                return absl::InvalidArgumentError(
+                    absl::StrCat("'", text, "' is not one of ", absl::StrJoin(all, ", ")));
+              }};
+}
+
+// The fields one key sets: one field of one component; a limit that several
+// components enforce (limits.tokens_per_input) sets each of them.
+template <typename T>
+using Fields = std::vector<T*>;
+using Target = std::variant<Fields<std::string>, Fields<int>, Fields<int64_t>, Fields<uint64_t>,
+                            Fields<double>, Fields<bool>, Choice>;
+
+template <typename T, typename... More>
+Fields<T> Set(T* field, More*... more) {
+  return {field, more...};
+}
 
 struct Key {
   const char* section;  // "" for top level
   const char* name;     // TOML key (snake_case)
   std::string help;
-  ValuePtr value;
+  Target value;
 };
 
-// The one list of keys: flags, file keys and --print-config come from it.
+std::vector<std::pair<std::string, cpu::Precision>> PrecisionNames() {
+  std::vector<std::pair<std::string, cpu::Precision>> names;
+  for (cpu::Precision p : {cpu::Precision::kAuto, cpu::Precision::kFp32, cpu::Precision::kBf16,
+                           cpu::Precision::kInt8}) {
+    names.push_back({cpu::PrecisionName(p), p});
+  }
+  return names;
+}
+
+std::vector<std::pair<std::string, FailurePolicy>> FailurePolicyNames() {
+  std::vector<std::pair<std::string, FailurePolicy>> names;
+  for (FailurePolicy p :
+       {FailurePolicy::kFailClosed, FailurePolicy::kFailOpen, FailurePolicy::kDegrade}) {
+    names.push_back({std::string(FailurePolicyName(p)), p});
+  }
+  return names;
+}
+
+// The one table: every key, the component field it sets, its help. Flags,
+// file keys, --print-config and the key names in validation errors come
+// from it; the defaults are the fields' own.
 std::vector<Key> Keys(ServerConfig& c) {
-  return {
-      {"listen", "host", "address to listen on", &c.listen_host},
-      {"listen", "port", "TCP port (0: any free port)", &c.listen_port},
+  HttpServerOptions& http = c.http;
+  GuardServiceOptions& service = c.service;
+  CascadeOptions& cascade = c.service.cascade;
+  RemoteGuardOptions& remote = c.remote;
+  std::vector<Key> keys = {
+      {"listen", "host", "address to listen on", Set(&http.host)},
+      {"listen", "port", "TCP port (0: any free port)", Set(&http.port)},
       {"listen", "threads", "HTTP worker threads (each serves one connection at a time)",
-       &c.listen_threads},
+       Set(&http.threads)},
       {"listen", "backlog", "pending connections queued by the kernel (capped at somaxconn)",
-       &c.listen_backlog},
+       Set(&http.listen_backlog)},
       {"listen", "read_timeout_ms", "close a connection silent this long mid-request",
-       &c.listen_read_timeout_ms},
+       Set(&http.read_timeout_ms)},
       {"listen", "write_timeout_ms", "close a connection that accepts no response bytes this long",
-       &c.listen_write_timeout_ms},
+       Set(&http.write_timeout_ms)},
       {"listen", "keep_alive_timeout_s", "close an idle keep-alive connection after this (whole s)",
-       &c.listen_keep_alive_timeout_s},
+       Set(&http.keep_alive_timeout_s)},
       {"listen", "keep_alive_max_requests", "requests per connection before it is closed",
-       &c.listen_keep_alive_max_requests},
+       Set(&http.keep_alive_max_requests)},
       {"listen", "tls_cert_file", "PEM certificate (chain) file; with tls_key_file: HTTPS only",
-       &c.listen_tls_cert_file},
-      {"listen", "tls_key_file", "PEM private key file of tls_cert_file", &c.listen_tls_key_file},
+       Set(&http.tls_cert_file)},
+      {"listen", "tls_key_file", "PEM private key file of tls_cert_file", Set(&http.tls_key_file)},
       {"listen", "drain_grace_ms",
        "on SIGTERM keep answering (new work 503, /readyz 503) at least this long",
-       &c.listen_drain_grace_ms},
+       Set(&http.drain_grace_ms)},
       {"listen", "drain_timeout_ms", "on SIGTERM wait at most this long for requests in flight",
-       &c.listen_drain_timeout_ms},
+       Set(&http.drain_timeout_ms)},
       {"auth", "api_keys_file", "file of API keys, one per line (empty: none)",
-       &c.auth_api_keys_file},
+       Set(&c.api_keys.file)},
       {"auth", "api_keys_env", "environment variable holding API keys (comma-separated)",
-       &c.auth_api_keys_env},
-      {"auth", "metrics", "with API keys, /metrics needs one too", &c.auth_metrics},
-      {"", "model_name", "\"model\" reported in /v1/moderations responses", &c.model_name},
-      {"", "log_prompts", "log prompt text (default: never)", &c.log_prompts},
-      {"", "categories", "ask the guards for S-codes (short greedy decode)", &c.categories},
-      {"small", "model_dir", "small guard model directory or .gguf file (required)",
-       &c.small.model_dir},
-      {"small", "format", GuardFormatNameList() + " | empty: guessed from the model's shape",
-       &c.small.format},
-      {"small", "precision", "auto | fp32 | bf16 | int8", &c.small.precision},
-      {"small", "threads", "compute threads (0: all cores)", &c.small.threads},
-      {"small", "queue_size", "queued inputs before 429", &c.small.queue_size},
-      {"small", "max_batch", "inputs per forward pass", &c.small.max_batch},
-      {"small", "batch_wait_ms", "longest wait for a batch to fill", &c.small.batch_wait_ms},
-      {"router", "path", "router file (empty: no router, nothing escalates)", &c.router_path},
-      {"router", "threshold", "escalate iff router score > threshold (<0: router's own)",
-       &c.router_threshold},
-      {"router", "budget", "cap on the escalated share over the window (1: no cap)",
-       &c.router_budget},
-      {"router", "budget_window_s", "sliding window of the budget, seconds",
-       &c.router_budget_window_s},
-      {"large", "mode", "none | local | remote", &c.large_mode},
-      {"large", "model_dir",
-       "large guard model directory or .gguf (mode local; tokenizer for remote)",
-       &c.large.model_dir},
-      {"large", "format",
-       GuardFormatNameList() + " | empty: guessed from the model's shape (remote: -8b)",
-       &c.large.format},
-      {"large", "precision", "auto | fp32 | bf16 | int8", &c.large.precision},
-      {"large", "threads", "compute threads (0: all cores)", &c.large.threads},
-      {"large", "queue_size", "queued escalations before the failure policy applies",
-       &c.large.queue_size},
-      {"large", "max_batch", "inputs per large-guard call", &c.large.max_batch},
-      {"large", "batch_wait_ms", "longest wait for a batch to fill", &c.large.batch_wait_ms},
-      {"remote", "kind", "vllm | llamacpp", &c.remote_kind},
-      {"remote", "url", "base URL of the inference server", &c.remote_url},
-      {"remote", "model", "model name sent to vLLM", &c.remote_model},
-      {"remote", "tokenizer", "tokenizer.json or .gguf for prompt ids (empty: large.model_dir's)",
-       &c.remote_tokenizer},
-      {"remote", "timeout_ms", "per-attempt timeout", &c.remote_timeout_ms},
-      {"remote", "retries", "attempts after the first", &c.remote_retries},
-      {"remote", "backoff_ms", "base of the exponential backoff", &c.remote_backoff_ms},
-      {"remote", "breaker_failures", "consecutive failures that open the circuit",
-       &c.remote_breaker_failures},
-      {"remote", "breaker_open_ms", "how long the circuit stays open", &c.remote_breaker_open_ms},
-      {"remote", "api_key_env",
-       "environment variable holding the server's API key (vLLM/llama.cpp --api-key)",
-       &c.remote_api_key_env},
-      {"remote", "ca_file", "https: PEM CA bundle that verifies the server (empty: system's)",
-       &c.remote_ca_file},
-      {"policy", "failure", "when the large guard fails: fail_closed | fail_open | degrade",
-       &c.policy_failure},
-      {"policy", "degrade_threshold", "degrade: block iff small p_unsafe > this",
-       &c.policy_degrade_threshold},
-      {"limits", "body_bytes", "largest request body (413 above)", &c.limits_body_bytes},
-      {"limits", "inputs_per_request", "most inputs in one /v1/moderations request",
-       &c.limits_inputs_per_request},
-      {"limits", "tokens_per_input", "most prompt tokens per input (enforced by the guard)",
-       &c.limits_tokens_per_input},
-      {"limits", "turns", "most conversation turns in /v1/guard", &c.limits_turns},
-      {"limits", "default_deadline_ms", "deadline of a request that sets none",
-       &c.limits_default_deadline_ms},
-      {"limits", "max_deadline_ms", "longest deadline a request may ask for",
-       &c.limits_max_deadline_ms},
-      {"shadow", "fraction", "share of non-escalated inputs also sent to the large guard",
-       &c.shadow_fraction},
-      {"shadow", "seed", "sampling seed (0: random)", &c.shadow_seed},
+       Set(&c.api_keys.env)},
+      {"auth", "metrics", "with API keys, /metrics needs one too", Set(&http.metrics_need_key)},
+      {"", "model_name", "\"model\" reported in /v1/moderations responses",
+       Set(&service.model_name)},
+      {"", "log_prompts", "log prompt text (default: never)", Set(&service.log_prompts)},
+      {"", "categories", "ask the guards for S-codes (short greedy decode)",
+       Set(&cascade.want_categories)},
   };
+  for (auto [name, guard, scheduler] : {std::tuple{"small", &c.small, &service.small_scheduler},
+                                        std::tuple{"large", &c.large, &service.large_scheduler}}) {
+    const bool small = std::string_view(name) == "small";
+    keys.insert(
+        keys.end(),
+        {
+            {name, "model_dir",
+             small ? "small guard model directory or .gguf file (required)"
+                   : "large guard model directory or .gguf (mode local; tokenizer for remote)",
+             Set(&guard->model_dir)},
+            {name, "format",
+             GuardFormatNameList() + " | empty: guessed from the model's shape" +
+                 (small ? "" : " (remote: -8b)"),
+             Set(&guard->format)},
+            {name, "precision", "auto | fp32 | bf16 | int8",
+             ChoiceOf(&guard->engine.precision, PrecisionNames())},
+            {name, "threads", "compute threads (0: all cores)", Set(&guard->engine.num_threads)},
+            {name, "queue_size",
+             small ? "queued inputs before 429"
+                   : "queued escalations before the failure policy applies",
+             Set(&scheduler->queue_capacity)},
+            {name, "max_batch", small ? "inputs per forward pass" : "inputs per large-guard call",
+             Set(&scheduler->max_batch)},
+            {name, "batch_wait_ms", "longest wait for a batch to fill",
+             Set(&scheduler->batch_wait_ms)},
+        });
+    if (small) {
+      keys.insert(
+          keys.end(),
+          {
+              {"router", "path", "router file (empty: no router, nothing escalates)",
+               Set(&c.router_path)},
+              {"router", "threshold", "escalate iff router score > threshold (<0: router's own)",
+               Set(&cascade.router_threshold)},
+              {"router", "budget", "cap on the escalated share over the window (1: no cap)",
+               Set(&cascade.max_escalation_share)},
+              {"router", "budget_window_s", "sliding window of the budget, seconds",
+               Set(&cascade.budget_window_seconds)},
+              {"large", "mode", "none | local | remote",
+               ChoiceOf(&c.large_mode, {{"none", LargeGuardMode::kNone},
+                                        {"local", LargeGuardMode::kLocal},
+                                        {"remote", LargeGuardMode::kRemote}})},
+          });
+    }
+  }
+  keys.insert(
+      keys.end(),
+      {
+          {"remote", "kind", "vllm | llamacpp",
+           ChoiceOf(&remote.kind,
+                    {{"vllm", RemoteKind::kVllm}, {"llamacpp", RemoteKind::kLlamaCpp}})},
+          {"remote", "url", "base URL of the inference server", Set(&remote.base_url)},
+          {"remote", "model", "model name sent to vLLM", Set(&remote.model)},
+          {"remote", "tokenizer",
+           "tokenizer.json or .gguf for prompt ids (empty: large.model_dir's)",
+           Set(&c.remote_tokenizer)},
+          {"remote", "timeout_ms", "per-attempt timeout", Set(&remote.timeout_ms)},
+          {"remote", "retries", "attempts after the first", Set(&remote.max_retries)},
+          {"remote", "backoff_ms", "base of the exponential backoff", Set(&remote.backoff_ms)},
+          {"remote", "breaker_failures", "consecutive failures that open the circuit",
+           Set(&remote.breaker_failure_threshold)},
+          {"remote", "breaker_open_ms", "how long the circuit stays open",
+           Set(&remote.breaker_open_ms)},
+          {"remote", "api_key_env",
+           "environment variable holding the server's API key (vLLM/llama.cpp --api-key)",
+           Set(&c.remote_api_key_env)},
+          {"remote", "ca_file", "https: PEM CA bundle that verifies the server (empty: system's)",
+           Set(&remote.ca_file)},
+          {"policy", "failure", "when the large guard fails: fail_closed | fail_open | degrade",
+           ChoiceOf(&cascade.failure_policy, FailurePolicyNames())},
+          {"policy", "degrade_threshold", "degrade: block iff small p_unsafe > this",
+           Set(&cascade.degrade_threshold)},
+          {"limits", "body_bytes", "largest request body (413 above)", Set(&http.max_body_bytes)},
+          {"limits", "inputs_per_request", "most inputs in one /v1/moderations request",
+           Set(&service.max_inputs_per_request)},
+          {"limits", "tokens_per_input", "most prompt tokens per input (enforced by the guards)",
+           Set(&c.small.max_input_tokens, &c.large.max_input_tokens, &remote.max_input_tokens)},
+          {"limits", "turns", "most conversation turns in /v1/guard", Set(&service.max_turns)},
+          {"limits", "default_deadline_ms", "deadline of a request that sets none",
+           Set(&service.default_deadline_ms)},
+          {"limits", "max_deadline_ms", "longest deadline a request may ask for",
+           Set(&service.max_deadline_ms)},
+          {"shadow", "fraction", "share of non-escalated inputs also sent to the large guard",
+           Set(&cascade.shadow_fraction)},
+          {"shadow", "seed", "sampling seed (0: random)", Set(&cascade.shadow_seed)},
+      });
+  return keys;
+}
+
+std::string FullName(const Key& key) {
+  return key.section[0] ? absl::StrCat(key.section, ".", key.name) : key.name;
 }
 
 std::string FlagName(const Key& key) {
@@ -123,6 +223,28 @@ std::string FlagName(const Key& key) {
     if (ch == '_') ch = '-';
   }
   return name;
+}
+
+// Whether `key` sets `field`.
+bool Sets(const Key& key, const void* field) {
+  return std::visit(
+      [field](const auto& target) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(target)>, Choice>) {
+          return target.field == field;
+        } else {
+          return std::find(target.begin(), target.end(), field) != target.end();
+        }
+      },
+      key.value);
+}
+
+// "section.name" of the key that sets `field` of `config`.
+std::string KeyName(const ServerConfig& config, const void* field) {
+  for (const Key& key : Keys(const_cast<ServerConfig&>(config))) {
+    if (Sets(key, field)) return FullName(key);
+  }
+  SR_CHECK(false && "no config key sets this field");
+  return "";
 }
 
 std::string TomlString(const std::string& s) {
@@ -152,23 +274,43 @@ std::string TomlString(const std::string& s) {
   return out + "\"";
 }
 
-std::string TomlValue(const ValuePtr& value) {
-  struct Visitor {
-    std::string operator()(std::string* s) const { return TomlString(*s); }
-    std::string operator()(int* v) const { return std::to_string(*v); }
-    std::string operator()(int64_t* v) const { return std::to_string(*v); }
-    std::string operator()(uint64_t* v) const { return std::to_string(*v); }
-    std::string operator()(double* v) const {
-      std::string s = absl::StrFormat("%.17g", *v);
-      std::string shorter = absl::StrFormat("%.15g", *v);
-      if (std::strtod(shorter.c_str(), nullptr) == *v) s = shorter;
-      // TOML floats need a '.' or an exponent.
-      if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-      return s;
-    }
-    std::string operator()(bool* v) const { return *v ? "true" : "false"; }
-  };
-  return std::visit(Visitor{}, value);
+template <typename T>
+std::string TomlScalar(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return TomlString(v);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return v ? "true" : "false";
+  } else if constexpr (std::is_same_v<T, double>) {
+    std::string s = absl::StrFormat("%.17g", v);
+    std::string shorter = absl::StrFormat("%.15g", v);
+    if (std::strtod(shorter.c_str(), nullptr) == v) s = shorter;
+    // TOML floats need a '.' or an exponent.
+    if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+    return s;
+  } else {
+    return std::to_string(v);
+  }
+}
+
+// The key's value as TOML (of its first field: all of a key's fields hold
+// the same value once it is set).
+std::string TomlValue(const Target& value) {
+  return std::visit(
+      [](const auto& target) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(target)>, Choice>) {
+          return TomlString(target.get());
+        } else {
+          return TomlScalar(*target.front());
+        }
+      },
+      value);
+}
+
+// Help text of a flag: the key's help and its default.
+std::string FlagHelp(const Key& key) {
+  std::string value = TomlValue(key.value);
+  if (!value.empty() && value.front() == '"') value = value.substr(1, value.size() - 2);
+  return absl::StrCat(key.help, " (default ", value.empty() ? "empty" : value, ")");
 }
 
 }  // namespace
@@ -181,19 +323,31 @@ void AddServeFlags(CLI::App& app, ServerConfig& config, std::string& config_file
   app.add_flag("--print-config", print_config, "print the effective configuration (TOML) and exit");
   for (const Key& key : Keys(config)) {
     const std::string flag = "--" + FlagName(key);
+    const std::string help = FlagHelp(key);
     std::visit(
-        [&](auto* ptr) {
-          using T = std::remove_pointer_t<decltype(ptr)>;
-          if constexpr (std::is_same_v<T, bool>) {
-            // A value is optional: `--categories` means true, and
-            // `--categories false` works as well as `--categories=false`.
-            app.add_option(flag, *ptr,
-                           absl::StrCat(key.help, " (default ", *ptr ? "true" : "false", ")"))
-                ->expected(0, 1)
-                ->default_str("true")
-                ->option_text("[true|false]");
+        [&](const auto& target) {
+          using Kind = std::decay_t<decltype(target)>;
+          if constexpr (std::is_same_v<Kind, Choice>) {
+            app.add_option_function<std::string>(
+                   flag,
+                   [flag, set = target.set](const std::string& text) {
+                     if (absl::Status status = set(text); !status.ok()) {
+                       throw CLI::ValidationError(flag, std::string(status.message()));
+                     }
+                   },
+                   help)
+                ->type_name("TEXT");
           } else {
-            app.add_option(flag, *ptr, key.help)->capture_default_str();
+            using T = std::remove_pointer_t<typename Kind::value_type>;
+            auto set_all = [fields = target](const T& value) {
+              for (T* field : fields) *field = value;
+            };
+            CLI::Option* option = app.add_option_function<T>(flag, set_all, help);
+            if constexpr (std::is_same_v<T, bool>) {
+              // A value is optional: `--categories` means true, and
+              // `--categories false` works as well as `--categories=false`.
+              option->expected(0, 1)->default_str("true")->option_text("[true|false]");
+            }
           }
         },
         key.value);
@@ -238,99 +392,87 @@ absl::Status ApplyConfigFile(CLI::App& app, const std::string& path) {
 }
 
 absl::Status ValidateServerConfig(const ServerConfig& c) {
-  auto bad = [](const char* key, const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat("config key ", key, ": ", why));
+  auto bad = [&c](const void* field, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("config key ", KeyName(c, field), ": ", why));
   };
-  if (c.listen_port < 0 || c.listen_port > 65535) return bad("listen.port", "not in 0..65535");
-  if (c.listen_threads < 1 || c.listen_threads > 1024)
-    return bad("listen.threads", "not in 1..1024");
-  if (c.listen_backlog < 1 || c.listen_backlog > 65535) {
-    return bad("listen.backlog", "not in 1..65535");
+  const HttpServerOptions& h = c.http;
+  if (h.port < 0 || h.port > 65535) return bad(&h.port, "not in 0..65535");
+  if (h.threads < 1 || h.threads > 1024) return bad(&h.threads, "not in 1..1024");
+  if (h.listen_backlog < 1 || h.listen_backlog > 65535) {
+    return bad(&h.listen_backlog, "not in 1..65535");
   }
   // 0 would make every read or write give up at once; under 1 ms is no better.
-  if (!(c.listen_read_timeout_ms >= 1 && c.listen_read_timeout_ms <= 3600000)) {
-    return bad("listen.read_timeout_ms", "not in 1..3600000");
+  for (const double* timeout : {&h.read_timeout_ms, &h.write_timeout_ms}) {
+    if (!(*timeout >= 1 && *timeout <= 3600000)) return bad(timeout, "not in 1..3600000");
   }
-  if (!(c.listen_write_timeout_ms >= 1 && c.listen_write_timeout_ms <= 3600000)) {
-    return bad("listen.write_timeout_ms", "not in 1..3600000");
+  if (h.keep_alive_timeout_s < 1 || h.keep_alive_timeout_s > 3600) {
+    return bad(&h.keep_alive_timeout_s, "not in 1..3600");
   }
-  if (c.listen_keep_alive_timeout_s < 1 || c.listen_keep_alive_timeout_s > 3600) {
-    return bad("listen.keep_alive_timeout_s", "not in 1..3600");
-  }
-  if (c.listen_tls_cert_file.empty() != c.listen_tls_key_file.empty()) {
-    return bad(c.listen_tls_cert_file.empty() ? "listen.tls_cert_file" : "listen.tls_key_file",
+  if (h.tls_cert_file.empty() != h.tls_key_file.empty()) {
+    return bad(h.tls_cert_file.empty() ? &h.tls_cert_file : &h.tls_key_file,
                "needed too: HTTPS takes both a certificate and its key");
   }
-  if (!(c.listen_drain_grace_ms >= 0 && c.listen_drain_grace_ms <= 3600000)) {
-    return bad("listen.drain_grace_ms", "not in 0..3600000");
+  for (const double* drain : {&h.drain_grace_ms, &h.drain_timeout_ms}) {
+    if (!(*drain >= 0 && *drain <= 3600000)) return bad(drain, "not in 0..3600000");
   }
-  if (!(c.listen_drain_timeout_ms >= 0 && c.listen_drain_timeout_ms <= 3600000)) {
-    return bad("listen.drain_timeout_ms", "not in 0..3600000");
+  if (h.keep_alive_max_requests < 1 || h.keep_alive_max_requests > 1000000) {
+    return bad(&h.keep_alive_max_requests, "not in 1..1000000");
   }
-  if (c.listen_keep_alive_max_requests < 1 || c.listen_keep_alive_max_requests > 1000000) {
-    return bad("listen.keep_alive_max_requests", "not in 1..1000000");
-  }
-  if (c.small.model_dir.empty()) return bad("small.model_dir", "required");
-  for (const auto& [name, stage] :
-       {std::pair<const char*, const GuardStageConfig*>{"small", &c.small}, {"large", &c.large}}) {
-    const std::string s = name;
-    if (!cpu::ParsePrecision(stage->precision).ok()) {
-      return bad((s + ".precision").c_str(), "must be auto, fp32, bf16 or int8");
-    }
-    if (stage->threads < 0) return bad((s + ".threads").c_str(), "must be >= 0");
-    if (stage->queue_size < 1) return bad((s + ".queue_size").c_str(), "must be >= 1");
-    if (stage->max_batch < 1) return bad((s + ".max_batch").c_str(), "must be >= 1");
-    if (!(stage->batch_wait_ms >= 0 && stage->batch_wait_ms <= 1000)) {
-      return bad((s + ".batch_wait_ms").c_str(), "not in 0..1000");
+  if (c.small.model_dir.empty()) return bad(&c.small.model_dir, "required");
+  for (const auto& [guard, scheduler] : {std::pair{&c.small, &c.service.small_scheduler},
+                                         std::pair{&c.large, &c.service.large_scheduler}}) {
+    if (guard->engine.num_threads < 0) return bad(&guard->engine.num_threads, "must be >= 0");
+    if (scheduler->queue_capacity < 1) return bad(&scheduler->queue_capacity, "must be >= 1");
+    if (scheduler->max_batch < 1) return bad(&scheduler->max_batch, "must be >= 1");
+    if (!(scheduler->batch_wait_ms >= 0 && scheduler->batch_wait_ms <= 1000)) {
+      return bad(&scheduler->batch_wait_ms, "not in 0..1000");
     }
   }
-  if (!(c.router_budget > 0 && c.router_budget <= 1)) return bad("router.budget", "not in (0, 1]");
-  if (!(c.router_threshold < 1)) return bad("router.threshold", "must be < 1");
-  if (!(c.router_budget_window_s > 0)) return bad("router.budget_window_s", "must be > 0");
-  if (c.large_mode != "none" && c.large_mode != "local" && c.large_mode != "remote") {
-    return bad("large.mode", "must be none, local or remote");
+  const CascadeOptions& cascade = c.service.cascade;
+  if (!(cascade.max_escalation_share > 0 && cascade.max_escalation_share <= 1)) {
+    return bad(&cascade.max_escalation_share, "not in (0, 1]");
   }
-  if (c.large_mode == "local" && c.large.model_dir.empty()) {
-    return bad("large.model_dir", "required when large.mode = local");
+  if (!(cascade.router_threshold < 1)) return bad(&cascade.router_threshold, "must be < 1");
+  if (!(cascade.budget_window_seconds > 0)) {
+    return bad(&cascade.budget_window_seconds, "must be > 0");
   }
-  if (c.large_mode == "remote") {
-    if (c.remote_url.empty()) return bad("remote.url", "required when large.mode = remote");
-    if (c.remote_kind != "vllm" && c.remote_kind != "llamacpp") {
-      return bad("remote.kind", "must be vllm or llamacpp");
-    }
+  if (c.large_mode == LargeGuardMode::kLocal && c.large.model_dir.empty()) {
+    return bad(&c.large.model_dir, "required when large.mode = local");
+  }
+  if (c.large_mode == LargeGuardMode::kRemote) {
+    const RemoteGuardOptions& r = c.remote;
+    if (r.base_url.empty()) return bad(&r.base_url, "required when large.mode = remote");
     if (c.remote_tokenizer.empty() && c.large.model_dir.empty()) {
-      return bad("remote.tokenizer", "needed (or large.model_dir) to render the large prompt");
+      return bad(&c.remote_tokenizer, "needed (or large.model_dir) to render the large prompt");
     }
-    if (!(c.remote_timeout_ms > 0)) return bad("remote.timeout_ms", "must be > 0");
-    if (c.remote_retries < 0) return bad("remote.retries", "must be >= 0");
-    if (c.remote_breaker_failures < 1) return bad("remote.breaker_failures", "must be >= 1");
+    if (!(r.timeout_ms > 0)) return bad(&r.timeout_ms, "must be > 0");
+    if (r.max_retries < 0) return bad(&r.max_retries, "must be >= 0");
+    if (r.breaker_failure_threshold < 1) return bad(&r.breaker_failure_threshold, "must be >= 1");
   }
-  if (c.policy_failure != "fail_closed" && c.policy_failure != "fail_open" &&
-      c.policy_failure != "degrade") {
-    return bad("policy.failure", "must be fail_closed, fail_open or degrade");
+  if (!(cascade.degrade_threshold >= 0 && cascade.degrade_threshold < 1)) {
+    return bad(&cascade.degrade_threshold, "not in [0, 1)");
   }
-  if (!(c.policy_degrade_threshold >= 0 && c.policy_degrade_threshold < 1)) {
-    return bad("policy.degrade_threshold", "not in [0, 1)");
+  if (h.max_body_bytes < 64 || h.max_body_bytes > (int64_t{1} << 30)) {
+    return bad(&h.max_body_bytes, "not in 64..2^30");
   }
-  if (c.limits_body_bytes < 64 || c.limits_body_bytes > (int64_t{1} << 30)) {
-    return bad("limits.body_bytes", "not in 64..2^30");
+  const GuardServiceOptions& s = c.service;
+  if (s.max_inputs_per_request < 1) return bad(&s.max_inputs_per_request, "must be >= 1");
+  if (s.max_inputs_per_request > s.small_scheduler.queue_capacity) {
+    return bad(&s.max_inputs_per_request,
+               absl::StrCat("larger than ", KeyName(c, &s.small_scheduler.queue_capacity),
+                            ": such a request could never be admitted"));
   }
-  if (c.limits_inputs_per_request < 1) return bad("limits.inputs_per_request", "must be >= 1");
-  if (c.limits_inputs_per_request > c.small.queue_size) {
-    return bad("limits.inputs_per_request",
-               "larger than small.queue_size: such a request could never be admitted");
+  if (c.small.max_input_tokens < 1) return bad(&c.small.max_input_tokens, "must be >= 1");
+  if (s.max_turns < 1) return bad(&s.max_turns, "must be >= 1");
+  if (!(s.default_deadline_ms > 0)) return bad(&s.default_deadline_ms, "must be > 0");
+  if (!(s.max_deadline_ms >= s.default_deadline_ms)) {
+    return bad(&s.max_deadline_ms, absl::StrCat("must be >= ", KeyName(c, &s.default_deadline_ms)));
   }
-  if (c.limits_tokens_per_input < 1) return bad("limits.tokens_per_input", "must be >= 1");
-  if (c.limits_turns < 1) return bad("limits.turns", "must be >= 1");
-  if (!(c.limits_default_deadline_ms > 0)) return bad("limits.default_deadline_ms", "must be > 0");
-  if (!(c.limits_max_deadline_ms >= c.limits_default_deadline_ms)) {
-    return bad("limits.max_deadline_ms", "must be >= limits.default_deadline_ms");
+  if (!(cascade.shadow_fraction >= 0 && cascade.shadow_fraction <= 1)) {
+    return bad(&cascade.shadow_fraction, "not in [0, 1]");
   }
-  if (!(c.shadow_fraction >= 0 && c.shadow_fraction <= 1)) {
-    return bad("shadow.fraction", "not in [0, 1]");
-  }
-  if (c.shadow_fraction > 0 && c.large_mode == "none") {
-    return bad("shadow.fraction", "needs a large guard (large.mode local or remote)");
+  if (cascade.shadow_fraction > 0 && c.large_mode == LargeGuardMode::kNone) {
+    return bad(&cascade.shadow_fraction, "needs a large guard (large.mode local or remote)");
   }
   return absl::OkStatus();
 }
@@ -377,32 +519,18 @@ std::vector<std::string> ChangedKeys(const ServerConfig& a, const ServerConfig& 
   std::vector<std::string> changed;
   for (size_t i = 0; i < a_keys.size(); ++i) {
     if (TomlValue(a_keys[i].value) != TomlValue(b_keys[i].value)) {
-      const Key& key = a_keys[i];
-      changed.push_back(key.section[0] ? absl::StrCat(key.section, ".", key.name) : key.name);
+      changed.push_back(FullName(a_keys[i]));
     }
   }
   return changed;
 }
 
 absl::StatusOr<HttpServerOptions> HttpServerOptionsFrom(const ServerConfig& c) {
-  HttpServerOptions o{.host = c.listen_host,
-                      .port = c.listen_port,
-                      .threads = c.listen_threads,
-                      .max_body_bytes = c.limits_body_bytes,
-                      .listen_backlog = c.listen_backlog,
-                      .read_timeout_ms = c.listen_read_timeout_ms,
-                      .write_timeout_ms = c.listen_write_timeout_ms,
-                      .keep_alive_timeout_s = c.listen_keep_alive_timeout_s,
-                      .keep_alive_max_requests = c.listen_keep_alive_max_requests,
-                      .tls_cert_file = c.listen_tls_cert_file,
-                      .tls_key_file = c.listen_tls_key_file,
-                      .metrics_need_key = c.auth_metrics,
-                      .drain_grace_ms = c.listen_drain_grace_ms,
-                      .drain_timeout_ms = c.listen_drain_timeout_ms};
-  if (!c.auth_api_keys_file.empty() || !c.auth_api_keys_env.empty()) {
-    SR_ASSIGN_OR_RETURN(o.api_keys, ApiKeySet::Load(c.auth_api_keys_file, c.auth_api_keys_env));
+  HttpServerOptions options = c.http;
+  if (!c.api_keys.file.empty() || !c.api_keys.env.empty()) {
+    SR_ASSIGN_OR_RETURN(options.api_keys, ApiKeySet::Load(c.api_keys.file, c.api_keys.env));
   }
-  return o;
+  return options;
 }
 
 std::string ServerConfigToToml(const ServerConfig& config) {
@@ -420,6 +548,13 @@ std::string ServerConfigToToml(const ServerConfig& config) {
       absl::StrAppend(&out, "# ", key.help, "\n", key.name, " = ", TomlValue(key.value), "\n");
     }
   }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> ServerConfigKeyValues(const ServerConfig& config) {
+  ServerConfig copy = config;
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Key& key : Keys(copy)) out.push_back({FullName(key), TomlValue(key.value)});
   return out;
 }
 

@@ -1,5 +1,14 @@
-// Configuration of `saferoute serve`: one struct, its command-line flags, its
-// TOML file form, validation and printing.
+// Configuration of `saferoute serve`: the options of each component it wires
+// (HTTP listener, guard service with its schedulers and cascade, local guards,
+// remote guard), their command-line flags, their TOML file form, validation
+// and printing.
+//
+// Each component's defaults are written once, in its own options struct
+// (HttpServerOptions, GuardServiceOptions, CascadeOptions, SchedulerOptions,
+// LocalGuardOptions, RemoteGuardOptions); ServerConfig only holds them. One
+// table (server_config.cc) maps every TOML key and flag onto a field of those
+// structs: flags, file keys, --print-config and validation messages come from
+// it, so nothing is copied field by field.
 //
 // Every key can come from the TOML file given by --config and be overridden
 // on the command line; the flag for key `k` in section `[s]` is `--s-k`
@@ -13,86 +22,44 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "cascade/remote_guard.h"
+#include "guard/local_guard.h"
+#include "server/guard_service.h"
 #include "server/http_server.h"
 #include "util/status.h"
 
 namespace saferoute::server {
 
-struct GuardStageConfig {
-  std::string model_dir;           // HF directory (config.json, *.safetensors, tokenizer.json)
-  std::string format;              // a registered guard format | "" (guessed from the shape)
-  std::string precision = "auto";  // auto | fp32 | bf16 | int8 (cpu/dispatch.h)
-  int threads = 0;                 // 0: all cores
-  int queue_size = 256;            // queued inputs before 429
-  int max_batch = 16;              // inputs per forward pass
-  double batch_wait_ms = 2;        // how long a batch may wait to fill
+// Where the large guard runs ([large] mode).
+enum class LargeGuardMode { kNone, kLocal, kRemote };
+
+// Where the API keys come from ([auth]); never the keys themselves.
+struct ApiKeySources {
+  std::string file;  // one key per line ('#' comments)
+  std::string env;   // name of an environment variable holding keys
 };
 
-// The large guard sees only escalations: a shorter queue and smaller batches.
-inline GuardStageConfig LargeStageDefaults() {
-  GuardStageConfig stage;
-  stage.queue_size = 64;
-  stage.max_batch = 8;
-  return stage;
-}
-
 struct ServerConfig {
-  // [listen]
-  std::string listen_host = "127.0.0.1";
-  int listen_port = 8080;     // 0: any free port (printed at start)
-  int listen_threads = 32;    // HTTP worker threads (each serves one connection at a time)
-  int listen_backlog = 1024;  // pending connections (kernel caps at somaxconn)
-  double listen_read_timeout_ms = 5000;      // longest silence while reading a request
-  double listen_write_timeout_ms = 5000;     // longest stall while writing a response
-  int listen_keep_alive_timeout_s = 2;       // idle keep-alive connection is closed after this
-  int listen_keep_alive_max_requests = 100;  // requests per connection, then it is closed
-  std::string listen_tls_cert_file;          // PEM certificate (chain); with the key: HTTPS only
-  std::string listen_tls_key_file;           // PEM private key
-  double listen_drain_grace_ms = 0;          // stop: keep answering (503) at least this long
-  double listen_drain_timeout_ms = 30000;    // stop: wait at most this long for requests in flight
-  // [auth]  API keys: from a file and/or an environment variable, never in clear here
-  std::string auth_api_keys_file;  // one key per line ('#' comments)
-  std::string auth_api_keys_env;   // name of an environment variable holding keys
-  bool auth_metrics = true;        // with keys: /metrics needs one too
-  // top level
-  std::string model_name = "saferoute-lg3";  // "model" in /v1/moderations responses
-  bool log_prompts = false;                  // prompt text in logs (off: only sizes and verdicts)
-  bool categories = true;                    // ask the guards for S-codes (short greedy decode)
-  // [small]
-  GuardStageConfig small;
-  // [router]
-  std::string router_path;       // router file; "" = no router, nothing escalates
-  double router_threshold = -1;  // ε; < 0: the router file's threshold
-  double router_budget = 1;      // cap on the escalated share over the window; 1 = none
-  double router_budget_window_s = 60;
-  // [large]
-  std::string large_mode = "none";  // none | local | remote
-  GuardStageConfig large = LargeStageDefaults();
-  // [remote]  (large_mode = remote)
-  std::string remote_kind = "vllm";  // vllm | llamacpp
-  std::string remote_url;            // http://host:port
-  std::string remote_model;          // model name sent to vLLM
-  std::string remote_tokenizer;      // tokenizer.json used to render prompts ("" = large.model_dir)
-  double remote_timeout_ms = 2000;   // per attempt
-  int remote_retries = 2;
-  double remote_backoff_ms = 50;
-  int remote_breaker_failures = 5;
-  double remote_breaker_open_ms = 5000;
-  std::string remote_api_key_env;  // environment variable holding the server's API key
-  std::string remote_ca_file;      // https: PEM CA bundle to verify the server ("" = system's)
-  // [policy]
-  std::string policy_failure = "fail_closed";  // fail_closed | fail_open | degrade
-  double policy_degrade_threshold = 0.5;       // degrade: small p_unsafe > this blocks
-  // [limits]
-  int64_t limits_body_bytes = 1 << 20;
-  int limits_inputs_per_request = 32;
-  int limits_tokens_per_input = 4096;
-  int limits_turns = 64;
-  double limits_default_deadline_ms = 5000;
-  double limits_max_deadline_ms = 60000;
-  // [shadow]
-  double shadow_fraction = 0;  // of non-escalated inputs, also run by the large guard
-  uint64_t shadow_seed = 0;    // 0: random
+  // [listen], auth.metrics, limits.body_bytes (api_keys: from `api_keys`).
+  HttpServerOptions http;
+  ApiKeySources api_keys;  // [auth]
+  // model_name, log_prompts, categories, [limits], the schedulers' keys of
+  // [small] and [large], the cascade's of [router], [policy] and [shadow].
+  GuardServiceOptions service;
+  // [small]: model_dir, format, precision, threads; limits.tokens_per_input.
+  // Its max_batch is the small scheduler's (set where the guard is opened).
+  LocalGuardOptions small;
+  std::string router_path;  // [router] path; "" = no router, nothing escalates
+  LargeGuardMode large_mode = LargeGuardMode::kNone;
+  // [large] as [small] (mode local; its model_dir/tokenizer.json also renders
+  // the remote guard's prompts unless remote.tokenizer says otherwise).
+  LocalGuardOptions large;
+  RemoteGuardOptions remote;     // [remote] (mode remote); limits.tokens_per_input
+  std::string remote_tokenizer;  // [remote] tokenizer; "" = large.model_dir's
+  // [remote] api_key_env: the environment variable holding the remote's API
+  // key (RemoteGuardOptions::api_key is read from it at start; the key itself
+  // never passes through flags or the config file).
+  std::string remote_api_key_env;
 };
 
 // Declares every flag (bound to `config`), plus --config FILE and
@@ -124,12 +91,16 @@ absl::StatusOr<ServerConfig> RereadServerConfig(const CLI::App& app,
 // The keys ("router.threshold") whose values differ between `a` and `b`.
 std::vector<std::string> ChangedKeys(const ServerConfig& a, const ServerConfig& b);
 
-// The HTTP server's options ([listen], [auth], limits.body_bytes); loads the
-// API keys (errors name the file or variable, never a key).
+// The HTTP server's options with the API keys loaded (errors name the file
+// or variable, never a key).
 absl::StatusOr<HttpServerOptions> HttpServerOptionsFrom(const ServerConfig& config);
 
 // The effective configuration as a TOML file that ApplyConfigFile reads back.
 std::string ServerConfigToToml(const ServerConfig& config);
+
+// Every key as "section.name" ("name" at top level), in table order, with its
+// value as ServerConfigToToml writes it: for tests and tools.
+std::vector<std::pair<std::string, std::string>> ServerConfigKeyValues(const ServerConfig& config);
 
 }  // namespace saferoute::server
 

@@ -1,6 +1,5 @@
 // Unit tests of the service's parts without HTTP: metrics exposition,
-// request parsing and the config.
-#include <algorithm>
+// request parsing (the config: server_config_test.cc).
 #include <fstream>
 #include <future>
 #include <random>
@@ -14,7 +13,6 @@
 #include "server/http_status.h"
 #include "server/metrics.h"
 #include "server/moderation_api.h"
-#include "server/server_config.h"
 #include "util/test_paths.h"
 
 namespace saferoute::server {
@@ -212,162 +210,6 @@ TEST(HttpStatus, OneMappingForEveryCode) {
   EXPECT_EQ(body["error"]["type"], "rate_limit_error");
   EXPECT_EQ(body["error"]["message"], "full");
   EXPECT_TRUE(body["error"]["param"].is_null());
-}
-
-// ------------------------------------------------------------------ config
-
-struct ParsedConfig {
-  ServerConfig config;
-  absl::Status status;
-};
-
-ParsedConfig ParseServe(std::vector<std::string> args, const std::string& toml = "") {
-  ParsedConfig out;
-  std::string file;
-  if (!toml.empty()) {
-    file = UniqueTestPath("serve_test.toml");
-    std::ofstream(file) << toml;
-    args.insert(args.begin(), {"--config", file});
-  }
-  CLI::App app;
-  std::string config_file;
-  bool print = false;
-  AddServeFlags(app, out.config, config_file, print);
-  std::vector<std::string> reversed(args.rbegin(), args.rend());
-  try {
-    app.parse(reversed);
-  } catch (const CLI::ParseError& e) {
-    out.status = absl::InvalidArgumentError(e.what());
-    return out;
-  }
-  if (!config_file.empty()) out.status = ApplyConfigFile(app, config_file);
-  return out;
-}
-
-TEST(ServerConfig, FileKeysAndCommandLineOverride) {
-  ParsedConfig p =
-      ParseServe({"--router-budget", "0.3", "--log-prompts"},
-                 "model_name = \"x\"\n[small]\nmodel_dir = \"/m/1b\"\nmax_batch = 4\n"
-                 "[router]\nbudget = 0.2\nthreshold = 0.6\n[policy]\nfailure = \"degrade\"\n");
-  ASSERT_TRUE(p.status.ok()) << p.status;
-  EXPECT_EQ(p.config.model_name, "x");
-  EXPECT_EQ(p.config.small.model_dir, "/m/1b");
-  EXPECT_EQ(p.config.small.max_batch, 4);
-  EXPECT_DOUBLE_EQ(p.config.router_budget, 0.3);  // command line wins
-  EXPECT_DOUBLE_EQ(p.config.router_threshold, 0.6);
-  EXPECT_EQ(p.config.policy_failure, "degrade");
-  EXPECT_TRUE(p.config.log_prompts);
-  EXPECT_TRUE(ValidateServerConfig(p.config).ok());
-}
-
-// `--categories false` was refused: a flag took no separate value.
-TEST(ServerConfig, BooleanFlagsTakeAnOptionalValue) {
-  struct Case {
-    std::vector<std::string> args;
-    bool categories, log_prompts;
-  };
-  for (const Case& c : std::vector<Case>{
-           {{}, true, false},
-           {{"--categories", "false"}, false, false},
-           {{"--categories=false", "--log-prompts"}, false, true},
-           {{"--log-prompts", "--categories", "no"}, false, true},
-           {{"--log-prompts", "true", "--categories", "0"}, false, true},
-           {{"--categories", "--log-prompts", "off"}, true, false},
-           {{"--log-prompts", "--small-max-batch", "3"}, true, true},
-       }) {
-    ParsedConfig p = ParseServe(c.args, "");
-    const std::string args = absl::StrJoin(c.args, " ");
-    ASSERT_TRUE(p.status.ok()) << args << ": " << p.status;
-    EXPECT_EQ(p.config.categories, c.categories) << args;
-    EXPECT_EQ(p.config.log_prompts, c.log_prompts) << args;
-  }
-  ParsedConfig p = ParseServe({"--log-prompts", "--small-max-batch", "3"}, "");
-  EXPECT_EQ(p.config.small.max_batch, 3);
-  ParsedConfig bad = ParseServe({"--categories", "maybe"}, "");
-  EXPECT_FALSE(bad.status.ok());
-  EXPECT_NE(bad.status.message().find("categories"), absl::string_view::npos) << bad.status;
-  // The file form is unchanged.
-  ParsedConfig file = ParseServe({}, "categories = false\nlog_prompts = true\n");
-  ASSERT_TRUE(file.status.ok()) << file.status;
-  EXPECT_FALSE(file.config.categories);
-  EXPECT_TRUE(file.config.log_prompts);
-}
-
-TEST(ServerConfig, UnknownKeyAndBadValueNameTheKey) {
-  ParsedConfig unknown = ParseServe({}, "[small]\nmodel_dri = \"/m\"\n");
-  EXPECT_FALSE(unknown.status.ok());
-  EXPECT_NE(unknown.status.message().find("small.model_dri"), absl::string_view::npos)
-      << unknown.status;
-  ParsedConfig bad = ParseServe({}, "[small]\nmax_batch = \"many\"\n");
-  EXPECT_FALSE(bad.status.ok());
-  EXPECT_NE(bad.status.message().find("small.max_batch"), absl::string_view::npos) << bad.status;
-}
-
-TEST(ServerConfig, ValidationNamesTheKey) {
-  ServerConfig c;
-  c.small.model_dir = "/m";
-  EXPECT_TRUE(ValidateServerConfig(c).ok());
-  c.router_budget = 0;
-  EXPECT_NE(ValidateServerConfig(c).message().find("router.budget"), absl::string_view::npos);
-  c.router_budget = 1;
-  c.large_mode = "remote";
-  EXPECT_NE(ValidateServerConfig(c).message().find("remote.url"), absl::string_view::npos);
-  c.large_mode = "none";
-  c.shadow_fraction = 0.1;
-  EXPECT_NE(ValidateServerConfig(c).message().find("shadow.fraction"), absl::string_view::npos);
-}
-
-// SIGHUP reads the configuration again: the same command line over the file
-// as it is now (the command line still wins), and says which keys changed.
-TEST(ServerConfig, RereadTakesTheFileAsItIsNowUnderTheSameCommandLine) {
-  const std::string file = UniqueTestPath("reread.toml");
-  std::ofstream(file)
-      << "[router]\nbudget = 0.2\nthreshold = 0.6\n[small]\nmodel_dir = \"/m/1b\"\nmax_batch = 4\n";
-  CLI::App app;
-  ServerConfig config;
-  std::string config_file;
-  bool print = false;
-  AddServeFlags(app, config, config_file, print);
-  const std::vector<std::string> args = {"--config", file, "--router-budget", "0.3",
-                                         "--log-prompts"};
-  app.parse(std::vector<std::string>(args.rbegin(), args.rend()));
-  const std::vector<std::string> flags = CommandLineFlags(app);
-  ASSERT_TRUE(ApplyConfigFile(app, config_file).ok());
-  EXPECT_DOUBLE_EQ(config.router_threshold, 0.6);
-
-  std::ofstream(file, std::ios::trunc) << "[router]\nbudget = 0.5\nthreshold = 0.4\n"
-                                          "[small]\nmodel_dir = \"/m/1b\"\nmax_batch = 2\n";
-  absl::StatusOr<ServerConfig> next = RereadServerConfig(app, flags, config_file);
-  ASSERT_TRUE(next.ok()) << next.status();
-  EXPECT_DOUBLE_EQ(next->router_budget, 0.3);  // the command line still wins
-  EXPECT_DOUBLE_EQ(next->router_threshold, 0.4);
-  EXPECT_EQ(next->small.max_batch, 2);
-  EXPECT_TRUE(next->log_prompts);
-  std::vector<std::string> changed = ChangedKeys(config, *next);
-  std::sort(changed.begin(), changed.end());
-  EXPECT_EQ(changed, (std::vector<std::string>{"router.threshold", "small.max_batch"}));
-
-  std::ofstream(file, std::ios::trunc) << "[router]\nthreshold = \"high\"\n";
-  next = RereadServerConfig(app, flags, config_file);
-  ASSERT_FALSE(next.ok());
-  EXPECT_NE(next.status().message().find("router.threshold"), absl::string_view::npos)
-      << next.status();
-}
-
-TEST(ServerConfig, PrintedConfigReadsBackToTheSameValues) {
-  ServerConfig c;
-  c.small.model_dir = "/models/with \"quotes\"";
-  c.router_budget = 0.125;
-  c.large_mode = "remote";
-  c.remote_url = "http://127.0.0.1:8000";
-  c.log_prompts = true;
-  c.shadow_seed = 42;
-  ParsedConfig back = ParseServe({}, ServerConfigToToml(c));
-  ASSERT_TRUE(back.status.ok()) << back.status << "\n" << ServerConfigToToml(c);
-  EXPECT_EQ(ServerConfigToToml(back.config), ServerConfigToToml(c));
-  EXPECT_EQ(back.config.small.model_dir, c.small.model_dir);
-  EXPECT_DOUBLE_EQ(back.config.router_budget, 0.125);
-  EXPECT_TRUE(back.config.log_prompts);
 }
 
 }  // namespace

@@ -724,37 +724,5 @@ TEST(ServerHttp, ListenBacklogIsTheConfiguredOne) {
   EXPECT_EQ(h.Get("/healthz").status, 200);
 }
 
-TEST(ServerConfig, ListenLimitsAreValidatedByKey) {
-  ServerConfig c;
-  c.small.model_dir = "/m";
-  ASSERT_TRUE(ValidateServerConfig(c).ok());
-  struct Case {
-    const char* key;
-    void (*breaks)(ServerConfig&);
-  };
-  for (const Case& bad : std::initializer_list<Case>{
-           {"listen.backlog", [](ServerConfig& x) { x.listen_backlog = 0; }},
-           {"listen.backlog", [](ServerConfig& x) { x.listen_backlog = 70000; }},
-           {"listen.read_timeout_ms", [](ServerConfig& x) { x.listen_read_timeout_ms = 0.5; }},
-           {"listen.write_timeout_ms", [](ServerConfig& x) { x.listen_write_timeout_ms = -1; }},
-           {"listen.keep_alive_timeout_s",
-            [](ServerConfig& x) { x.listen_keep_alive_timeout_s = 0; }},
-           {"listen.keep_alive_max_requests",
-            [](ServerConfig& x) { x.listen_keep_alive_max_requests = 0; }},
-       }) {
-    ServerConfig broken = c;
-    bad.breaks(broken);
-    absl::Status status = ValidateServerConfig(broken);
-    EXPECT_FALSE(status.ok()) << bad.key;
-    EXPECT_NE(status.message().find(bad.key), absl::string_view::npos) << status;
-  }
-  const std::string toml = ServerConfigToToml(c);
-  for (const char* line :
-       {"backlog = 1024\n", "read_timeout_ms = 5000.0\n", "write_timeout_ms = 5000.0\n",
-        "keep_alive_timeout_s = 2\n", "keep_alive_max_requests = 100\n"}) {
-    EXPECT_NE(toml.find(line), std::string::npos) << line << "\n" << toml;
-  }
-}
-
 }  // namespace
 }  // namespace saferoute::server
