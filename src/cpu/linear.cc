@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <new>
+#include <optional>
 #include <random>
 #include <tuple>
 
@@ -44,6 +45,10 @@ dt AccumulatorType(GemmPath path) { return path == GemmPath::kInt8 ? dt::s32 : d
 // blocks weights by N and K only; LinearRunner creates every per-M primitive
 // with this fixed layout and refuses a reference implementation.
 constexpr int64_t kLayoutRows = 256;
+
+// Bytes of converted weight rows reordered into the packed layout at a time
+// (an L2-sized plain buffer, reused).
+constexpr int64_t kConvertChunkBytes = int64_t{1} << 20;
 
 // Rows per step when converting a weight: the f32 rows stay in cache.
 int64_t ConvertRowBlock(int64_t k) {
@@ -90,9 +95,22 @@ absl::Status CheckParts(std::span<const WeightMatrix> parts, const std::string& 
 
 }  // namespace
 
+namespace {
+
+// Unmaps an anonymous mapping of `size` bytes (see AllocatePacked).
+struct Unmap {
+  size_t size = 0;
+  void operator()(std::byte* p) const {
+    if (p != nullptr) ::munmap(p, size);
+  }
+};
+using PackedBuffer = std::unique_ptr<std::byte, Unmap>;
+
+}  // namespace
+
 struct PackedLinear::Native {
   dnnl::memory::desc desc;  // oneDNN's preferred layout of W as a [K, N] matmul operand
-  std::unique_ptr<std::byte, decltype(&std::free)> buffer{nullptr, &std::free};
+  PackedBuffer buffer;
   dnnl::memory weights;       // over `buffer`
   std::vector<float> scales;  // int8: [N] per output channel; empty for bf16
   // int8: [N] 128 * sum_k Wq[n, k], what the +128 offset of the u8 input
@@ -129,20 +147,29 @@ absl::StatusOr<dnnl::matmul> CreateMatmul(GemmPath path, const dnnl::memory::des
   }
 }
 
-// A zeroed buffer for packed weights (the layout's padding must be zero),
-// 2 MiB aligned so that a system with THP "always" can back it with huge
-// pages. Deliberately NOT madvise(MADV_HUGEPAGE): with the common
-// defrag=madvise setting that makes every fault in the buffer compact memory
-// synchronously, and with the checkpoint filling the page cache a 1B load
-// spent 10-17 s in the kernel instead of ~2.5 s (Zen 5, 3 runs each, Q8_0
-// GGUF), for no measurable GEMM speed-up (bf16 prefill 446.7 vs 443.2 tok/s).
-std::unique_ptr<std::byte, decltype(&std::free)> AllocatePacked(size_t bytes) {
+// A zeroed buffer for packed weights (the layout's padding must be zero):
+// fresh anonymous pages, which the kernel zeroes on first touch, so nothing
+// writes the buffer twice (a memset of the whole buffer, then the reorder,
+// cost a 1B load ~1 s of faults and zeroing). 2 MiB aligned so that a system
+// with THP "always" can back it with huge pages. Deliberately NOT
+// madvise(MADV_HUGEPAGE): with the common defrag=madvise setting that makes
+// every fault in the buffer compact memory synchronously, and with the
+// checkpoint filling the page cache a 1B load spent 10-17 s in the kernel
+// instead of ~2.5 s (Zen 5, 3 runs each, Q8_0 GGUF), for no measurable GEMM
+// speed-up (bf16 prefill 446.7 vs 443.2 tok/s).
+PackedBuffer AllocatePacked(size_t bytes) {
   constexpr size_t kHugePage = size_t{2} << 20;
   const size_t size = std::max<size_t>(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage);
-  void* p = std::aligned_alloc(kHugePage, size);
-  if (p == nullptr) throw std::bad_alloc();
-  std::memset(p, 0, size);
-  return {static_cast<std::byte*>(p), &std::free};
+  // Map one huge page more than needed and unmap the unaligned head and tail.
+  void* mapped =
+      ::mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  const auto begin = reinterpret_cast<uintptr_t>(mapped);
+  const uintptr_t aligned = (begin + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > begin) ::munmap(mapped, aligned - begin);
+  const uintptr_t tail = begin + size + kHugePage - (aligned + size);
+  if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + size), tail);
+  return PackedBuffer(reinterpret_cast<std::byte*>(aligned), Unmap{size});
 }
 
 // Product of the layout's inner blocks along N (dimension 1 of [K, N]).
@@ -157,35 +184,33 @@ int64_t NBlock(const dnnl::memory::desc& desc) {
 
 }  // namespace
 
-// plain = the `w.rows` rows of `w` in the path's element type ([rows, K]
-// bf16, or int8 with scale and weight-sum offset of stacked rows row0...).
+// out = rows [first, first + count) of `w` in the path's element type
+// ([count, K] bf16, or int8 with the scale and weight-sum offset of stacked
+// row row0 + first + i), through `rows_f32` a few rows at a time. Serial: the
+// callers run chunks of rows on their threads.
 void PackedLinear::ConvertRows(GemmPath path, const WeightMatrix& w, int q_max, Native& native,
-                               int64_t row0, std::vector<std::byte>& plain) {
+                               int64_t row0, int64_t first, int64_t count, std::byte* out,
+                               std::vector<float>& rows_f32) {
   const int64_t k = w.cols;
   const size_t elem = path == GemmPath::kInt8 ? 1 : 2;
-  plain.resize(static_cast<size_t>(w.rows * k) * elem);
   const int64_t block = ConvertRowBlock(k);
-  const int64_t blocks = (w.rows + block - 1) / block;
-#pragma omp parallel
-  {
-    std::vector<float> rows_f32(static_cast<size_t>(std::min(block, w.rows) * k));
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t r0 = b * block, count = std::min(block, w.rows - r0);
-      std::byte* out = plain.data() + static_cast<size_t>(r0 * k) * elem;
-      DequantizeRows(w, r0, count, rows_f32.data());
-      if (path == GemmPath::kBf16Native) {
-        NarrowToBf16(rows_f32.data(), reinterpret_cast<uint16_t*>(out),
-                     static_cast<size_t>(count * k));
-        continue;
-      }
-      auto* q = reinterpret_cast<int8_t*>(out);
-      QuantizeRowsS8(rows_f32.data(), k, count, k, q_max, q, k, native.scales.data() + row0 + r0);
-      for (int64_t r = 0; r < count; ++r) {
-        int32_t sum = 0;
-        for (int64_t c = 0; c < k; ++c) sum += q[r * k + c];
-        native.offsets[static_cast<size_t>(row0 + r0 + r)] = 128 * sum;
-      }
+  Grow(rows_f32, std::min(block, count) * k);
+  for (int64_t r0 = 0; r0 < count; r0 += block) {
+    const int64_t n = std::min(block, count - r0);
+    std::byte* rows_out = out + static_cast<size_t>(r0 * k) * elem;
+    DequantizeRows(w, first + r0, n, rows_f32.data());
+    if (path == GemmPath::kBf16Native) {
+      NarrowToBf16(rows_f32.data(), reinterpret_cast<uint16_t*>(rows_out),
+                   static_cast<size_t>(n * k));
+      continue;
+    }
+    auto* q = reinterpret_cast<int8_t*>(rows_out);
+    const size_t stacked = static_cast<size_t>(row0 + first + r0);
+    QuantizeRowsS8(rows_f32.data(), k, n, k, q_max, q, k, native.scales.data() + stacked);
+    for (int64_t r = 0; r < n; ++r) {
+      int32_t sum = 0;
+      for (int64_t c = 0; c < k; ++c) sum += q[r * k + c];
+      native.offsets[stacked + static_cast<size_t>(r)] = 128 * sum;
     }
   }
 }
@@ -249,35 +274,78 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
       direct = direct && row0 % n_block == 0;
       row0 += w.rows;
     }
-    std::vector<std::byte> plain;  // [rows, K] in the path's element type
-    auto reorder = [&](const void* source, int64_t rows, const dnnl::memory::desc& target) {
-      // W [rows, K] row-major is oneDNN's plain [K, rows] operand with strides {1, K}.
+    // W [rows, K] row-major is oneDNN's plain [K, rows] operand with strides {1, K}.
+    auto reorder = [&](dnnl::stream& on, const void* source, int64_t rows,
+                       const dnnl::memory::desc& target) {
       const dnnl::memory::desc plain_desc({k, rows}, WeightType(path), {1, k});
       dnnl::memory from(plain_desc, engine, const_cast<void*>(source));
       dnnl::memory to(target, engine, native->buffer.get());
-      dnnl::reorder(from, to).execute(stream, from, to);
-      stream.wait();
+      dnnl::reorder(from, to).execute(on, from, to);
+      on.wait();
     };
+    // Rows are converted a chunk (a whole number of N blocks, ~L2 sized) at a
+    // time on each thread: a whole-part plain copy would be written to fresh
+    // pages (faults and zeroing) and read back from memory.
+    const int q_max = support.int8_weight_max;
+    const size_t elem = path == GemmPath::kInt8 ? 1 : 2;
+    const int64_t chunk = std::max<int64_t>(
+        n_block, kConvertChunkBytes / (k * static_cast<int64_t>(elem)) / n_block * n_block);
+    struct Chunk {
+      const WeightMatrix* w;
+      int64_t row0, first, count;
+    };
+    std::vector<Chunk> chunks;
+    for (int64_t row0 = 0; const WeightMatrix& w : parts) {
+      if (!direct || path != GemmPath::kBf16Native || w.dtype != DType::kBF16) {
+        for (int64_t first = 0; first < w.rows; first += chunk) {
+          chunks.push_back({&w, row0, first, std::min(chunk, w.rows - first)});
+        }
+      }
+      row0 += w.rows;
+    }
+    std::vector<std::byte> stacked;  // [N, K] plain, when not direct
+    if (!direct) stacked.resize(static_cast<size_t>(n * k) * elem);
+    std::string chunk_error;  // the first reorder failure, from any thread
+#pragma omp parallel
+    {
+      std::vector<std::byte> plain;
+      std::vector<float> rows_f32;
+      std::optional<dnnl::stream> thread_stream;
+#pragma omp for schedule(dynamic, 1)
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        const Chunk& c = chunks[i];
+        const int64_t k_bytes = k * static_cast<int64_t>(elem);
+        if (!direct) {
+          ConvertRows(path, *c.w, q_max, *native, c.row0, c.first, c.count,
+                      stacked.data() + (c.row0 + c.first) * k_bytes, rows_f32);
+          continue;
+        }
+        Grow(plain, c.count * k_bytes);
+        ConvertRows(path, *c.w, q_max, *native, c.row0, c.first, c.count, plain.data(), rows_f32);
+        // A reorder inside the parallel region runs on this thread alone.
+        try {
+          if (!thread_stream) thread_stream.emplace(engine);
+          reorder(*thread_stream, plain.data(), c.count,
+                  native->desc.submemory_desc({k, c.count}, {0, c.row0 + c.first}));
+        } catch (const dnnl::error& e) {
+#pragma omp critical(saferoute_pack_error)
+          if (chunk_error.empty()) chunk_error = e.what();
+        }
+      }
+    }
+    if (!chunk_error.empty()) {
+      return absl::InternalError(absl::StrCat(name, ": oneDNN reorder failed: ", chunk_error));
+    }
     if (direct) {
-      int64_t row0 = 0;
-      for (const WeightMatrix& w : parts) {
-        const dnnl::memory::desc target = native->desc.submemory_desc({k, w.rows}, {0, row0});
+      // BF16 parts on the bf16 path: read in place from the checkpoint.
+      for (int64_t row0 = 0; const WeightMatrix& w : parts) {
         if (path == GemmPath::kBf16Native && w.dtype == DType::kBF16) {
-          reorder(w.data, w.rows, target);
-        } else {
-          ConvertRows(path, w, support.int8_weight_max, *native, row0, plain);
-          reorder(plain.data(), w.rows, target);
+          reorder(stream, w.data, w.rows, native->desc.submemory_desc({k, w.rows}, {0, row0}));
         }
         row0 += w.rows;
       }
     } else {
-      std::vector<std::byte> stacked;
-      for (int64_t row0 = 0; const WeightMatrix& w : parts) {
-        ConvertRows(path, w, support.int8_weight_max, *native, row0, plain);
-        stacked.insert(stacked.end(), plain.begin(), plain.end());
-        row0 += w.rows;
-      }
-      reorder(stacked.data(), n, native->desc);
+      reorder(stream, stacked.data(), n, native->desc);
     }
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat(name, ": oneDNN reorder failed: ", e.what()));

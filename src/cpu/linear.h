@@ -64,7 +64,8 @@ class PackedLinear {
                                                  int64_t, int, int);
   struct Native;
   static void ConvertRows(GemmPath path, const WeightMatrix& w, int q_max, Native& native,
-                          int64_t row0, std::vector<std::byte>& plain);
+                          int64_t row0, int64_t first, int64_t count, std::byte* out,
+                          std::vector<float>& rows_f32);
   GemmPath path_ = GemmPath::kFp32;
   int64_t n_ = 0, k_ = 0;
   std::vector<WeightMatrix> parts_;

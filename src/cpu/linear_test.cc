@@ -171,6 +171,36 @@ TEST_P(LinearPaths, MatchesTheReferenceOfThePath) {
   }
 }
 
+// Parts taller than Pack's conversion chunk (1 MiB of converted rows: 2048
+// bf16 or 4096 int8 rows at K = 256) are converted and reordered a chunk at
+// a time on several threads; every row lands in its place.
+TEST_P(LinearPaths, TallPartsAreConvertedInChunks) {
+  const GemmPath path = GetParam();
+  const CpuSupport& support = DetectCpuSupport();
+  if (!Available(path, support)) {
+    GTEST_SKIP() << GemmPathName(path)
+                 << " is not available on this CPU: " << DescribePath(path, support);
+  }
+  const int64_t k = 256, m = 3;
+  const std::vector<int64_t> part_rows = {9216, 64};  // 4.5 bf16 / 2.25 int8 chunks, then one
+  const TestWeights w = MakeWeights(DType::kF32, k, part_rows, 5);
+  auto packed = PackedLinear::Pack(path, w.parts, support, "test");
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (float& v : x)
+    v = path == GemmPath::kFp32 || path == GemmPath::kInt8 ? normal(rng) : RoundToBf16(normal(rng));
+  const int64_t n = packed->rows();
+  std::vector<float> y0(static_cast<size_t>(m * n), 0.0f), y(y0);
+  LinearRunner runner(path, 2);
+  ASSERT_TRUE(runner.Run(x.data(), m, k, *packed, y.data(), n, /*accumulate=*/false).ok());
+  const Expected want = Reference(path, x, m, w, y0, /*accumulate=*/false, support);
+  for (int64_t i = 0; i < m * n; ++i) {
+    ASSERT_LE(std::fabs(y[i] - want.y[i]), want.tol[i]) << GemmPathName(path) << " at " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, LinearPaths,
                          ::testing::Values(GemmPath::kFp32, GemmPath::kBf16Widened,
                                            GemmPath::kBf16Native, GemmPath::kInt8),
