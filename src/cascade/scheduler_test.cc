@@ -145,11 +145,7 @@ class SteppingGuard : public Guard {
   void SetPerInput(double seconds) { per_input_ = seconds; }
   absl::StatusOr<std::vector<GuardVerdict>> Classify(
       const std::vector<GuardRequest>& requests) override {
-    std::unique_lock lock(mu_);
-    batch_sizes_.push_back(static_cast<int>(requests.size()));
-    ++entered_;
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return !gate_closed_; });
+    gate_.Enter(static_cast<int>(requests.size()));
     now_ns_ +=
         static_cast<int64_t>(per_input_.load() * 1e9) * static_cast<int64_t>(requests.size());
     return std::vector<GuardVerdict>(requests.size());
@@ -161,34 +157,15 @@ class SteppingGuard : public Guard {
   Clock::time_point Now() const {
     return Clock::time_point(std::chrono::nanoseconds(now_ns_.load()));
   }
-  void CloseGate() {
-    std::lock_guard l(mu_);
-    gate_closed_ = true;
-  }
-  void OpenGate() {
-    {
-      std::lock_guard l(mu_);
-      gate_closed_ = false;
-    }
-    cv_.notify_all();
-  }
-  void WaitEntered(int n) {
-    std::unique_lock l(mu_);
-    cv_.wait(l, [&] { return entered_ >= n; });
-  }
-  std::vector<int> batch_sizes() {
-    std::lock_guard l(mu_);
-    return batch_sizes_;
-  }
+  void CloseGate() { gate_.Close(); }
+  void OpenGate() { gate_.Open(); }
+  void WaitEntered(int n) { gate_.WaitEntered(n); }
+  std::vector<int> batch_sizes() { return gate_.batch_sizes(); }
 
  private:
   std::atomic<double> per_input_;
   std::atomic<int64_t> now_ns_{3600 * int64_t{1000000000}};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool gate_closed_ = false;
-  int entered_ = 0;
-  std::vector<int> batch_sizes_;
+  fakes::Gate gate_;
 };
 
 // Eleven inputs due 5 s after they arrive, a guard that takes 1 s per input,

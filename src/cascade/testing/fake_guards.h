@@ -38,6 +38,47 @@ inline std::string Field(const std::string& text, const std::string& key,
   return fallback;
 }
 
+// What a fake guard's Classify passes through: it records each batch's size,
+// counts the calls, and blocks while the gate is closed, so a test can hold
+// a batch inside the guard and see what the scheduler does meanwhile.
+class Gate {
+ public:
+  void Enter(int batch_size) {
+    std::unique_lock lock(mu_);
+    batch_sizes_.push_back(batch_size);
+    ++entered_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return !closed_; });
+  }
+  void Close() {
+    std::lock_guard l(mu_);
+    closed_ = true;
+  }
+  void Open() {
+    {
+      std::lock_guard l(mu_);
+      closed_ = false;
+    }
+    cv_.notify_all();
+  }
+  // Blocks until Enter has been called `n` times in total.
+  void WaitEntered(int n) {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return entered_ >= n; });
+  }
+  std::vector<int> batch_sizes() {
+    std::lock_guard l(mu_);
+    return batch_sizes_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool closed_ = false;
+  int entered_ = 0;
+  std::vector<int> batch_sizes_;
+};
+
 class FakeGuard : public Guard {
  public:
   // `own_p_key`: a key this guard reads before "p" (e.g. "lp" for the large
@@ -48,12 +89,12 @@ class FakeGuard : public Guard {
   absl::StatusOr<std::vector<GuardVerdict>> Classify(
       const std::vector<GuardRequest>& requests) override {
     {
-      std::unique_lock lock(mu_);
-      batch_sizes_.push_back(static_cast<int>(requests.size()));
+      std::lock_guard l(mu_);
       last_requests_ = requests;
-      ++entered_;
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return !gate_closed_; });
+    }
+    gate_.Enter(static_cast<int>(requests.size()));
+    {
+      std::lock_guard l(mu_);
       if (!fail_with_.ok()) return fail_with_;
     }
     std::vector<GuardVerdict> out;
@@ -91,22 +132,10 @@ class FakeGuard : public Guard {
   std::string name() const override { return name_; }
 
   // Test controls.
-  void CloseGate() {
-    std::lock_guard l(mu_);
-    gate_closed_ = true;
-  }
-  void OpenGate() {
-    {
-      std::lock_guard l(mu_);
-      gate_closed_ = false;
-    }
-    cv_.notify_all();
-  }
+  void CloseGate() { gate_.Close(); }
+  void OpenGate() { gate_.Open(); }
   // Blocks until Classify has been entered `n` times in total.
-  void WaitEntered(int n) {
-    std::unique_lock l(mu_);
-    cv_.wait(l, [&] { return entered_ >= n; });
-  }
+  void WaitEntered(int n) { gate_.WaitEntered(n); }
   void FailWith(absl::Status s) {
     std::lock_guard l(mu_);
     fail_with_ = std::move(s);
@@ -115,10 +144,7 @@ class FakeGuard : public Guard {
     std::lock_guard l(mu_);
     max_words_ = n;
   }
-  std::vector<int> batch_sizes() {
-    std::lock_guard l(mu_);
-    return batch_sizes_;
-  }
+  std::vector<int> batch_sizes() { return gate_.batch_sizes(); }
   std::vector<GuardRequest> last_requests() {
     std::lock_guard l(mu_);
     return last_requests_;
@@ -128,13 +154,10 @@ class FakeGuard : public Guard {
   const std::string name_;
   const std::string own_p_key_;
   const int feature_dim_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool gate_closed_ = false;
-  int entered_ = 0;
+  Gate gate_;
+  std::mutex mu_;  // guards what follows
   int max_words_ = 0;
   absl::Status fail_with_;
-  std::vector<int> batch_sizes_;
   std::vector<GuardRequest> last_requests_;
 };
 
