@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "io/gguf_writer.h"
+#include "util/test_mutations.h"
 #include "util/test_paths.h"
 
 namespace saferoute {
@@ -521,34 +522,10 @@ TEST(ParseGgufTest, RejectsBadDataLayout) {
 // of a valid image give an error or views inside the image, never a crash.
 TEST(ParseGgufTest, MutatedImagesNeverEscapeTheBuffer) {
   const std::string valid = ValidImage();
-  uint64_t state = 2024;
-  auto next = [&] {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    return state >> 33;
-  };
+  ImageMutator mutator(2024, std::string("\0\1\2\3", 4));  // small integers
   int accepted = 0;
   for (int round = 0; round < 5000; ++round) {
-    std::string image = valid;
-    const int edits = 1 + static_cast<int>(next() % 3);
-    for (int e = 0; e < edits; ++e) {
-      const size_t at = next() % image.size();
-      switch (next() % 4) {
-        case 0:
-          image[at] = static_cast<char>(next());
-          break;
-        case 1:
-          image[at] = static_cast<char>(next() % 4);  // small integers
-          break;
-        case 2:
-          image.erase(at, 1 + next() % 8);
-          break;
-        case 3:
-          image = image.substr(0, at) + std::string(1 + next() % 8, static_cast<char>(next())) +
-                  image.substr(at);
-          break;
-      }
-      if (image.empty()) image = "G";
-    }
+    const std::string image = mutator.Mutate(valid, 3);
     auto contents = Parse(image);
     if (!contents.ok()) continue;
     ++accepted;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "nlohmann/json.hpp"
+#include "util/test_mutations.h"
 
 namespace saferoute {
 namespace {
@@ -190,33 +191,10 @@ TEST(ParseSafetensorsTest, MutatedImagesNeverEscapeTheBuffer) {
       R"({"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
           "b": {"dtype": "BF16", "shape": [4], "data_offsets": [16, 24]}})",
       24);
-  uint64_t state = 12345;
-  auto next = [&] {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    return state >> 33;
-  };
+  ImageMutator mutator(12345, "0123456789-[]{},:\" e.");  // JSON-ish bytes
   int accepted = 0;
   for (int round = 0; round < 3000; ++round) {
-    std::string image = valid;
-    const int edits = 1 + static_cast<int>(next() % 4);
-    for (int e = 0; e < edits; ++e) {
-      const size_t at = next() % image.size();
-      switch (next() % 4) {
-        case 0:
-          image[at] = static_cast<char>(next());
-          break;  // random byte
-        case 1:
-          image[at] = "0123456789-[]{},:\" e."[next() % 21];
-          break;  // JSON-ish byte
-        case 2:
-          image.erase(at, 1 + next() % 8);
-          break;  // truncate a span
-        case 3:
-          image.insert(at, 1, static_cast<char>('0' + next() % 10));
-          break;
-      }
-      if (image.empty()) image = "x";
-    }
+    const std::string image = mutator.Mutate(valid, 4);
     auto contents = Parse(image);
     if (!contents.ok()) continue;
     ++accepted;
