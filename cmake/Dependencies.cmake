@@ -12,7 +12,10 @@ find_library(DNNL_LIBRARY NAMES dnnl REQUIRED)
 add_library(DNNL::dnnl UNKNOWN IMPORTED)
 set_target_properties(DNNL::dnnl PROPERTIES IMPORTED_LOCATION "${DNNL_LIBRARY}"
                       INTERFACE_INCLUDE_DIRECTORIES "${DNNL_INCLUDE_DIR}")
-find_package(CLI11 REQUIRED)                 # command line + TOML config files
+find_package(CLI11 REQUIRED)                 # command line
+# TOML config files (serve --config); header-only, so the fuzz build
+# instruments the parser too.
+find_package(toml11 3.7 REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)   # tokenizer pre-split regex (UCP)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib) # HTTP server and client

@@ -10,7 +10,8 @@ DEBIAN_PACKAGES=(
   nlohmann-json3-dev     # JSON
   libdnnl-dev            # oneDNN GEMM (bf16 + fp32)
   libpcre2-dev           # Unicode regex for the tokenizer pre-split
-  libcli11-dev           # command line + TOML config
+  libcli11-dev           # command line
+  libtoml11-dev          # TOML config files (serve --config)
   libcpp-httplib-dev     # HTTP server/client
   libssl-dev             # TLS listener and remote client, API-key digests, random ids
   libgtest-dev libgmock-dev  # tests

@@ -58,7 +58,9 @@ absl::StatusOr<std::shared_ptr<const GuardFormat>> RemoteFormat(const ServerConf
 absl::Status RunServe(CLI::App& app, ServerConfig& config, const std::string& config_file,
                       bool print_config) {
   const std::vector<std::string> command_line = server::CommandLineFlags(app);
-  if (!config_file.empty()) SR_RETURN_IF_ERROR(server::ApplyConfigFile(app, config_file));
+  if (!config_file.empty()) {
+    SR_RETURN_IF_ERROR(server::ApplyConfigFile(app, config_file, config));
+  }
   if (print_config) {
     std::fputs(server::ServerConfigToToml(config).c_str(), stdout);
     return absl::OkStatus();

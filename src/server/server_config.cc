@@ -1,14 +1,26 @@
 #include "server/server_config.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <fstream>
 #include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <toml.hpp>  // toml11
+#include <tuple>
+#include <utility>
 #include <variant>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "cpu/dispatch.h"
 #include "guard/guard_format.h"
+#include "tokenizer/utf8.h"
 
 namespace saferoute::server {
 namespace {
@@ -41,7 +53,7 @@ Choice ChoiceOf(E* field, std::vector<std::pair<std::string, E>> names) {
                   all.push_back(name);
                 }
                 return absl::InvalidArgumentError(
-                    absl::StrCat("'", text, "' is not one of ", absl::StrJoin(all, ", ")));
+                    absl::StrCat(QuoteForError(text), " is not one of ", absl::StrJoin(all, ", ")));
               }};
 }
 
@@ -264,7 +276,7 @@ std::string TomlString(const std::string& s) {
         out += "\\t";
         break;
       default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {  // TOML: escaped
           out += absl::StrFormat("\\u%04x", ch);
         } else {
           out += ch;
@@ -313,6 +325,186 @@ std::string FlagHelp(const Key& key) {
   return absl::StrCat(key.help, " (default ", value.empty() ? "empty" : value, ")");
 }
 
+// The config file as toml11 reads it (comments dropped, tables as std::map:
+// keys in a fixed order).
+using TomlNode = toml::basic_value<toml::discard_comments, std::map, std::vector>;
+
+// The file's own text of `node` (toml11 keeps the line and the column).
+std::string LiteralOf(const TomlNode& node) {
+  const toml::source_location where = node.location();
+  const std::string& line = where.line_str();
+  const size_t begin = std::min<size_t>(where.column() - 1, line.size());
+  return line.substr(begin, where.region());
+}
+
+// toml11 3.7 reads an integer or float literal with an istream and does not
+// check it: out of range it keeps the stream's clamped value (an integer
+// above 2^63-1 reads as 2^63-1, 1e400 as inf). The literal, read again with
+// std::from_chars, tells whether the value is the file's.
+bool LiteralFits(const TomlNode& node) {
+  std::string digits;
+  for (char ch : LiteralOf(node)) {
+    if (ch != '_' && ch != '+') digits += ch;
+  }
+  const char* begin = digits.data();
+  const char* end = begin + digits.size();
+  if (node.is_floating()) {
+    if (digits.find_first_of("in") != std::string::npos) return true;  // inf, nan
+    double value = 0;
+    const std::from_chars_result read = std::from_chars(begin, end, value);
+    return read.ec == std::errc() && read.ptr == end;
+  }
+  int base = 10;
+  if (digits.size() > 2 && digits[0] == '0' &&
+      std::isalpha(static_cast<unsigned char>(digits[1]))) {
+    base = digits[1] == 'x' ? 16 : digits[1] == 'o' ? 8 : 2;
+    begin += 2;
+  }
+  int64_t value = 0;
+  const std::from_chars_result read = std::from_chars(begin, end, value, base);
+  return read.ec == std::errc() && read.ptr == end && value == node.as_integer();
+}
+
+// What a TOML value is, for messages.
+std::string TypeName(const TomlNode& node) {
+  std::ostringstream name;
+  name << node.type();
+  return name.str() == "floating" ? "float" : name.str();
+}
+
+// Sets the fields of `target` to `node`'s value, checked against their type.
+absl::Status SetFromToml(const Target& target, const TomlNode& node) {
+  auto expected = [&node](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("expected ", what, ", got ", TypeName(node)));
+  };
+  if ((node.is_integer() || node.is_floating()) && !LiteralFits(node)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(QuoteForError(LiteralOf(node)), " is out of range for a TOML ", TypeName(node),
+                     node.is_integer() ? " (64-bit signed)" : " (double)"));
+  }
+  return std::visit(
+      [&](const auto& fields) -> absl::Status {
+        using Kind = std::decay_t<decltype(fields)>;
+        if constexpr (std::is_same_v<Kind, Choice>) {
+          if (!node.is_string()) return expected("a string");
+          return fields.set(node.as_string().str);
+        } else {
+          using T = std::remove_pointer_t<typename Kind::value_type>;
+          T value{};
+          if constexpr (std::is_same_v<T, std::string>) {
+            if (!node.is_string()) return expected("a string");
+            value = node.as_string().str;
+          } else if constexpr (std::is_same_v<T, bool>) {
+            if (!node.is_boolean()) return expected("a boolean (true or false)");
+            value = node.as_boolean();
+          } else if constexpr (std::is_same_v<T, double>) {
+            // An integer is taken too (`budget = 1`) where the double holds it exactly.
+            constexpr int64_t kExact = int64_t{1} << 53;
+            if (node.is_integer() && node.as_integer() >= -kExact && node.as_integer() <= kExact) {
+              value = static_cast<double>(node.as_integer());
+            } else if (node.is_floating()) {
+              value = node.as_floating();
+            } else {
+              return expected("a number");
+            }
+          } else {
+            if (!node.is_integer()) return expected("an integer");
+            const int64_t v = node.as_integer();
+            if (!std::in_range<T>(v)) {
+              return absl::InvalidArgumentError(absl::StrCat(v, " is out of range (",
+                                                             std::numeric_limits<T>::min(), "..",
+                                                             std::numeric_limits<T>::max(), ")"));
+            }
+            value = static_cast<T>(v);
+          }
+          for (T* field : fields) *field = value;
+          return absl::OkStatus();
+        }
+      },
+      target);
+}
+
+// toml11 3.7.1 (Debian) fails on some hostile text instead of refusing it
+// (server_config_fuzz): it reads past its buffer on invalid UTF-8 in a
+// literal string, it recurses once per level of nested arrays and
+// inline tables (about 5,000 levels, a 15 KB file, overflow an 8 MiB stack)
+// and reads a binary integer of 63 or more digits with a signed 64-bit
+// product that overflows (undefined behaviour). Its time also grows with the
+// square of the number of keys and of dotted-key parts (50,000 keys: 28 s).
+// So the text is bounded before it reads any: its size, the count of '[' and
+// '{' (bounding any nesting; no serve key takes an array or a table value:
+// a config needs ten, one per [section]) and the digits after "0b". The scan
+// is of raw text, so it counts what a string or comment holds as well.
+constexpr int kMaxOpeningBrackets = 100;
+constexpr int kMaxBinaryDigits = 62;
+
+absl::Status CheckWithinReaderLimits(std::string_view text, const std::string& name) {
+  if (text.size() > kMaxConfigFileBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": larger than ", kMaxConfigFileBytes, " bytes: not a serve config"));
+  }
+  // TOML text is UTF-8; toml11 reads past its buffer on a bad sequence in a
+  // literal string ("'\xff'", heap-buffer-overflow under ASan).
+  if (const size_t bad = FindInvalidUtf8(text); bad != std::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ":", 1 + std::count(text.begin(), text.begin() + bad, '\n'),
+                     ": not UTF-8 (byte ", bad, "): a TOML file is UTF-8"));
+  }
+  int line = 1, brackets = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (ch == '\n') ++line;
+    if ((ch == '[' || ch == '{') && ++brackets > kMaxOpeningBrackets) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ":", line, ": more than ", kMaxOpeningBrackets,
+                       " '[' and '{' in the file: not a serve config (no key takes an array or "
+                       "a table, and the TOML reader would recurse once per nesting level)"));
+    }
+    if (ch == '0' && i + 1 < text.size() && text[i + 1] == 'b') {
+      int digits = 0;
+      for (size_t j = i + 2;
+           j < text.size() && (text[j] == '0' || text[j] == '1' || text[j] == '_'); ++j) {
+        digits += text[j] != '_';
+      }
+      if (digits > kMaxBinaryDigits) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ":", line, ": a binary integer of more than ", kMaxBinaryDigits,
+                         " digits is out of range for a TOML integer (64-bit signed)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// toml11's message for a file that is not TOML, on one line: its first line
+// without the "[error] toml::function:" prefix, or the note under the
+// offending text when that line says nothing more.
+std::string SyntaxErrorReason(const std::string& what) {
+  std::vector<absl::string_view> lines = absl::StrSplit(what, '\n');
+  absl::string_view reason = lines.front();
+  absl::ConsumePrefix(&reason, "[error] ");
+  if (const size_t colon = reason.find(": ");
+      colon != absl::string_view::npos && reason.substr(0, colon).find(' ') == reason.npos) {
+    reason.remove_prefix(colon + 2);
+  }
+  reason = absl::StripAsciiWhitespace(reason);
+  if (reason.empty() || absl::EndsWith(reason, ":")) {
+    for (absl::string_view line : lines) {
+      if (const size_t note = line.find("^--- "); note != absl::string_view::npos) {
+        reason = line.substr(note + 5);
+        break;
+      }
+    }
+  }
+  // The message may quote the file's text: kept only if it is plain.
+  const std::string text(reason);
+  const bool plain = FindInvalidUtf8(text) == std::string::npos &&
+                     std::none_of(text.begin(), text.end(), [](char ch) {
+                       return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f;
+                     });
+  return plain ? text : QuoteForError(text);
+}
+
 }  // namespace
 
 void AddServeFlags(CLI::App& app, ServerConfig& config, std::string& config_file,
@@ -354,41 +546,55 @@ void AddServeFlags(CLI::App& app, ServerConfig& config, std::string& config_file
   }
 }
 
-absl::Status ApplyConfigFile(CLI::App& app, const std::string& path) {
-  std::vector<CLI::ConfigItem> items;
+absl::Status ApplyConfigText(const CLI::App& app, std::string_view text, const std::string& name,
+                             ServerConfig& config) {
+  SR_RETURN_IF_ERROR(CheckWithinReaderLimits(text, name));
+  TomlNode root;
   try {
-    items = CLI::ConfigTOML().from_file(path);
-  } catch (const CLI::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read config: ", e.what()));
+    std::istringstream in{std::string(text)};
+    root = toml::parse<toml::discard_comments, std::map, std::vector>(in, name);
+  } catch (const toml::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ":", e.location().line(), ": not TOML: ", SyntaxErrorReason(e.what())));
   }
-  for (const CLI::ConfigItem& item : items) {
-    // CLI11 marks section starts/ends with "++"/"--" items.
-    if (item.name == "++" || item.name == "--") continue;
-    std::string key = item.name;
-    std::string flag;
-    for (const std::string& parent : item.parents) absl::StrAppend(&flag, parent, "-");
-    absl::StrAppend(&flag, key);
-    for (char& ch : flag) {
-      if (ch == '_') ch = '-';
+  std::map<std::pair<std::string_view, std::string_view>, const Key*> by_name;
+  const std::vector<Key> keys = Keys(config);
+  for (const Key& key : keys) by_name[{key.section, key.name}] = &key;
+  // Top-level keys, then each [section]'s (a value nested deeper is no key).
+  std::vector<std::tuple<std::string, std::string, const TomlNode*>> entries;
+  for (const auto& [top, node] : root.as_table()) {
+    if (!node.is_table()) {
+      entries.push_back({"", top, &node});
+      continue;
     }
-    const std::string where = absl::StrCat(path, ": key '", item.fullname(), "'");
-    CLI::Option* option = app.get_option_no_throw("--" + flag);
-    if (option == nullptr || flag == "config" || flag == "print-config") {
-      return absl::InvalidArgumentError(absl::StrCat(where, " is not a serve setting"));
-    }
-    if (option->count() > 0) continue;  // the command line wins
-    if (item.inputs.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": expected one value"));
-    }
-    try {
-      option->add_result(item.inputs.front());
-      option->run_callback();
-    } catch (const CLI::Error& e) {
+    for (const auto& [inner, value] : node.as_table()) entries.push_back({top, inner, &value});
+  }
+  for (const auto& [section, key_name, node] : entries) {
+    const std::string full = section.empty() ? key_name : absl::StrCat(section, ".", key_name);
+    const std::string where = absl::StrCat(name, ":", node->location().line(), ": key ");
+    const auto found = by_name.find({section, key_name});
+    if (found == by_name.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": bad value '", item.inputs.front(), "': ", e.what()));
+          absl::StrCat(where, QuoteForError(full), " is not a serve setting"));
+    }
+    const Key& key = *found->second;
+    const CLI::Option* flag = app.get_option_no_throw("--" + FlagName(key));
+    if (flag != nullptr && flag->count() > 0) continue;  // the command line wins
+    if (absl::Status set = SetFromToml(key.value, *node); !set.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "'", full, "': ", set.message()));
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ApplyConfigFile(const CLI::App& app, const std::string& path, ServerConfig& config) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
+  std::string text(kMaxConfigFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": cannot read config file"));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return ApplyConfigText(app, text, path, config);
 }
 
 absl::Status ValidateServerConfig(const ServerConfig& c) {
@@ -474,6 +680,11 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (cascade.shadow_fraction > 0 && c.large_mode == LargeGuardMode::kNone) {
     return bad(&cascade.shadow_fraction, "needs a large guard (large.mode local or remote)");
   }
+  // A TOML integer is signed 64-bit: a larger seed could not be written to
+  // the config file or read back from --print-config.
+  if (cascade.shadow_seed > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return bad(&cascade.shadow_seed, "not in 0..2^63-1");
+  }
   return absl::OkStatus();
 }
 
@@ -508,7 +719,7 @@ absl::StatusOr<ServerConfig> RereadServerConfig(const CLI::App& app,
       return absl::InvalidArgumentError(absl::StrCat("flag ", name, ": ", e.what()));
     }
   }
-  if (!config_file.empty()) SR_RETURN_IF_ERROR(ApplyConfigFile(fresh, config_file));
+  if (!config_file.empty()) SR_RETURN_IF_ERROR(ApplyConfigFile(fresh, config_file, config));
   SR_RETURN_IF_ERROR(ValidateServerConfig(config));
   return config;
 }

@@ -70,15 +70,28 @@ void AddServeFlags(CLI::App& app, ServerConfig& config, std::string& config_file
 // Every boolean key takes an optional value on the command line: `--k`,
 // `--k true|false`, `--k=false` (also yes/no, on/off, 1/0).
 
-// Applies the TOML file to the flags of `app` that the command line did not
-// set. Errors name the file and the key.
-absl::Status ApplyConfigFile(CLI::App& app, const std::string& path);
+// The largest config file read: ten times the full --print-config output
+// (every key with its comment). It bounds the TOML reader's time, which grows
+// with the square of the number of keys.
+inline constexpr size_t kMaxConfigFileBytes = 32 * 1024;
+
+// Applies the TOML file `path` (TOML 1.0, read with toml11) to `config`, the
+// ServerConfig that `app`'s flags are bound to (AddServeFlags), except the
+// keys whose flag was given on the command line: those win. Errors name the
+// file and line, and the key: an unknown key, a value of the wrong type
+// (expected vs given) or out of range, a file that is not TOML (toml11's
+// reason: unterminated string, duplicate key...), a file past the bounds
+// that keep toml11 3.7 safe (size, '[' and '{' count, binary digits: see
+// CheckWithinReaderLimits in server_config.cc).
+absl::Status ApplyConfigFile(const CLI::App& app, const std::string& path, ServerConfig& config);
+// The same for the file's text; `name` stands for the file in errors.
+absl::Status ApplyConfigText(const CLI::App& app, std::string_view text, const std::string& name,
+                             ServerConfig& config);
 
 // Range and consistency checks; errors name the key.
 absl::Status ValidateServerConfig(const ServerConfig& config);
 
-// The flags `app` was given on the command line (call before
-// ApplyConfigFile, which marks the file's keys as given too).
+// The flags `app` was given on the command line.
 std::vector<std::string> CommandLineFlags(const CLI::App& app);
 
 // The configuration as it reads now: the same command line (`flags` of
