@@ -394,6 +394,11 @@ absl::Status SetFromToml(const Target& target, const TomlNode& node) {
           if constexpr (std::is_same_v<T, std::string>) {
             if (!node.is_string()) return expected("a string");
             value = node.as_string().str;
+            // "\u0000" is valid TOML, but a path or name holding it would be
+            // cut there when it is opened or sent.
+            if (value.find('\0') != std::string::npos) {
+              return absl::InvalidArgumentError("holds a NUL character (\\u0000)");
+            }
           } else if constexpr (std::is_same_v<T, bool>) {
             if (!node.is_boolean()) return expected("a boolean (true or false)");
             value = node.as_boolean();

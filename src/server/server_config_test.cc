@@ -420,6 +420,8 @@ TEST(ServerConfigFile, BadFilesAreRefusedNamingTheLineAndKey) {
            {"[small]\nmodel_dir = [\"/a\", \"/b\"]\n", {"expected a string, got array"}},
            {"[policy]\nfailure = true\n", {"'policy.failure'", "expected a string"}},
            {"[small]\nmodel_dir = 1979-05-27\n", {"expected a string, got local_date"}},
+           {"[small]\nmodel_dir = \"/m/a\\u0000b\"\n",
+            {"serve_test.toml:2:", "'small.model_dir'", "holds a NUL character"}},
            // out of range: the file's value is never clamped
            {"[listen]\nport = 4294967296\n", {"'listen.port'", "4294967296 is out of range"}},
            {"[shadow]\nseed = -1\n", {"'shadow.seed'", "out of range"}},
