@@ -191,6 +191,7 @@ class RemoteGuardImpl final : public RemoteGuard {
   int feature_dim() const override { return 0; }  // a remote guard gives no router feature
   std::string fingerprint() const override { return "remote:" + name_; }
   std::string name() const override { return name_; }
+  std::string format_name() const override { return std::string(format_->name()); }
   CircuitState circuit_state() const override { return breaker_.state(); }
 
   RemoteGuardStats stats() const override {

@@ -45,6 +45,13 @@ absl::StatusOr<std::unique_ptr<GuardFormat>> OpenGuardFormat(
                                                  "' (known: ", GuardFormatNameList(), ")"));
 }
 
+std::vector<std::string> ModerationKeys(std::string_view format_name, std::string_view code) {
+  for (const GuardFormatEntry& entry : GuardFormatEntries()) {
+    if (entry.name == format_name) return entry.moderation_keys(code);
+  }
+  return {};
+}
+
 absl::StatusOr<std::string> GuessFormat(const ModelConfig& config, std::string_view where) {
   std::vector<std::string_view> matches;
   for (const GuardFormatEntry& entry : GuardFormatEntries()) {

@@ -88,6 +88,10 @@ class Guard {
   // The model's name for logs and responses ("Llama-Guard-3-1B", a remote
   // server's model id): never a path or an address, since responses carry it.
   virtual std::string name() const = 0;
+  // The registered guard format (guard/guard_format.h) whose category codes
+  // the verdicts name ("llama-guard-3-8b"); empty when they name none. The
+  // service maps codes to OpenAI moderation keys through it.
+  virtual std::string format_name() const { return ""; }
   // Where the model runs, for logs and the service's /metrics: the engine's
   // GEMM path ("int8", "bf16-native", ...), the oneDNN implementation and the
   // ISA (cpu/dispatch.h). Empty for guards that run elsewhere (remote).

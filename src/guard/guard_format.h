@@ -99,18 +99,25 @@ class GuardFormat {
 // ------------------------------------------------------------- the registry
 
 // One registered format: its name, whether a model of a given shape is one
-// (for GuessFormat), and how to open it on a tokenizer.
+// (for GuessFormat), how to open it on a tokenizer, and the OpenAI
+// omni-moderation category keys (`POST /v1/moderations`) each of its category
+// codes stands for (empty for a code with no counterpart).
 struct GuardFormatEntry {
   std::string_view name;
   bool (*matches_shape)(const ModelConfig& config);
   absl::StatusOr<std::unique_ptr<GuardFormat>> (*open)(
       std::shared_ptr<const BpeTokenizer> tokenizer);
+  std::vector<std::string> (*moderation_keys)(std::string_view code);
 };
 
 // Every registered format, in registry order.
 std::span<const GuardFormatEntry> GuardFormatEntries();
 // "llama-guard-3-1b | llama-guard-3-8b": for help texts and error messages.
 std::string GuardFormatNameList();
+
+// The OpenAI moderation keys of category `code` of format `format_name`;
+// empty for an unknown format or a code without a counterpart.
+std::vector<std::string> ModerationKeys(std::string_view format_name, std::string_view code);
 
 // Opens format `name` on `tokenizer`. Unknown names are an error listing the
 // known ones; a tokenizer without the format's tokens is an error naming them.

@@ -13,6 +13,7 @@
 // containing "<|eot_id|>" stays text (the one deliberate divergence from HF's
 // apply_chat_template, which parses specials inside user content).
 #include <algorithm>
+#include <map>
 
 #include "absl/container/flat_hash_set.h"
 #include "guard/guard_format.h"
@@ -64,6 +65,26 @@ const std::pair<const char*, const char*> kCategories8B[] = {
     {"S13", "Elections."},
     {"S14", "Code Interpreter Abuse."},
 };
+
+// Category code -> OpenAI omni-moderation keys (the /v1/moderations view;
+// src/server/README.md, "Llama Guard S-codes → OpenAI categories"). Codes without a counterpart
+// (S5 Defamation, S6 Specialized Advice, S7 Privacy, S8 Intellectual
+// Property, S13 Elections) map to none: their verdicts still flag.
+std::vector<std::string> LlamaGuard3ModerationKeys(std::string_view code) {
+  static const auto* map = new std::map<std::string, std::vector<std::string>, std::less<>>{
+      {"S1", {"violence", "illicit/violent"}},  // Violent Crimes
+      {"S2", {"illicit"}},                      // Non-Violent Crimes
+      {"S3", {"sexual", "illicit/violent"}},    // Sex-Related Crimes
+      {"S4", {"sexual/minors"}},                // Child Sexual Exploitation
+      {"S9", {"illicit/violent"}},              // Indiscriminate Weapons
+      {"S10", {"hate"}},                        // Hate
+      {"S11", {"self-harm"}},                   // Suicide & Self-Harm
+      {"S12", {"sexual"}},                      // Sexual Content
+      {"S14", {"illicit"}},                     // Code Interpreter Abuse
+  };
+  auto it = map->find(code);
+  return it == map->end() ? std::vector<std::string>{} : it->second;
+}
 
 enum class Layout { k1B, k8B };
 
@@ -288,11 +309,13 @@ std::span<const GuardFormatEntry> LlamaGuard3Formats() {
       {"llama-guard-3-1b", Is1BShape,
        [](std::shared_ptr<const BpeTokenizer> tok) {
          return LlamaGuard3Format::Open(Layout::k1B, std::move(tok));
-       }},
+       },
+       LlamaGuard3ModerationKeys},
       {"llama-guard-3-8b", Is8BShape,
        [](std::shared_ptr<const BpeTokenizer> tok) {
          return LlamaGuard3Format::Open(Layout::k8B, std::move(tok));
-       }},
+       },
+       LlamaGuard3ModerationKeys},
   };
   return kEntries;
 }

@@ -55,6 +55,20 @@ std::vector<Turn> TurnsOf(const Json& row) {
   return turns;
 }
 
+// The OpenAI moderation view of the categories (README.md's table).
+TEST(LlamaGuardFormat, ModerationKeysAreTheDocumentedOnes) {
+  for (std::string_view format : {"llama-guard-3-1b", "llama-guard-3-8b"}) {
+    EXPECT_EQ(ModerationKeys(format, "S1"),
+              (std::vector<std::string>{"violence", "illicit/violent"}));
+    EXPECT_EQ(ModerationKeys(format, "S4"), std::vector<std::string>{"sexual/minors"});
+    EXPECT_EQ(ModerationKeys(format, "S11"), std::vector<std::string>{"self-harm"});
+    for (const char* unmapped : {"S5", "S6", "S7", "S8", "S13", "S15", "s1", ""}) {
+      EXPECT_TRUE(ModerationKeys(format, unmapped).empty()) << unmapped;
+    }
+  }
+  EXPECT_TRUE(ModerationKeys("no-such-format", "S1").empty());
+}
+
 TEST(LlamaGuardFormat, FixturePromptsByteExact) {
   std::ifstream in(kShared + "/fixtures/tokenizer/llama_guard3_prompts.jsonl");
   ASSERT_TRUE(in.good());

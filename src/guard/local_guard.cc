@@ -59,6 +59,7 @@ class LocalGuard : public Guard {
     const size_t slash = dir.rfind('/');
     return std::string(slash == absl::string_view::npos ? dir : dir.substr(slash + 1));
   }
+  std::string format_name() const override { return std::string(format_->name()); }
   Compute compute() const override {
     const EngineCompute c = engine_->compute();
     return {c.path, c.impl, c.isa};

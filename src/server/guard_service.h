@@ -90,6 +90,10 @@ class GuardService {
   const GuardServiceOptions& options() const { return options_; }
   std::string small_name() const { return parts_.small->name(); }
   std::string large_name() const { return parts_.large ? parts_.large->name() : ""; }
+  // The guards' format names (Guard::format_name): how their category codes
+  // read as OpenAI moderation keys.
+  std::string small_format() const { return parts_.small->format_name(); }
+  std::string large_format() const { return parts_.large ? parts_.large->format_name() : ""; }
 
  private:
   GuardService(GuardServiceParts parts, GuardServiceOptions options);

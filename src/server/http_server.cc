@@ -159,7 +159,8 @@ Outcome HandleModerations(GuardService& service, const httplib::Request& req,
     return out;
   }
   out.verdict = VerdictLabel(*decisions);
-  out.body = ModerationResponse(RandomId("modr-"), service.options().model_name, *decisions);
+  out.body = ModerationResponse(RandomId("modr-"), service.options().model_name, *decisions,
+                                service.small_format(), service.large_format());
   return out;
 }
 

@@ -1,28 +1,11 @@
 #include "server/moderation_api.h"
 
-#include <map>
-
+#include "guard/guard_format.h"
 #include "server/api_json.h"
 #include "server/http_status.h"
 
 namespace saferoute::server {
 namespace {
-
-// The table documented in moderation_api.h and README.md.
-const std::map<std::string, std::vector<std::string>, std::less<>>& CodeMap() {
-  static const auto* map = new std::map<std::string, std::vector<std::string>, std::less<>>{
-      {"S1", {"violence", "illicit/violent"}},
-      {"S2", {"illicit"}},
-      {"S3", {"sexual", "illicit/violent"}},
-      {"S4", {"sexual/minors"}},
-      {"S9", {"illicit/violent"}},
-      {"S10", {"hate"}},
-      {"S11", {"self-harm"}},
-      {"S12", {"sexual"}},
-      {"S14", {"illicit"}},
-  };
-  return *map;
-}
 
 absl::StatusOr<std::string> TextPart(const nlohmann::json& part, const std::string& param) {
   if (!part.is_object()) {
@@ -65,11 +48,6 @@ const std::vector<std::string>& OpenAiCategoryKeys() {
                                                          "violence",
                                                          "violence/graphic"};
   return *keys;
-}
-
-std::vector<std::string> OpenAiKeysForCode(absl::string_view s_code) {
-  auto it = CodeMap().find(s_code);
-  return it == CodeMap().end() ? std::vector<std::string>{} : it->second;
 }
 
 absl::StatusOr<ModerationRequest> ParseModerationRequest(const nlohmann::json& body,
@@ -115,7 +93,8 @@ absl::StatusOr<ModerationRequest> ParseModerationRequest(const nlohmann::json& b
 }
 
 nlohmann::json ModerationResponse(absl::string_view id, absl::string_view model,
-                                  const std::vector<CascadeDecision>& decisions) {
+                                  const std::vector<CascadeDecision>& decisions,
+                                  std::string_view small_format, std::string_view large_format) {
   nlohmann::json results = nlohmann::json::array();
   for (const CascadeDecision& d : decisions) {
     nlohmann::json categories = nlohmann::json::object();
@@ -127,11 +106,14 @@ nlohmann::json ModerationResponse(absl::string_view id, absl::string_view model,
       applied[key] = nlohmann::json::array({"text"});
     }
     // Categories come from the deciding verdict's codes (the small guard's
-    // under a failure policy), and only when the result is flagged: an
-    // allowed input (e.g. fail_open) reports no category.
+    // under a failure policy), read through that guard's format, and only
+    // when the result is flagged: an allowed input (e.g. fail_open) reports
+    // no category.
     if (d.flagged) {
+      const std::string_view format =
+          d.decided_by == DecidedBy::kLarge ? large_format : small_format;
       for (const std::string& code : d.s_codes) {
-        for (const std::string& key : OpenAiKeysForCode(code)) {
+        for (const std::string& key : ModerationKeys(format, code)) {
           categories[key] = true;
           scores[key] = d.p_unsafe;
         }

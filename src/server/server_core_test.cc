@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "cascade/testing/fake_guards.h"
 #include "gtest/gtest.h"
+#include "guard/guard_format.h"
 #include "server/api_json.h"
 #include "server/guard_api.h"
 #include "server/http_status.h"
@@ -139,16 +140,43 @@ TEST(ModerationApi, RefusesNulBytes) {
       << ParseModeration(trailing);
 }
 
-TEST(ModerationApi, CategoryMapCoversOpenAiKeysOnly) {
+// Every registered format maps its codes onto OpenAI's keys only.
+TEST(ModerationApi, FormatsMapOntoOpenAiKeysOnly) {
   const std::vector<std::string>& keys = OpenAiCategoryKeys();
   EXPECT_EQ(keys.size(), 13u);
-  for (int s = 1; s <= 14; ++s) {
-    for (const std::string& key : OpenAiKeysForCode(absl::StrCat("S", s))) {
-      EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
+  for (const GuardFormatEntry& entry : GuardFormatEntries()) {
+    int mapped = 0;
+    for (int s = 1; s <= 30; ++s) {
+      for (const std::string& key : ModerationKeys(entry.name, absl::StrCat("S", s))) {
+        EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << entry.name << " " << key;
+        ++mapped;
+      }
     }
+    EXPECT_GT(mapped, 0) << entry.name;
   }
-  EXPECT_TRUE(OpenAiKeysForCode("S7").empty());
-  EXPECT_EQ(OpenAiKeysForCode("S4"), std::vector<std::string>{"sexual/minors"});
+}
+
+// Categories are read through the DECIDING guard's format: a small guard
+// whose format maps nothing flags without categories; the large guard's S1
+// is violence.
+TEST(ModerationApi, CategoriesFollowTheDecidingGuardsFormat) {
+  CascadeDecision by_small, by_large;
+  by_small.flagged = by_large.flagged = true;
+  by_small.p_unsafe = 0.8;
+  by_large.p_unsafe = 0.875;  // exact in float
+  by_small.s_codes = by_large.s_codes = {"S1"};
+  by_small.decided_by = DecidedBy::kSmall;
+  by_large.decided_by = DecidedBy::kLarge;
+  const nlohmann::json response =
+      ModerationResponse("id", "m", {by_small, by_large}, /*small_format=*/"", "llama-guard-3-8b");
+  const nlohmann::json& small = response["results"][0];
+  EXPECT_EQ(small["flagged"], true);
+  for (const auto& [key, value] : small["categories"].items()) EXPECT_EQ(value, false) << key;
+  const nlohmann::json& large = response["results"][1];
+  EXPECT_EQ(large["categories"]["violence"], true);
+  EXPECT_EQ(large["categories"]["illicit/violent"], true);
+  EXPECT_EQ(large["categories"]["hate"], false);
+  EXPECT_EQ(large["category_scores"]["violence"].get<double>(), 0.875);
 }
 
 TEST(GuardApi, ParsesConversationAndPolicy) {

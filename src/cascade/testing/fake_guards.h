@@ -130,6 +130,8 @@ class FakeGuard : public Guard {
   int feature_dim() const override { return feature_dim_; }
   std::string fingerprint() const override { return "fake-guard/final-norm"; }
   std::string name() const override { return name_; }
+  // Its "c=S1,S10" codes are Llama Guard 3's.
+  std::string format_name() const override { return "llama-guard-3-8b"; }
 
   // Test controls.
   void CloseGate() { gate_.Close(); }
