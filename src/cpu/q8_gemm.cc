@@ -1,0 +1,471 @@
+#include "cpu/q8_gemm.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "cpu/convert.h"
+
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge
+// source, which -Wmaybe-uninitialized reports after inlining (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// Each kernel carries its instruction set as a function attribute: the file
+// builds without -march, and a kernel runs only where CpuRunsQ8Isa says so.
+#define SR_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define SR_TARGET_AVX_VNNI __attribute__((target("avx2,fma,avxvnni")))
+#define SR_TARGET_AVX512_VNNI \
+  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+namespace saferoute::cpu {
+namespace {
+
+constexpr int64_t kTile = Q8Weights::kTile;
+constexpr int kGroups = kQ8Block / 4;  // groups of 4 k per block (one VNNI step each)
+
+// ---- quantization of one block of 32 ------------------------------------
+
+void QuantizeBlockScalar(const float* x, bool as_u8, int8_t* q, float* scale) {
+  float amax = 0.0f;
+  for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const uint8_t flip = as_u8 ? 0x80 : 0;
+  if (!(amax > 0.0f)) {
+    std::memset(q, flip, kQ8Block);
+    *scale = 0.0f;
+    return;
+  }
+  *scale = amax / 127.0f;
+  const float inv = 127.0f / amax;
+  for (int i = 0; i < kQ8Block; ++i) {
+    const float r = std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f);
+    q[i] = static_cast<int8_t>(static_cast<uint8_t>(static_cast<int8_t>(r)) ^ flip);
+  }
+}
+
+SR_TARGET_AVX2 void QuantizeBlockAvx2(const float* x, bool as_u8, int8_t* q, float* scale) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 v[4];
+  __m256 m = _mm256_setzero_ps();
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_loadu_ps(x + 8 * i);
+    m = _mm256_max_ps(m, _mm256_and_ps(v[i], abs_mask));
+  }
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  const float amax = _mm_cvtss_f32(h);
+  if (!(amax > 0.0f)) {
+    std::memset(q, as_u8 ? 0x80 : 0, kQ8Block);
+    *scale = 0.0f;
+    return;
+  }
+  *scale = amax / 127.0f;
+  const __m256 inv = _mm256_set1_ps(127.0f / amax);
+  const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+  __m256i i32[4];
+  for (int i = 0; i < 4; ++i) {
+    // cvtps rounds to nearest even (the default mode), as nearbyint does.
+    i32[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], inv), lo), hi));
+  }
+  // packs interleaves the 128-bit lanes: dwords come out as
+  // (0a 1a 2a 3a | 0b 1b 2b 3b) for 8-element halves a, b of each vector.
+  const __m256i bytes =
+      _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
+  __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  if (as_u8) ordered = _mm256_xor_si256(ordered, _mm256_set1_epi8(static_cast<char>(0x80)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), ordered);
+}
+
+// ---- micro-kernels ----------------------------------------------------------
+
+struct TileArgs {
+  const int8_t* xq;  // [m, kb * 32]
+  const float* xs;   // [m, kb]
+  int64_t kb;
+  const Q8Weights* w;
+  float* y;
+  int64_t ldy;
+  bool accumulate;
+};
+
+inline int32_t Load4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Rows m0 .. m0+MR, tiles t0 .. t0+NR, 16 columns per zmm, blocks b0 .. b1:
+// y is set (b0 == 0 without accumulate) or added to.
+template <int MR, int NR>
+SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, int64_t m0, int64_t t0, int64_t b0,
+                                          int64_t b1) {
+  const int64_t ldq = a.kb * kQ8Block;
+  const bool add = b0 > 0 || a.accumulate;
+  __mmask16 mask[NR];
+  for (int j = 0; j < NR; ++j) {
+    const int64_t valid = std::min<int64_t>(kTile, a.w->rows() - (t0 + j) * kTile);
+    mask[j] = static_cast<__mmask16>((1u << valid) - 1);
+  }
+  __m512 out[MR][NR];
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) {
+      out[i][j] = add ? _mm512_maskz_loadu_ps(mask[j], a.y + (m0 + i) * a.ldy + (t0 + j) * kTile)
+                      : _mm512_setzero_ps();
+    }
+  }
+  for (int64_t b = b0; b < b1; ++b) {
+    __m512i acc[MR][NR];
+    const int8_t* wq[NR];
+    for (int j = 0; j < NR; ++j) {
+      const __m512i offset = _mm512_loadu_si512(a.w->offsets(t0 + j, b));
+      for (int i = 0; i < MR; ++i) acc[i][j] = offset;
+      wq[j] = a.w->quants(t0 + j, b);
+    }
+    const int8_t* x = a.xq + m0 * ldq + b * kQ8Block;
+#pragma GCC unroll 8
+    for (int g = 0; g < kGroups; ++g) {
+      __m512i wv[NR];
+      for (int j = 0; j < NR; ++j) {
+        wv[j] = _mm512_loadu_si512(wq[j] + g * 64);
+        // Keeps the weights in registers: folded into each vpdpbusd as a
+        // memory operand they would be loaded MR times, and loads, not
+        // multiplies, would bound the kernel (2 x 512-bit loads per cycle).
+        __asm__("" : "+v"(wv[j]));
+      }
+      for (int i = 0; i < MR; ++i) {
+        const __m512i xv = _mm512_set1_epi32(Load4(x + i * ldq + g * 4));
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);
+      }
+    }
+    __m512 sw[NR];
+    for (int j = 0; j < NR; ++j) sw[j] = _mm512_loadu_ps(a.w->scales(t0 + j, b));
+    for (int i = 0; i < MR; ++i) {
+      const __m512 sx = _mm512_set1_ps(a.xs[(m0 + i) * a.kb + b]);
+      for (int j = 0; j < NR; ++j) {
+        out[i][j] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][j]), _mm512_mul_ps(sw[j], sx), out[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) {
+      _mm512_mask_storeu_ps(a.y + (m0 + i) * a.ldy + (t0 + j) * kTile, mask[j], out[i][j]);
+    }
+  }
+}
+
+// The s32 sums of one group for both halves: VNNI (u8 activations) or the
+// AVX2 sign trick (s8 activations). Dot(acc, x, w) adds x . w per lane.
+struct DotAvxVnni {
+  static SR_TARGET_AVX_VNNI __m256i Dot(__m256i acc, __m256i x, __m256i w) {
+    return _mm256_dpbusd_avx_epi32(acc, x, w);
+  }
+  static SR_TARGET_AVX_VNNI __m256i Init(const int32_t* offset) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset));
+  }
+};
+struct DotAvx2 {
+  static SR_TARGET_AVX2 __m256i Dot(__m256i acc, __m256i x, __m256i w) {
+    // |x| * (sign(x) w): u8 x s8 pairs of at most 2 * 127 * 127, no saturation.
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+  static SR_TARGET_AVX2 __m256i Init(const int32_t*) { return _mm256_setzero_si256(); }
+};
+
+// ymm kernels: one tile (two 8-column halves) of rows m0 .. m0+MR, blocks
+// b0 .. b1; y's rows go through a 16-float staging row (the tile may hang
+// over column N).
+#define SR_YMM_TILE_KERNEL(Name, Target, Ops)                                                      \
+  template <int MR>                                                                                \
+  Target void Name(const TileArgs& a, int64_t m0, int64_t t, int64_t b0, int64_t b1) {             \
+    const int64_t ldq = a.kb * kQ8Block;                                                           \
+    const int64_t n0 = t * kTile;                                                                  \
+    const int64_t valid = std::min<int64_t>(kTile, a.w->rows() - n0);                              \
+    const bool add = b0 > 0 || a.accumulate;                                                       \
+    alignas(32) float row[kTile] = {};                                                             \
+    __m256 out[MR][2];                                                                             \
+    for (int i = 0; i < MR; ++i) {                                                                 \
+      if (add) std::copy_n(a.y + (m0 + i) * a.ldy + n0, valid, row);                               \
+      out[i][0] = _mm256_load_ps(row);                                                             \
+      out[i][1] = _mm256_load_ps(row + 8);                                                         \
+    }                                                                                              \
+    for (int64_t b = b0; b < b1; ++b) {                                                            \
+      __m256i acc[MR][2];                                                                          \
+      const int32_t* offset = a.w->offsets(t, b);                                                  \
+      for (int i = 0; i < MR; ++i) {                                                               \
+        acc[i][0] = Ops::Init(offset);                                                             \
+        acc[i][1] = Ops::Init(offset + 8);                                                         \
+      }                                                                                            \
+      const int8_t* wq = a.w->quants(t, b);                                                        \
+      const int8_t* x = a.xq + m0 * ldq + b * kQ8Block;                                            \
+      _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                                  \
+        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + g * 64));      \
+        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + g * 64 + 32)); \
+        for (int i = 0; i < MR; ++i) {                                                             \
+          const __m256i xv = _mm256_set1_epi32(Load4(x + i * ldq + g * 4));                        \
+          acc[i][0] = Ops::Dot(acc[i][0], xv, w0);                                                 \
+          acc[i][1] = Ops::Dot(acc[i][1], xv, w1);                                                 \
+        }                                                                                          \
+      }                                                                                            \
+      const float* scale = a.w->scales(t, b);                                                      \
+      const __m256 sw0 = _mm256_loadu_ps(scale), sw1 = _mm256_loadu_ps(scale + 8);                 \
+      for (int i = 0; i < MR; ++i) {                                                               \
+        const __m256 sx = _mm256_set1_ps(a.xs[(m0 + i) * a.kb + b]);                               \
+        out[i][0] =                                                                                \
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][0]), _mm256_mul_ps(sw0, sx), out[i][0]);     \
+        out[i][1] =                                                                                \
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][1]), _mm256_mul_ps(sw1, sx), out[i][1]);     \
+      }                                                                                            \
+    }                                                                                              \
+    for (int i = 0; i < MR; ++i) {                                                                 \
+      _mm256_store_ps(row, out[i][0]);                                                             \
+      _mm256_store_ps(row + 8, out[i][1]);                                                         \
+      std::copy_n(row, valid, a.y + (m0 + i) * a.ldy + n0);                                        \
+    }                                                                                              \
+  }
+
+SR_YMM_TILE_KERNEL(TileAvxVnni, SR_TARGET_AVX_VNNI, DotAvxVnni)
+SR_YMM_TILE_KERNEL(TileAvx2, SR_TARGET_AVX2, DotAvx2)
+#undef SR_YMM_TILE_KERNEL
+
+using TileFn = void (*)(const TileArgs&, int64_t, int64_t, int64_t, int64_t);
+
+// zmm: up to 5 rows x 3 tiles: 15 s32 chains (enough to hide vpdpbusd's
+// latency at two per cycle) and 15 f32 sums, of 32 registers (a few f32 sums
+// spill in the per-block epilogue). Measured on Zen 5, one thread, M=300, the
+// 1B shape's projections, alternating: 4x2 580-660 GFLOP/s, 6x2 550-600,
+// 5x3 600-675 (oneDNN's u8s8 matmul ~1000). ymm: up to 2 rows x 1 tile (4 +
+// 4 of 16 registers).
+constexpr int kMr512 = 5, kNr512 = 3, kMr256 = 2;
+// Blocks per K chunk: the unit's weights (kNr512 * 512 B per block: 12 KiB)
+// stay in L1 while every row passes (16 or 4 blocks measured slower).
+constexpr int64_t kChunkBlocks = 8;
+
+template <int NR, size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> Avx512Rows(std::index_sequence<I...>) {
+  return {&TileAvx512Vnni<static_cast<int>(I) + 1, NR>...};
+}
+template <size_t... J>
+constexpr std::array<std::array<TileFn, kMr512>, sizeof...(J)> Avx512Table(
+    std::index_sequence<J...>) {
+  return {Avx512Rows<static_cast<int>(J) + 1>(std::make_index_sequence<kMr512>())...};
+}
+// [nr - 1][mr - 1]
+constexpr auto kAvx512Tiles = Avx512Table(std::make_index_sequence<kNr512>());
+constexpr TileFn kAvxVnniTiles[kMr256] = {&TileAvxVnni<1>, &TileAvxVnni<2>};
+constexpr TileFn kAvx2Tiles[kMr256] = {&TileAvx2<1>, &TileAvx2<2>};
+
+}  // namespace
+
+const char* Q8IsaName(Q8Isa isa) {
+  switch (isa) {
+    case Q8Isa::kNone:
+      return "none";
+    case Q8Isa::kAvx2:
+      return "avx2";
+    case Q8Isa::kAvxVnni:
+      return "avx_vnni";
+    case Q8Isa::kAvx512Vnni:
+      return "avx512_vnni";
+  }
+  return "?";
+}
+
+bool CpuRunsQ8Isa(Q8Isa isa) {
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  switch (isa) {
+    case Q8Isa::kNone:
+      return true;
+    case Q8Isa::kAvx2:
+      return avx2;
+    case Q8Isa::kAvxVnni:
+      return avx2 && __builtin_cpu_supports("avxvnni");
+    case Q8Isa::kAvx512Vnni:
+      return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+Q8Isa BestQ8Isa(std::string_view onednn_isa) {
+  // oneDNN's names: avx2, avx2_vnni, avx512_core, avx512_core_vnni,
+  // avx512_core_bf16, avx512_core_amx (each includes the ones before, except
+  // that avx512_core has no VNNI: the AVX2 kernel is what it gets).
+  const bool has_avx512_vnni = onednn_isa == "avx512_core_vnni" ||
+                               onednn_isa == "avx512_core_bf16" || onednn_isa == "avx512_core_amx";
+  const bool has_avx2 = onednn_isa.starts_with("avx2") || onednn_isa.starts_with("avx512_core");
+  if (has_avx512_vnni && CpuRunsQ8Isa(Q8Isa::kAvx512Vnni)) return Q8Isa::kAvx512Vnni;
+  if ((has_avx512_vnni || onednn_isa == "avx2_vnni") && CpuRunsQ8Isa(Q8Isa::kAvxVnni)) {
+    return Q8Isa::kAvxVnni;
+  }
+  if (has_avx2 && CpuRunsQ8Isa(Q8Isa::kAvx2)) return Q8Isa::kAvx2;
+  return Q8Isa::kNone;
+}
+
+void QuantizeRowQ8(const float* x, int64_t k, bool as_u8, int8_t* q, float* scale) {
+  static const bool avx2 = CpuRunsQ8Isa(Q8Isa::kAvx2);
+  const auto block = avx2 ? &QuantizeBlockAvx2 : &QuantizeBlockScalar;
+  const int64_t full = k / kQ8Block;
+  for (int64_t b = 0; b < full; ++b) {
+    block(x + b * kQ8Block, as_u8, q + b * kQ8Block, scale + b);
+  }
+  if (k % kQ8Block != 0) {
+    float padded[kQ8Block] = {};
+    std::copy(x + full * kQ8Block, x + k, padded);
+    block(padded, as_u8, q + full * kQ8Block, scale + full);
+  }
+}
+
+// ---- weights ----------------------------------------------------------------
+
+int8_t Q8Weights::quant(int64_t n, int64_t k) const {
+  const int64_t i = k % kQ8Block;
+  return quants(n / kTile, k / kQ8Block)[(i / 4) * 64 + (n % kTile) * 4 + i % 4];
+}
+
+void Q8Weights::SetColumn(int64_t n, const int8_t* q, const float* scale) {
+  const int64_t t = n / kTile, lane = n % kTile;
+  for (int64_t b = 0; b < kb_; ++b) {
+    int8_t* dst = quants_.data() + (t * kb_ + b) * kTileBlockBytes;
+    int32_t sum = 0;
+    for (int i = 0; i < kQ8Block; ++i) {
+      const int8_t v = q[b * kQ8Block + i];
+      dst[(i / 4) * 64 + lane * 4 + i % 4] = v;
+      sum += v;
+    }
+    scales_[(t * kb_ + b) * kTile + lane] = scale[b];
+    offsets_[(t * kb_ + b) * kTile + lane] = -128 * sum;
+  }
+}
+
+absl::StatusOr<Q8Weights> Q8Weights::Pack(std::span<const WeightMatrix> parts,
+                                          const std::string& name) {
+  if (parts.empty()) return absl::InvalidArgumentError(name + ": no weight matrices");
+  Q8Weights packed;
+  packed.k_ = parts[0].cols;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].cols != packed.k_ || parts[i].rows <= 0 || parts[i].cols <= 0 ||
+        !RowBytes(parts[i].dtype, parts[i].cols)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: part %d is a [%d, %d] %s matrix, part 0 has %d columns", name, i,
+                          parts[i].rows, parts[i].cols, DTypeName(parts[i].dtype), packed.k_));
+    }
+    packed.n_ += parts[i].rows;
+  }
+  packed.kb_ = Q8Blocks(packed.k_);
+  packed.tiles_ = (packed.n_ + kTile - 1) / kTile;
+  const auto tile_blocks = static_cast<size_t>(packed.tiles_ * packed.kb_);
+  packed.quants_.assign(tile_blocks * kTileBlockBytes, 0);
+  packed.scales_.assign(tile_blocks * kTile, 0.0f);
+  packed.offsets_.assign(tile_blocks * kTile, 0);
+
+  const int64_t kb = packed.kb_, k = packed.k_;
+  for (int64_t row0 = 0; const WeightMatrix& w : parts) {
+    if (w.dtype == DType::kQ8_0) {
+      // Block: f16 scale d, 32 x int8. Used as stored (-128 read as -127).
+#pragma omp parallel
+      {
+        std::vector<int8_t> q(static_cast<size_t>(kb * kQ8Block));
+        std::vector<float> scale(static_cast<size_t>(kb));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < w.rows; ++r) {
+          const std::byte* row = w.row(r);
+          for (int64_t b = 0; b < kb; ++b) {
+            const std::byte* block = row + b * (2 + kQ8Block);
+            uint16_t d;
+            std::memcpy(&d, block, 2);
+            scale[b] = F16ToF32(d);
+            for (int i = 0; i < kQ8Block; ++i) {
+              q[b * kQ8Block + i] = std::max<int8_t>(-127, static_cast<int8_t>(block[2 + i]));
+            }
+          }
+          packed.SetColumn(row0 + r, q.data(), scale.data());
+        }
+      }
+    } else {
+      constexpr int64_t kRowsPerStep = 16;  // f32 rows read at once (stay in cache)
+      const int64_t steps = (w.rows + kRowsPerStep - 1) / kRowsPerStep;
+#pragma omp parallel
+      {
+        std::vector<float> rows_f32(static_cast<size_t>(kRowsPerStep * k));
+        std::vector<int8_t> q(static_cast<size_t>(kb * kQ8Block));
+        std::vector<float> scale(static_cast<size_t>(kb));
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < steps; ++s) {
+          const int64_t r0 = s * kRowsPerStep, count = std::min(kRowsPerStep, w.rows - r0);
+          DequantizeRows(w, r0, count, rows_f32.data());
+          for (int64_t r = 0; r < count; ++r) {
+            QuantizeRowQ8(rows_f32.data() + r * k, k, /*as_u8=*/false, q.data(), scale.data());
+            packed.SetColumn(row0 + r0 + r, q.data(), scale.data());
+          }
+        }
+      }
+    }
+    row0 += w.rows;
+  }
+  return packed;
+}
+
+// ---- the product ------------------------------------------------------------
+
+Q8Gemm::Q8Gemm(Q8Isa isa, int num_threads) : isa_(isa), num_threads_(std::max(1, num_threads)) {
+  SR_CHECK(isa != Q8Isa::kNone && CpuRunsQ8Isa(isa));
+}
+
+void Q8Gemm::Run(const float* x, int64_t m, int64_t ldx, const Q8Weights& w, float* y, int64_t ldy,
+                 bool accumulate) {
+  if (m <= 0) return;
+  const int64_t kb = w.blocks(), ldq = kb * kQ8Block;
+  if (xq_.size() < static_cast<size_t>(m * ldq)) xq_.resize(static_cast<size_t>(m * ldq));
+  if (xs_.size() < static_cast<size_t>(m * kb)) xs_.resize(static_cast<size_t>(m * kb));
+  const bool as_u8 = Q8IsaTakesU8(isa_);
+  const int threads = m * w.cols() < (int64_t{1} << 16) ? 1 : num_threads_;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < m; ++r) {
+    QuantizeRowQ8(x + r * ldx, w.cols(), as_u8, xq_.data() + r * ldq, xs_.data() + r * kb);
+  }
+  RunQuantized(xq_.data(), xs_.data(), m, w, y, ldy, accumulate);
+}
+
+void Q8Gemm::RunQuantized(const int8_t* xq, const float* xs, int64_t m, const Q8Weights& w,
+                          float* y, int64_t ldy, bool accumulate) const {
+  if (m <= 0) return;
+  const TileArgs args{xq, xs, w.blocks(), &w, y, ldy, accumulate};
+  // Units of work: kNr512 tiles (zmm) or one tile (ymm), shared by the threads.
+  const bool zmm = isa_ == Q8Isa::kAvx512Vnni;
+  const int64_t units = zmm ? (w.tiles() + kNr512 - 1) / kNr512 : w.tiles();
+  const int64_t work = m * w.rows() * w.cols();
+  const int threads =
+      static_cast<int>(work < (int64_t{1} << 20) ? 1 : std::min<int64_t>(num_threads_, units));
+  const TileFn* ymm_tiles = isa_ == Q8Isa::kAvxVnni ? kAvxVnniTiles : kAvx2Tiles;
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  for (int64_t u = 0; u < units; ++u) {
+    // K in chunks whose weights (per unit) stay in L1 while every row passes.
+    for (int64_t b0 = 0; b0 < w.blocks(); b0 += kChunkBlocks) {
+      const int64_t b1 = std::min(w.blocks(), b0 + kChunkBlocks);
+      if (zmm) {
+        const int64_t t0 = u * kNr512;
+        const int nr = static_cast<int>(std::min<int64_t>(kNr512, w.tiles() - t0));
+        for (int64_t m0 = 0; m0 < m; m0 += kMr512) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMr512, m - m0));
+          kAvx512Tiles[nr - 1][mr - 1](args, m0, t0, b0, b1);
+        }
+      } else {
+        for (int64_t m0 = 0; m0 < m; m0 += kMr256) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMr256, m - m0));
+          ymm_tiles[mr - 1](args, m0, u, b0, b1);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace saferoute::cpu

@@ -1,0 +1,134 @@
+// Block-scaled int8 GEMM, the int8 path's kernel (cpu/linear.h):
+//   y[M, N] (+)= x[M, K] W^T,  W [N, K] row-major,
+// both operands quantized symmetrically in blocks of 32 along K, each block
+// with its own f32 scale (the layout of GGML's Q8_0):
+//   y[m, n] = sum_b sx[m, b] * sw[n, b] * (sum_{k in block b} qx[m, k] * qw[n, k])
+// The integer block sums are exact (s32); the scaled block sums are
+// accumulated in f32. A per-block scale keeps an activation's outlier
+// channel from spending the 8 bits of its whole row (per-row int8 on SmolLM2:
+// mean KL 0.059 from fp32; blocks of 32: see bench/precision_quality_bench).
+//
+// A Q8_0 weight (GGUF) IS this format: its blocks are used as stored, no
+// round trip through f32 (a quant of -128, which ggml's quantizer never
+// writes, is read as -127 so that every kernel variant computes the same
+// exact sums). Other dtypes are read through DequantizeRows and quantized
+// once, at load, with the activations' quantizer.
+//
+// Kernels (chosen at run time, see BestQ8Isa; each is compiled with its own
+// function-level target attribute, so the library needs no -march):
+//   avx512_vnni  vpdpbusd on zmm (16 columns per register)
+//   avx_vnni     vpdpbusd on ymm (VEX; Alder Lake and later, Zen 5)
+//   avx2         vpmaddubsw + vpmaddwd on ymm (AVX2 without VNNI)
+// VNNI multiplies u8 by s8: activations are stored as q + 128 (u8) and each
+// block's s32 sum starts from -128 * (the weight block's sum), which makes it
+// exact. vpmaddubsw sums pairs in saturating 16 bits: there the activation's
+// sign moves onto the weight (|qx| * sign(qx) qw, |.| <= 127, pairs <= 32258),
+// also exact.
+//
+// Weight layout (packed once): columns in tiles of 16, K padded to whole
+// blocks (zeros). For tile t and block b, 512 bytes [8 groups of 4 k][16
+// columns][4 k] (one zmm per group: lane n holds k 4g..4g+3 of column n), a
+// scale [16] and a VNNI offset [16]. The threads share the tiles (three of
+// them per micro-kernel call), K in chunks whose weights stay in L1.
+#ifndef SAFEROUTE_CPU_Q8_GEMM_H_
+#define SAFEROUTE_CPU_Q8_GEMM_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "util/status.h"
+
+namespace saferoute::cpu {
+
+inline constexpr int64_t kQ8Block = 32;
+
+enum class Q8Isa : uint8_t { kNone, kAvx2, kAvxVnni, kAvx512Vnni };
+const char* Q8IsaName(Q8Isa isa);  // "none", "avx2", "avx_vnni", "avx512_vnni"
+// Whether this CPU (cpuid) has the instructions of a kernel variant.
+bool CpuRunsQ8Isa(Q8Isa isa);
+// The best variant this CPU runs, capped at what oneDNN's effective ISA
+// (`onednn_isa`, a cpu::CpuSupport::isa name) includes: ONEDNN_MAX_CPU_ISA
+// then shows what a lesser CPU gets from these kernels too.
+Q8Isa BestQ8Isa(std::string_view onednn_isa);
+
+// Whether a variant reads activations as u8 (q + 128) rather than s8.
+inline bool Q8IsaTakesU8(Q8Isa isa) { return isa == Q8Isa::kAvxVnni || isa == Q8Isa::kAvx512Vnni; }
+
+// Quantizes one row x [k] in blocks of 32 (the last padded with zeros):
+//   scale[b] = max |x[block b]| / 127   (0 for an all-zero block)
+//   q[i]     = round_half_even(x[i] * (127 / max |x[block b]|))   in [-127, 127]
+// stored XOR 0x80 (q + 128 as u8) when `as_u8`. q: [Blocks(k) * 32], scale: [Blocks(k)].
+void QuantizeRowQ8(const float* x, int64_t k, bool as_u8, int8_t* q, float* scale);
+inline int64_t Q8Blocks(int64_t k) { return (k + kQ8Block - 1) / kQ8Block; }
+
+class Q8Weights {
+ public:
+  static constexpr int64_t kTile = 16;  // columns per tile
+  static constexpr int64_t kTileBlockBytes = kTile * kQ8Block;
+
+  // `parts` (sharing K) stacked along N. Errors name `name` and the part.
+  static absl::StatusOr<Q8Weights> Pack(std::span<const WeightMatrix> parts,
+                                        const std::string& name);
+
+  int64_t rows() const { return n_; }
+  int64_t cols() const { return k_; }
+  int64_t blocks() const { return kb_; }
+  int64_t tiles() const { return tiles_; }
+  size_t bytes() const {
+    return quants_.size() + scales_.size() * sizeof(float) + offsets_.size() * sizeof(int32_t);
+  }
+
+  // Tile t, block b: 512 quants, 16 scales, 16 offsets (-128 * block sum).
+  const int8_t* quants(int64_t t, int64_t b) const {
+    return quants_.data() + (t * kb_ + b) * kTileBlockBytes;
+  }
+  const float* scales(int64_t t, int64_t b) const { return scales_.data() + (t * kb_ + b) * kTile; }
+  const int32_t* offsets(int64_t t, int64_t b) const {
+    return offsets_.data() + (t * kb_ + b) * kTile;
+  }
+
+  // The stored value of W[n, k] (quant and its block's scale), for tests.
+  int8_t quant(int64_t n, int64_t k) const;
+  float scale(int64_t n, int64_t b) const { return scales(n / kTile, b)[n % kTile]; }
+
+ private:
+  void SetColumn(int64_t n, const int8_t* q, const float* scale);  // q [kb * 32], scale [kb]
+  int64_t n_ = 0, k_ = 0, kb_ = 0, tiles_ = 0;
+  std::vector<int8_t> quants_;    // [tiles][kb][8][16][4]
+  std::vector<float> scales_;     // [tiles][kb][16]
+  std::vector<int32_t> offsets_;  // [tiles][kb][16]
+};
+
+// Runs the product on one kernel variant with its own scratch (grown, never
+// shrunk). Not thread-safe: one per engine.
+class Q8Gemm {
+ public:
+  // isa must be one CpuRunsQ8Isa accepts (SR_CHECK).
+  Q8Gemm(Q8Isa isa, int num_threads);
+
+  Q8Isa isa() const { return isa_; }
+
+  // y [m, w.rows()] (row stride ldy) (+)= x [m, w.cols()] (row stride ldx) W^T.
+  void Run(const float* x, int64_t m, int64_t ldx, const Q8Weights& w, float* y, int64_t ldy,
+           bool accumulate);
+
+  // The product alone, on activations already quantized for this variant
+  // (as QuantizeRowQ8 with as_u8 = Q8IsaTakesU8(isa)): xq [m, blocks * 32],
+  // xs [m, blocks]. Run = quantize + this.
+  void RunQuantized(const int8_t* xq, const float* xs, int64_t m, const Q8Weights& w, float* y,
+                    int64_t ldy, bool accumulate) const;
+
+ private:
+  Q8Isa isa_;
+  int num_threads_;
+  std::vector<int8_t> xq_;  // [m, blocks * 32]
+  std::vector<float> xs_;   // [m, blocks]
+};
+
+}  // namespace saferoute::cpu
+
+#endif  // SAFEROUTE_CPU_Q8_GEMM_H_
