@@ -3,7 +3,7 @@
 // GEMM paths, each against the same run's measured matmul peak of its own
 // precision (see ProbePeaks): fp32 sgemm for fp32 and bf16-widened (fp32
 // arithmetic), oneDNN's bf16 matmul for bf16-native, its int8 matmul for
-// int8.
+// both int8 paths (int8's block-scaled kernel and int8-rows).
 //
 // For every batch size B and message length T it times Prefill of B random
 // sequences of T tokens (router feature + two selected logits, as a guard
@@ -121,14 +121,15 @@ absl::StatusOr<std::vector<BenchTarget>> ParseTargets(const std::string& text) {
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     const std::string name(part);
     const std::optional<cpu::GemmPath> path = cpu::ParseGemmPath(name);
-    if (path && cpu::PathPrecision(*path) == Precision::kBf16) {  // a bf16 path forced
-      targets.push_back({Precision::kBf16, path, name});
+    if (path && !cpu::ParsePrecision(name).ok()) {  // a path forced: bf16-widened, int8-rows...
+      targets.push_back({cpu::PathPrecision(*path), path, name});
       continue;
     }
     auto precision = cpu::ParsePrecision(name);
     if (!precision.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--precision: '", name, "' is not auto, fp32, bf16, int8, bf16-widened or bf16-native"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--precision: '", name,
+                       "' is not auto, fp32, bf16, int8, bf16-widened, bf16-native or int8-rows"));
     }
     targets.push_back({*precision, std::nullopt, name});
   }
@@ -140,11 +141,13 @@ absl::StatusOr<std::vector<BenchTarget>> ParseTargets(const std::string& text) {
 // products. The bench probes before and after the model runs and keeps the
 // best, because one probe on a shared machine can under-measure (session 1
 // saw 71.5 and 115.5 GFLOP/s in two runs, and so a "%peak" above 100).
-// bf16-widened multiplies in fp32, so its peak is the fp32 one.
+// Each path is compared with its precision's library matmul (cpu::PeakPath):
+// bf16-widened multiplies in fp32, so its peak is the fp32 one; the
+// block-scaled int8 kernel's is oneDNN's int8 matmul (the machine's int8 peak).
 struct PeakProbe {
   std::map<cpu::GemmPath, double> gflops;
   double of(cpu::GemmPath path) const {
-    auto it = gflops.find(path == cpu::GemmPath::kBf16Widened ? cpu::GemmPath::kFp32 : path);
+    auto it = gflops.find(cpu::PeakPath(path, cpu::DetectCpuSupport()));
     return it == gflops.end() ? 0 : it->second;
   }
   nlohmann::json ToJson() const {
@@ -164,8 +167,7 @@ absl::StatusOr<PeakProbe> ProbePeaks(const std::set<cpu::GemmPath>& paths, int t
   // one, and a square product (a library's best case).
   const int64_t shapes[][3] = {{512, 2048, 8192}, {1024, 2048, 8192}, {2048, 2048, 2048}};
   for (cpu::GemmPath path : paths) {
-    const cpu::GemmPath peak_path =
-        path == cpu::GemmPath::kBf16Widened ? cpu::GemmPath::kFp32 : path;
+    const cpu::GemmPath peak_path = cpu::PeakPath(path, support);
     double& best = probe.gflops[peak_path];
     for (const auto& s : shapes) {
       SR_ASSIGN_OR_RETURN(
@@ -403,7 +405,8 @@ CommandRunner SetupBenchCommand(CLI::App& cmd) {
       ->excludes(config);
   cmd.add_option("--threads", flags->threads, "Threads")->capture_default_str();
   cmd.add_option("--precision", flags->precision,
-                 "Comma-separated: auto, fp32, bf16, int8, or a path (bf16-widened, bf16-native); "
+                 "Comma-separated: auto, fp32, bf16, int8, or a path (bf16-widened, bf16-native, "
+                 "int8-rows); "
                  "each runs every cell")
       ->capture_default_str();
   cmd.add_option("--batches", flags->batches, "Batch sizes, comma-separated")

@@ -146,6 +146,7 @@ CpuSupport Probe() {
   } else {
     support.int8_impl = int8 + " (inexact on extreme values: not used)";
   }
+  support.int8_block_isa = BestQ8Isa(support.isa);
   return support;
 }
 
@@ -183,13 +184,15 @@ const char* GemmPathName(GemmPath path) {
       return "bf16-native";
     case GemmPath::kInt8:
       return "int8";
+    case GemmPath::kInt8Rows:
+      return "int8-rows";
   }
   return "?";
 }
 
 std::optional<GemmPath> ParseGemmPath(std::string_view name) {
-  for (GemmPath path :
-       {GemmPath::kFp32, GemmPath::kBf16Widened, GemmPath::kBf16Native, GemmPath::kInt8}) {
+  for (GemmPath path : {GemmPath::kFp32, GemmPath::kBf16Widened, GemmPath::kBf16Native,
+                        GemmPath::kInt8, GemmPath::kInt8Rows}) {
     if (name == GemmPathName(path)) return path;
   }
   return std::nullopt;
@@ -203,6 +206,7 @@ Precision PathPrecision(GemmPath path) {
     case GemmPath::kBf16Native:
       return Precision::kBf16;
     case GemmPath::kInt8:
+    case GemmPath::kInt8Rows:
       return Precision::kInt8;
   }
   return Precision::kFp32;
@@ -223,6 +227,8 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
       case GemmPath::kBf16Native:
         return support.bf16_native;
       case GemmPath::kInt8:
+        return support.int8_block_isa != Q8Isa::kNone;
+      case GemmPath::kInt8Rows:
         return support.int8;
     }
     return false;
@@ -258,10 +264,10 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
     case Precision::kBf16:
       return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
     case Precision::kInt8:
-      if (!support.int8) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("precision int8: oneDNN has no usable int8 matmul on this CPU (isa ",
-                         support.isa, ": ", support.int8_impl, ")"));
+      if (support.int8_block_isa == Q8Isa::kNone) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "precision int8: the block-scaled int8 kernels need AVX2 (oneDNN's isa here: ",
+            support.isa, ")"));
       }
       return GemmPath::kInt8;
   }
@@ -276,9 +282,17 @@ std::string PathImplementation(GemmPath path, const CpuSupport& support) {
     case GemmPath::kBf16Native:
       return "oneDNN " + support.bf16_impl;
     case GemmPath::kInt8:
+      return absl::StrCat("saferoute q8 blocks of 32, ", Q8IsaName(support.int8_block_isa));
+    case GemmPath::kInt8Rows:
       return "oneDNN " + support.int8_impl;
   }
   return "?";
+}
+
+GemmPath PeakPath(GemmPath path, const CpuSupport& support) {
+  if (path == GemmPath::kBf16Widened) return GemmPath::kFp32;
+  if (path == GemmPath::kInt8 && support.int8) return GemmPath::kInt8Rows;
+  return path;
 }
 
 std::string DescribePath(GemmPath path, const CpuSupport& support) {

@@ -18,10 +18,19 @@
 //                 at fp32 speed, on any CPU (the fallback of bf16).
 //   bf16-native   oneDNN bf16 matmul (AVX512-BF16 / AMX-BF16), weights
 //                 reordered once at load into oneDNN's preferred layout.
-//   int8          oneDNN s8 x s8 -> s32 matmul (AMX-INT8, AVX512-VNNI,
+//   int8          the block-scaled int8 GEMM of cpu/q8_gemm.h: weights and
+//                 activations in blocks of 32 along K, each with an f32
+//                 scale (GGML's Q8_0; a Q8_0 GGUF weight is used as stored),
+//                 s32 block sums (AVX512-VNNI, AVX-VNNI or AVX2), scaled and
+//                 summed in f32. What `--precision int8` runs.
+//   int8-rows     oneDNN s8 x s8 -> s32 matmul (AMX-INT8, AVX512-VNNI,
 //                 AVX-VNNI, or AVX2/AVX512 without VNNI with 7-bit weights);
 //                 weights per output channel, activations per row, both
 //                 symmetric; scales applied in f32 after the s32 product.
+//                 Faster where oneDNN has AMX-INT8, but on real weights far
+//                 less accurate (SmolLM2-135M: mean KL 0.059 from fp32 against
+//                 the blocked scheme's, see ChoosePath): forced only
+//                 (benchmarks, tests), and the int8 peak of `saferoute bench`.
 #ifndef SAFEROUTE_CPU_DISPATCH_H_
 #define SAFEROUTE_CPU_DISPATCH_H_
 
@@ -30,6 +39,7 @@
 #include <string>
 #include <string_view>
 
+#include "cpu/q8_gemm.h"
 #include "util/status.h"
 
 namespace saferoute::cpu {
@@ -45,10 +55,12 @@ const char* PrecisionName(Precision precision);  // "auto", "fp32", "bf16", "int
 // Parses "auto" | "fp32" | "bf16" | "int8"; the error names the value and the choices.
 absl::StatusOr<Precision> ParsePrecision(std::string_view name);
 
-enum class GemmPath : uint8_t { kFp32, kBf16Widened, kBf16Native, kInt8 };
-const char* GemmPathName(GemmPath path);  // "fp32", "bf16-widened", "bf16-native", "int8"
+enum class GemmPath : uint8_t { kFp32, kBf16Widened, kBf16Native, kInt8, kInt8Rows };
+// "fp32", "bf16-widened", "bf16-native", "int8", "int8-rows"
+const char* GemmPathName(GemmPath path);
 std::optional<GemmPath> ParseGemmPath(std::string_view name);  // inverse of GemmPathName
-// The precision whose numbers a path computes (kBf16 for both bf16 paths).
+// The precision whose numbers a path computes (kBf16 for both bf16 paths,
+// kInt8 for both int8 paths).
 Precision PathPrecision(GemmPath path);
 
 // What this process's oneDNN offers (see the file comment).
@@ -62,6 +74,9 @@ struct CpuSupport {
   // 127 with VNNI/AMX, 63 where pairs are summed in saturating 16 bits, 0 when
   // int8 is unavailable.
   int int8_weight_max = 0;
+  // The block-scaled int8 kernel this CPU runs (cpuid, capped at oneDNN's
+  // effective ISA: see BestQ8Isa); kNone: the int8 path is unavailable.
+  Q8Isa int8_block_isa = Q8Isa::kNone;
 };
 
 // Probed once per process (oneDNN reads ONEDNN_MAX_CPU_ISA once, at its
@@ -70,12 +85,18 @@ const CpuSupport& DetectCpuSupport();
 
 // The path a request runs on, given what the CPU offers:
 //   fp32 -> fp32; bf16 -> bf16-native, else bf16-widened; int8 -> int8 (an
-//   error naming the ISA where oneDNN has no usable int8 matmul);
+//   error naming the ISA where the CPU has no AVX2);
 //   auto -> bf16-native where the CPU has bf16 units, else bf16-widened.
 // `forced`, if set (tests and benchmarks), must compute the requested
 // precision's numbers and be available, else InvalidArgument.
 absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& support,
                                     std::optional<GemmPath> forced = std::nullopt);
+
+// The path whose library matmul is the peak a path is compared with in
+// `saferoute bench` (the peak of its precision on this machine):
+// bf16-widened -> fp32 (it multiplies in fp32 sgemm); int8 -> int8-rows
+// (oneDNN's int8 matmul) where oneDNN has one; any other path -> itself.
+GemmPath PeakPath(GemmPath path, const CpuSupport& support);
 
 // The implementation a path runs: "oneDNN brg:avx512_core_bf16", ...
 std::string PathImplementation(GemmPath path, const CpuSupport& support);

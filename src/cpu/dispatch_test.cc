@@ -49,13 +49,15 @@ TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
                       .bf16_impl = "brg",
                       .int8 = true,
                       .int8_impl = "brg",
-                      .int8_weight_max = 127};
+                      .int8_weight_max = 127,
+                      .int8_block_isa = Q8Isa::kAvx512Vnni};
   CpuSupport avx2_cpu{.isa = "avx2",
                       .bf16_native = false,
                       .bf16_impl = "none",
                       .int8 = true,
                       .int8_impl = "gemm:jit",
-                      .int8_weight_max = 63};
+                      .int8_weight_max = 63,
+                      .int8_block_isa = Q8Isa::kAvx2};
   CpuSupport no_int8{.isa = "sse41",
                      .bf16_native = false,
                      .bf16_impl = "none",
@@ -77,6 +79,17 @@ TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
             GemmPath::kBf16Widened);
   EXPECT_FALSE(ChoosePath(Precision::kBf16, avx2_cpu, GemmPath::kBf16Native).ok());
   EXPECT_FALSE(ChoosePath(Precision::kFp32, bf16_cpu, GemmPath::kInt8).ok());
+  EXPECT_EQ(*ChoosePath(Precision::kInt8, avx2_cpu, GemmPath::kInt8Rows), GemmPath::kInt8Rows);
+  EXPECT_FALSE(ChoosePath(Precision::kInt8, no_int8, GemmPath::kInt8Rows).ok());
+  // The peak each path is compared with: its precision's library matmul.
+  EXPECT_EQ(PeakPath(GemmPath::kInt8, avx2_cpu), GemmPath::kInt8Rows);
+  EXPECT_EQ(PeakPath(GemmPath::kInt8, no_int8), GemmPath::kInt8);
+  EXPECT_EQ(PeakPath(GemmPath::kBf16Widened, bf16_cpu), GemmPath::kFp32);
+  EXPECT_EQ(PeakPath(GemmPath::kBf16Native, bf16_cpu), GemmPath::kBf16Native);
+  for (GemmPath path : {GemmPath::kFp32, GemmPath::kBf16Widened, GemmPath::kBf16Native,
+                        GemmPath::kInt8, GemmPath::kInt8Rows}) {
+    EXPECT_EQ(ParseGemmPath(GemmPathName(path)), path);
+  }
 }
 
 // What oneDNN reports against /proc/cpuinfo and the ONEDNN_MAX_CPU_ISA cap
@@ -112,10 +125,25 @@ TEST(Dispatch, DetectionAgreesWithCpuidAndCap) {
   // Every path the CPU offers is chosen when asked for.
   EXPECT_EQ(*ChoosePath(Precision::kBf16, s),
             s.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened);
-  if (s.int8) {
-    EXPECT_EQ(*ChoosePath(Precision::kInt8, s), GemmPath::kInt8);
+  // The block-scaled int8 kernel: the CPU's best under the cap (the cap
+  // AVX512_CORE has no VNNI: the AVX2 kernel).
+  const bool cpu_avx512_vnni = flags.count("avx512_vnni") && flags.count("avx512bw") &&
+                               flags.count("avx512vl") && flags.count("avx512dq");
+  Q8Isa want_block = Q8Isa::kNone;
+  if (cpu_avx512_vnni && cap_allows_vnni) {
+    want_block = Q8Isa::kAvx512Vnni;
+  } else if (cpu_avx_vnni && (cap_allows_vnni || cap == "AVX2_VNNI")) {
+    want_block = Q8Isa::kAvxVnni;
+  } else if (flags.count("avx2") && flags.count("fma")) {
+    want_block = Q8Isa::kAvx2;
   }
-  EXPECT_NE(DescribePath(GemmPath::kInt8, s).find(s.isa), std::string::npos);
+  EXPECT_STREQ(Q8IsaName(s.int8_block_isa), Q8IsaName(want_block));
+  if (s.int8_block_isa != Q8Isa::kNone) {
+    EXPECT_EQ(*ChoosePath(Precision::kInt8, s), GemmPath::kInt8);
+    EXPECT_NE(DescribePath(GemmPath::kInt8, s).find(Q8IsaName(s.int8_block_isa)),
+              std::string::npos);
+  }
+  EXPECT_NE(DescribePath(GemmPath::kInt8Rows, s).find(s.isa), std::string::npos);
 }
 
 }  // namespace

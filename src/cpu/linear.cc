@@ -18,6 +18,7 @@
 #include "cpu/dequantize.h"
 #include "cpu/int8.h"
 #include "cpu/omp_threads.h"
+#include "cpu/q8_gemm.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 #ifndef MADV_PAGEOUT
@@ -37,9 +38,9 @@ const dnnl::engine& CpuEngine() {
 // int8 activations are u8 (the s8 value + 128): oneDNN's u8 x s8 kernels
 // need no compensation pass of their own, and its reorder of s8 weights for a
 // u8 source is a JIT one (for an s8 source a generic one, ~7x slower here).
-dt SourceType(GemmPath path) { return path == GemmPath::kInt8 ? dt::u8 : dt::bf16; }
-dt WeightType(GemmPath path) { return path == GemmPath::kInt8 ? dt::s8 : dt::bf16; }
-dt AccumulatorType(GemmPath path) { return path == GemmPath::kInt8 ? dt::s32 : dt::f32; }
+dt SourceType(GemmPath path) { return path == GemmPath::kInt8Rows ? dt::u8 : dt::bf16; }
+dt WeightType(GemmPath path) { return path == GemmPath::kInt8Rows ? dt::s8 : dt::bf16; }
+dt AccumulatorType(GemmPath path) { return path == GemmPath::kInt8Rows ? dt::s32 : dt::f32; }
 
 // The row count the weight layout is chosen with. oneDNN's brgemm matmul
 // blocks weights by N and K only; LinearRunner creates every per-M primitive
@@ -116,6 +117,7 @@ struct PackedLinear::Native {
   // int8: [N] 128 * sum_k Wq[n, k], what the +128 offset of the u8 input
   // adds to each s32 product
   std::vector<int32_t> offsets;
+  std::optional<Q8Weights> q8;  // the int8 path's blocks (no oneDNN layout)
 };
 
 namespace {
@@ -192,7 +194,7 @@ void PackedLinear::ConvertRows(GemmPath path, const WeightMatrix& w, int q_max, 
                                int64_t row0, int64_t first, int64_t count, std::byte* out,
                                std::vector<float>& rows_f32) {
   const int64_t k = w.cols;
-  const size_t elem = path == GemmPath::kInt8 ? 1 : 2;
+  const size_t elem = path == GemmPath::kInt8Rows ? 1 : 2;
   const int64_t block = ConvertRowBlock(k);
   Grow(rows_f32, std::min(block, count) * k);
   for (int64_t r0 = 0; r0 < count; r0 += block) {
@@ -222,6 +224,7 @@ PackedLinear& PackedLinear::operator=(PackedLinear&&) noexcept = default;
 
 size_t PackedLinear::owned_bytes() const {
   if (!native_) return 0;
+  if (native_->q8) return native_->q8->bytes();
   return native_->desc.get_size() + native_->scales.size() * sizeof(float) +
          native_->offsets.size() * sizeof(int32_t);
 }
@@ -237,14 +240,21 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
   for (const WeightMatrix& w : parts) packed.n_ += w.rows;
   if (path == GemmPath::kFp32 || path == GemmPath::kBf16Widened) return packed;
   if ((path == GemmPath::kBf16Native && !support.bf16_native) ||
-      (path == GemmPath::kInt8 && !support.int8)) {
+      (path == GemmPath::kInt8 && support.int8_block_isa == Q8Isa::kNone) ||
+      (path == GemmPath::kInt8Rows && !support.int8)) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": path ", GemmPathName(path), " is not available on this CPU"));
   }
 
+  auto native = std::make_unique<Native>();
+  if (path == GemmPath::kInt8) {
+    SR_ASSIGN_OR_RETURN(Q8Weights q8, Q8Weights::Pack(parts, name));
+    native->q8 = std::move(q8);
+    packed.native_ = std::move(native);
+    return packed;
+  }
   const int64_t n = packed.n_, k = packed.k_;
   const dnnl::engine& engine = CpuEngine();
-  auto native = std::make_unique<Native>();
   try {
     const dnnl::memory::desc src({kLayoutRows, k}, SourceType(path), {k, 1});
     const dnnl::memory::desc any({k, n}, WeightType(path), dnnl::memory::format_tag::any);
@@ -256,7 +266,7 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
         absl::StrCat(name, ": oneDNN has no ", GemmPathName(path), " matmul: ", e.what()));
   }
 
-  if (path == GemmPath::kInt8) {
+  if (path == GemmPath::kInt8Rows) {
     native->scales.resize(static_cast<size_t>(n));
     native->offsets.resize(static_cast<size_t>(n));
   }
@@ -287,7 +297,7 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
     // time on each thread: a whole-part plain copy would be written to fresh
     // pages (faults and zeroing) and read back from memory.
     const int q_max = support.int8_weight_max;
-    const size_t elem = path == GemmPath::kInt8 ? 1 : 2;
+    const size_t elem = path == GemmPath::kInt8Rows ? 1 : 2;
     const int64_t chunk = std::max<int64_t>(
         n_block, kConvertChunkBytes / (k * static_cast<int64_t>(elem)) / n_block * n_block);
     struct Chunk {
@@ -374,6 +384,7 @@ struct LinearRunner::Impl {
   std::vector<float> row_scale;  // [M]
   std::vector<int32_t> acc;      // [M, N] s32 product when it cannot go to y in place
   std::vector<float> y_dense;    // [M, N] bf16 product when y is strided
+  std::optional<Q8Gemm> q8;      // the int8 path's kernel, created on first use
   // (m, n, k, accumulate) -> primitive. One packed layout per (n, k).
   std::map<std::tuple<int64_t, int64_t, int64_t, bool>, dnnl::matmul> primitives;
 
@@ -424,6 +435,17 @@ absl::Status LinearRunner::Run(const float* x, int64_t m, int64_t ldx, const Pac
   }
 
   Impl& s = *impl_;
+  if (path_ == GemmPath::kInt8) {
+    if (!s.q8) {
+      const Q8Isa isa = DetectCpuSupport().int8_block_isa;
+      if (isa == Q8Isa::kNone) {
+        return absl::FailedPreconditionError("linear: the int8 path needs AVX2 on this CPU");
+      }
+      s.q8.emplace(isa, num_threads_);
+    }
+    s.q8->Run(x, m, ldx, *w.native_->q8, y, ldy, accumulate);
+    return absl::OkStatus();
+  }
   const ScopedOmpMaxThreads team(num_threads_);  // oneDNN's OpenMP team for this call
   const dnnl::engine& engine = CpuEngine();
   try {
@@ -509,6 +531,34 @@ absl::StatusOr<double> PathMatmulGflops(GemmPath path, const CpuSupport& support
   const WeightMatrix matrix{DType::kBF16, reinterpret_cast<const std::byte*>(w.data()), n, k};
   SR_ASSIGN_OR_RETURN(PackedLinear packed,
                       PackedLinear::Pack(path, {&matrix, 1}, support, "peak probe"));
+  auto best_seconds = [&](auto&& run) {
+    double best = 1e30;
+    for (int r = 0; r < std::max(1, reps) + 1; ++r) {  // the first run warms up
+      const auto start = std::chrono::steady_clock::now();
+      run();
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (r > 0) best = std::min(best, seconds);
+    }
+    return best;
+  };
+  const double flops = 2.0 * static_cast<double>(m) * n * k;
+  if (path == GemmPath::kInt8) {  // the kernel alone, on activations already quantized
+    const Q8Gemm gemm(support.int8_block_isa, threads);
+    const int64_t kb = Q8Blocks(k);
+    std::vector<float> x(static_cast<size_t>(k));
+    std::vector<int8_t> xq(static_cast<size_t>(m * kb * kQ8Block));
+    std::vector<float> xs(static_cast<size_t>(m * kb)), y(static_cast<size_t>(m * n));
+    for (int64_t r = 0; r < m; ++r) {
+      for (float& v : x) v = uniform(rng);
+      QuantizeRowQ8(x.data(), k, Q8IsaTakesU8(gemm.isa()), xq.data() + r * kb * kQ8Block,
+                    xs.data() + r * kb);
+    }
+    return flops / best_seconds([&] {
+             gemm.RunQuantized(xq.data(), xs.data(), m, *packed.native_->q8, y.data(), n, false);
+           }) /
+           1e9;
+  }
   // Time the library's matmul alone (the activation conversion is the
   // engine's cost, not the hardware's peak), on inputs of the path's type.
   const ScopedOmpMaxThreads team(threads);
@@ -521,20 +571,15 @@ absl::StatusOr<double> PathMatmulGflops(GemmPath path, const CpuSupport& support
   for (auto& v : x_u8) v = static_cast<uint8_t>(1 + rng() % 255);
   std::vector<float> y(static_cast<size_t>(m * n));  // f32 or s32: same size
   dnnl::memory src({{m, k}, SourceType(path), {k, 1}}, engine,
-                   path == GemmPath::kInt8 ? static_cast<void*>(x_u8.data()) : x_bf16.data());
+                   path == GemmPath::kInt8Rows ? static_cast<void*>(x_u8.data()) : x_bf16.data());
   dnnl::memory dst({{m, n}, AccumulatorType(path), {n, 1}}, engine, y.data());
-  double best = 1e30;
-  for (int r = 0; r < std::max(1, reps) + 1; ++r) {  // the first run warms up
-    const auto start = std::chrono::steady_clock::now();
-    prim.execute(
-        stream,
-        {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, packed.native_->weights}, {DNNL_ARG_DST, dst}});
-    stream.wait();
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (r > 0) best = std::min(best, seconds);
-  }
-  return 2.0 * static_cast<double>(m) * n * k / best / 1e9;
+  return flops / best_seconds([&] {
+           prim.execute(stream, {{DNNL_ARG_SRC, src},
+                                 {DNNL_ARG_WEIGHTS, packed.native_->weights},
+                                 {DNNL_ARG_DST, dst}});
+           stream.wait();
+         }) /
+         1e9;
 }
 
 }  // namespace saferoute::cpu

@@ -12,6 +12,7 @@
 
 #include "cpu/convert.h"
 #include "cpu/int8.h"
+#include "cpu/q8_gemm.h"
 #include "io/mapped_file.h"
 
 namespace saferoute::cpu {
@@ -58,7 +59,9 @@ TestWeights MakeWeights(DType dtype, int64_t k, std::vector<int64_t> part_rows, 
 }
 
 bool Available(GemmPath path, const CpuSupport& s) {
-  return (path != GemmPath::kBf16Native || s.bf16_native) && (path != GemmPath::kInt8 || s.int8);
+  return (path != GemmPath::kBf16Native || s.bf16_native) &&
+         (path != GemmPath::kInt8 || s.int8_block_isa != Q8Isa::kNone) &&
+         (path != GemmPath::kInt8Rows || s.int8);
 }
 
 // The exact result each path defines, in double, with a bound on how far an
@@ -68,6 +71,43 @@ struct Expected {
   std::vector<double> tol;
 };
 
+// int8: both operands in blocks of 32 (QuantizeRowQ8, checked against its
+// own scalar reference in q8_gemm_test); exact s32 block sums, scaled.
+Expected BlockReference(const std::vector<float>& x, int64_t m, const TestWeights& w,
+                        const std::vector<float>& y0, bool accumulate) {
+  const int64_t k = w.k, n = static_cast<int64_t>(w.values.size()) / k, kb = Q8Blocks(k);
+  Expected e{std::vector<double>(static_cast<size_t>(m * n)),
+             std::vector<double>(static_cast<size_t>(m * n))};
+  auto quantize = [&](const float* row, std::vector<int8_t>& q, std::vector<float>& s) {
+    q.resize(static_cast<size_t>(kb * kQ8Block));
+    s.resize(static_cast<size_t>(kb));
+    QuantizeRowQ8(row, k, /*as_u8=*/false, q.data(), s.data());
+  };
+  std::vector<std::vector<int8_t>> wq(n);
+  std::vector<std::vector<float>> ws(n);
+  for (int64_t j = 0; j < n; ++j) quantize(w.values.data() + j * k, wq[j], ws[j]);
+  std::vector<int8_t> xq;
+  std::vector<float> xs;
+  for (int64_t i = 0; i < m; ++i) {
+    quantize(x.data() + i * k, xq, xs);
+    for (int64_t j = 0; j < n; ++j) {
+      double sum = 0, magnitude = 0;
+      for (int64_t b = 0; b < kb; ++b) {
+        int64_t dot = 0;
+        for (int64_t c = b * kQ8Block; c < (b + 1) * kQ8Block; ++c)
+          dot += int64_t{xq[c]} * wq[j][c];
+        const double term = double{xs[b]} * ws[j][b] * static_cast<double>(dot);
+        sum += term;
+        magnitude += std::fabs(term);
+      }
+      const double base = accumulate ? y0[i * n + j] : 0.0;
+      e.y[i * n + j] = sum + base;
+      e.tol[i * n + j] = 1e-6 * (magnitude + std::fabs(base)) + 1e-7;
+    }
+  }
+  return e;
+}
+
 Expected Reference(GemmPath path, const std::vector<float>& x, int64_t m, const TestWeights& w,
                    const std::vector<float>& y0, bool accumulate, const CpuSupport& support) {
   const int64_t k = w.k, n = static_cast<int64_t>(w.values.size()) / k;
@@ -75,9 +115,10 @@ Expected Reference(GemmPath path, const std::vector<float>& x, int64_t m, const 
              std::vector<double>(static_cast<size_t>(m * n))};
   std::vector<float> xq = x, wq = w.values;
   std::vector<float> x_scale(m, 1.0f), w_scale(n, 1.0f);
+  if (path == GemmPath::kInt8) return BlockReference(x, m, w, y0, accumulate);
   if (path == GemmPath::kBf16Widened || path == GemmPath::kBf16Native) {
     for (float& v : wq) v = RoundToBf16(v);  // x is already bf16 (the caller's contract)
-  } else if (path == GemmPath::kInt8) {
+  } else if (path == GemmPath::kInt8Rows) {
     // The quantizer is checked against its own scalar reference (int8_test);
     // here the integer products, packing, stacking and scales are checked.
     std::vector<int8_t> qx(x.size()), qw(w.values.size());
@@ -99,7 +140,7 @@ Expected Reference(GemmPath path, const std::vector<float>& x, int64_t m, const 
       e.y[i * n + j] = sum * scale + base;
       // int8: s32 sums are exact; only the f32 scaling rounds. Float paths:
       // fp32 accumulation over K terms (oneDNN's blocked order).
-      const double rel = path == GemmPath::kInt8 ? 1e-6 : 2e-6 * std::sqrt(double(k));
+      const double rel = path == GemmPath::kInt8Rows ? 1e-6 : 2e-6 * std::sqrt(double(k));
       e.tol[i * n + j] = rel * (magnitude * scale + std::fabs(base)) + 1e-7;
     }
   }
@@ -137,7 +178,7 @@ TEST_P(LinearPaths, MatchesTheReferenceOfThePath) {
         const int64_t ldx = k + 8, n = packed->rows(), ldy = n + 4;
         std::vector<float> x(static_cast<size_t>(m * k)), x_strided(static_cast<size_t>(m * ldx));
         for (float& v : x) v = normal(rng);
-        if (path != GemmPath::kFp32 && path != GemmPath::kInt8) {
+        if (PathPrecision(path) == Precision::kBf16) {
           for (float& v : x) v = RoundToBf16(v);
         }
         for (int64_t i = 0; i < m; ++i) {
@@ -203,7 +244,8 @@ TEST_P(LinearPaths, TallPartsAreConvertedInChunks) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, LinearPaths,
                          ::testing::Values(GemmPath::kFp32, GemmPath::kBf16Widened,
-                                           GemmPath::kBf16Native, GemmPath::kInt8),
+                                           GemmPath::kBf16Native, GemmPath::kInt8,
+                                           GemmPath::kInt8Rows),
                          [](const auto& info) {
                            std::string name = GemmPathName(info.param);
                            std::replace(name.begin(), name.end(), '-', '_');
