@@ -9,14 +9,24 @@
 // argmax agrees. Prints a table and JSON (mean KL over positions, median, p99,
 // max, top-1 agreement), for each path asked for.
 //
-//   precision_quality_bench --model DIR|FILE.gguf
+//   precision_quality_bench --model DIR|FILE.gguf [--path-model FILE.gguf]
 //       [--prompts tests/data/smollm2/quant_kl_prompts.jsonl]
 //       [--reference tests/data/smollm2/llamacpp_quant_kl.json]
 //       [--paths bf16-native,int8] [--limit N] [--threads 2] [--json out.json]
+//
+// Speed: OpenMP's idle workers busy-wait between parallel regions, and on a
+// shared 2-core machine (load 6) that made the engine runs ~20x slower
+// (int8 on 3 prompts: 6.3 s, 0.32 s with OMP_WAIT_POLICY=passive); the
+// numbers measured here do not depend on timing, so the bench re-runs
+// itself with OMP_WAIT_POLICY=passive unless the variable is set. The
+// reference's log-softmax is computed once per position, not once per path.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -73,6 +83,7 @@ struct Stats {
   std::vector<double> kl;  // per position
   int64_t top1_agree = 0;
   double prepare_seconds = 0, run_seconds = 0;
+  nlohmann::json per_prompt = nlohmann::json::array();  // {id, positions, mean_kl, top1_agree}
   nlohmann::json ToJson() const {
     std::vector<double> sorted = kl;
     std::sort(sorted.begin(), sorted.end());
@@ -88,6 +99,7 @@ struct Stats {
             {"max_kl", sorted.empty() ? 0.0 : sorted.back()},
             {"top1_agreement", kl.empty() ? 0.0 : double(top1_agree) / kl.size()},
             {"prepare_seconds", prepare_seconds},
+            {"per_prompt", per_prompt},
             {"run_seconds", run_seconds}};
   }
 };
@@ -151,12 +163,21 @@ absl::StatusOr<std::vector<float>> AllLogits(PathRun& run, const Prompt& prompt,
   return logits;
 }
 
-absl::Status Run(const std::string& model_path, const std::string& prompts_path,
-                 const std::string& reference_path, const std::string& paths_text, int limit,
-                 int threads, const std::string& json_path) {
+absl::Status Run(const std::string& model_path, const std::string& path_model_path,
+                 const std::string& prompts_path, const std::string& reference_path,
+                 const std::string& paths_text, int limit, int threads,
+                 const std::string& json_path) {
   const std::string load_before = LoadAverage();
   SR_ASSIGN_OR_RETURN(std::vector<Prompt> prompts, LoadPrompts(prompts_path, limit));
   SR_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(model_path));
+  std::shared_ptr<const Model> path_model = model;
+  if (!path_model_path.empty()) {
+    SR_ASSIGN_OR_RETURN(path_model, LoadModel(path_model_path));
+    if (path_model->config().vocab_size != model->config().vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--path-model ", path_model_path, " has another vocabulary size"));
+    }
+  }
   const int64_t vocab = model->config().vocab_size;
   std::vector<cpu::GemmPath> paths;
   for (absl::string_view name : absl::StrSplit(paths_text, ',')) {
@@ -169,37 +190,54 @@ absl::Status Run(const std::string& model_path, const std::string& prompts_path,
   std::vector<Stats> stats(paths.size());
   for (size_t p = 0; p < paths.size(); ++p) {
     const double start = Now();
-    SR_ASSIGN_OR_RETURN(PathRun run, MakePathRun(model, paths[p], threads));
+    SR_ASSIGN_OR_RETURN(PathRun run, MakePathRun(path_model, paths[p], threads));
     stats[p].prepare_seconds = Now() - start;
     std::fprintf(stderr, "%s\n", run.engine->path_description().c_str());
     runs.push_back(std::move(run));
   }
-  std::vector<double> log_p, log_q;
+  std::vector<double> log_p, p_ref, log_q;
   for (size_t i = 0; i < prompts.size(); ++i) {
     SR_ASSIGN_OR_RETURN(std::vector<float> reference, AllLogits(fp32, prompts[i], vocab));
     const auto positions = static_cast<int64_t>(prompts[i].ids.size());
+    std::vector<std::vector<float>> got(paths.size());
     for (size_t p = 0; p < paths.size(); ++p) {
       const double start = Now();
-      SR_ASSIGN_OR_RETURN(std::vector<float> got, AllLogits(runs[p], prompts[i], vocab));
+      SR_ASSIGN_OR_RETURN(got[p], AllLogits(runs[p], prompts[i], vocab));
       stats[p].run_seconds += Now() - start;
-      for (int64_t t = 0; t < positions; ++t) {
-        const float* pr = reference.data() + t * vocab;
-        const float* qr = got.data() + t * vocab;
-        LogSoftmax(pr, vocab, log_p);
+    }
+    for (int64_t t = 0; t < positions; ++t) {
+      const float* pr = reference.data() + t * vocab;
+      LogSoftmax(pr, vocab, log_p);
+      p_ref.resize(log_p.size());
+      for (size_t v = 0; v < log_p.size(); ++v) p_ref[v] = std::exp(log_p[v]);
+      for (size_t p = 0; p < paths.size(); ++p) {
+        const float* qr = got[p].data() + t * vocab;
         LogSoftmax(qr, vocab, log_q);
         double kl = 0;
-        for (int64_t v = 0; v < vocab; ++v) {
-          kl += std::exp(log_p[v]) * (log_p[v] - log_q[v]);
-        }
+        for (int64_t v = 0; v < vocab; ++v) kl += p_ref[v] * (log_p[v] - log_q[v]);
         stats[p].kl.push_back(kl);
         stats[p].top1_agree +=
             (std::max_element(pr, pr + vocab) - pr) == (std::max_element(qr, qr + vocab) - qr);
       }
     }
+    for (Stats& st : stats) {
+      double sum = 0;
+      for (size_t t = st.kl.size() - static_cast<size_t>(positions); t < st.kl.size(); ++t) {
+        sum += st.kl[t];
+      }
+      const int64_t agree_before =
+          st.per_prompt.empty() ? 0 : st.per_prompt.back()["agree_total"].get<int64_t>();
+      st.per_prompt.push_back({{"id", prompts[i].id},
+                               {"positions", positions},
+                               {"mean_kl", sum / static_cast<double>(positions)},
+                               {"top1_agree", st.top1_agree - agree_before},
+                               {"agree_total", st.top1_agree}});
+    }
     if ((i + 1) % 10 == 0) std::fprintf(stderr, "%zu/%zu prompts\n", i + 1, prompts.size());
   }
 
   nlohmann::json out = {{"model", model_path},
+                        {"path_model", path_model_path.empty() ? model_path : path_model_path},
                         {"prompts", prompts_path},
                         {"prompts_used", prompts.size()},
                         {"threads", threads},
@@ -258,12 +296,20 @@ absl::Status Run(const std::string& model_path, const std::string& prompts_path,
 }  // namespace saferoute
 
 int main(int argc, char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {  // see the file comment
+    ::setenv("OMP_WAIT_POLICY", "passive", 1);
+    ::execv("/proc/self/exe", argv);
+    std::perror("precision_quality_bench: re-exec with OMP_WAIT_POLICY=passive");  // runs on
+  }
   CLI::App app("KL and top-1 agreement of the reduced-precision paths against fp32");
-  std::string model, prompts = "tests/data/smollm2/quant_kl_prompts.jsonl",
-                     reference = "tests/data/smollm2/llamacpp_quant_kl.json",
-                     paths = "bf16-native,int8", json;
+  std::string model, path_model, prompts = "tests/data/smollm2/quant_kl_prompts.jsonl",
+                                 reference = "tests/data/smollm2/llamacpp_quant_kl.json",
+                                 paths = "bf16-native,int8", json;
   int limit = 200, threads = 2;
   app.add_option("--model", model, "Model directory or .gguf file")->required();
+  app.add_option("--path-model", path_model,
+                 "Run the compared paths on this model instead (e.g. the Q8_0 GGUF of --model's "
+                 "weights, which the int8 path uses as stored); fp32 stays on --model");
   app.add_option("--prompts", prompts, "JSONL of {id, ids}")->capture_default_str();
   app.add_option("--reference", reference, "llama.cpp statistics per prompt ('' for none)")
       ->capture_default_str();
@@ -275,7 +321,7 @@ int main(int argc, char** argv) {
   app.add_option("--json", json, "Also write the JSON here");
   CLI11_PARSE(app, argc, argv);
   const absl::Status status =
-      saferoute::Run(model, prompts, reference, paths, limit, threads, json);
+      saferoute::Run(model, path_model, prompts, reference, paths, limit, threads, json);
   if (!status.ok()) {
     std::fprintf(stderr, "precision_quality_bench: %s\n", status.ToString().c_str());
     return 1;
