@@ -33,8 +33,9 @@ namespace saferoute {
 //         the CPU has bf16 units, else bf16-widened (the same products in fp32
 //         sgemm: bf16*bf16 is exact in fp32). Error vs HF fp32: kBf16*Tol;
 //         native vs widened: kNativeBf16*Tol (accumulation order only).
-//   int8: weights int8 per output channel, GEMM inputs int8 per row, s32
-//         accumulation, everything else fp32. Error: kInt8*Tol.
+//   int8: weights and GEMM inputs int8 in blocks of 32 along K, each with an
+//         f32 scale (Q8_0-like; a Q8_0 GGUF weight used as stored), exact s32
+//         block sums, everything else fp32 (cpu/q8_gemm.h). Error: kInt8*Tol.
 //   auto: the fastest path documented as guard-safe on this CPU (ChoosePath).
 using Precision = cpu::Precision;
 
