@@ -464,6 +464,32 @@ class FaultMatrixTest(ServiceTestBase):
     def expected_flag(self, policy, p_small):
         return {"fail_closed": True, "fail_open": False}.get(policy, p_small > 0.5)
 
+    def check_answers_under_fault(self, service, policy, fault):
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(
+                lambda i: service.moderate([f"{fault} {i}", f"{fault} again {i}"],
+                                           timeout=60, headers=self.DEADLINE),
+                range(6)))
+        elapsed = time.monotonic() - t0
+        for status, body in answers:
+            self.assertEqual(status, 200, body)
+            self.assertEqual(len(body["results"]), 2)
+            for result in body["results"]:
+                ext = result["saferoute"]
+                self.assertEqual(ext["decided_by"], "policy", ext)
+                self.assertEqual(ext["policy_applied"], policy, ext)
+                self.assertIsNone(ext["p_unsafe_large"], ext)
+                self.assertEqual(result["flagged"],
+                                 self.expected_flag(policy, ext["p_unsafe_small"]), ext)
+        # 12 inputs, 8 remote calls at a time, each <= 2 x 300 ms + backoff: a
+        # fault that outlives the remote's timeout shows as ~2 x 5 s here.
+        self.assertLess(elapsed, 6.0, f"{fault}: answers took {elapsed:.1f} s")
+        if fault == "refused":
+            # Readiness follows the policy: fail_closed blocks every
+            # escalation without the large guard; the others answer.
+            self.assertEqual(service.get("/readyz")[0], 503 if policy == "fail_closed" else 200)
+
     def run_matrix(self, policy, faults=FAULTS):
         remote = self.start_remote("vllm", p_unsafe=0.9, decode_text="unsafe\nS1")
         remote.trickle_interval_s = 0.05
@@ -477,32 +503,12 @@ class FaultMatrixTest(ServiceTestBase):
         for fault in faults:
             with self.subTest(policy=policy, fault=fault):
                 self.set_fault(remote, fault)
-                t0 = time.monotonic()
-                with concurrent.futures.ThreadPoolExecutor(6) as pool:
-                    answers = list(pool.map(
-                        lambda i: service.moderate([f"{fault} {i}", f"{fault} again {i}"],
-                                                   timeout=60, headers=self.DEADLINE),
-                        range(6)))
-                elapsed = time.monotonic() - t0
-                for status, body in answers:
-                    self.assertEqual(status, 200, body)
-                    self.assertEqual(len(body["results"]), 2)
-                    for result in body["results"]:
-                        ext = result["saferoute"]
-                        self.assertEqual(ext["decided_by"], "policy", ext)
-                        self.assertEqual(ext["policy_applied"], policy, ext)
-                        self.assertIsNone(ext["p_unsafe_large"], ext)
-                        self.assertEqual(result["flagged"],
-                                         self.expected_flag(policy, ext["p_unsafe_small"]), ext)
-                # 12 inputs, 8 remote calls at a time, each <= 2 x 300 ms + backoff: a
-                # fault that outlives the remote's timeout shows as ~2 x 5 s here.
-                self.assertLess(elapsed, 6.0, f"{fault}: answers took {elapsed:.1f} s")
-                if fault == "refused":
-                    # Readiness follows the policy: fail_closed blocks every
-                    # escalation without the large guard; the others answer.
-                    self.assertEqual(service.get("/readyz")[0],
-                                     503 if policy == "fail_closed" else 200)
-                self.clear_fault(remote, fault)
+                try:
+                    self.check_answers_under_fault(service, policy, fault)
+                finally:
+                    # Cleared even when a check failed: the next fault's
+                    # subtest starts from a working remote.
+                    self.clear_fault(remote, fault)
                 self.assertEqual(service.get("/readyz")[0], 200)
                 # Nothing is left stuck: the next input reaches the large guard.
                 status, body = service.moderate(f"after {fault}", headers=self.DEADLINE)
