@@ -12,7 +12,8 @@
 //   precision_quality_bench --model DIR|FILE.gguf [--path-model FILE.gguf]
 //       [--prompts tests/data/smollm2/quant_kl_prompts.jsonl]
 //       [--reference tests/data/smollm2/llamacpp_quant_kl.json]
-//       [--paths bf16-native,int8] [--limit N] [--threads 2] [--json out.json]
+//       [--paths bf16-native,int8,int8:bf16-native] [--limit N] [--threads 2]
+//       [--json out.json]
 //
 // Speed: OpenMP's idle workers busy-wait between parallel regions, and on a
 // shared 2-core machine (load 6) that made the engine runs ~20x slower
@@ -29,6 +30,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -126,8 +128,11 @@ struct PathRun {
   std::unique_ptr<cpu::LinearRunner> runner;
 };
 
+// `head_path`, if set, packs and runs the LM head on that path instead
+// (what a path with a higher-precision head would give).
 absl::StatusOr<PathRun> MakePathRun(const std::shared_ptr<const Model>& model, cpu::GemmPath path,
-                                    int threads) {
+                                    int threads,
+                                    std::optional<cpu::GemmPath> head_path = std::nullopt) {
   const ModelConfig& config = model->config();
   const TensorView& head = model->weights().lm_head;
   if (head.shape != std::vector<int64_t>{config.vocab_size, config.hidden_size}) {
@@ -142,9 +147,10 @@ absl::StatusOr<PathRun> MakePathRun(const std::shared_ptr<const Model>& model, c
   PathRun run;
   SR_ASSIGN_OR_RETURN(run.engine, Engine::Create(model, options));
   const cpu::WeightMatrix matrix{head.dtype, head.data, config.vocab_size, config.hidden_size};
+  const cpu::GemmPath head_on = head_path.value_or(path);
   SR_ASSIGN_OR_RETURN(
-      run.head, cpu::PackedLinear::Pack(path, {&matrix, 1}, cpu::DetectCpuSupport(), "lm_head"));
-  run.runner = std::make_unique<cpu::LinearRunner>(path, threads);
+      run.head, cpu::PackedLinear::Pack(head_on, {&matrix, 1}, cpu::DetectCpuSupport(), "lm_head"));
+  run.runner = std::make_unique<cpu::LinearRunner>(head_on, threads);
   return run;
 }
 
@@ -179,18 +185,30 @@ absl::Status Run(const std::string& model_path, const std::string& path_model_pa
     }
   }
   const int64_t vocab = model->config().vocab_size;
-  std::vector<cpu::GemmPath> paths;
+  // PATH, or PATH:HEAD_PATH (the LM head on another path, e.g. int8:bf16-native).
+  struct PathSpec {
+    std::string name;
+    cpu::GemmPath path;
+    std::optional<cpu::GemmPath> head;
+  };
+  std::vector<PathSpec> paths;
   for (absl::string_view name : absl::StrSplit(paths_text, ',')) {
-    const auto path = cpu::ParseGemmPath(std::string(name));
-    if (!path) return absl::InvalidArgumentError(absl::StrCat("--paths: '", name, "'?"));
-    paths.push_back(*path);
+    const std::vector<std::string> parts = absl::StrSplit(name, ':');
+    const auto path = cpu::ParseGemmPath(parts[0]);
+    const auto head = parts.size() == 2 ? cpu::ParseGemmPath(parts[1]) : std::nullopt;
+    if (!path || parts.size() > 2 || (parts.size() == 2 && !head)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--paths: '", name, "' is not PATH[:HEAD_PATH]"));
+    }
+    paths.push_back({std::string(name), *path, head});
   }
   SR_ASSIGN_OR_RETURN(PathRun fp32, MakePathRun(model, cpu::GemmPath::kFp32, threads));
   std::vector<PathRun> runs;
   std::vector<Stats> stats(paths.size());
   for (size_t p = 0; p < paths.size(); ++p) {
     const double start = Now();
-    SR_ASSIGN_OR_RETURN(PathRun run, MakePathRun(path_model, paths[p], threads));
+    SR_ASSIGN_OR_RETURN(PathRun run,
+                        MakePathRun(path_model, paths[p].path, threads, paths[p].head));
     stats[p].prepare_seconds = Now() - start;
     std::fprintf(stderr, "%s\n", run.engine->path_description().c_str());
     runs.push_back(std::move(run));
@@ -244,16 +262,54 @@ absl::Status Run(const std::string& model_path, const std::string& path_model_pa
                         {"cpu", cpu::DetectCpuSupport().isa},
                         {"load_average_before", load_before},
                         {"load_average_after", LoadAverage()}};
+  // The longest token prefix every prompt starts with.
+  size_t common_prefix = prompts.empty() ? 0 : prompts[0].ids.size();
+  for (const Prompt& prompt : prompts) {
+    size_t same = 0;
+    while (same < std::min(common_prefix, prompt.ids.size()) &&
+           prompt.ids[same] == prompts[0].ids[same]) {
+      ++same;
+    }
+    common_prefix = same;
+  }
   std::printf("%-22s %9s %10s %10s %10s %10s %8s\n", "path", "positions", "mean KL", "median",
               "p99", "max", "top-1");
   for (size_t p = 0; p < paths.size(); ++p) {
     nlohmann::json s = stats[p].ToJson();
+    // The prompts share a chat-template prefix (the system prompt): its
+    // positions are the same computation in every prompt, one sample counted
+    // once per prompt, and a single unlucky position there moves every
+    // prompt's mean alike. Reported apart: its KL summed once, and the mean
+    // over the positions after it.
+    double prefix_sum = 0, rest_sum = 0;
+    int64_t rest_positions = 0;
+    for (size_t i = 0, at = 0; i < prompts.size(); at += prompts[i].ids.size(), ++i) {
+      for (size_t t = 0; t < prompts[i].ids.size(); ++t) {
+        const double kl = stats[p].kl[at + t];
+        if (t >= common_prefix) {
+          rest_sum += kl;
+          ++rest_positions;
+        } else if (i == 0) {
+          prefix_sum += kl;
+        }
+      }
+    }
+    s["shared_prefix_positions"] = common_prefix;
+    s["shared_prefix_kl_sum"] = prefix_sum;
+    s["after_prefix_positions"] = rest_positions;
+    s["after_prefix_mean_kl"] = rest_positions > 0 ? rest_sum / rest_positions : 0.0;
+
     s["description"] = runs[p].engine->path_description();
-    std::printf("%-22s %9lld %10.5f %10.5f %10.4f %10.4f %7.2f%%\n", cpu::GemmPathName(paths[p]),
+    std::printf("%-22s %9lld %10.5f %10.5f %10.4f %10.4f %7.2f%%\n", paths[p].name.c_str(),
                 static_cast<long long>(s["positions"].get<int64_t>()), s["mean_kl"].get<double>(),
                 s["median_kl"].get<double>(), s["p99_kl"].get<double>(), s["max_kl"].get<double>(),
                 100 * s["top1_agreement"].get<double>());
-    out["paths"][cpu::GemmPathName(paths[p])] = s;
+    std::printf(
+        "%-22s shared prefix (%zu positions, counted once): KL sum %.4f; after it: %lld "
+        "positions, mean KL %.5f\n",
+        "", common_prefix, prefix_sum, static_cast<long long>(rest_positions),
+        s["after_prefix_mean_kl"].get<double>());
+    out["paths"][paths[p].name] = s;
   }
   // llama.cpp Q8_0 over the same prompts (its per-prompt statistics).
   if (!reference_path.empty()) {
@@ -313,7 +369,9 @@ int main(int argc, char** argv) {
   app.add_option("--prompts", prompts, "JSONL of {id, ids}")->capture_default_str();
   app.add_option("--reference", reference, "llama.cpp statistics per prompt ('' for none)")
       ->capture_default_str();
-  app.add_option("--paths", paths, "GEMM paths to compare with fp32")->capture_default_str();
+  app.add_option("--paths", paths,
+                 "GEMM paths to compare with fp32; PATH:HEAD_PATH runs the LM head on HEAD_PATH")
+      ->capture_default_str();
   app.add_option("--limit", limit, "Use the first N prompts")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
