@@ -122,7 +122,11 @@ SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, int64_t m0, int64_t
     __m512i acc[MR][NR];
     const int8_t* wq[NR];
     for (int j = 0; j < NR; ++j) {
-      const __m512i offset = _mm512_loadu_si512(a.w->offsets(t0 + j, b));
+      // -128 * block sum: the s32 sum of the u8 activations (q + 128) starts there.
+      const __m512i offset = _mm512_slli_epi32(
+          _mm512_cvtepi16_epi32(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w->neg_sums(t0 + j, b)))),
+          7);
       for (int i = 0; i < MR; ++i) acc[i][j] = offset;
       wq[j] = a.w->quants(t0 + j, b);
     }
@@ -165,8 +169,9 @@ struct DotAvxVnni {
   static SR_TARGET_AVX_VNNI __m256i Dot(__m256i acc, __m256i x, __m256i w) {
     return _mm256_dpbusd_avx_epi32(acc, x, w);
   }
-  static SR_TARGET_AVX_VNNI __m256i Init(const int32_t* offset) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset));
+  static SR_TARGET_AVX_VNNI __m256i Init(const int16_t* neg_sums) {  // -128 * sums
+    return _mm256_slli_epi32(
+        _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(neg_sums))), 7);
   }
 };
 struct DotAvx2 {
@@ -175,7 +180,7 @@ struct DotAvx2 {
     const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
-  static SR_TARGET_AVX2 __m256i Init(const int32_t*) { return _mm256_setzero_si256(); }
+  static SR_TARGET_AVX2 __m256i Init(const int16_t*) { return _mm256_setzero_si256(); }
 };
 
 // ymm kernels: one tile (two 8-column halves) of rows m0 .. m0+MR, blocks
@@ -197,10 +202,10 @@ struct DotAvx2 {
     }                                                                                              \
     for (int64_t b = b0; b < b1; ++b) {                                                            \
       __m256i acc[MR][2];                                                                          \
-      const int32_t* offset = a.w->offsets(t, b);                                                  \
+      const int16_t* neg_sums = a.w->neg_sums(t, b);                                               \
       for (int i = 0; i < MR; ++i) {                                                               \
-        acc[i][0] = Ops::Init(offset);                                                             \
-        acc[i][1] = Ops::Init(offset + 8);                                                         \
+        acc[i][0] = Ops::Init(neg_sums);                                                           \
+        acc[i][1] = Ops::Init(neg_sums + 8);                                                       \
       }                                                                                            \
       const int8_t* wq = a.w->quants(t, b);                                                        \
       const int8_t* x = a.xq + m0 * ldq + b * kQ8Block;                                            \
@@ -342,7 +347,7 @@ void Q8Weights::SetColumn(int64_t n, const int8_t* q, const float* scale) {
       sum += v;
     }
     scales_[(t * kb_ + b) * kTile + lane] = scale[b];
-    offsets_[(t * kb_ + b) * kTile + lane] = -128 * sum;
+    neg_sums_[(t * kb_ + b) * kTile + lane] = static_cast<int16_t>(-sum);
   }
 }
 
@@ -365,7 +370,7 @@ absl::StatusOr<Q8Weights> Q8Weights::Pack(std::span<const WeightMatrix> parts,
   const auto tile_blocks = static_cast<size_t>(packed.tiles_ * packed.kb_);
   packed.quants_.assign(tile_blocks * kTileBlockBytes, 0);
   packed.scales_.assign(tile_blocks * kTile, 0.0f);
-  packed.offsets_.assign(tile_blocks * kTile, 0);
+  packed.neg_sums_.assign(tile_blocks * kTile, 0);
 
   const int64_t kb = packed.kb_, k = packed.k_;
   for (int64_t row0 = 0; const WeightMatrix& w : parts) {

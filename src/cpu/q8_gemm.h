@@ -28,8 +28,8 @@
 // Weight layout (packed once): columns in tiles of 16, K padded to whole
 // blocks (zeros). For tile t and block b, 512 bytes [8 groups of 4 k][16
 // columns][4 k] (one zmm per group: lane n holds k 4g..4g+3 of column n), a
-// scale [16] and a VNNI offset [16]. The threads share the tiles (three of
-// them per micro-kernel call), K in chunks whose weights stay in L1.
+// scale [16] and the negated block sums [16] (int16: |sum| <= 32 * 127). The threads share the
+// tiles (three of them per micro-kernel call), K in chunks whose weights stay in L1.
 #ifndef SAFEROUTE_CPU_Q8_GEMM_H_
 #define SAFEROUTE_CPU_Q8_GEMM_H_
 
@@ -79,16 +79,17 @@ class Q8Weights {
   int64_t blocks() const { return kb_; }
   int64_t tiles() const { return tiles_; }
   size_t bytes() const {
-    return quants_.size() + scales_.size() * sizeof(float) + offsets_.size() * sizeof(int32_t);
+    return quants_.size() + scales_.size() * sizeof(float) + neg_sums_.size() * sizeof(int16_t);
   }
 
-  // Tile t, block b: 512 quants, 16 scales, 16 offsets (-128 * block sum).
+  // Tile t, block b: 512 quants, 16 scales, 16 negated block sums (VNNI's u8
+  // activations q + 128 add 128 * sum to each block's s32 sum).
   const int8_t* quants(int64_t t, int64_t b) const {
     return quants_.data() + (t * kb_ + b) * kTileBlockBytes;
   }
   const float* scales(int64_t t, int64_t b) const { return scales_.data() + (t * kb_ + b) * kTile; }
-  const int32_t* offsets(int64_t t, int64_t b) const {
-    return offsets_.data() + (t * kb_ + b) * kTile;
+  const int16_t* neg_sums(int64_t t, int64_t b) const {
+    return neg_sums_.data() + (t * kb_ + b) * kTile;
   }
 
   // The stored value of W[n, k] (quant and its block's scale), for tests.
@@ -98,9 +99,9 @@ class Q8Weights {
  private:
   void SetColumn(int64_t n, const int8_t* q, const float* scale);  // q [kb * 32], scale [kb]
   int64_t n_ = 0, k_ = 0, kb_ = 0, tiles_ = 0;
-  std::vector<int8_t> quants_;    // [tiles][kb][8][16][4]
-  std::vector<float> scales_;     // [tiles][kb][16]
-  std::vector<int32_t> offsets_;  // [tiles][kb][16]
+  std::vector<int8_t> quants_;     // [tiles][kb][8][16][4]
+  std::vector<float> scales_;      // [tiles][kb][16]
+  std::vector<int16_t> neg_sums_;  // [tiles][kb][16]
 };
 
 // Runs the product on one kernel variant with its own scratch (grown, never
