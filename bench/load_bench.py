@@ -194,6 +194,14 @@ def metric_means_ms(before, after):
               "small_queue": ("saferoute_stage_latency_seconds", '{stage="small_queue"}'),
               "router": ("saferoute_stage_latency_seconds", '{stage="router"}'),
               "large": ("saferoute_stage_latency_seconds", '{stage="large"}'),
+              # Inside the small guard's time: its phases (the batch's prefill
+              # and category decode each input ran in).
+              "small_tokenize": ("saferoute_guard_phase_seconds",
+                                 '{stage="small",phase="tokenize"}'),
+              "small_forward": ("saferoute_guard_phase_seconds",
+                                '{stage="small",phase="forward"}'),
+              "small_decode": ("saferoute_guard_phase_seconds",
+                               '{stage="small",phase="decode"}'),
               "http_handler": ("saferoute_http_request_duration_seconds",
                                '{route="/v1/moderations"}')}
     means = {}

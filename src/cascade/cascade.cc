@@ -293,6 +293,7 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
     d.latency.small_queue_ms = small.queue_ms;
     d.latency.small_ms = small.guard_ms;
     observer.OnStage(CascadeStage::kSmall, small.queue_ms, small.guard_ms);
+    observer.OnGuardPhases(CascadeStage::kSmall, verdict.timings);
 
     d.router_threshold = base_threshold;
     if (router == nullptr) {
@@ -368,6 +369,7 @@ absl::StatusOr<std::vector<CascadeDecision>> Cascade::Decide(
           error = std::string(large.verdict.status().message());
         } else {
           observer.OnStage(CascadeStage::kLarge, large.queue_ms, large.guard_ms);
+          observer.OnGuardPhases(CascadeStage::kLarge, large.verdict->timings);
           d.decided_by = DecidedBy::kLarge;
           d.p_unsafe_large = large.verdict->p_unsafe;
           d.p_unsafe = large.verdict->p_unsafe;

@@ -98,6 +98,10 @@ class CascadeObserver {
   // An input came back from a guard stage: time queued, and the guard call's
   // duration when the guard answered it (not when it failed).
   virtual void OnStage(CascadeStage stage, double queue_ms, std::optional<double> guard_ms) {}
+  // Where a guard's answer to one input spent its time (GuardVerdict::timings:
+  // tokenize, the forward pass and the category decode, the last two of the
+  // whole batch the input ran in); guards that do not measure report zeros.
+  virtual void OnGuardPhases(CascadeStage stage, const GuardTimings& timings) {}
   // The routing of one input: its router score and the router's time (both
   // empty without a router) and the reason (CascadeDecision::routing_reason).
   virtual void OnRouting(std::optional<float> score, std::optional<double> router_ms,

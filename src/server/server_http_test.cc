@@ -575,7 +575,9 @@ TEST(ServerHttp, GracefulStopDrainsInFlightRequests) {
 
 TEST(ServerHttp, MetricsExposition) {
   Harness h;
-  ASSERT_EQ(h.Post("/v1/moderations", R"({"input":["a p=0.9","b r=0.8"]})").status, 200);
+  ASSERT_EQ(
+      h.Post("/v1/moderations", R"({"input":["a p=0.9 fwd=250 dec=40","b r=0.8 fwd=250"]})").status,
+      200);
   ASSERT_EQ(h.Post("/v1/moderations", "oops").status, 400);
   Harness::Reply m = h.Get("/metrics");
   ASSERT_EQ(m.status, 200);
@@ -584,7 +586,7 @@ TEST(ServerHttp, MetricsExposition) {
        {"saferoute_http_requests_total", "saferoute_stage_latency_seconds", "saferoute_queue_depth",
         "saferoute_batch_size", "saferoute_escalation_share", "saferoute_routing_decisions_total",
         "saferoute_shadow_samples_total", "saferoute_failure_policy_total",
-        "saferoute_router_score"}) {
+        "saferoute_router_score", "saferoute_guard_phase_seconds"}) {
     EXPECT_NE(text.find(absl::StrCat("# HELP ", family, " ")), std::string::npos) << family;
     EXPECT_NE(text.find(absl::StrCat("# TYPE ", family, " ")), std::string::npos) << family;
   }
@@ -600,6 +602,14 @@ TEST(ServerHttp, MetricsExposition) {
   EXPECT_NE(text.find("saferoute_stage_latency_seconds_count{stage=\"small\"} 2"),
             std::string::npos);
   EXPECT_NE(text.find("saferoute_escalation_share 0.5\n"), std::string::npos);
+  // The small guard's phases, per input: 250 ms forward each, 40 ms decode for one.
+  EXPECT_NE(text.find("saferoute_guard_phase_seconds_sum{stage=\"small\",phase=\"forward\"} 0.5\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("saferoute_guard_phase_seconds_sum{stage=\"small\",phase=\"decode\"} 0.04\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("saferoute_guard_phase_seconds_count{stage=\"small\",phase=\"decode\"} 2\n"),
+            std::string::npos);
   // Every sample line is "name{labels} value" or "name value", ending in a newline.
   EXPECT_EQ(text.back(), '\n');
   // For the Python parser check (ctest label e2e): dump the text if asked.

@@ -15,6 +15,11 @@ ServiceMetrics::ServiceMetrics() {
   m.AddHistogram("saferoute_stage_latency_seconds",
                  "Per-input latency of each cascade stage (queue waits separate).",
                  kLatencyBucketsSeconds, {"stage"});
+  m.AddHistogram("saferoute_guard_phase_seconds",
+                 "Per-input time of a guard's answer by phase: tokenize, forward (the "
+                 "prefill of the batch the input ran in) and decode (the batch's category "
+                 "decode; 0 for inputs without one). Guards that do not measure report 0.",
+                 kLatencyBucketsSeconds, {"stage", "phase"});
   m.AddHistogram("saferoute_batch_size", "Inputs per Guard::Classify call.",
                  {1, 2, 4, 8, 16, 32, 64}, {"guard"});
   m.AddHistogram("saferoute_router_score", "Router scores (probability the input is hard).",
@@ -76,6 +81,13 @@ void ServiceMetrics::OnStage(CascadeStage stage, double queue_ms, std::optional<
   const std::string name(CascadeStageName(stage));
   registry_.Observe("saferoute_stage_latency_seconds", {name + "_queue"}, queue_ms / 1e3);
   if (guard_ms) registry_.Observe("saferoute_stage_latency_seconds", {name}, *guard_ms / 1e3);
+}
+
+void ServiceMetrics::OnGuardPhases(CascadeStage stage, const GuardTimings& timings) {
+  const std::string name(CascadeStageName(stage));
+  registry_.Observe("saferoute_guard_phase_seconds", {name, "tokenize"}, timings.tokenize_ms / 1e3);
+  registry_.Observe("saferoute_guard_phase_seconds", {name, "forward"}, timings.forward_ms / 1e3);
+  registry_.Observe("saferoute_guard_phase_seconds", {name, "decode"}, timings.decode_ms / 1e3);
 }
 
 void ServiceMetrics::OnRouting(std::optional<float> score, std::optional<double> router_ms,

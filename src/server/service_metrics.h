@@ -20,6 +20,7 @@ class ServiceMetrics final : public CascadeObserver, public RemoteGuardObserver 
   MetricsRegistry& registry() { return registry_; }
 
   void OnStage(CascadeStage stage, double queue_ms, std::optional<double> guard_ms) override;
+  void OnGuardPhases(CascadeStage stage, const GuardTimings& timings) override;
   void OnRouting(std::optional<float> score, std::optional<double> router_ms,
                  absl::string_view reason) override;
   void OnEscalationShare(double since_start, std::optional<double> window) override;

@@ -3,7 +3,8 @@
 //
 // FakeGuard reads its verdict from the prompt text (the last user/assistant
 // turn for conversations): tokens "p=0.9" (p_unsafe), "r=0.7" (the feature,
-// so the router score), "c=S1,S10" (categories). Defaults: p=0.1, r=0.
+// so the router score), "c=S1,S10" (categories), "fwd=250" and "dec=40"
+// (timings.forward_ms / decode_ms). Defaults: p=0.1, r=0, no time.
 // A guard built with own_p_key "lp" reads "lp=" first (the large guard).
 #ifndef SAFEROUTE_CASCADE_TESTING_FAKE_GUARDS_H_
 #define SAFEROUTE_CASCADE_TESTING_FAKE_GUARDS_H_
@@ -123,6 +124,9 @@ class FakeGuard : public Guard {
         v.feature[0] = std::strtof(Field(text, "r", "0").c_str(), nullptr);
       }
       v.n_tokens = n_words;
+      // "fwd=250" / "dec=40": the timings a LocalGuard would measure (ms).
+      v.timings.forward_ms = std::strtod(Field(text, "fwd", "0").c_str(), nullptr);
+      v.timings.decode_ms = std::strtod(Field(text, "dec", "0").c_str(), nullptr);
       out.push_back(std::move(v));
     }
     return out;
