@@ -85,6 +85,9 @@ void MappedFile::Advise(AccessHint hint, size_t offset, size_t length) const {
     case AccessHint::kWillNeed:
       advice = MADV_WILLNEED;
       break;
+    case AccessHint::kDontNeed:
+      advice = MADV_DONTNEED;
+      break;
   }
   // A hint only: failure changes performance, never results.
   (void)::madvise(const_cast<std::byte*>(data_) + aligned, length, advice);

@@ -21,6 +21,8 @@ enum class AccessHint {
   kSequential,  // read once front to back (parsing, hashing)
   kRandom,      // weights read by layer in forward order, many times
   kWillNeed,    // prefetch now (small files, or to warm up before serving)
+  kDontNeed,    // read, not needed again: the mapping drops its pages (they stay in the
+                // page cache; the mapping is read-only, so a later read faults them back in)
 };
 
 class MappedFile {
