@@ -213,7 +213,9 @@ TEST(Q8Gemm, BestIsaFollowsOneDnnCap) {
   if (CpuRunsQ8Isa(Q8Isa::kAvx512Vnni)) {
     EXPECT_EQ(BestQ8Isa("avx512_core_bf16"), Q8Isa::kAvx512Vnni);
   }
-  if (CpuRunsQ8Isa(Q8Isa::kAvxVnni)) EXPECT_EQ(BestQ8Isa("avx2_vnni"), Q8Isa::kAvxVnni);
+  if (CpuRunsQ8Isa(Q8Isa::kAvxVnni)) {
+    EXPECT_EQ(BestQ8Isa("avx2_vnni"), Q8Isa::kAvxVnni);
+  }
 }
 
 }  // namespace
