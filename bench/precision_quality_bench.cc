@@ -12,7 +12,7 @@
 //   precision_quality_bench --model DIR|FILE.gguf [--path-model FILE.gguf]
 //       [--prompts tests/data/smollm2/quant_kl_prompts.jsonl]
 //       [--reference tests/data/smollm2/llamacpp_quant_kl.json]
-//       [--paths bf16-native,int8,int8:bf16-native] [--limit N] [--threads 2]
+//       [--paths bf16-native,int8,int8:int8] [--limit N] [--threads 2]
 //       [--json out.json]
 //
 // Speed: OpenMP's idle workers busy-wait between parallel regions, and on a
@@ -128,8 +128,9 @@ struct PathRun {
   std::unique_ptr<cpu::LinearRunner> runner;
 };
 
-// `head_path`, if set, packs and runs the LM head on that path instead
-// (what a path with a higher-precision head would give).
+// `head_path`, if set, packs and runs the LM head on that path instead of
+// the engine's (cpu::HeadPath: int8's head runs on bf16), e.g. int8:int8 for
+// an int8 head.
 absl::StatusOr<PathRun> MakePathRun(const std::shared_ptr<const Model>& model, cpu::GemmPath path,
                                     int threads,
                                     std::optional<cpu::GemmPath> head_path = std::nullopt) {
@@ -147,7 +148,7 @@ absl::StatusOr<PathRun> MakePathRun(const std::shared_ptr<const Model>& model, c
   PathRun run;
   SR_ASSIGN_OR_RETURN(run.engine, Engine::Create(model, options));
   const cpu::WeightMatrix matrix{head.dtype, head.data, config.vocab_size, config.hidden_size};
-  const cpu::GemmPath head_on = head_path.value_or(path);
+  const cpu::GemmPath head_on = head_path.value_or(cpu::HeadPath(path, cpu::DetectCpuSupport()));
   SR_ASSIGN_OR_RETURN(
       run.head, cpu::PackedLinear::Pack(head_on, {&matrix, 1}, cpu::DetectCpuSupport(), "lm_head"));
   run.runner = std::make_unique<cpu::LinearRunner>(head_on, threads);

@@ -22,7 +22,8 @@
 //                 activations in blocks of 32 along K, each with an f32
 //                 scale (GGML's Q8_0; a Q8_0 GGUF weight is used as stored),
 //                 s32 block sums (AVX512-VNNI, AVX-VNNI or AVX2), scaled and
-//                 summed in f32. What `--precision int8` runs.
+//                 summed in f32. What `--precision int8` runs; its LM head
+//                 (full-vocabulary logits) runs on bf16 (HeadPath).
 //   int8-rows     oneDNN s8 x s8 -> s32 matmul (AMX-INT8, AVX512-VNNI,
 //                 AVX-VNNI, or AVX2/AVX512 without VNNI with 7-bit weights);
 //                 weights per output channel, activations per row, both
@@ -97,6 +98,14 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
 // bf16-widened -> fp32 (it multiplies in fp32 sgemm); int8 -> int8-rows
 // (oneDNN's int8 matmul) where oneDNN has one; any other path -> itself.
 GemmPath PeakPath(GemmPath path, const CpuSupport& support);
+
+// The path a model's LM head runs on for full-vocabulary logits (a guard's
+// verdict logits are computed from fp32 head rows on every path): the path
+// itself, except int8, whose head runs on bf16 (bf16-native where the CPU
+// has bf16 units, else bf16-widened). Measured on SmolLM2-135M (200 prompts,
+// see ChoosePath): an int8 head is the largest single share of int8's KL
+// (0.00586 with it, 0.00520 with a bf16 one; llama.cpp Q8_0 0.00540).
+GemmPath HeadPath(GemmPath path, const CpuSupport& support);
 
 // The implementation a path runs: "oneDNN brg:avx512_core_bf16", ...
 std::string PathImplementation(GemmPath path, const CpuSupport& support);

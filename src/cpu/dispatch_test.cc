@@ -86,6 +86,11 @@ TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
   EXPECT_EQ(PeakPath(GemmPath::kInt8, no_int8), GemmPath::kInt8);
   EXPECT_EQ(PeakPath(GemmPath::kBf16Widened, bf16_cpu), GemmPath::kFp32);
   EXPECT_EQ(PeakPath(GemmPath::kBf16Native, bf16_cpu), GemmPath::kBf16Native);
+  // The LM head: int8's on bf16; every other path's on itself.
+  EXPECT_EQ(HeadPath(GemmPath::kInt8, bf16_cpu), GemmPath::kBf16Native);
+  EXPECT_EQ(HeadPath(GemmPath::kInt8, avx2_cpu), GemmPath::kBf16Widened);
+  EXPECT_EQ(HeadPath(GemmPath::kInt8Rows, avx2_cpu), GemmPath::kInt8Rows);
+  EXPECT_EQ(HeadPath(GemmPath::kFp32, bf16_cpu), GemmPath::kFp32);
   for (GemmPath path : {GemmPath::kFp32, GemmPath::kBf16Widened, GemmPath::kBf16Native,
                         GemmPath::kInt8, GemmPath::kInt8Rows}) {
     EXPECT_EQ(ParseGemmPath(GemmPathName(path)), path);

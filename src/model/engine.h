@@ -35,7 +35,8 @@ namespace saferoute {
 //         native vs widened: kNativeBf16*Tol (accumulation order only).
 //   int8: weights and GEMM inputs int8 in blocks of 32 along K, each with an
 //         f32 scale (Q8_0-like; a Q8_0 GGUF weight used as stored), exact s32
-//         block sums, everything else fp32 (cpu/q8_gemm.h). Error: kInt8*Tol.
+//         block sums, everything else fp32 (cpu/q8_gemm.h); the LM head's
+//         full-vocabulary logits on bf16 (cpu::HeadPath). Error: kInt8*Tol.
 //   auto: the fastest path documented as guard-safe on this CPU (ChoosePath).
 using Precision = cpu::Precision;
 

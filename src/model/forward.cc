@@ -132,7 +132,8 @@ CpuForward::CpuForward(const Model& model, const EngineOptions& options, int num
       qkv_width_((n_heads_ + 2 * n_kv_) * d_),
       eps_(static_cast<float>(config_.rms_norm_eps)),
       attn_scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)))),
-      gemm_(path, num_threads) {
+      gemm_(path, num_threads),
+      head_gemm_(cpu::HeadPath(path, cpu::DetectCpuSupport()), num_threads) {
   (void)options;
 }
 
@@ -164,11 +165,11 @@ absl::Status CpuForward::Prepare(const Model& model) {
   const cpu::CpuSupport& support = cpu::DetectCpuSupport();
   // Packs `parts` for the path; on the native paths the checkpoint's pages of
   // those weights are then released (the packed copy replaces them).
-  auto pack = [&](std::initializer_list<cpu::WeightMatrix> parts,
-                  const std::string& name) -> absl::StatusOr<cpu::PackedLinear> {
+  auto pack = [&](std::initializer_list<cpu::WeightMatrix> parts, const std::string& name,
+                  cpu::GemmPath on) -> absl::StatusOr<cpu::PackedLinear> {
     SR_ASSIGN_OR_RETURN(cpu::PackedLinear packed,
-                        cpu::PackedLinear::Pack(path, std::vector<cpu::WeightMatrix>(parts),
-                                                support, "engine: " + name));
+                        cpu::PackedLinear::Pack(on, std::vector<cpu::WeightMatrix>(parts), support,
+                                                "engine: " + name));
     packed.ReleaseSourcePages();
     return packed;
   };
@@ -190,17 +191,17 @@ absl::Status CpuForward::Prepare(const Model& model) {
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_gate, Matrix(w.w_gate, ffn_, h_, at + "w_gate"));
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_up, Matrix(w.w_up, ffn_, h_, at + "w_up"));
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_down, Matrix(w.w_down, h_, ffn_, at + "w_down"));
-    SR_ASSIGN_OR_RETURN(p.qkv, pack({wq, wk, wv}, at + "wq|wk|wv"));
-    SR_ASSIGN_OR_RETURN(p.wo, pack({wo}, at + "wo"));
-    SR_ASSIGN_OR_RETURN(p.gate_up, pack({w_gate, w_up}, at + "w_gate|w_up"));
-    SR_ASSIGN_OR_RETURN(p.down, pack({w_down}, at + "w_down"));
+    SR_ASSIGN_OR_RETURN(p.qkv, pack({wq, wk, wv}, at + "wq|wk|wv", path));
+    SR_ASSIGN_OR_RETURN(p.wo, pack({wo}, at + "wo", path));
+    SR_ASSIGN_OR_RETURN(p.gate_up, pack({w_gate, w_up}, at + "w_gate|w_up", path));
+    SR_ASSIGN_OR_RETURN(p.down, pack({w_down}, at + "w_down", path));
   }
   SR_ASSIGN_OR_RETURN(output_norm_, Gain(weights_.output_norm, h_, "output_norm"));
   SR_ASSIGN_OR_RETURN(token_embd_, Matrix(weights_.token_embd, vocab_, h_, "token_embd"));
   SR_ASSIGN_OR_RETURN(lm_head_, Matrix(weights_.lm_head, vocab_, h_, "lm_head"));
   // With tied embeddings the released pages are the embedding table's too:
   // a lookup faults in the few rows it reads.
-  SR_ASSIGN_OR_RETURN(lm_head_packed_, pack({lm_head_}, "lm_head"));
+  SR_ASSIGN_OR_RETURN(lm_head_packed_, pack({lm_head_}, "lm_head", head_gemm_.path()));
   (void)model;
   return absl::OkStatus();
 }
@@ -441,7 +442,7 @@ void CpuForward::SelectedLogits(const float* hidden, int64_t rows, std::span<con
 }
 
 absl::Status CpuForward::FullLogits(const float* hidden, int64_t rows, float* logits) {
-  return gemm_.Run(hidden, rows, h_, lm_head_packed_, logits, vocab_, false);
+  return head_gemm_.Run(hidden, rows, h_, lm_head_packed_, logits, vocab_, false);
 }
 
 absl::Status CpuForward::LogSumExp(const float* hidden, int64_t rows, float* out, int32_t* argmax) {

@@ -101,9 +101,10 @@ class CpuForward {
   int64_t qkv_width_;  // nH*d + 2*nKV*d: one row of q|k|v
   float eps_, attn_scale_;
   cpu::LinearRunner gemm_;
+  cpu::LinearRunner head_gemm_;  // full logits, on cpu::HeadPath (int8: bf16)
   cpu::RopeTable rope_;
   cpu::WeightMatrix token_embd_, lm_head_;  // checkpoint views (rows read on demand)
-  cpu::PackedLinear lm_head_packed_;        // for full logits
+  cpu::PackedLinear lm_head_packed_;        // for full logits, on head_gemm_'s path
   struct LayerPlan {
     std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;  // widened gains
     cpu::PackedLinear qkv;                                   // [Wq|Wk|Wv]   [nH*d + 2*nKV*d, H]
