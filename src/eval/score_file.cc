@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <unordered_map>
 
 #include "absl/strings/ascii.h"
@@ -82,8 +83,11 @@ absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::str
   SR_RETURN_IF_ERROR(number("logit_unsafe", false, false, &r.logit_unsafe));
   double n_tokens = 0;
   SR_RETURN_IF_ERROR(number("n_tokens", false, false, &n_tokens));
-  if (n_tokens < 0 || n_tokens != std::floor(n_tokens)) {
-    return LineError(path, line, "field 'n_tokens' is not a non-negative integer");
+  // Above 2^53 a double no longer holds every integer, and past int64 the
+  // cast below would be undefined.
+  constexpr double kMaxTokens = 9007199254740992.0;  // 2^53
+  if (n_tokens < 0 || n_tokens != std::floor(n_tokens) || n_tokens > kMaxTokens) {
+    return LineError(path, line, "field 'n_tokens' is not an integer in [0, 2^53]");
   }
   r.n_tokens = static_cast<int64_t>(n_tokens);
   SR_RETURN_IF_ERROR(number("latency_ms", false, false, &r.latency_ms));
@@ -145,8 +149,10 @@ absl::StatusOr<ScoreMeta> ParseScoreMeta(std::string_view text, const std::strin
       meta.fingerprint = j["fingerprint"].get<std::string>();
     }
     if (j.contains("feature_dim")) {
-      if (!j["feature_dim"].is_number_integer() || j["feature_dim"].get<int64_t>() < 0) {
-        return field_error("feature_dim", "is not a non-negative integer");
+      // An int: larger values would be cut silently.
+      if (!j["feature_dim"].is_number_integer() || j["feature_dim"].get<int64_t>() < 0 ||
+          j["feature_dim"].get<int64_t>() > std::numeric_limits<int>::max()) {
+        return field_error("feature_dim", "is not an integer in [0, 2147483647]");
       }
       meta.feature_dim = j["feature_dim"].get<int>();
     }
