@@ -87,7 +87,7 @@ absl::StatusOr<ScoreRecord> ParseScoreLine(std::string_view text, const std::str
   // cast below would be undefined.
   constexpr double kMaxTokens = 9007199254740992.0;  // 2^53
   if (n_tokens < 0 || n_tokens != std::floor(n_tokens) || n_tokens > kMaxTokens) {
-    return LineError(path, line, "field 'n_tokens' is not an integer in [0, 2^53]");
+    return LineError(path, line, "field 'n_tokens' is not a non-negative integer (at most 2^53)");
   }
   r.n_tokens = static_cast<int64_t>(n_tokens);
   SR_RETURN_IF_ERROR(number("latency_ms", false, false, &r.latency_ms));
@@ -152,7 +152,7 @@ absl::StatusOr<ScoreMeta> ParseScoreMeta(std::string_view text, const std::strin
       // An int: larger values would be cut silently.
       if (!j["feature_dim"].is_number_integer() || j["feature_dim"].get<int64_t>() < 0 ||
           j["feature_dim"].get<int64_t>() > std::numeric_limits<int>::max()) {
-        return field_error("feature_dim", "is not an integer in [0, 2147483647]");
+        return field_error("feature_dim", "is not a non-negative integer (at most 2147483647)");
       }
       meta.feature_dim = j["feature_dim"].get<int>();
     }

@@ -280,7 +280,8 @@ TEST(ScoreFileTest, OutOfRangeIntegersAreRefused) {
     auto parsed = with_tokens(bad);
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_THAT(parsed.status().message(), HasSubstr("scores.jsonl:1"));
-    EXPECT_THAT(parsed.status().message(), HasSubstr("'n_tokens' is not an integer in [0, 2^53]"));
+    EXPECT_THAT(parsed.status().message(),
+                HasSubstr("'n_tokens' is not a non-negative integer (at most 2^53)"));
   }
   const std::string meta = R"({"guard":"tiny","feature_dim":D})";
   auto with_dim = [&](const std::string& d) {
@@ -293,7 +294,8 @@ TEST(ScoreFileTest, OutOfRangeIntegersAreRefused) {
     auto parsed = with_dim(bad);
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_THAT(parsed.status().message(), HasSubstr("feature_dim"));
-    EXPECT_THAT(parsed.status().message(), HasSubstr("is not an integer in [0, 2147483647]"));
+    EXPECT_THAT(parsed.status().message(),
+                HasSubstr("is not a non-negative integer (at most 2147483647)"));
   }
 }
 
