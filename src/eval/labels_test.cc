@@ -1,5 +1,6 @@
 #include "eval/labels.h"
 
+#include "eval/score_file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -96,10 +97,42 @@ TEST(ScoreFileTest, RoundTripAndHostileRows) {
             "s.jsonl:7: field 'n_tokens' is not a non-negative"},
            {R"({"id":"a","p_unsafe":0.5,"latency_ms":-1})",
             "s.jsonl:7: field 'latency_ms' is negative"},
+           // Past 2^53 (and past int64: an undefined cast before, found by
+           // score_file_fuzz).
+           {R"({"id":"a","p_unsafe":0.5,"n_tokens":9007199254740994})",
+            "s.jsonl:7: field 'n_tokens' is not a non-negative integer (at most 2^53)"},
+           {R"({"id":"a","p_unsafe":0.5,"n_tokens":922337203685477580742})",
+            "s.jsonl:7: field 'n_tokens' is not a non-negative integer (at most 2^53)"},
+           {R"({"id":"a","p_unsafe":0.5,"n_tokens":1e300})",
+            "s.jsonl:7: field 'n_tokens' is not a non-negative integer (at most 2^53)"},
+           {R"({"id":"a","p_unsafe":0.5,"n_tokens":2.5})",
+            "s.jsonl:7: field 'n_tokens' is not a non-negative integer (at most 2^53)"},
        }) {
     auto parsed = ParseScoreLine(c.row, "s.jsonl", 7);
     ASSERT_FALSE(parsed.ok()) << c.row;
     EXPECT_THAT(parsed.status().message(), HasSubstr(c.expected)) << c.row;
+  }
+  auto largest =
+      ParseScoreLine(R"({"id":"a","p_unsafe":0.5,"n_tokens":9007199254740992})", "s.jsonl", 7);
+  ASSERT_TRUE(largest.ok()) << largest.status();
+  EXPECT_EQ(largest->n_tokens, int64_t{1} << 53);
+}
+
+// meta.json's feature_dim is an int: a larger value is refused, not cut (an
+// old score_file_fuzz finding).
+TEST(ScoreFileTest, MetaFeatureDimMustFitAnInt) {
+  auto with_dim = [](const std::string& d) {
+    return ParseScoreMeta(R"({"guard":"tiny","feature_dim":)" + d + "}", "meta.json");
+  };
+  auto largest = with_dim("2147483647");
+  ASSERT_TRUE(largest.ok()) << largest.status();
+  EXPECT_EQ(largest->feature_dim, 2147483647);
+  for (const char* bad : {"2147483648", "690071992547409934", "-3"}) {
+    auto parsed = with_dim(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_THAT(parsed.status().message(),
+                HasSubstr("feature_dim' is not a non-negative integer (at most 2147483647)"))
+        << bad;
   }
 }
 
