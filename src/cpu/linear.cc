@@ -94,10 +94,6 @@ absl::Status CheckParts(std::span<const WeightMatrix> parts, const std::string& 
   return absl::OkStatus();
 }
 
-}  // namespace
-
-namespace {
-
 // Unmaps an anonymous mapping of `size` bytes (see AllocatePacked).
 struct Unmap {
   size_t size = 0;
@@ -298,8 +294,9 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
     // pages (faults and zeroing) and read back from memory.
     const int q_max = support.int8_weight_max;
     const size_t elem = path == GemmPath::kInt8Rows ? 1 : 2;
-    const int64_t chunk = std::max<int64_t>(
-        n_block, kConvertChunkBytes / (k * static_cast<int64_t>(elem)) / n_block * n_block);
+    const int64_t k_bytes = k * static_cast<int64_t>(elem);  // one converted row
+    const int64_t chunk =
+        std::max<int64_t>(n_block, kConvertChunkBytes / k_bytes / n_block * n_block);
     struct Chunk {
       const WeightMatrix* w;
       int64_t row0, first, count;
@@ -324,7 +321,6 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
 #pragma omp for schedule(dynamic, 1)
       for (size_t i = 0; i < chunks.size(); ++i) {
         const Chunk& c = chunks[i];
-        const int64_t k_bytes = k * static_cast<int64_t>(elem);
         if (!direct) {
           ConvertRows(path, *c.w, q_max, *native, c.row0, c.first, c.count,
                       stacked.data() + (c.row0 + c.first) * k_bytes, rows_f32);
