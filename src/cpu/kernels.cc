@@ -83,6 +83,52 @@ inline float HorizontalSum(__m256 v) {
 
 inline float SumOfSquares(const float* x, int64_t n) { return Dot(x, x, n); }
 
+// One head, pairs (j, j + d/2).
+void RotateHalves(const float* cos, const float* sin, int64_t half, float* x) {
+  float* x1 = x;         // [d/2] first half
+  float* x2 = x + half;  // [d/2] second half
+  int64_t j = 0;
+#if SR_KERNELS_AVX2
+  for (; j + 8 <= half; j += 8) {
+    __m256 a = _mm256_loadu_ps(x1 + j), b = _mm256_loadu_ps(x2 + j);
+    __m256 c = _mm256_loadu_ps(cos + j), s = _mm256_loadu_ps(sin + j);
+    _mm256_storeu_ps(x1 + j, _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s)));
+    _mm256_storeu_ps(x2 + j, _mm256_fmadd_ps(b, c, _mm256_mul_ps(a, s)));
+  }
+#endif
+  for (; j < half; ++j) {
+    const float a = x1[j], b = x2[j];
+    x1[j] = a * cos[j] - b * sin[j];
+    x2[j] = b * cos[j] + a * sin[j];
+  }
+}
+
+// One head, pairs (2j, 2j + 1).
+void RotateAdjacent(const float* cos, const float* sin, int64_t half, float* x) {
+  int64_t j = 0;
+#if SR_KERNELS_AVX2
+  // Four pairs per ymm: cos/sin of pair j in lanes 2j and 2j+1; the even
+  // lanes take -sin (a' = a cos - b sin, b' = b cos + a sin).
+  const __m256i spread = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  const __m256 negate_even = _mm256_setr_ps(-0.0f, 0.0f, -0.0f, 0.0f, -0.0f, 0.0f, -0.0f, 0.0f);
+  for (; j + 4 <= half; j += 4) {
+    const __m256 v = _mm256_loadu_ps(x + 2 * j);
+    const __m256 c =
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(cos + j)), spread);
+    const __m256 s = _mm256_xor_ps(
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(sin + j)), spread),
+        negate_even);
+    const __m256 swapped = _mm256_permute_ps(v, 0xB1);  // (b, a) in each pair
+    _mm256_storeu_ps(x + 2 * j, _mm256_fmadd_ps(v, c, _mm256_mul_ps(swapped, s)));
+  }
+#endif
+  for (; j < half; ++j) {
+    const float a = x[2 * j], b = x[2 * j + 1];
+    x[2 * j] = a * cos[j] - b * sin[j];
+    x[2 * j + 1] = b * cos[j] + a * sin[j];
+  }
+}
+
 }  // namespace
 
 void Exp(const float* x, float* out, size_t n) {
@@ -138,12 +184,13 @@ void RmsNorm(const float* x, int64_t x_stride, const float* weight, int64_t rows
   }
 }
 
-RopeTable MakeRopeTable(const std::vector<float>& inv_freq, int64_t max_positions,
-                        bool round_bf16) {
+RopeTable MakeRopeTable(const std::vector<float>& inv_freq, int64_t max_positions, bool round_bf16,
+                        RopePairing pairing) {
   RopeTable table;
   const int64_t half = static_cast<int64_t>(inv_freq.size());
   table.head_dim = 2 * half;
   table.max_positions = max_positions;
+  table.pairing = pairing;
   table.cos.resize(static_cast<size_t>(max_positions * half));
   table.sin.resize(static_cast<size_t>(max_positions * half));
   for (int64_t t = 0; t < max_positions; ++t) {
@@ -170,25 +217,15 @@ void ApplyRope(const RopeTable& table, float* x, int64_t rows, int64_t row_strid
     const float* cos = table.cos.data() + (first_position + r) * half;
     const float* sin = table.sin.data() + (first_position + r) * half;
     for (int64_t h = 0; h < n_heads; ++h) {
-      float* x1 = x + r * row_stride + h * table.head_dim;  // [d/2] first half
-      float* x2 = x1 + half;                                // [d/2] second half
-      int64_t j = 0;
-#if SR_KERNELS_AVX2
-      for (; j + 8 <= half; j += 8) {
-        __m256 a = _mm256_loadu_ps(x1 + j), b = _mm256_loadu_ps(x2 + j);
-        __m256 c = _mm256_loadu_ps(cos + j), s = _mm256_loadu_ps(sin + j);
-        _mm256_storeu_ps(x1 + j, _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s)));
-        _mm256_storeu_ps(x2 + j, _mm256_fmadd_ps(b, c, _mm256_mul_ps(a, s)));
-      }
-#endif
-      for (; j < half; ++j) {
-        const float a = x1[j], b = x2[j];
-        x1[j] = a * cos[j] - b * sin[j];
-        x2[j] = b * cos[j] + a * sin[j];
+      float* head = x + r * row_stride + h * table.head_dim;
+      if (table.pairing == RopePairing::kAdjacent) {
+        RotateAdjacent(cos, sin, half, head);
+      } else {
+        RotateHalves(cos, sin, half, head);
       }
       // bf16 semantics: the rotated values are stored as bf16 (HF also rounds
       // each intermediate product; that difference is inside the bf16 tolerance).
-      if (round_bf16) RoundToBf16InPlace(x1, static_cast<size_t>(table.head_dim));
+      if (round_bf16) RoundToBf16InPlace(head, static_cast<size_t>(table.head_dim));
     }
   }
 }

@@ -24,20 +24,34 @@ void Exp(const float* x, float* out, size_t n);
 void RmsNorm(const float* x, int64_t x_stride, const float* weight, int64_t rows, int64_t width,
              float eps, bool round_bf16, float* out, int64_t out_stride);
 
-// Rotary tables, HF `LlamaRotaryEmbedding` (rotate_half convention): for
-// position t and pair j < d/2, angle = t * inv_freq[j] (fp32 product).
+// Which two elements of a head RoPE rotates together with frequency j < d/2.
+//   kHalves:   (j, j + d/2), HF's rotate_half (safetensors checkpoints, and
+//              every architecture whose GGUF rows are not permuted).
+//   kAdjacent: (2j, 2j + 1), ggml's "normal" RoPE: the row order llama.cpp's
+//              converter writes attn_q / attn_k in (GGUF row 2j + s is HF row
+//              j + s*d/2). Rotating the file's rows this way gives the same
+//              q.k scores as un-permuting them (q and k share the order), so
+//              a GGUF's Q/K need no re-ordered copy.
+enum class RopePairing : uint8_t { kHalves, kAdjacent };
+
+// Rotary tables, HF `LlamaRotaryEmbedding`: for position t and pair j < d/2,
+// angle = t * inv_freq[j] (fp32 product).
 // cos/sin: [max_positions, d/2] (the two halves of HF's emb are equal).
 struct RopeTable {
   int64_t head_dim = 0;
   int64_t max_positions = 0;
+  RopePairing pairing = RopePairing::kHalves;
   std::vector<float> cos, sin;
 };
-RopeTable MakeRopeTable(const std::vector<float>& inv_freq, int64_t max_positions, bool round_bf16);
+RopeTable MakeRopeTable(const std::vector<float>& inv_freq, int64_t max_positions, bool round_bf16,
+                        RopePairing pairing = RopePairing::kHalves);
 
 // Applies RoPE in place to `rows` tokens of `n_heads` heads each:
 //   x: [rows, row_stride], head h of token r at x + r*row_stride + h*d.
 // Token r has position first_position + r (< table.max_positions).
-//   x_rot = x * cos + rotate_half(x) * sin,  rotate_half(x) = [-x2, x1]
+// For each pair (a, b) of table.pairing with frequency j:
+//   a' = a * cos_j - b * sin_j,  b' = b * cos_j + a * sin_j
+// (kHalves: x_rot = x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1]).
 void ApplyRope(const RopeTable& table, float* x, int64_t rows, int64_t row_stride, int64_t n_heads,
                int64_t first_position, bool round_bf16);
 

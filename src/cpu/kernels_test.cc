@@ -153,6 +153,49 @@ TEST(Kernels, RopeMatchesRotateHalfReference) {
   }
 }
 
+// kAdjacent rotates pairs (2j, 2j+1) (ggml's normal RoPE, GGUF llama row
+// order): checked against that formula, and against kHalves on the same
+// head with its rows in HF order (GGUF row 2j + s = HF row j + s*d/2), which
+// is why a GGUF's Q/K need no re-ordered copy. d = 12 leaves a scalar tail
+// after the 4-pair vector loop.
+TEST(Kernels, RopeAdjacentPairsMatchGgmlAndHalvesOnPermutedRows) {
+  for (const int64_t d : {int64_t{16}, int64_t{12}}) {
+    const int64_t heads = 3, rows = 4, stride = heads * d + 3, first = 5;
+    std::vector<float> inv_freq(d / 2);
+    for (int64_t j = 0; j < d / 2; ++j) inv_freq[j] = float(1.0 / std::pow(500.0, 2.0 * j / d));
+    const RopeTable adjacent = MakeRopeTable(inv_freq, 32, false, RopePairing::kAdjacent);
+    const RopeTable halves = MakeRopeTable(inv_freq, 32, false, RopePairing::kHalves);
+    auto x = RandomVector(rows * stride, 9);
+    const auto in = x;
+    // The same heads in HF order.
+    std::vector<float> hf(x.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < stride; ++i) {
+        const int64_t h = i / d, e = i % d;
+        const int64_t to = i < heads * d ? h * d + e / 2 + (e % 2) * (d / 2) : i;
+        hf[r * stride + to] = in[r * stride + i];
+      }
+    }
+    ApplyRope(adjacent, x.data(), rows, stride, heads, first, false);
+    ApplyRope(halves, hf.data(), rows, stride, heads, first, false);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t j = 0; j < d / 2; ++j) {
+          const double angle = double(float(first + r) * inv_freq[j]);
+          const float a = in[r * stride + h * d + 2 * j], b = in[r * stride + h * d + 2 * j + 1];
+          const float* out = x.data() + r * stride + h * d;
+          ASSERT_NEAR(out[2 * j], a * std::cos(angle) - b * std::sin(angle), 1e-5) << d << j;
+          ASSERT_NEAR(out[2 * j + 1], b * std::cos(angle) + a * std::sin(angle), 1e-5) << d << j;
+          const float* out_hf = hf.data() + r * stride + h * d;
+          ASSERT_NEAR(out[2 * j], out_hf[j], 1e-6) << d << " " << j;
+          ASSERT_NEAR(out[2 * j + 1], out_hf[j + d / 2], 1e-6) << d << " " << j;
+        }
+      }
+      for (int64_t i = heads * d; i < stride; ++i) ASSERT_EQ(x[r * stride + i], in[r * stride + i]);
+    }
+  }
+}
+
 TEST(Kernels, SiluMulMatchesReference) {
   const int64_t rows = 3, n = 45;
   auto g = RandomVector(rows * 2 * n, 5, 4.0f);

@@ -144,7 +144,7 @@ absl::StatusOr<std::unique_ptr<CpuForward>> CpuForward::Create(const Model& mode
   std::unique_ptr<CpuForward> forward(new CpuForward(model, options, num_threads, path));
   SR_RETURN_IF_ERROR(forward->Prepare(model));
   forward->rope_ = cpu::MakeRopeTable(RopeInverseFrequencies(model.config()), options.max_tokens,
-                                      forward->round_bf16_);
+                                      forward->round_bf16_, model.weights().rope_pairing);
   return forward;
 }
 
@@ -161,6 +161,11 @@ absl::Status CpuForward::Prepare(const Model& model) {
                                                       weights_.layers.size(), c.num_layers));
   }
   const bool qwen3 = c.architecture == Architecture::kQwen3;
+  if (qwen3 && weights_.rope_pairing != cpu::RopePairing::kHalves) {
+    // The q/k norms' gains are in HF order; rows in another order would need
+    // them permuted too (no loader makes such a model).
+    return absl::InvalidArgumentError("engine: q/k norms need Q/K rows in HF order");
+  }
   const cpu::GemmPath path = gemm_.path();
   const cpu::CpuSupport& support = cpu::DetectCpuSupport();
   // Packs `parts` for the path; on the native paths the checkpoint's pages of

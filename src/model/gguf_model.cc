@@ -140,35 +140,9 @@ absl::Status ReadRopeFactors(const GgufFile& file, ModelConfig* c) {
   return absl::OkStatus();
 }
 
-// 64-byte aligned owned bytes (the un-permuted Q/K copies).
-struct AlignedFree {
-  void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{64}); }
-};
-using AlignedBuffer = std::unique_ptr<std::byte[], AlignedFree>;
-
 struct GgufStorage {
   std::unique_ptr<GgufFile> file;
-  std::vector<AlignedBuffer> owned;
 };
-
-// A copy of `t` ([heads * head_dim, cols], any dtype) with rows in HF order.
-// The file's pages of `t` are then dropped from the mapping: nothing reads
-// them again, and they would stay resident beside the copy (0.7 GB of an 8B
-// Q8_0 file).
-TensorView UnpermuteRows(const TensorView& t, int64_t head_dim, GgufStorage* storage) {
-  const uint64_t row_bytes = *RowBytes(t.dtype, t.shape[1]);
-  AlignedBuffer buffer(new (std::align_val_t{64}) std::byte[t.nbytes]);
-  for (int64_t row = 0; row < t.shape[0]; ++row) {
-    std::memcpy(buffer.get() + GgufToHfRow(row, head_dim) * row_bytes, t.data + row * row_bytes,
-                row_bytes);
-  }
-  const MappedFile& mapping = storage->file->mapping();
-  mapping.Advise(AccessHint::kDontNeed, static_cast<size_t>(t.data - mapping.data()), t.nbytes);
-  TensorView out = t;
-  out.data = buffer.get();
-  storage->owned.push_back(std::move(buffer));
-  return out;
-}
 
 // HF's llama3 rope_scaling as the per-frequency divisors llama.cpp's
 // converter writes (convert_hf_to_gguf.py, LlamaModel.generate_extra_tensors:
@@ -210,6 +184,30 @@ bool IsHarmlessExtraGgufTensor(std::string_view name) {
 int64_t GgufToHfRow(int64_t row, int64_t head_dim) {
   const int64_t head = row / head_dim, r = row % head_dim;
   return head * head_dim + (r % 2) * (head_dim / 2) + r / 2;
+}
+
+int64_t HfToGgufRow(int64_t row, int64_t head_dim) {
+  const int64_t head = row / head_dim, r = row % head_dim, half = head_dim / 2;
+  return head * head_dim + 2 * (r % half) + r / half;
+}
+
+bool RowsInGgufQkOrder(const ModelWeights& weights, const TensorSpec& spec) {
+  return weights.rope_pairing == cpu::RopePairing::kAdjacent &&
+         (spec.layer_slot == &LayerWeights::wq || spec.layer_slot == &LayerWeights::wk);
+}
+
+void CopyInHfRowOrder(const TensorView& t, int64_t head_dim, uint64_t offset, uint64_t n,
+                      std::byte* out) {
+  const uint64_t row_bytes = t.nbytes / static_cast<uint64_t>(t.shape[0]);
+  while (n > 0) {
+    const uint64_t row = offset / row_bytes, within = offset % row_bytes;
+    const uint64_t take = std::min(n, row_bytes - within);
+    const auto from = static_cast<uint64_t>(HfToGgufRow(static_cast<int64_t>(row), head_dim));
+    std::memcpy(out, t.data + from * row_bytes + within, take);
+    out += take;
+    offset += take;
+    n -= take;
+  }
 }
 
 absl::StatusOr<ModelConfig> GgufModelConfig(const GgufFile& file) {
@@ -350,10 +348,6 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadGgufModel(const std::string& pa
       return error("data is not aligned to its ", DTypeSize(t.dtype), "-byte elements");
     }
     t.name = spec.name;  // the engine names tensors by their HF slot names
-    if (arch->permuted_qk &&
-        (spec.layer_slot == &LayerWeights::wq || spec.layer_slot == &LayerWeights::wk)) {
-      t = UnpermuteRows(t, config.head_dim, storage.get());
-    }
     SlotOf(weights, spec) = std::move(t);
   }
   for (const GgufTensorInfo& t : file.tensors()) {
@@ -372,6 +366,9 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadGgufModel(const std::string& pa
                                                    " as configured (unsupported feature?)"));
   }
   if (config.tie_word_embeddings) weights.lm_head = weights.token_embd;
+  // attn_q / attn_k stay in the file's order (no copy): RoPE pairs their rows
+  // as ggml does.
+  if (arch->permuted_qk) weights.rope_pairing = cpu::RopePairing::kAdjacent;
   return std::make_shared<CheckpointModel>(std::move(config), std::move(weights),
                                            std::move(storage));
 }
@@ -407,8 +404,10 @@ absl::Status WriteModelGguf(const Model& model, const std::string& path) {
   for (const TensorSpec& spec : ExpectedTensors(c)) {
     const TensorView& t = SlotOf(model.weights(), spec);
     const std::byte* data = t.data;
-    if (arch->permuted_qk &&
-        (spec.layer_slot == &LayerWeights::wq || spec.layer_slot == &LayerWeights::wk)) {
+    const bool hf_order_qk =
+        (spec.layer_slot == &LayerWeights::wq || spec.layer_slot == &LayerWeights::wk) &&
+        !RowsInGgufQkOrder(model.weights(), spec);
+    if (arch->permuted_qk && hf_order_qk) {
       const uint64_t row_bytes = *RowBytes(t.dtype, t.shape[1]);
       std::vector<std::byte>& rows = permuted.emplace_back(t.nbytes);
       for (int64_t row = 0; row < t.shape[0]; ++row) {

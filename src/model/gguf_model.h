@@ -24,10 +24,12 @@
 // Q/K rows of `llama` GGUFs: llama.cpp's converter (convert_hf_to_gguf.py,
 // LlamaModel.permute) reorders the rows of every head of attn_q/attn_k from
 // HF's rotate-half layout [x_0..x_{d/2-1}, x_{d/2}..x_{d-1}] to ggml's
-// interleaved pairs [x_0, x_{d/2}, x_1, x_{d/2+1}, ...]. LoadGgufModel undoes
-// it at load (a copy of attn_q and attn_k with rows in HF order, ~6% of a
-// Llama-3.2-1B's weights), so the forward pass is the same as for HF
-// checkpoints. qwen3 GGUFs are not permuted (ggml runs them with NEOX rope).
+// interleaved pairs [x_0, x_{d/2}, x_1, x_{d/2+1}, ...]. LoadGgufModel keeps
+// the file's order (ModelWeights::rope_pairing kAdjacent) and the forward
+// pass rotates adjacent rows, as ggml does: q.k is the same, and no copy of
+// attn_q / attn_k stays in memory (0.7 GB on an 8B Q8_0). Writers and the
+// fingerprint read them in HF order (CopyInHfRowOrder). qwen3 GGUFs are not
+// permuted (ggml runs them with NEOX rope).
 #ifndef SAFEROUTE_MODEL_GGUF_MODEL_H_
 #define SAFEROUTE_MODEL_GGUF_MODEL_H_
 
@@ -35,6 +37,7 @@
 #include <string>
 
 #include "io/gguf.h"
+#include "model/arch_tensors.h"
 #include "model/weights.h"
 
 namespace saferoute {
@@ -55,8 +58,20 @@ absl::Status WriteModelGguf(const Model& model, const std::string& path);
 
 // Row `r` of a permuted (GGUF) attn_q/attn_k matrix holds HF row
 // GgufToHfRow(r): within each head of `head_dim` rows, GGUF row 2j + s is
-// HF row s * head_dim / 2 + j.
+// HF row s * head_dim / 2 + j. HfToGgufRow is its inverse.
 int64_t GgufToHfRow(int64_t row, int64_t head_dim);
+int64_t HfToGgufRow(int64_t row, int64_t head_dim);
+
+// A llama GGUF's wq / wk stay in the file's permuted row order
+// (ModelWeights::rope_pairing kAdjacent). Whether `spec` is such a tensor in
+// `weights`:
+bool RowsInGgufQkOrder(const ModelWeights& weights, const TensorSpec& spec);
+// Bytes [offset, offset + n) of `t` as they would be with its rows in HF
+// order, `t` holding rows in GGUF Q/K order (heads of `head_dim` rows), into
+// `out`. Writers and the fingerprint read Q/K through this, so a model's HF
+// files and identity do not depend on the order it was loaded in.
+void CopyInHfRowOrder(const TensorView& t, int64_t head_dim, uint64_t offset, uint64_t n,
+                      std::byte* out);
 
 }  // namespace saferoute
 

@@ -1,9 +1,10 @@
 // GGUF models: config from metadata, tensor binding through the name table,
-// Q/K un-permutation, rope_freqs, quantized weights through the engine, and
-// metadata that disagrees with the tensors (each refused with its own error).
+// Q/K row order (kept as in the file, RoPE pairs adjacent rows), rope_freqs, quantized weights
+// through the engine, and metadata that disagrees with the tensors (each refused with its own
+// error).
 //
 // The real-model proof (a llama.cpp-converted SmolLM2 against an independent
-// float64 forward and llama.cpp's own logits) is tests/gguf/smollm2_test.py;
+// float64 forward and llama.cpp's own logits) is tests/e2e/test_smollm2_parity.py;
 // these tests cover what a tiny model can, with files written here.
 #include "model/gguf_model.h"
 
@@ -118,18 +119,56 @@ TEST(GgufModelTest, LlamaRoundTripMatchesTheSafetensorsModel) {
   ASSERT_EQ(b.rope_scaling.type, RopeScaling::Type::kFreqFactors);
   EXPECT_EQ(b.rope_scaling.freq_factors.size(), static_cast<size_t>(a.head_dim / 2));
 
-  // Every tensor holds the same bytes in HF order (Q/K rows put back).
+  // Every tensor holds the same bytes; Q/K keep the file's row order (no
+  // copy), which RoPE pairs as ggml does.
+  EXPECT_EQ((*hf)->weights().rope_pairing, cpu::RopePairing::kHalves);
+  EXPECT_EQ((*gguf)->weights().rope_pairing, cpu::RopePairing::kAdjacent);
+  int reordered = 0;
   for (const TensorSpec& spec : ExpectedTensors(a)) {
     const TensorView& x = SlotOf((*hf)->weights(), spec);
     const TensorView& y = SlotOf((*gguf)->weights(), spec);
     ASSERT_EQ(x.shape, y.shape) << spec.name;
     ASSERT_EQ(x.nbytes, y.nbytes) << spec.name;
-    EXPECT_EQ(std::memcmp(x.data, y.data, x.nbytes), 0) << spec.name;
     EXPECT_EQ(y.name, spec.name);
+    if (!RowsInGgufQkOrder((*gguf)->weights(), spec)) {
+      EXPECT_EQ(std::memcmp(x.data, y.data, x.nbytes), 0) << spec.name;
+      continue;
+    }
+    ++reordered;
+    const size_t row_bytes = x.nbytes / x.shape[0];
+    for (int64_t row = 0; row < y.shape[0]; ++row) {
+      ASSERT_EQ(std::memcmp(y.data + row * row_bytes,
+                            x.data + GgufToHfRow(row, a.head_dim) * row_bytes, row_bytes),
+                0)
+          << spec.name << " row " << row;
+      EXPECT_EQ(GgufToHfRow(HfToGgufRow(row, a.head_dim), a.head_dim), row);
+    }
+    // A range that starts and ends inside rows reads back in HF order.
+    std::vector<std::byte> hf_order(x.nbytes);
+    CopyInHfRowOrder(y, a.head_dim, 3, x.nbytes - 10, hf_order.data());
+    EXPECT_EQ(std::memcmp(hf_order.data(), x.data + 3, x.nbytes - 10), 0) << spec.name;
   }
+  EXPECT_EQ(reordered, 2 * a.num_layers);
   // The same model: logits differ only by the RoPE frequencies' rounding
   // (HF's llama3 formula vs the converter's divisors, both in fp32).
   EXPECT_LT(MaxAbsDiff(Logits(*hf, kIds), Logits(*gguf, kIds)), 1e-4);
+
+  // Written back as an HF directory, the GGUF model has Q/K in HF order again,
+  // the same identity, and the same logits.
+  const std::string back = UniqueTestPath("hf-from-gguf");
+  ASSERT_TRUE(WriteModelDirectory(**gguf, back).ok());
+  auto reloaded = LoadModel(back);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_EQ((*reloaded)->weights().rope_pairing, cpu::RopePairing::kHalves);
+  for (const TensorSpec& spec : ExpectedTensors(a)) {
+    const TensorView& x = SlotOf((*hf)->weights(), spec);
+    const TensorView& z = SlotOf((*reloaded)->weights(), spec);
+    ASSERT_EQ(x.nbytes, z.nbytes) << spec.name;
+    EXPECT_EQ(std::memcmp(x.data, z.data, x.nbytes), 0) << spec.name;
+  }
+  EXPECT_EQ((*reloaded)->fingerprint(), (*gguf)->fingerprint());
+  EXPECT_LT(MaxAbsDiff(Logits(*reloaded, kIds), Logits(*gguf, kIds)), 1e-5);
+  fs::remove_all(back);
   fs::remove_all(dir);
   fs::remove(path);
 }
@@ -150,6 +189,7 @@ TEST(GgufModelTest, Qwen3RoundTripIsNotPermutedAndTies) {
   EXPECT_TRUE((*gguf)->config().tie_word_embeddings);
   EXPECT_EQ((*gguf)->weights().lm_head.data, (*gguf)->weights().token_embd.data);
   // Not permuted: attn_q holds the original rows.
+  EXPECT_EQ((*gguf)->weights().rope_pairing, cpu::RopePairing::kHalves);
   const TensorView& wq = (*gguf)->weights().layers[0].wq;
   const TensorView& original = (*random)->weights().layers[0].wq;
   ASSERT_EQ(wq.nbytes, original.nbytes);
@@ -252,12 +292,15 @@ TEST_P(GgufQuantizedModelTest, LoadsAndComputesWhatItsDequantizedValuesCompute) 
   ASSERT_TRUE(WriteModelGguf(*twins.quantized, path).ok());
   auto gguf = LoadModel(path);
   ASSERT_TRUE(gguf.ok()) << gguf.status();
-  // Q/K rows of a quantized tensor are un-permuted whole (blocks run along a row).
+  // Q/K rows of a quantized tensor are permuted whole (blocks run along a
+  // row); read in HF order they are the original rows.
   const TensorView& wk = (*gguf)->weights().layers[1].wk;
   const TensorView& original = twins.quantized->weights().layers[1].wk;
   EXPECT_EQ(wk.dtype, dtype);
   ASSERT_EQ(wk.nbytes, original.nbytes);
-  EXPECT_EQ(std::memcmp(wk.data, original.data, wk.nbytes), 0);
+  std::vector<std::byte> hf_order(wk.nbytes);
+  CopyInHfRowOrder(wk, config.head_dim, 0, wk.nbytes, hf_order.data());
+  EXPECT_EQ(std::memcmp(hf_order.data(), original.data, wk.nbytes), 0);
   const std::vector<float> expected = Logits(twins.dequantized, kIds);
   const std::vector<float> actual = Logits(*gguf, kIds);
   float scale = 0;

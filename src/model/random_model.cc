@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 #include "model/arch_tensors.h"
 #include "model/checkpoint_model.h"
+#include "model/gguf_model.h"
 #include "model/weights.h"
 
 namespace saferoute {
@@ -143,17 +144,21 @@ absl::Status WriteModelDirectory(const Model& model, const std::string& dir) {
   if (ec) return absl::InternalError(absl::StrCat(dir, ": cannot create: ", ec.message()));
   const ModelConfig& config = model.config();
   std::vector<TensorToWrite> tensors;
+  std::vector<std::vector<std::byte>> reordered;  // Q/K of a llama GGUF, in HF row order
   for (const TensorSpec& spec : ExpectedTensors(config)) {
     const TensorView& t = SlotOf(model.weights(), spec);
     if (t.empty() || t.shape != spec.shape) {
       return absl::FailedPreconditionError(
           absl::StrCat("WriteModelDirectory: tensor '", spec.name, "' missing or misshapen"));
     }
-    tensors.push_back({.name = spec.name,
-                       .dtype = t.dtype,
-                       .shape = t.shape,
-                       .data = t.data,
-                       .nbytes = t.nbytes});
+    const std::byte* data = t.data;
+    if (RowsInGgufQkOrder(model.weights(), spec)) {
+      std::vector<std::byte>& rows = reordered.emplace_back(t.nbytes);
+      CopyInHfRowOrder(t, config.head_dim, 0, t.nbytes, rows.data());
+      data = rows.data();
+    }
+    tensors.push_back(
+        {.name = spec.name, .dtype = t.dtype, .shape = t.shape, .data = data, .nbytes = t.nbytes});
   }
   // Weights first, config last: a directory with a config.json is complete.
   SR_RETURN_IF_ERROR(WriteSafetensors((fs::path(dir) / "model.safetensors").string(), tensors,

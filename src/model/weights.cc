@@ -78,13 +78,25 @@ std::string ComputeFingerprint(const ModelConfig& config, const ModelWeights& we
     h.U64(t.shape.size());
     for (int64_t d : t.shape) h.U64(static_cast<uint64_t>(d));
     h.U64(t.nbytes);
+    // Q/K kept in GGUF row order are read in HF order: the identity is the
+    // model's, whichever order it was loaded in.
+    const bool reorder = RowsInGgufQkOrder(weights, spec);
+    std::byte sample[kWholeLimit];
+    auto hash_range = [&](size_t offset, size_t n) {
+      if (reorder) {
+        CopyInHfRowOrder(t, config.head_dim, offset, n, sample);
+        h.Bytes(sample, n);
+      } else {
+        h.Bytes(t.data + offset, n);
+      }
+    };
     if (t.nbytes <= kWholeLimit) {
-      h.Bytes(t.data, t.nbytes);
+      hash_range(0, t.nbytes);
     } else {
       const size_t stride = (t.nbytes - kSampleBytes) / (kSamples - 1);
       for (size_t i = 0; i < kSamples; ++i) {
         const size_t offset = i + 1 == kSamples ? t.nbytes - kSampleBytes : i * stride;
-        h.Bytes(t.data + offset, kSampleBytes);
+        hash_range(offset, kSampleBytes);
       }
     }
   }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/kernels.h"
 #include "io/tensor.h"
 #include "model/config.h"
 #include "util/status.h"
@@ -25,6 +26,10 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   TensorView output_norm;  // [H]
   TensorView lm_head;      // [V, H]; same data as token_embd when tied
+  // How wq / wk rows pair up within a head for RoPE: kHalves is HF's order;
+  // llama GGUFs keep the file's permuted order (kAdjacent), which RoPE then
+  // rotates as ggml does, instead of an un-permuted copy of Q/K in memory.
+  cpu::RopePairing rope_pairing = cpu::RopePairing::kHalves;
 };
 
 // Owns whatever keeps the tensor data alive (memory-mapped shards or owned
@@ -44,8 +49,7 @@ class Model {
 // Loads a model from `path`: a Hugging Face model directory (config.json plus
 // model.safetensors or the shards listed in model.safetensors.index.json), or
 // a GGUF file (recognised by its magic, not its name; model/gguf_model.h).
-// Memory-mapped, never copied (except the un-permuted Q/K rows of llama
-// GGUFs). Every error names the file and tensor.
+// Memory-mapped, never copied. Every error names the file and tensor.
 absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& path);
 
 // The config of the model at `path` (directory: its config.json; GGUF file:
