@@ -11,18 +11,10 @@
 #include "io/gguf_writer.h"
 #include "util/test_mutations.h"
 #include "util/test_paths.h"
+#include "util/test_status.h"
 
 namespace saferoute {
 namespace {
-
-::testing::AssertionResult ErrorContains(const absl::Status& status, const std::string& part) {
-  if (status.ok())
-    return ::testing::AssertionFailure() << "expected an error containing '" << part << "'";
-  const std::string message(status.message());
-  if (message.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "error '" << message << "' does not contain '" << part << "'";
-}
 
 absl::StatusOr<GgufContents> Parse(const std::string& image) {
   return ParseGguf(

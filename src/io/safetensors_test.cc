@@ -12,6 +12,7 @@
 
 #include "nlohmann/json.hpp"
 #include "util/test_mutations.h"
+#include "util/test_status.h"
 
 namespace saferoute {
 namespace {
@@ -21,15 +22,6 @@ using json = nlohmann::json;
 
 const fs::path kShardedGuard =
     fs::path(SAFEROUTE_SHARED_DIR) / "fixtures" / "guard" / "llama_guard_tiny_fullvocab_bf16";
-
-::testing::AssertionResult ErrorContains(const absl::Status& status, const std::string& part) {
-  if (status.ok())
-    return ::testing::AssertionFailure() << "expected an error containing '" << part << "'";
-  const std::string message(status.message());
-  if (message.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "error '" << message << "' does not contain '" << part << "'";
-}
 
 // A safetensors image: u64 LE `header_length` (default: the header's size),
 // the header text, then `data_bytes` bytes counting 0, 1, 2, ...

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "nlohmann/json.hpp"
+#include "util/test_status.h"
 
 namespace saferoute {
 namespace {
@@ -15,15 +16,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 const fs::path kFixtures = fs::path(SAFEROUTE_SHARED_DIR) / "fixtures";
-
-::testing::AssertionResult ErrorContains(const absl::Status& status, const std::string& part) {
-  if (status.ok())
-    return ::testing::AssertionFailure() << "expected an error containing '" << part << "'";
-  const std::string message(status.message());
-  if (message.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "error '" << message << "' does not contain '" << part << "'";
-}
 
 // A minimal valid Llama config; tests edit one field at a time.
 json BaseConfig() {

@@ -24,20 +24,12 @@
 #include "model/checkpoint_model.h"
 #include "model/engine.h"
 #include "util/test_paths.h"
+#include "util/test_status.h"
 
 namespace saferoute {
 namespace {
 
 namespace fs = std::filesystem;
-
-::testing::AssertionResult ErrorContains(const absl::Status& status, const std::string& part) {
-  if (status.ok())
-    return ::testing::AssertionFailure() << "expected an error containing '" << part << "'";
-  const std::string message(status.message());
-  if (message.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "error '" << message << "' does not contain '" << part << "'";
-}
 
 ModelConfig TinyLlama() {
   ModelConfig c = *NamedModelConfig("tiny");  // GQA 4:2, head 16, llama3 RoPE, untied
