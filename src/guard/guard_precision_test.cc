@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cpu/dispatch.h"
+#include "cpu/testing/available_paths.h"
 #include "guard/guard_format.h"
 #include "model/engine.h"
 #include "model/weights.h"
@@ -123,13 +124,9 @@ TEST(GuardPrecision, VerdictOnEveryPathStaysWithinTheGuardBound) {
     EXPECT_NEAR(fp32[i].p_unsafe_full, want_full, 1e-3 * want_full) << i;
   }
   const cpu::CpuSupport& support = cpu::DetectCpuSupport();
-  for (cpu::GemmPath path : {cpu::GemmPath::kBf16Widened, cpu::GemmPath::kBf16Native,
-                             cpu::GemmPath::kInt8, cpu::GemmPath::kInt8Rows}) {
-    if (!cpu::ChoosePath(cpu::PathPrecision(path), support, path).ok()) {
-      std::printf("path %s skipped: not available on this CPU (%s)\n", cpu::GemmPathName(path),
-                  cpu::DescribePath(path, support).c_str());
-      continue;
-    }
+  for (cpu::GemmPath path :
+       cpu::testing::AvailablePaths({cpu::GemmPath::kBf16Widened, cpu::GemmPath::kBf16Native,
+                                     cpu::GemmPath::kInt8, cpu::GemmPath::kInt8Rows})) {
     const std::vector<Verdict> got = Verdicts(*model, path);
     ASSERT_EQ(got.size(), cases.size());
     double worst = 0, worst_full = 0;

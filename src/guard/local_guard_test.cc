@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cpu/dispatch.h"
+#include "cpu/testing/available_paths.h"
 #include "gtest/gtest.h"
 #include "guard/guard_format.h"
 #include "io/safetensors.h"
@@ -273,14 +274,9 @@ TEST(LocalGuard, UnsafeVerdictsDecodeAsOneAtATimeOnEveryPath) {
       2 * per_position *
       static_cast<int64_t>(first->ids.size() - first->prefix_tokens + kDecodeTokens);
 
-  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
-  for (cpu::GemmPath path : {cpu::GemmPath::kFp32, cpu::GemmPath::kBf16Widened,
-                             cpu::GemmPath::kBf16Native, cpu::GemmPath::kInt8}) {
-    if (!cpu::ChoosePath(cpu::PathPrecision(path), support, path).ok()) {
-      std::printf("path %s skipped: not available on this CPU (%s)\n", cpu::GemmPathName(path),
-                  cpu::DescribePath(path, support).c_str());
-      continue;
-    }
+  for (cpu::GemmPath path :
+       cpu::testing::AvailablePaths({cpu::GemmPath::kFp32, cpu::GemmPath::kBf16Widened,
+                                     cpu::GemmPath::kBf16Native, cpu::GemmPath::kInt8})) {
     SCOPED_TRACE(cpu::GemmPathName(path));
     GuardSetup setup;
     setup.max_batch = 4;

@@ -13,6 +13,7 @@
 
 #include "cpu/convert.h"
 #include "cpu/dispatch.h"
+#include "cpu/testing/available_paths.h"
 #include "io/safetensors.h"
 #include "model/engine.h"
 #include "model/weights.h"
@@ -95,18 +96,8 @@ float ConsistencyLogitTol(cpu::GemmPath path) {
 
 // The GEMM paths this CPU runs; the others are reported as skipped.
 std::vector<cpu::GemmPath> AvailablePaths() {
-  std::vector<cpu::GemmPath> paths;
-  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
-  for (cpu::GemmPath path : {cpu::GemmPath::kFp32, cpu::GemmPath::kBf16Widened,
-                             cpu::GemmPath::kBf16Native, cpu::GemmPath::kInt8}) {
-    if (cpu::ChoosePath(cpu::PathPrecision(path), support, path).ok()) {
-      paths.push_back(path);
-    } else {
-      std::printf("path %s skipped: not available on this CPU (%s)\n", cpu::GemmPathName(path),
-                  cpu::DescribePath(path, support).c_str());
-    }
-  }
-  return paths;
+  return cpu::testing::AvailablePaths({cpu::GemmPath::kFp32, cpu::GemmPath::kBf16Widened,
+                                       cpu::GemmPath::kBf16Native, cpu::GemmPath::kInt8});
 }
 
 struct Fixture {
