@@ -6,7 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "nlohmann/json.hpp"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

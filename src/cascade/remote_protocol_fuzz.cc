@@ -29,7 +29,7 @@
 
 #include "cascade/remote_protocol.h"
 #include "nlohmann/json.hpp"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 #include "util/status.h"
 
 namespace saferoute {

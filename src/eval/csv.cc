@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "util/utf8.h"
+
 namespace saferoute::eval {
 
 bool IsBlank(std::string_view text) {
@@ -26,52 +28,8 @@ absl::Status ForEachJsonlRow(std::string_view text,
   return absl::OkStatus();
 }
 
-bool IsValidUtf8(std::string_view text, size_t* bad_offset) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
-  auto fail = [&](size_t at) {
-    if (bad_offset != nullptr) *bad_offset = at;
-    return false;
-  };
-  while (i < n) {
-    const unsigned char c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int extra = 0;
-    uint32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-      extra = 1;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      extra = 2;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      extra = 3;
-      cp = c & 0x07;
-    } else {
-      return fail(i);  // continuation byte, overlong lead (C0/C1) or > F4
-    }
-    if (n - i <= static_cast<size_t>(extra)) return fail(i);
-    for (int k = 1; k <= extra; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) return fail(i);
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    // Overlong 3/4-byte forms, UTF-16 surrogates, and code points > U+10FFFF.
-    if ((extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-      return fail(i);
-    }
-    i += extra + 1;
-  }
-  return true;
-}
-
 absl::StatusOr<std::vector<CsvRecord>> ParseCsv(std::string_view text, std::string_view origin) {
-  size_t bad = 0;
-  if (!IsValidUtf8(text, &bad)) {
+  if (const size_t bad = FindInvalidUtf8(text); bad != std::string_view::npos) {
     const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
     return absl::InvalidArgumentError(
         absl::StrFormat("%s:%d: invalid UTF-8 (byte offset %d)", origin, line, bad));

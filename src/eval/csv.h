@@ -27,10 +27,6 @@ struct CsvRecord {
 // Blank lines (no characters at all) are skipped.
 absl::StatusOr<std::vector<CsvRecord>> ParseCsv(std::string_view text, std::string_view origin);
 
-// True iff `text` is well-formed UTF-8 (no overlong forms, no surrogates,
-// nothing above U+10FFFF). On failure `bad_offset` is the first bad byte.
-bool IsValidUtf8(std::string_view text, size_t* bad_offset = nullptr);
-
 // True iff `text` holds only ASCII whitespace (blank lines in JSONL files).
 bool IsBlank(std::string_view text);
 

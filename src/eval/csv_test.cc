@@ -60,18 +60,5 @@ TEST(CsvTest, MalformedInputNamesFileAndLine) {
   EXPECT_THAT(utf8.status().message(), HasSubstr("bad.csv:3: invalid UTF-8"));
 }
 
-TEST(Utf8Test, AcceptsValidRejectsOverlongSurrogatesAndTruncation) {
-  EXPECT_TRUE(IsValidUtf8("plain ascii"));
-  EXPECT_TRUE(IsValidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"));
-  size_t at = 0;
-  EXPECT_FALSE(IsValidUtf8("ab\xC0\xAF", &at));  // overlong '/'
-  EXPECT_EQ(at, 2u);
-  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate U+D800
-  EXPECT_FALSE(IsValidUtf8("\xE0\x80\xAF"));      // overlong 3-byte
-  EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // > U+10FFFF
-  EXPECT_FALSE(IsValidUtf8("\xE2\x82"));          // truncated at end
-  EXPECT_FALSE(IsValidUtf8("\x80"));              // lone continuation
-}
-
 }  // namespace
 }  // namespace saferoute::eval

@@ -15,7 +15,7 @@
 
 #include "eval/dataset.h"
 #include "nlohmann/json.hpp"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute::eval {
 namespace {

@@ -1,7 +1,7 @@
 // The registry of guard formats. Adding a family: its file defines
 // `<Family>Formats()`, declared and listed below (one line each).
 #include "guard/guard_format.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <limits>
 
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

@@ -18,7 +18,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "guard/guard_format.h"
 #include "guard/template_text.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

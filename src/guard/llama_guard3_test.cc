@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "guard/guard_format.h"
 #include "nlohmann/json.hpp"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

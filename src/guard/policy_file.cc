@@ -6,7 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "guard/template_text.h"
 #include "nlohmann/json.hpp"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 

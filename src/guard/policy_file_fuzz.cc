@@ -14,7 +14,7 @@
 #include "guard/policy_file.h"
 #include "guard/template_text.h"
 #include "nlohmann/json.hpp"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

@@ -1,6 +1,6 @@
 #include "guard/template_text.h"
 
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 

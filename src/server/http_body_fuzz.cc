@@ -23,7 +23,7 @@
 #include "server/api_json.h"
 #include "server/guard_api.h"
 #include "server/moderation_api.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute::server {
 namespace {

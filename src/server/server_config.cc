@@ -20,7 +20,7 @@
 #include "absl/strings/strip.h"
 #include "cpu/dispatch.h"
 #include "guard/guard_format.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute::server {
 namespace {

@@ -16,7 +16,7 @@
 
 #include "CLI/CLI.hpp"
 #include "server/server_config.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute::server {
 namespace {

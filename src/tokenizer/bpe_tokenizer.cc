@@ -9,7 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

@@ -24,7 +24,7 @@
 #include "nlohmann/json.hpp"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/load_tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 #include "util/test_jsonl.h"
 
 namespace saferoute {

@@ -3,7 +3,7 @@
 #include <limits>
 
 #include "tokenizer/pretokenizer.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "tokenizer/bpe_tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace {
 

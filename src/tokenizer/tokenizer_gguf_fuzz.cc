@@ -15,7 +15,7 @@
 #include "io/gguf.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/load_tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;

@@ -6,7 +6,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/tokenizer_spec.h"
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

@@ -1,7 +1,8 @@
-// UTF-8 validation and decoding for the tokenizer. Input text is hostile:
-// every entry point validates before anything relies on well-formedness.
-#ifndef SAFEROUTE_TOKENIZER_UTF8_H_
-#define SAFEROUTE_TOKENIZER_UTF8_H_
+// UTF-8 validation and decoding. Text from outside (prompts, tokenizer files,
+// configs, datasets) is hostile: every entry point validates before anything relies on
+// well-formedness.
+#ifndef SAFEROUTE_UTIL_UTF8_H_
+#define SAFEROUTE_UTIL_UTF8_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -34,4 +35,4 @@ std::string QuoteForError(std::string_view s);
 
 }  // namespace saferoute
 
-#endif  // SAFEROUTE_TOKENIZER_UTF8_H_
+#endif  // SAFEROUTE_UTIL_UTF8_H_

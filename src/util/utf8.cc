@@ -1,4 +1,4 @@
-#include "tokenizer/utf8.h"
+#include "util/utf8.h"
 
 #include "nlohmann/json.hpp"
 
