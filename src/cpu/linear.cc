@@ -21,10 +21,6 @@
 #include "cpu/q8_gemm.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
-#ifndef MADV_PAGEOUT
-#define MADV_PAGEOUT 21  // Linux 5.4; older kernels answer EINVAL (ignored)
-#endif
-
 namespace saferoute::cpu {
 namespace {
 
@@ -358,19 +354,6 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
   }
   packed.native_ = std::move(native);
   return packed;
-}
-
-void PackedLinear::ReleaseSourcePages() const {
-  if (!native_) return;
-  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  for (const WeightMatrix& w : parts_) {
-    const auto begin = reinterpret_cast<uintptr_t>(w.data);
-    const uintptr_t end = begin + static_cast<uintptr_t>(w.rows) * w.row_bytes();
-    const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
-    if (last <= first) continue;
-    // A hint: on failure the pages simply stay resident.
-    (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);
-  }
 }
 
 struct LinearRunner::Impl {

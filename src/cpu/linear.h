@@ -51,13 +51,6 @@ class PackedLinear {
   // Bytes this object owns (the packed copy and scales); 0 on widened paths.
   size_t owned_bytes() const;
 
-  // Native paths: tells the kernel the checkpoint pages behind the parts are
-  // no longer needed (madvise MADV_PAGEOUT over the pages wholly inside
-  // them). A file-backed mapping gives its pages back (they fault in again
-  // if something reads them); anonymous memory without swap is unaffected.
-  // Data is never lost. No-op on widened paths.
-  void ReleaseSourcePages() const;
-
  private:
   friend class LinearRunner;
   friend absl::StatusOr<double> PathMatmulGflops(GemmPath, const CpuSupport&, int64_t, int64_t,

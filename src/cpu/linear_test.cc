@@ -4,8 +4,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,7 +11,6 @@
 #include "cpu/convert.h"
 #include "cpu/int8.h"
 #include "cpu/q8_gemm.h"
-#include "io/mapped_file.h"
 
 namespace saferoute::cpu {
 namespace {
@@ -269,46 +266,6 @@ TEST(Linear, RunnerRefusesWeightsOfAnotherPath) {
   std::vector<float> x(64), y(8);
   EXPECT_EQ(runner.Run(x.data(), 1, 64, *packed, y.data(), 8, false).code(),
             absl::StatusCode::kInvalidArgument);
-}
-
-long RssFileKb() {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("RssFile:", 0) == 0) return std::stol(line.substr(8));
-  }
-  return -1;
-}
-
-// The packed copy replaces the checkpoint's pages: after packing, the
-// memory-mapped weights leave the resident set.
-TEST(Linear, ReleasesTheCheckpointPagesAfterPacking) {
-  const CpuSupport& support = DetectCpuSupport();
-  const GemmPath path = support.bf16_native ? GemmPath::kBf16Native : GemmPath::kInt8;
-  if (!Available(path, support)) GTEST_SKIP() << "no native path on this CPU";
-  const int64_t n = 2048, k = 2048;  // 8 MiB of bf16
-  const std::string file =
-      (std::filesystem::temp_directory_path() / ("linear_test_" + std::to_string(::getpid())))
-          .string();
-  {
-    std::vector<uint16_t> w(static_cast<size_t>(n * k));
-    for (size_t i = 0; i < w.size(); ++i) w[i] = F32ToBf16(0.001f * static_cast<float>(i % 991));
-    std::ofstream out(file, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(w.data()), static_cast<std::streamsize>(w.size() * 2));
-  }
-  auto mapped = MappedFile::Open(file);
-  ASSERT_TRUE(mapped.ok()) << mapped.status();
-  const WeightMatrix matrix{DType::kBF16, (*mapped)->data(), n, k};
-  const long before = RssFileKb();
-  auto packed = PackedLinear::Pack(path, {&matrix, 1}, support, "w");  // reads every page
-  ASSERT_TRUE(packed.ok()) << packed.status();
-  const long touched = RssFileKb();
-  packed->ReleaseSourcePages();
-  const long released = RssFileKb();
-  std::filesystem::remove(file);
-  std::printf("RssFile: before %ld kB, after packing %ld kB, after release %ld kB\n", before,
-              touched, released);
-  EXPECT_GE(touched - before, 7 * 1024);   // the 8 MiB were read
-  EXPECT_LE(released - before, 1 * 1024);  // and given back
 }
 
 }  // namespace

@@ -5,25 +5,32 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "io/mapped_file.h"
 #include "model/weights.h"
 
 namespace saferoute {
 
 class CheckpointModel final : public Model {
  public:
-  // `storage` owns the memory every view in `weights` points into.
-  CheckpointModel(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> storage);
+  // `storage` owns the memory every view in `weights` points into;
+  // `mappings` are the read-only file mappings among it (owned by storage),
+  // whose pages ReleaseWeightPages may drop.
+  CheckpointModel(ModelConfig config, ModelWeights weights, std::shared_ptr<const void> storage,
+                  std::vector<const MappedFile*> mappings = {});
 
   const ModelConfig& config() const override { return config_; }
   const ModelWeights& weights() const override { return weights_; }
   const std::string& fingerprint() const override { return fingerprint_; }
   size_t weight_bytes() const override { return weight_bytes_; }
+  void ReleaseWeightPages(const std::byte* data, size_t n) const override;
 
  private:
   ModelConfig config_;
   ModelWeights weights_;
   std::shared_ptr<const void> storage_;
+  std::vector<const MappedFile*> mappings_;
   std::string fingerprint_;
   size_t weight_bytes_ = 0;
 };

@@ -169,13 +169,18 @@ absl::Status CpuForward::Prepare(const Model& model) {
   const cpu::GemmPath path = gemm_.path();
   const cpu::CpuSupport& support = cpu::DetectCpuSupport();
   // Packs `parts` for the path; on the native paths the checkpoint's pages of
-  // those weights are then released (the packed copy replaces them).
+  // those weights are then released (the packed copy replaces them; the
+  // widened paths read the checkpoint's pages themselves).
   auto pack = [&](std::initializer_list<cpu::WeightMatrix> parts, const std::string& name,
                   cpu::GemmPath on) -> absl::StatusOr<cpu::PackedLinear> {
     SR_ASSIGN_OR_RETURN(cpu::PackedLinear packed,
                         cpu::PackedLinear::Pack(on, std::vector<cpu::WeightMatrix>(parts), support,
                                                 "engine: " + name));
-    packed.ReleaseSourcePages();
+    if (packed.owned_bytes() > 0) {
+      for (const cpu::WeightMatrix& part : packed.parts()) {
+        model.ReleaseWeightPages(part.data, static_cast<size_t>(part.rows) * part.row_bytes());
+      }
+    }
     return packed;
   };
   layers_.resize(weights_.layers.size());
@@ -207,7 +212,6 @@ absl::Status CpuForward::Prepare(const Model& model) {
   // With tied embeddings the released pages are the embedding table's too:
   // a lookup faults in the few rows it reads.
   SR_ASSIGN_OR_RETURN(lm_head_packed_, pack({lm_head_}, "lm_head", head_gemm_.path()));
-  (void)model;
   return absl::OkStatus();
 }
 

@@ -369,8 +369,9 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadGgufModel(const std::string& pa
   // attn_q / attn_k stay in the file's order (no copy): RoPE pairs their rows
   // as ggml does.
   if (arch->permuted_qk) weights.rope_pairing = cpu::RopePairing::kAdjacent;
+  const MappedFile* mapping = &storage->file->mapping();
   return std::make_shared<CheckpointModel>(std::move(config), std::move(weights),
-                                           std::move(storage));
+                                           std::move(storage), std::vector{mapping});
 }
 
 absl::Status WriteModelGguf(const Model& model, const std::string& path) {

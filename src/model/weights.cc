@@ -104,10 +104,23 @@ std::string ComputeFingerprint(const ModelConfig& config, const ModelWeights& we
 }
 
 CheckpointModel::CheckpointModel(ModelConfig config, ModelWeights weights,
-                                 std::shared_ptr<const void> storage)
-    : config_(std::move(config)), weights_(std::move(weights)), storage_(std::move(storage)) {
+                                 std::shared_ptr<const void> storage,
+                                 std::vector<const MappedFile*> mappings)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      storage_(std::move(storage)),
+      mappings_(std::move(mappings)) {
   fingerprint_ = ComputeFingerprint(config_, weights_);
   weight_bytes_ = CountWeightBytes(config_, weights_);
+}
+
+void CheckpointModel::ReleaseWeightPages(const std::byte* data, size_t n) const {
+  for (const MappedFile* mapping : mappings_) {
+    if (mapping->Contains(data, n)) {
+      mapping->Advise(AccessHint::kDontNeed, static_cast<size_t>(data - mapping->data()), n);
+      return;
+    }
+  }
 }
 
 namespace {
@@ -194,7 +207,10 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& dir) {
                                                    " as configured (unsupported feature?)"));
   }
   if (config.tie_word_embeddings) weights.lm_head = weights.token_embd;
-  return std::make_shared<CheckpointModel>(std::move(config), std::move(weights), std::move(store));
+  std::vector<const MappedFile*> mappings;
+  for (const auto& file : store->files()) mappings.push_back(&file->mapping());
+  return std::make_shared<CheckpointModel>(std::move(config), std::move(weights), std::move(store),
+                                           std::move(mappings));
 }
 
 }  // namespace saferoute

@@ -44,6 +44,12 @@ class Model {
   virtual const std::string& fingerprint() const = 0;
   // Bytes of weight data (what "resident memory ≤ 1.3× weights" refers to).
   virtual size_t weight_bytes() const = 0;
+  // An engine packed [data, data + n) of a weight into its own copy and will
+  // not read it again: a memory-mapped model drops those pages from its
+  // mapping (MADV_DONTNEED: they leave the resident set but stay in the page
+  // cache, so the next start reads them from memory, not disk; a later read
+  // faults them back in). Memory the model owns stays as it is.
+  virtual void ReleaseWeightPages(const std::byte* data, size_t n) const = 0;
 };
 
 // Loads a model from `path`: a Hugging Face model directory (config.json plus
