@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "cpu/convert.h"
@@ -18,10 +20,11 @@
 
 // Each kernel carries its instruction set as a function attribute: the file
 // builds without -march, and a kernel runs only where CpuRunsQ8Isa says so.
-#define SR_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define SR_TARGET_AVX_VNNI __attribute__((target("avx2,fma,avxvnni")))
+// F16C (the f16 weight scales) came with AVX2 on every CPU; it is checked too.
+#define SR_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define SR_TARGET_AVX_VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
 #define SR_TARGET_AVX512_VNNI \
-  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
 namespace saferoute::cpu {
 namespace {
@@ -46,6 +49,18 @@ void QuantizeBlockScalar(const float* x, bool as_u8, int8_t* q, float* scale) {
     const float r = std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f);
     q[i] = static_cast<int8_t>(static_cast<uint8_t>(static_cast<int8_t>(r)) ^ flip);
   }
+}
+
+// Narrows the s32 quants of a block (4 x 8, each in [-127, 127]) to bytes,
+// in order, XOR 0x80 when `as_u8`.
+SR_TARGET_AVX2 void StoreBlockAvx2(const __m256i i32[4], bool as_u8, int8_t* q) {
+  // packs interleaves the 128-bit lanes: dwords come out as
+  // (0a 1a 2a 3a | 0b 1b 2b 3b) for 8-element halves a, b of each vector.
+  const __m256i bytes =
+      _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
+  __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  if (as_u8) ordered = _mm256_xor_si256(ordered, _mm256_set1_epi8(static_cast<char>(0x80)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), ordered);
 }
 
 SR_TARGET_AVX2 void QuantizeBlockAvx2(const float* x, bool as_u8, int8_t* q, float* scale) {
@@ -73,13 +88,97 @@ SR_TARGET_AVX2 void QuantizeBlockAvx2(const float* x, bool as_u8, int8_t* q, flo
     // cvtps rounds to nearest even (the default mode), as nearbyint does.
     i32[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], inv), lo), hi));
   }
-  // packs interleaves the 128-bit lanes: dwords come out as
-  // (0a 1a 2a 3a | 0b 1b 2b 3b) for 8-element halves a, b of each vector.
-  const __m256i bytes =
-      _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
-  __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-  if (as_u8) ordered = _mm256_xor_si256(ordered, _mm256_set1_epi8(static_cast<char>(0x80)));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), ordered);
+  StoreBlockAvx2(i32, as_u8, q);
+}
+
+// ---- weight blocks: quantized with their stored (f16) scale ----------------
+
+// max |x[i]| of x [n], or +inf where an element is not finite (NaN too).
+float AbsMaxScalar(const float* x, int64_t n) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    if (!(a <= FLT_MAX)) return INFINITY;
+    amax = std::max(amax, a);
+  }
+  return amax;
+}
+
+SR_TARGET_AVX2 float AbsMaxAvx2(const float* x, int64_t n) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 finite_max = _mm256_set1_ps(FLT_MAX);
+  __m256 m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask);
+    m = _mm256_max_ps(m, a);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, finite_max, _CMP_NLE_UQ));  // inf or NaN
+  }
+  if (_mm256_movemask_ps(bad) != 0) return INFINITY;
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  return std::max(*std::max_element(lanes, lanes + 8), AbsMaxScalar(x + i, n - i));
+}
+
+// q = round_half_even(x / d) in [-127, 127] for a block of 32 (d > 0).
+void QuantizeWeightBlockScalar(const float* x, float d, int8_t* q) {
+  for (int i = 0; i < kQ8Block; ++i) {
+    q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] / d), -127.0f, 127.0f));
+  }
+}
+
+SR_TARGET_AVX2 void QuantizeWeightBlockAvx2(const float* x, float d, int8_t* q) {
+  const __m256 dv = _mm256_set1_ps(d);
+  const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+  __m256i i32[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m256 r = _mm256_div_ps(_mm256_loadu_ps(x + 8 * i), dv);
+    i32[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+  }
+  StoreBlockAvx2(i32, /*as_u8=*/false, q);
+}
+
+// Round to nearest even of a float in [0, 65504] to IEEE f16 bits (the weight
+// scales' narrowing; their range is what Q8Weights::Pack's exponent makes).
+uint16_t NonNegativeF32ToF16(float value) {
+  // Under f16's normal range: subnormal multiples of 2^-24 (1024 of them is
+  // the smallest normal, whose bits are 0x0400: the same integer).
+  if (value < 0x1p-14f) return static_cast<uint16_t>(std::nearbyint(value * 0x1p24f));
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  bits += 0xfffu + ((bits >> 13) & 1u);  // rounds the 13 dropped bits; a carry bumps the exponent
+  return static_cast<uint16_t>((bits >> 13) - ((127u - 15u) << 10));  // rebias 127 -> 15
+}
+
+// Stored bits of a (non-negative) scale s of a matrix with exponent e.
+uint16_t ScaleBits(float s, float two_to_e) {
+  return s > 0.0f ? NonNegativeF32ToF16(s * two_to_e) : uint16_t{0};
+}
+
+// One dequantized weight row x [k] -> q [Q8Blocks(k) * 32] (zero-padded),
+// scale bits [Q8Blocks(k)], for a matrix with exponent e: each block's
+// stored scale is f16(amax / 127 * 2^e), and its quants are x / (that,
+// decoded, times 2^-e). x must be finite (Pack checks).
+void QuantizeWeightRow(const float* x, int64_t k, int exponent, int8_t* q, uint16_t* bits) {
+  static const bool avx2 = CpuRunsQ8Isa(Q8Isa::kAvx2);
+  const auto abs_max = avx2 ? &AbsMaxAvx2 : &AbsMaxScalar;
+  const auto quantize = avx2 ? &QuantizeWeightBlockAvx2 : &QuantizeWeightBlockScalar;
+  const float two_to_e = std::ldexp(1.0f, exponent), two_to_minus_e = std::ldexp(1.0f, -exponent);
+  for (int64_t b = 0; b < Q8Blocks(k); ++b) {
+    float padded[kQ8Block] = {};
+    const float* block = x + b * kQ8Block;
+    if ((b + 1) * kQ8Block > k) {
+      std::copy(block, x + k, padded);
+      block = padded;
+    }
+    bits[b] = ScaleBits(abs_max(block, kQ8Block) / 127.0f, two_to_e);
+    const float d = F16ToF32(bits[b]) * two_to_minus_e;
+    if (d > 0.0f) {
+      quantize(block, d, q + b * kQ8Block);
+    } else {  // an all-zero block, or one flushed to zero (see q8_gemm.h)
+      std::memset(q + b * kQ8Block, 0, kQ8Block);
+    }
+  }
 }
 
 // ---- micro-kernels ----------------------------------------------------------
@@ -112,6 +211,7 @@ SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, int64_t m0, int64_t
     const int64_t valid = std::min<int64_t>(kTile, a.w->rows() - (t0 + j) * kTile);
     mask[j] = static_cast<__mmask16>((1u << valid) - 1);
   }
+  const __m512 scale_exp2 = _mm512_set1_ps(a.w->scale_exp2());
   __m512 out[MR][NR];
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) {
@@ -148,7 +248,11 @@ SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, int64_t m0, int64_t
       }
     }
     __m512 sw[NR];
-    for (int j = 0; j < NR; ++j) sw[j] = _mm512_loadu_ps(a.w->scales(t0 + j, b));
+    for (int j = 0; j < NR; ++j) {
+      const __m256i bits =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w->scales(t0 + j, b)));
+      sw[j] = _mm512_mul_ps(_mm512_cvtph_ps(bits), scale_exp2);
+    }
     for (int i = 0; i < MR; ++i) {
       const __m512 sx = _mm512_set1_ps(a.xs[(m0 + i) * a.kb + b]);
       for (int j = 0; j < NR; ++j) {
@@ -194,6 +298,7 @@ struct DotAvx2 {
     const int64_t n0 = t * kTile;                                                                  \
     const int64_t valid = std::min<int64_t>(kTile, a.w->rows() - n0);                              \
     const bool add = b0 > 0 || a.accumulate;                                                       \
+    const __m256 scale_exp2 = _mm256_set1_ps(a.w->scale_exp2());                                   \
     alignas(32) float row[kTile] = {};                                                             \
     __m256 out[MR][2];                                                                             \
     for (int i = 0; i < MR; ++i) {                                                                 \
@@ -219,8 +324,12 @@ struct DotAvx2 {
           acc[i][1] = Ops::Dot(acc[i][1], xv, w1);                                                 \
         }                                                                                          \
       }                                                                                            \
-      const float* scale = a.w->scales(t, b);                                                      \
-      const __m256 sw0 = _mm256_loadu_ps(scale), sw1 = _mm256_loadu_ps(scale + 8);                 \
+      const uint16_t* scale = a.w->scales(t, b);                                                   \
+      const __m256 sw0 = _mm256_mul_ps(                                                            \
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scale))), scale_exp2);  \
+      const __m256 sw1 = _mm256_mul_ps(                                                            \
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scale + 8))),           \
+          scale_exp2);                                                                             \
       for (int i = 0; i < MR; ++i) {                                                               \
         const __m256 sx = _mm256_set1_ps(a.xs[(m0 + i) * a.kb + b]);                               \
         out[i][0] =                                                                                \
@@ -294,11 +403,18 @@ bool CpuHasAvxVnni() {
   return (eax & (1u << 4)) != 0;
 }
 
+// F16C: CPUID leaf 1, ECX bit 29 (read directly, as AVX-VNNI is).
+bool CpuHasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx & bit_F16C) != 0;
+}
+
 }  // namespace
 
 bool CpuRunsQ8Isa(Q8Isa isa) {
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuHasF16c();
   switch (isa) {
     case Q8Isa::kNone:
       return true;
@@ -350,7 +466,11 @@ int8_t Q8Weights::quant(int64_t n, int64_t k) const {
   return quants(n / kTile, k / kQ8Block)[(i / 4) * 64 + (n % kTile) * 4 + i % 4];
 }
 
-void Q8Weights::SetColumn(int64_t n, const int8_t* q, const float* scale) {
+float Q8Weights::scale(int64_t n, int64_t b) const {
+  return F16ToF32(scale_bits(n, b)) * scale_exp2_;
+}
+
+void Q8Weights::SetColumn(int64_t n, const int8_t* q, const uint16_t* scale_bits) {
   const int64_t t = n / kTile, lane = n % kTile;
   for (int64_t b = 0; b < kb_; ++b) {
     int8_t* dst = quants_.data() + (t * kb_ + b) * kTileBlockBytes;
@@ -360,8 +480,124 @@ void Q8Weights::SetColumn(int64_t n, const int8_t* q, const float* scale) {
       dst[(i / 4) * 64 + lane * 4 + i % 4] = v;
       sum += v;
     }
-    scales_[(t * kb_ + b) * kTile + lane] = scale[b];
+    scales_[(t * kb_ + b) * kTile + lane] = scale_bits[b];
     neg_sums_[(t * kb_ + b) * kTile + lane] = static_cast<int16_t>(-sum);
+  }
+}
+
+namespace {
+
+constexpr int64_t kQ8_0BlockBytes = 2 + kQ8Block;  // block_q8_0: f16 d, int8 qs[32]
+
+uint16_t Q8_0ScaleBits(const std::byte* row, int64_t b) {
+  uint16_t bits;
+  std::memcpy(&bits, row + b * kQ8_0BlockBytes, sizeof(bits));
+  return bits;
+}
+
+// The largest |block scale| of part `w` (Q8_0: its f16 d; other dtypes:
+// max |x| / 127 of the dequantized rows), or the error that names the first
+// row (and block) holding a non-finite weight or scale.
+absl::StatusOr<float> MaxBlockScale(const WeightMatrix& w, const std::string& name, size_t part) {
+  const int64_t kb = Q8Blocks(w.cols);
+  int64_t bad_row = std::numeric_limits<int64_t>::max(), bad_block = 0;
+  float max_scale = 0.0f;
+  if (w.dtype == DType::kQ8_0) {
+#pragma omp parallel for schedule(static) reduction(max : max_scale)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      const std::byte* row = w.row(r);
+      for (int64_t b = 0; b < kb; ++b) {
+        const uint16_t magnitude = Q8_0ScaleBits(row, b) & 0x7fffu;
+        if (magnitude >= 0x7c00u) {  // exponent 31: inf or NaN
+#pragma omp critical
+          if (r < bad_row) bad_row = r, bad_block = b;
+          break;
+        }
+        max_scale = std::max(max_scale, F16ToF32(magnitude));
+      }
+    }
+    if (bad_row != std::numeric_limits<int64_t>::max()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: part %d (Q8_0) row %d block %d: the f16 scale 0x%04x is not finite", name, part,
+          bad_row, bad_block, Q8_0ScaleBits(w.row(bad_row), bad_block)));
+    }
+    return max_scale;
+  }
+  static const auto abs_max = CpuRunsQ8Isa(Q8Isa::kAvx2) ? &AbsMaxAvx2 : &AbsMaxScalar;
+  constexpr int64_t kRowsPerStep = 16;  // f32 rows read at once (stay in cache)
+  const int64_t steps = (w.rows + kRowsPerStep - 1) / kRowsPerStep;
+  float amax = 0.0f;
+#pragma omp parallel reduction(max : amax)
+  {
+    std::vector<float> rows_f32(static_cast<size_t>(kRowsPerStep * w.cols));
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t r0 = s * kRowsPerStep, count = std::min(kRowsPerStep, w.rows - r0);
+      DequantizeRows(w, r0, count, rows_f32.data());
+      for (int64_t r = 0; r < count; ++r) {
+        const float row_max = abs_max(rows_f32.data() + r * w.cols, w.cols);
+        if (!(row_max <= FLT_MAX)) {
+#pragma omp critical
+          bad_row = std::min(bad_row, r0 + r);
+        }
+        amax = std::max(amax, row_max);
+      }
+    }
+  }
+  if (bad_row != std::numeric_limits<int64_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: part %d (%s) row %d holds a weight that is not finite", name, part,
+                        DTypeName(w.dtype), bad_row));
+  }
+  return amax / 127.0f;
+}
+
+}  // namespace
+
+void Q8Weights::PackQ8_0Part(const WeightMatrix& w, int64_t row0, int exponent) {
+  // Used as stored (-128 read as -127); the scales keep their bits at e = 0,
+  // are shifted by 2^e otherwise (exact down to f16's normal range).
+  const float two_to_e = std::ldexp(1.0f, exponent);
+#pragma omp parallel
+  {
+    std::vector<int8_t> q(static_cast<size_t>(kb_ * kQ8Block));
+    std::vector<uint16_t> bits(static_cast<size_t>(kb_));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      const std::byte* row = w.row(r);
+      for (int64_t b = 0; b < kb_; ++b) {
+        const uint16_t d = Q8_0ScaleBits(row, b);
+        bits[b] =
+            exponent == 0
+                ? d
+                : static_cast<uint16_t>((d & 0x8000u) | ScaleBits(F16ToF32(d & 0x7fffu), two_to_e));
+        const std::byte* qs = row + b * kQ8_0BlockBytes + 2;
+        for (int i = 0; i < kQ8Block; ++i) {
+          q[b * kQ8Block + i] = std::max<int8_t>(-127, static_cast<int8_t>(qs[i]));
+        }
+      }
+      SetColumn(row0 + r, q.data(), bits.data());
+    }
+  }
+}
+
+void Q8Weights::PackConvertedPart(const WeightMatrix& w, int64_t row0, int exponent) {
+  constexpr int64_t kRowsPerStep = 16;  // f32 rows read at once (stay in cache)
+  const int64_t steps = (w.rows + kRowsPerStep - 1) / kRowsPerStep;
+#pragma omp parallel
+  {
+    std::vector<float> rows_f32(static_cast<size_t>(kRowsPerStep * k_));
+    std::vector<int8_t> q(static_cast<size_t>(kb_ * kQ8Block));
+    std::vector<uint16_t> bits(static_cast<size_t>(kb_));
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t r0 = s * kRowsPerStep, count = std::min(kRowsPerStep, w.rows - r0);
+      DequantizeRows(w, r0, count, rows_f32.data());
+      for (int64_t r = 0; r < count; ++r) {
+        QuantizeWeightRow(rows_f32.data() + r * k_, k_, exponent, q.data(), bits.data());
+        SetColumn(row0 + r0 + r, q.data(), bits.data());
+      }
+    }
   }
 }
 
@@ -381,52 +617,30 @@ absl::StatusOr<Q8Weights> Q8Weights::Pack(std::span<const WeightMatrix> parts,
   }
   packed.kb_ = Q8Blocks(packed.k_);
   packed.tiles_ = (packed.n_ + kTile - 1) / kTile;
+
+  // The matrix's exponent e (q8_gemm.h): 0 where every part is Q8_0, else
+  // the one that puts the largest block scale in [2^14, 2^15) (at most 126,
+  // so that 2^-e is a normal float: scales under 2^-112 lose bits).
+  float max_scale = 0.0f;
+  bool all_q8_0 = true;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    SR_ASSIGN_OR_RETURN(const float part_max, MaxBlockScale(parts[i], name, i));
+    max_scale = std::max(max_scale, part_max);
+    all_q8_0 = all_q8_0 && parts[i].dtype == DType::kQ8_0;
+  }
+  const int exponent =
+      all_q8_0 || max_scale == 0.0f ? 0 : std::min(126, 14 - std::ilogb(max_scale));
+  packed.scale_exp2_ = std::ldexp(1.0f, -exponent);
+
   const auto tile_blocks = static_cast<size_t>(packed.tiles_ * packed.kb_);
   packed.quants_.assign(tile_blocks * kTileBlockBytes, 0);
-  packed.scales_.assign(tile_blocks * kTile, 0.0f);
+  packed.scales_.assign(tile_blocks * kTile, 0);
   packed.neg_sums_.assign(tile_blocks * kTile, 0);
-
-  const int64_t kb = packed.kb_, k = packed.k_;
   for (int64_t row0 = 0; const WeightMatrix& w : parts) {
     if (w.dtype == DType::kQ8_0) {
-      // Block: f16 scale d, 32 x int8. Used as stored (-128 read as -127).
-#pragma omp parallel
-      {
-        std::vector<int8_t> q(static_cast<size_t>(kb * kQ8Block));
-        std::vector<float> scale(static_cast<size_t>(kb));
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < w.rows; ++r) {
-          const std::byte* row = w.row(r);
-          for (int64_t b = 0; b < kb; ++b) {
-            const std::byte* block = row + b * (2 + kQ8Block);
-            uint16_t d;
-            std::memcpy(&d, block, 2);
-            scale[b] = F16ToF32(d);
-            for (int i = 0; i < kQ8Block; ++i) {
-              q[b * kQ8Block + i] = std::max<int8_t>(-127, static_cast<int8_t>(block[2 + i]));
-            }
-          }
-          packed.SetColumn(row0 + r, q.data(), scale.data());
-        }
-      }
+      packed.PackQ8_0Part(w, row0, exponent);
     } else {
-      constexpr int64_t kRowsPerStep = 16;  // f32 rows read at once (stay in cache)
-      const int64_t steps = (w.rows + kRowsPerStep - 1) / kRowsPerStep;
-#pragma omp parallel
-      {
-        std::vector<float> rows_f32(static_cast<size_t>(kRowsPerStep * k));
-        std::vector<int8_t> q(static_cast<size_t>(kb * kQ8Block));
-        std::vector<float> scale(static_cast<size_t>(kb));
-#pragma omp for schedule(static)
-        for (int64_t s = 0; s < steps; ++s) {
-          const int64_t r0 = s * kRowsPerStep, count = std::min(kRowsPerStep, w.rows - r0);
-          DequantizeRows(w, r0, count, rows_f32.data());
-          for (int64_t r = 0; r < count; ++r) {
-            QuantizeRowQ8(rows_f32.data() + r * k, k, /*as_u8=*/false, q.data(), scale.data());
-            packed.SetColumn(row0 + r0 + r, q.data(), scale.data());
-          }
-        }
-      }
+      packed.PackConvertedPart(w, row0, exponent);
     }
     row0 += w.rows;
   }

@@ -15,7 +15,8 @@
 // once, at load, with the activations' quantizer.
 //
 // Kernels (chosen at run time, see BestQ8Isa; each is compiled with its own
-// function-level target attribute, so the library needs no -march):
+// function-level target attribute, so the library needs no -march; all of
+// them convert the f16 scales with F16C):
 //   avx512_vnni  vpdpbusd on zmm (16 columns per register)
 //   avx_vnni     vpdpbusd on ymm (VEX; Alder Lake and later, Zen 5)
 //   avx2         vpmaddubsw + vpmaddwd on ymm (AVX2 without VNNI)
@@ -30,6 +31,19 @@
 // columns][4 k] (one zmm per group: lane n holds k 4g..4g+3 of column n), a
 // scale [16] and the negated block sums [16] (int16: |sum| <= 32 * 127). The threads share the
 // tiles (three of them per micro-kernel call), K in chunks whose weights stay in L1.
+//
+// Weight scales are IEEE f16 (1.125 bytes per weight in all, f32 scales took
+// 1.1875: 0.47 GB of an 8B model), times one power of two per matrix, 2^-e,
+// that every kernel multiplies into the converted scales. Plain f16 would
+// flush blocks whose scale is under its normal range (6.1e-5: amax 0.0078)
+// and overflow over 65504, so e is chosen at pack time to put the matrix's
+// largest block scale in [2^14, 2^15): every block within 2^28 of the largest
+// keeps f16's full 11 bits; smaller ones (each under 2^-28 of the largest
+// block's weight) lose bits as f16 subnormals or flush to zero. A matrix made
+// only of Q8_0 parts keeps e = 0 and its file's f16 scales bit for bit. Other
+// dtypes quantize each block with its stored scale d (decoded, times 2^-e):
+// q = round_half_even(x / d) in [-127, 127], so quants and scale agree.
+// Activation scales stay f32.
 #ifndef SAFEROUTE_CPU_Q8_GEMM_H_
 #define SAFEROUTE_CPU_Q8_GEMM_H_
 
@@ -70,7 +84,8 @@ class Q8Weights {
   static constexpr int64_t kTile = 16;  // columns per tile
   static constexpr int64_t kTileBlockBytes = kTile * kQ8Block;
 
-  // `parts` (sharing K) stacked along N. Errors name `name` and the part.
+  // `parts` (sharing K) stacked along N. Errors name `name` and the part;
+  // a non-finite weight or Q8_0 scale is one (it has no int8 scale).
   static absl::StatusOr<Q8Weights> Pack(std::span<const WeightMatrix> parts,
                                         const std::string& name);
 
@@ -79,28 +94,39 @@ class Q8Weights {
   int64_t blocks() const { return kb_; }
   int64_t tiles() const { return tiles_; }
   size_t bytes() const {
-    return quants_.size() + scales_.size() * sizeof(float) + neg_sums_.size() * sizeof(int16_t);
+    return quants_.size() + scales_.size() * sizeof(uint16_t) + neg_sums_.size() * sizeof(int16_t);
   }
+  // 2^-e: a stored scale's value is F16ToF32(bits) * scale_exp2().
+  float scale_exp2() const { return scale_exp2_; }
 
-  // Tile t, block b: 512 quants, 16 scales, 16 negated block sums (VNNI's u8
-  // activations q + 128 add 128 * sum to each block's s32 sum).
+  // Tile t, block b: 512 quants, 16 scales (f16 bits), 16 negated block sums
+  // (VNNI's u8 activations q + 128 add 128 * sum to each block's s32 sum).
   const int8_t* quants(int64_t t, int64_t b) const {
     return quants_.data() + (t * kb_ + b) * kTileBlockBytes;
   }
-  const float* scales(int64_t t, int64_t b) const { return scales_.data() + (t * kb_ + b) * kTile; }
+  const uint16_t* scales(int64_t t, int64_t b) const {
+    return scales_.data() + (t * kb_ + b) * kTile;
+  }
   const int16_t* neg_sums(int64_t t, int64_t b) const {
     return neg_sums_.data() + (t * kb_ + b) * kTile;
   }
 
-  // The stored value of W[n, k] (quant and its block's scale), for tests.
+  // The stored value of W[n, k] (quant, its block's f16 scale bits and the
+  // scale they stand for: decoded times scale_exp2()), for tests.
   int8_t quant(int64_t n, int64_t k) const;
-  float scale(int64_t n, int64_t b) const { return scales(n / kTile, b)[n % kTile]; }
+  uint16_t scale_bits(int64_t n, int64_t b) const { return scales(n / kTile, b)[n % kTile]; }
+  float scale(int64_t n, int64_t b) const;
 
  private:
-  void SetColumn(int64_t n, const int8_t* q, const float* scale);  // q [kb * 32], scale [kb]
+  // Column n: q [kb * 32], scale bits [kb].
+  void SetColumn(int64_t n, const int8_t* q, const uint16_t* scale_bits);
+  // Packs part `w` as columns row0.. with the matrix's exponent e.
+  void PackQ8_0Part(const WeightMatrix& w, int64_t row0, int exponent);
+  void PackConvertedPart(const WeightMatrix& w, int64_t row0, int exponent);
   int64_t n_ = 0, k_ = 0, kb_ = 0, tiles_ = 0;
+  float scale_exp2_ = 1.0f;
   std::vector<int8_t> quants_;     // [tiles][kb][8][16][4]
-  std::vector<float> scales_;      // [tiles][kb][16]
+  std::vector<uint16_t> scales_;   // [tiles][kb][16] f16 bits
   std::vector<int16_t> neg_sums_;  // [tiles][kb][16]
 };
 

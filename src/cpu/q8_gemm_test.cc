@@ -1,10 +1,13 @@
 #include "cpu/q8_gemm.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -70,6 +73,91 @@ TEST(Q8Gemm, QuantizeRowMatchesScalarReference) {
   }
 }
 
+// The IEEE f16 bits nearest to v in [0, 65504], ties to the even bits: a
+// search over F16ToF32's values (increasing in the bits), not a narrowing.
+uint16_t NearestF16(double v) {
+  uint16_t lo = 0, hi = 0x7bff;  // F16ToF32(lo) <= v < F16ToF32(hi + 1) at the end
+  while (lo < hi) {
+    const auto mid = static_cast<uint16_t>((lo + hi + 1) / 2);
+    if (F16ToF32(mid) <= v) {
+      lo = mid;
+    } else {
+      hi = static_cast<uint16_t>(mid - 1);
+    }
+  }
+  if (lo == 0x7bff) return lo;
+  const double below = v - F16ToF32(lo), above = F16ToF32(static_cast<uint16_t>(lo + 1)) - v;
+  if (below < above || (below == above && lo % 2 == 0)) return lo;
+  return static_cast<uint16_t>(lo + 1);
+}
+
+// Plain scalar reference of a converted (non-Q8_0) weight's packing, as
+// q8_gemm.h defines it: rows [n, k] (dequantized) -> the exponent e that puts
+// the largest block scale (amax / 127, f32; `other_max` for other parts of the
+// matrix) in [2^14, 2^15), each block's f16 scale bits nearest to s * 2^e,
+// and q = round_half_even(x / d) (f32 quotient) in [-127, 127] with d the
+// decoded scale times 2^-e.
+struct ReferenceWeights {
+  int exponent = 0;
+  std::vector<uint16_t> bits;  // [n][kb]
+  std::vector<int8_t> q;       // [n][kb * 32]
+};
+ReferenceWeights ReferencePack(const std::vector<float>& rows, int64_t n, int64_t k,
+                               float other_max = 0.0f) {
+  const int64_t kb = (k + 31) / 32;
+  std::vector<float> s(static_cast<size_t>(n * kb), 0.0f);
+  float max_scale = other_max;
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t b = 0; b < kb; ++b) {
+      float amax = 0;
+      for (int64_t c = b * 32; c < std::min(k, b * 32 + 32); ++c) {
+        amax = std::max(amax, std::fabs(rows[r * k + c]));
+      }
+      s[r * kb + b] = amax / 127.0f;
+      max_scale = std::max(max_scale, s[r * kb + b]);
+    }
+  }
+  ReferenceWeights ref;
+  if (max_scale > 0) {
+    int binade;
+    std::frexp(max_scale, &binade);  // max_scale in [2^(binade-1), 2^binade)
+    ref.exponent = std::min(126, 15 - binade);
+  }
+  ref.bits.assign(s.size(), 0);
+  ref.q.assign(static_cast<size_t>(n * kb * 32), 0);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t b = 0; b < kb; ++b) {
+      const uint16_t bits = NearestF16(std::ldexp(double{s[r * kb + b]}, ref.exponent));
+      ref.bits[r * kb + b] = bits;
+      const float d = F16ToF32(bits) * std::ldexp(1.0f, -ref.exponent);
+      if (d == 0) continue;
+      for (int64_t c = b * 32; c < std::min(k, b * 32 + 32); ++c) {
+        const float v = std::nearbyint(rows[r * k + c] / d);
+        ref.q[r * kb * 32 + c] = static_cast<int8_t>(std::min(std::max(v, -127.0f), 127.0f));
+      }
+    }
+  }
+  return ref;
+}
+
+// Packed column n0 + r equals reference row r (bits, quants, decoded scale).
+void ExpectPackedAsReference(const Q8Weights& packed, int64_t n0, const ReferenceWeights& ref,
+                             int64_t n, int64_t k) {
+  const int64_t kb = (k + 31) / 32;
+  EXPECT_EQ(packed.scale_exp2(), std::ldexp(1.0f, -ref.exponent));
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t b = 0; b < kb; ++b) {
+      ASSERT_EQ(packed.scale_bits(n0 + r, b), ref.bits[r * kb + b])
+          << "row " << r << " block " << b;
+      EXPECT_EQ(packed.scale(n0 + r, b),
+                F16ToF32(ref.bits[r * kb + b]) * std::ldexp(1.0f, -ref.exponent));
+    }
+    for (int64_t c = 0; c < kb * 32; ++c) {
+      ASSERT_EQ(packed.quant(n0 + r, c), ref.q[r * kb * 32 + c]) << "row " << r << " col " << c;
+    }
+  }
+}
+
 TEST(Q8Gemm, PacksFloatWeightsAsTheirBlockQuantization) {
   std::mt19937 rng(12);
   const int64_t k = 70;  // two whole blocks and a padded one
@@ -84,37 +172,136 @@ TEST(Q8Gemm, PacksFloatWeightsAsTheirBlockQuantization) {
   EXPECT_EQ(packed->rows(), 19);
   EXPECT_EQ(packed->tiles(), 2);
   EXPECT_EQ(packed->blocks(), 3);
-  for (int64_t n = 0; n < 19; ++n) {
-    std::vector<float> row(a.begin() + n * k, a.begin() + (n + 1) * k);
-    if (n >= 5) {
-      for (int64_t c = 0; c < k; ++c) row[c] = Bf16ToF32(b_bf16[(n - 5) * k + c]);
-    }
-    std::vector<int8_t> q;
-    std::vector<float> scale;
-    ReferenceQuantize(row.data(), k, q, scale);
-    for (int64_t bl = 0; bl < 3; ++bl) EXPECT_EQ(packed->scale(n, bl), scale[bl]) << n;
-    for (int64_t c = 0; c < 96; ++c) ASSERT_EQ(packed->quant(n, c), q[c]) << n << " " << c;
+  // Per tile and block: 512 quants, 16 f16 scales (2 bytes, f32 took 4), 16
+  // int16 sums.
+  EXPECT_EQ(packed->bytes(), size_t{2 * 3} * (16 * 32 + 16 * 2 + 16 * 2));
+  std::vector<float> rows = a;
+  for (uint16_t v : b_bf16) rows.push_back(Bf16ToF32(v));
+  const ReferenceWeights ref = ReferencePack(rows, 19, k);
+  EXPECT_GT(ref.exponent, 14);  // scales ~ 1 (40-sigma outliers / 127) need a shift
+  ExpectPackedAsReference(*packed, 0, ref, 19, k);
+}
+
+TEST(Q8Gemm, ScaleTiesRoundToEvenBits) {
+  // Row 0's scale is 1 (e = 14: stored 2^14); each other row's block scale
+  // is 2^-14 times the midpoint between two neighbouring f16 values, which
+  // must round to the even bits: down from an even lower neighbour, up from
+  // an odd one, into the exponent (0x77ff -> 0x7800) and from the subnormals
+  // into the normals (0x03ff -> 0x0400).
+  struct Tie {
+    uint16_t lower, want;
+  };
+  const Tie ties[] = {{0x3c00, 0x3c00}, {0x3c01, 0x3c02}, {0x77ff, 0x7800},
+                      {0x0002, 0x0002}, {0x0003, 0x0004}, {0x03ff, 0x0400}};
+  const auto n = static_cast<int64_t>(1 + std::size(ties)), k = int64_t{32};
+  std::vector<float> rows(static_cast<size_t>(n * k));
+  std::vector<float> scale = {1.0f};
+  for (const Tie& t : ties) {
+    const double mid =
+        (double{F16ToF32(t.lower)} + F16ToF32(static_cast<uint16_t>(t.lower + 1))) / 2;
+    scale.push_back(static_cast<float>(std::ldexp(mid, -14)));  // exact: 12 significant bits
   }
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < k; ++c) {
+      // amax = 127 * scale (exact), then values spread over the block.
+      const float spread = c == 0 ? 1.0f : static_cast<float>(c % 13) / 13 - 0.5f;
+      rows[r * k + c] = 127.0f * scale[r] * spread;
+    }
+  }
+  const WeightMatrix w{DType::kF32, reinterpret_cast<const std::byte*>(rows.data()), n, k};
+  auto packed = Q8Weights::Pack({&w, 1}, "ties");
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  EXPECT_EQ(packed->scale_exp2(), 0x1p-14f);
+  EXPECT_EQ(packed->scale_bits(0, 0), 0x7400);  // 2^14
+  for (size_t i = 0; i < std::size(ties); ++i) {
+    EXPECT_EQ(packed->scale_bits(static_cast<int64_t>(i) + 1, 0), ties[i].want)
+        << std::hex << "tie above 0x" << ties[i].lower;
+  }
+  const ReferenceWeights ref = ReferencePack(rows, n, k);
+  ExpectPackedAsReference(*packed, 0, ref, n, k);
+}
+
+// Rows [n, k] of RandomMatrix, row r scaled by factor[r] = 10^(-12 + 15 r / (n - 1)):
+// from 1e-12 to 1e3, 50 binades.
+std::vector<float> SpanningMatrix(int64_t n, int64_t k, std::mt19937& rng,
+                                  std::vector<float>& factor) {
+  std::vector<float> rows = RandomMatrix(n, k, rng);
+  factor.resize(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    factor[r] = std::pow(10.0f, -12.0f + 15.0f * static_cast<float>(r) / static_cast<float>(n - 1));
+    for (int64_t c = 0; c < k; ++c) rows[r * k + c] *= factor[r];
+  }
+  return rows;
+}
+
+TEST(Q8Gemm, BlockScalesSpanningManyBinades) {
+  // The blocks within 2^28 of the largest keep f16's 11-bit scales, the
+  // smaller ones flush toward zero, and nothing is NaN or infinite.
+  std::mt19937 rng(15);
+  const int64_t n = 40, k = 96;
+  std::vector<float> factor;
+  const std::vector<float> rows = SpanningMatrix(n, k, rng, factor);
+  const WeightMatrix w{DType::kF32, reinterpret_cast<const std::byte*>(rows.data()), n, k};
+  auto packed = Q8Weights::Pack({&w, 1}, "span");
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  const ReferenceWeights ref = ReferencePack(rows, n, k);
+  ExpectPackedAsReference(*packed, 0, ref, n, k);
+  float max_scale = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t b = 0; b < 3; ++b) max_scale = std::max(max_scale, packed->scale(r, b));
+  }
+  int exact = 0, flushed = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t b = 0; b < 3; ++b) {
+      float amax = 0;
+      for (int64_t c = b * 32; c < b * 32 + 32; ++c) {
+        amax = std::max(amax, std::fabs(rows[r * k + c]));
+      }
+      const float s = amax / 127.0f, got = packed->scale(r, b);
+      ASSERT_TRUE(std::isfinite(got)) << r;
+      if (s >= std::ldexp(max_scale, -28)) {
+        // f16's 11 significant bits: within half an ulp, 2^-11 relative.
+        EXPECT_LE(std::fabs(got - s), std::ldexp(s, -11)) << "row " << r << " block " << b;
+        ++exact;
+      } else {
+        EXPECT_LE(got, std::ldexp(max_scale, -27)) << "row " << r;
+        flushed += got == 0.0f ? 1 : 0;
+      }
+    }
+  }
+  EXPECT_GT(exact, 3 * 20);
+  EXPECT_GT(flushed, 0);  // 1e-12 against 1e3: under f16's subnormals
+}
+
+// A Q8_0 matrix [rows, k]: random quants (-128 in row 0, block 0), scales
+// from `scales` in turn.
+std::vector<std::byte> Q8_0Matrix(int64_t rows, int64_t k, const std::vector<uint16_t>& scales,
+                                  std::mt19937& rng) {
+  std::vector<std::byte> data(static_cast<size_t>(rows * (k / 32) * 34));
+  for (size_t blk = 0; blk < data.size() / 34; ++blk) {
+    std::byte* b = data.data() + blk * 34;
+    std::memcpy(b, &scales[blk % scales.size()], 2);
+    for (int i = 0; i < 32; ++i) b[2 + i] = static_cast<std::byte>(rng() % 256);
+  }
+  data[2] = static_cast<std::byte>(0x80);
+  return data;
 }
 
 TEST(Q8Gemm, UsesQ8_0BlocksAsStored) {
-  // Two rows of two Q8_0 blocks: f16 scale + 32 int8 each, -128 included.
+  // Two rows of two Q8_0 blocks: the scales keep their f16 bits (e = 0).
   std::mt19937 rng(13);
   const int64_t rows = 2, k = 64;
-  std::vector<std::byte> data(static_cast<size_t>(rows * 2 * 34));
-  const uint16_t scales_f16[] = {0x2e66, 0x1c00, 0xb400, 0x0001};  // 0.1, ~0.0039, -0.25, subnormal
-  for (int64_t blk = 0; blk < rows * 2; ++blk) {
-    std::byte* b = data.data() + blk * 34;
-    std::memcpy(b, &scales_f16[blk], 2);
-    for (int i = 0; i < 32; ++i) b[2 + i] = static_cast<std::byte>(rng() % 256);
-  }
-  data[2] = static_cast<std::byte>(0x80);  // -128 in row 0, block 0
+  // 0.1, ~0.0039, -0.25, the smallest subnormal
+  const std::vector<uint16_t> scales_f16 = {0x2e66, 0x1c00, 0xb400, 0x0001};
+  const std::vector<std::byte> data = Q8_0Matrix(rows, k, scales_f16, rng);
   const WeightMatrix w{DType::kQ8_0, data.data(), rows, k};
   auto packed = Q8Weights::Pack({&w, 1}, "q8");
   ASSERT_TRUE(packed.ok()) << packed.status();
+  EXPECT_EQ(packed->scale_exp2(), 1.0f);
   std::vector<float> dequantized(static_cast<size_t>(rows * k));
   DequantizeRows(w, 0, rows, dequantized.data());  // the independent reading: d * q
   for (int64_t n = 0; n < rows; ++n) {
+    for (int64_t b = 0; b < 2; ++b) EXPECT_EQ(packed->scale_bits(n, b), scales_f16[n * 2 + b]);
     for (int64_t c = 0; c < k; ++c) {
       const auto stored = static_cast<int8_t>(data[(n * 2 + c / 32) * 34 + 2 + c % 32]);
       EXPECT_EQ(packed->quant(n, c), std::max<int8_t>(stored, -127)) << n << " " << c;
@@ -125,29 +312,123 @@ TEST(Q8Gemm, UsesQ8_0BlocksAsStored) {
   }
 }
 
-// The product as defined, in double, from the reference quantization.
-std::vector<double> ReferenceProduct(const std::vector<float>& x, const std::vector<float>& w,
-                                     int64_t m, int64_t k, int64_t n, std::vector<double>& bound) {
+TEST(Q8Gemm, Q8_0BesideAConvertedPartSharesItsExponent) {
+  // A Q8_0 part and an f32 part in one matrix: one exponent for both, from
+  // the largest scale of either; the Q8_0 scales shift exactly.
+  std::mt19937 rng(16);
+  const int64_t k = 64;
+  const std::vector<uint16_t> scales_f16 = {0x2e66, 0x1c00, 0xb400, 0x0400};
+  const std::vector<std::byte> q8 = Q8_0Matrix(3, k, scales_f16, rng);
+  const std::vector<float> f32 = RandomMatrix(4, k, rng);
+  const WeightMatrix parts[] = {
+      {DType::kQ8_0, q8.data(), 3, k},
+      {DType::kF32, reinterpret_cast<const std::byte*>(f32.data()), 4, k}};
+  auto packed = Q8Weights::Pack(parts, "mixed");
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  const ReferenceWeights ref = ReferencePack(f32, 4, k, /*other_max=*/0.25f);
+  EXPECT_NE(ref.exponent, 0);
+  ExpectPackedAsReference(*packed, 3, ref, 4, k);
+  for (int64_t n = 0; n < 3; ++n) {
+    for (int64_t b = 0; b < 2; ++b) {
+      EXPECT_EQ(packed->scale(n, b), F16ToF32(scales_f16[(n * 2 + b) % 4])) << n << " " << b;
+    }
+    for (int64_t c = 0; c < k; ++c) {
+      const auto stored = static_cast<int8_t>(q8[(n * 2 + c / 32) * 34 + 2 + c % 32]);
+      EXPECT_EQ(packed->quant(n, c), std::max<int8_t>(stored, -127));
+    }
+  }
+}
+
+TEST(Q8Gemm, NonFiniteScalesAndWeightsAreErrors) {
+  std::mt19937 rng(17);
+  for (uint16_t bad : {uint16_t{0x7c00}, uint16_t{0xfc00}, uint16_t{0x7e00}}) {  // +-inf, NaN
+    std::vector<std::byte> data = Q8_0Matrix(3, 64, {0x2e66}, rng);
+    std::memcpy(data.data() + (1 * 2 + 1) * 34, &bad, 2);  // row 1, block 1
+    const WeightMatrix w{DType::kQ8_0, data.data(), 3, 64};
+    auto packed = Q8Weights::Pack({&w, 1}, "blk.0.ffn_up.weight");
+    ASSERT_FALSE(packed.ok()) << std::hex << bad;
+    EXPECT_THAT(std::string(packed.status().message()),
+                ::testing::AllOf(::testing::HasSubstr("blk.0.ffn_up.weight"),
+                                 ::testing::HasSubstr("row 1 block 1"),
+                                 ::testing::HasSubstr("not finite")));
+  }
+  for (float bad : {INFINITY, -INFINITY, NAN}) {
+    std::vector<float> a = RandomMatrix(4, 40, rng);
+    a[2 * 40 + 37] = bad;
+    const WeightMatrix parts[] = {
+        {DType::kF32, reinterpret_cast<const std::byte*>(a.data()), 2, 40},
+        {DType::kF32, reinterpret_cast<const std::byte*>(a.data() + 80), 2, 40}};
+    auto packed = Q8Weights::Pack(parts, "qkv");
+    ASSERT_FALSE(packed.ok()) << bad;
+    EXPECT_THAT(std::string(packed.status().message()),
+                ::testing::AllOf(::testing::HasSubstr("qkv: part 1 (F32) row 0"),
+                                 ::testing::HasSubstr("not finite")));
+  }
+}
+
+// The product as defined, in double: activations through the reference
+// quantizer, weights as stored (quants, f16 scale bits decoded here with the
+// scalar F16ToF32, times 2^-e). bound: the sum of |scaled block sums|.
+std::vector<double> ReferenceProduct(const std::vector<float>& x, int64_t m, const Q8Weights& w,
+                                     std::vector<double>& bound) {
+  const int64_t k = w.cols(), n = w.rows();
   std::vector<double> y(static_cast<size_t>(m * n), 0.0);
   bound.assign(y.size(), 0.0);
-  std::vector<std::vector<int8_t>> wq(n);
-  std::vector<std::vector<float>> ws(n);
-  for (int64_t j = 0; j < n; ++j) ReferenceQuantize(w.data() + j * k, k, wq[j], ws[j]);
   for (int64_t i = 0; i < m; ++i) {
     std::vector<int8_t> xq;
     std::vector<float> xs;
     ReferenceQuantize(x.data() + i * k, k, xq, xs);
     for (int64_t j = 0; j < n; ++j) {
-      for (size_t b = 0; b < xs.size(); ++b) {
+      for (int64_t b = 0; b < static_cast<int64_t>(xs.size()); ++b) {
         int64_t dot = 0;
-        for (int64_t c = 0; c < 32; ++c) dot += int64_t{xq[b * 32 + c]} * wq[j][b * 32 + c];
-        const double term = double{xs[b]} * ws[j][b] * static_cast<double>(dot);
+        for (int64_t c = 0; c < 32; ++c) dot += int64_t{xq[b * 32 + c]} * w.quant(j, b * 32 + c);
+        const double ws = double{F16ToF32(w.scale_bits(j, b))} * w.scale_exp2();
+        const double term = double{xs[b]} * ws * static_cast<double>(dot);
         y[i * n + j] += term;
         bound[i * n + j] += std::fabs(term);
       }
     }
   }
   return y;
+}
+
+// Runs `isa` on x [m, w.cols()] and compares with ReferenceProduct; returns
+// y [m, w.rows()] (accumulated onto 0.5 when `accumulate`, taken off here).
+std::vector<double> RunAndCompare(Q8Isa isa, const std::vector<float>& x, int64_t m,
+                                  const Q8Weights& w, bool accumulate) {
+  const int64_t k = w.cols(), n = w.rows();
+  std::vector<double> bound;
+  const std::vector<double> want = ReferenceProduct(x, m, w, bound);
+  const int64_t ldy = n + 3;  // strided output
+  std::vector<float> y(static_cast<size_t>(m * ldy), 0.5f);
+  Q8Gemm gemm(isa, 2);
+  gemm.Run(x.data(), m, k, w, y.data(), ldy, accumulate);
+  std::vector<double> got(static_cast<size_t>(m * n));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      got[i * n + j] = y[i * ldy + j] - (accumulate ? 0.5 : 0.0);
+      EXPECT_TRUE(std::isfinite(y[i * ldy + j]));
+      // f32 accumulation of the scaled block sums: a few ulps of the sum of
+      // their magnitudes.
+      EXPECT_NEAR(got[i * n + j], want[i * n + j], 1e-6 * bound[i * n + j] + 1e-6)
+          << Q8IsaName(isa) << " m " << m << " k " << k << " n " << n << " at " << i << "," << j;
+    }
+    for (int64_t j = n; j < ldy; ++j) EXPECT_EQ(y[i * ldy + j], 0.5f) << "past column N";
+  }
+  return got;
+}
+
+// The variants this CPU runs (the others are reported as skipped).
+std::vector<Q8Isa> RunnableIsas() {
+  std::vector<Q8Isa> isas;
+  for (Q8Isa isa : {Q8Isa::kAvx2, Q8Isa::kAvxVnni, Q8Isa::kAvx512Vnni}) {
+    if (CpuRunsQ8Isa(isa)) {
+      isas.push_back(isa);
+    } else {
+      std::printf("[ SKIPPED  ] q8 kernel %s: this CPU lacks its instructions\n", Q8IsaName(isa));
+    }
+  }
+  return isas;
 }
 
 TEST(Q8Gemm, EveryKernelMatchesScalarReference) {
@@ -158,13 +439,9 @@ TEST(Q8Gemm, EveryKernelMatchesScalarReference) {
   // a tile pair with one tile, and one large enough for two threads.
   const Shape shapes[] = {{1, 32, 16}, {1, 64, 17}, {3, 100, 33},  {5, 256, 31},
                           {7, 96, 48}, {2, 40, 1},  {6, 2048, 40}, {64, 512, 160}};
-  int ran = 0;
-  for (Q8Isa isa : {Q8Isa::kAvx2, Q8Isa::kAvxVnni, Q8Isa::kAvx512Vnni}) {
-    if (!CpuRunsQ8Isa(isa)) {
-      std::printf("[ SKIPPED  ] q8 kernel %s: this CPU lacks its instructions\n", Q8IsaName(isa));
-      continue;
-    }
-    ++ran;
+  const std::vector<Q8Isa> isas = RunnableIsas();
+  if (isas.empty()) GTEST_SKIP() << "no q8 kernel runs on this CPU (needs AVX2, FMA, F16C)";
+  for (Q8Isa isa : isas) {
     std::mt19937 rng(14);
     for (const Shape& s : shapes) {
       for (bool accumulate : {false, true}) {
@@ -173,35 +450,62 @@ TEST(Q8Gemm, EveryKernelMatchesScalarReference) {
                                   s.k};
         auto packed = Q8Weights::Pack({&matrix, 1}, "w");
         ASSERT_TRUE(packed.ok()) << packed.status();
-        std::vector<double> bound;
-        const std::vector<double> want = ReferenceProduct(x, w, s.m, s.k, s.n, bound);
-        const int64_t ldy = s.n + 3;  // strided output
-        std::vector<float> y(static_cast<size_t>(s.m * ldy), 0.5f);
-        Q8Gemm gemm(isa, 2);
-        gemm.Run(x.data(), s.m, s.k, *packed, y.data(), ldy, accumulate);
+        const std::vector<double> got = RunAndCompare(isa, x, s.m, *packed, accumulate);
+        ASSERT_FALSE(HasFailure());
+        // And the quantized product is close to the real one (both operands
+        // at 8 bits per block): relative RMS error under 2%.
         double exact_err = 0, norm = 0;
         for (int64_t i = 0; i < s.m; ++i) {
           for (int64_t j = 0; j < s.n; ++j) {
-            const double got = y[i * ldy + j] - (accumulate ? 0.5 : 0.0);
-            // f32 accumulation of the scaled block sums: a few ulps of the
-            // sum of their magnitudes.
-            ASSERT_NEAR(got, want[i * s.n + j], 1e-6 * bound[i * s.n + j] + 1e-6)
-                << Q8IsaName(isa) << " m " << s.m << " k " << s.k << " n " << s.n << " at " << i
-                << "," << j;
             double exact = 0;
             for (int64_t c = 0; c < s.k; ++c) exact += double{x[i * s.k + c]} * w[j * s.k + c];
-            exact_err += (got - exact) * (got - exact);
+            exact_err += (got[i * s.n + j] - exact) * (got[i * s.n + j] - exact);
             norm += exact * exact;
           }
-          for (int64_t j = s.n; j < ldy; ++j) ASSERT_EQ(y[i * ldy + j], 0.5f) << "past column N";
         }
-        // And the quantized product is close to the real one (both operands
-        // at 8 bits per block): relative RMS error under 2%.
         EXPECT_LT(std::sqrt(exact_err / norm), 0.02) << Q8IsaName(isa) << " k " << s.k;
       }
     }
   }
-  EXPECT_GT(ran, 0) << "no q8 kernel runs on this CPU";
+}
+
+TEST(Q8Gemm, EveryKernelReadsSpanningAndQ8_0Scales) {
+  // Weights spanning 50 binades (2^-e far from 1) and a Q8_0 matrix
+  // (negative and subnormal f16 scales, e = 0), each kernel against the
+  // reference; the spanning columns within 2^26 of the largest are also
+  // close to the real product.
+  const std::vector<Q8Isa> isas = RunnableIsas();
+  if (isas.empty()) GTEST_SKIP() << "no q8 kernel runs on this CPU (needs AVX2, FMA, F16C)";
+  std::mt19937 rng(18);
+  const int64_t m = 7, n = 40, k = 96;
+  std::vector<float> factor;
+  const std::vector<float> rows = SpanningMatrix(n, k, rng, factor);
+  const WeightMatrix spanning{DType::kF32, reinterpret_cast<const std::byte*>(rows.data()), n, k};
+  auto packed = Q8Weights::Pack({&spanning, 1}, "span");
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  const std::vector<uint16_t> scales_f16 = {0x2e66, 0x1c00, 0xb400, 0x0001, 0x8123, 0x5000};
+  const std::vector<std::byte> q8 = Q8_0Matrix(n, k, scales_f16, rng);
+  const WeightMatrix q8_matrix{DType::kQ8_0, q8.data(), n, k};
+  auto q8_packed = Q8Weights::Pack({&q8_matrix, 1}, "q8");
+  ASSERT_TRUE(q8_packed.ok()) << q8_packed.status();
+  const std::vector<float> x = RandomMatrix(m, k, rng);
+  for (Q8Isa isa : isas) {
+    for (bool accumulate : {false, true}) {
+      RunAndCompare(isa, x, m, *q8_packed, accumulate);
+      const std::vector<double> got = RunAndCompare(isa, x, m, *packed, accumulate);
+      for (int64_t j = 0; j < n; ++j) {
+        if (factor[j] < factor[n - 1] * 0x1p-26f) continue;  // far below the largest rows
+        double err = 0, norm = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          double exact = 0;
+          for (int64_t c = 0; c < k; ++c) exact += double{x[i * k + c]} * rows[j * k + c];
+          err += (got[i * n + j] - exact) * (got[i * n + j] - exact);
+          norm += exact * exact;
+        }
+        EXPECT_LT(std::sqrt(err / norm), 0.02) << Q8IsaName(isa) << " column " << j;
+      }
+    }
+  }
 }
 
 TEST(Q8Gemm, BestIsaFollowsOneDnnCap) {
