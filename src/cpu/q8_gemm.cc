@@ -138,28 +138,28 @@ SR_TARGET_AVX2 void QuantizeWeightBlockAvx2(const float* x, float d, int8_t* q) 
   StoreBlockAvx2(i32, /*as_u8=*/false, q);
 }
 
-// Round to nearest even of a float in [0, 65504] to IEEE f16 bits (the weight
-// scales' narrowing; their range is what Q8Weights::Pack's exponent makes).
-uint16_t NonNegativeF32ToF16(float value) {
+// The IEEE f16 bits of the smallest f16 value >= `value`, a float in
+// [0, 2^15] (the weight scales' range that Q8Weights::Pack's exponent makes).
+uint16_t RoundUpToF16(float value) {
   // Under f16's normal range: subnormal multiples of 2^-24 (1024 of them is
   // the smallest normal, whose bits are 0x0400: the same integer).
-  if (value < 0x1p-14f) return static_cast<uint16_t>(std::nearbyint(value * 0x1p24f));
+  if (value < 0x1p-14f) return static_cast<uint16_t>(std::ceil(value * 0x1p24f));
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof(bits));
-  bits += 0xfffu + ((bits >> 13) & 1u);  // rounds the 13 dropped bits; a carry bumps the exponent
+  bits += 0x1fffu;  // any of the 13 dropped bits carries up; a carry may bump the exponent
   return static_cast<uint16_t>((bits >> 13) - ((127u - 15u) << 10));  // rebias 127 -> 15
 }
 
 // Stored bits of a (non-negative) scale s of a matrix with exponent e.
 uint16_t ScaleBits(float s, float two_to_e) {
-  return s > 0.0f ? NonNegativeF32ToF16(s * two_to_e) : uint16_t{0};
+  return s > 0.0f ? RoundUpToF16(s * two_to_e) : uint16_t{0};
 }
 
-// One dequantized weight row x [k] -> q [Q8Blocks(k) * 32] (zero-padded),
-// scale bits [Q8Blocks(k)], for a matrix with exponent e: each block's
-// stored scale is f16(amax / 127 * 2^e), and its quants are x / (that,
-// decoded, times 2^-e). x must be finite (Pack checks).
-void QuantizeWeightRow(const float* x, int64_t k, int exponent, int8_t* q, uint16_t* bits) {
+}  // namespace
+
+// Each block's stored scale is amax / 127 * 2^e rounded up to f16, and its
+// quants are x / (that, decoded, times 2^-e).
+void QuantizeWeightRowQ8(const float* x, int64_t k, int exponent, int8_t* q, uint16_t* bits) {
   static const bool avx2 = CpuRunsQ8Isa(Q8Isa::kAvx2);
   const auto abs_max = avx2 ? &AbsMaxAvx2 : &AbsMaxScalar;
   const auto quantize = avx2 ? &QuantizeWeightBlockAvx2 : &QuantizeWeightBlockScalar;
@@ -175,11 +175,18 @@ void QuantizeWeightRow(const float* x, int64_t k, int exponent, int8_t* q, uint1
     const float d = F16ToF32(bits[b]) * two_to_minus_e;
     if (d > 0.0f) {
       quantize(block, d, q + b * kQ8Block);
-    } else {  // an all-zero block, or one flushed to zero (see q8_gemm.h)
+    } else {  // an all-zero block
       std::memset(q + b * kQ8Block, 0, kQ8Block);
     }
   }
 }
+
+// At most 126, so that 2^-e is a normal float (scales under 2^-112 lose bits).
+int Q8WeightExponent(float max_scale) {
+  return max_scale > 0.0f ? std::min(126, 14 - std::ilogb(max_scale)) : 0;
+}
+
+namespace {
 
 // ---- micro-kernels ----------------------------------------------------------
 
@@ -556,7 +563,8 @@ absl::StatusOr<float> MaxBlockScale(const WeightMatrix& w, const std::string& na
 
 void Q8Weights::PackQ8_0Part(const WeightMatrix& w, int64_t row0, int exponent) {
   // Used as stored (-128 read as -127); the scales keep their bits at e = 0,
-  // are shifted by 2^e otherwise (exact down to f16's normal range).
+  // are shifted by 2^e otherwise (exact down to f16's normal range, rounded
+  // up below it).
   const float two_to_e = std::ldexp(1.0f, exponent);
 #pragma omp parallel
   {
@@ -594,7 +602,7 @@ void Q8Weights::PackConvertedPart(const WeightMatrix& w, int64_t row0, int expon
       const int64_t r0 = s * kRowsPerStep, count = std::min(kRowsPerStep, w.rows - r0);
       DequantizeRows(w, r0, count, rows_f32.data());
       for (int64_t r = 0; r < count; ++r) {
-        QuantizeWeightRow(rows_f32.data() + r * k_, k_, exponent, q.data(), bits.data());
+        QuantizeWeightRowQ8(rows_f32.data() + r * k_, k_, exponent, q.data(), bits.data());
         SetColumn(row0 + r0 + r, q.data(), bits.data());
       }
     }
@@ -619,8 +627,7 @@ absl::StatusOr<Q8Weights> Q8Weights::Pack(std::span<const WeightMatrix> parts,
   packed.tiles_ = (packed.n_ + kTile - 1) / kTile;
 
   // The matrix's exponent e (q8_gemm.h): 0 where every part is Q8_0, else
-  // the one that puts the largest block scale in [2^14, 2^15) (at most 126,
-  // so that 2^-e is a normal float: scales under 2^-112 lose bits).
+  // the one that puts the largest block scale in [2^14, 2^15).
   float max_scale = 0.0f;
   bool all_q8_0 = true;
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -628,8 +635,7 @@ absl::StatusOr<Q8Weights> Q8Weights::Pack(std::span<const WeightMatrix> parts,
     max_scale = std::max(max_scale, part_max);
     all_q8_0 = all_q8_0 && parts[i].dtype == DType::kQ8_0;
   }
-  const int exponent =
-      all_q8_0 || max_scale == 0.0f ? 0 : std::min(126, 14 - std::ilogb(max_scale));
+  const int exponent = all_q8_0 ? 0 : Q8WeightExponent(max_scale);
   packed.scale_exp2_ = std::ldexp(1.0f, -exponent);
 
   const auto tile_blocks = static_cast<size_t>(packed.tiles_ * packed.kb_);

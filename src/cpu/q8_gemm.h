@@ -39,11 +39,13 @@
 // and overflow over 65504, so e is chosen at pack time to put the matrix's
 // largest block scale in [2^14, 2^15): every block within 2^28 of the largest
 // keeps f16's full 11 bits; smaller ones (each under 2^-28 of the largest
-// block's weight) lose bits as f16 subnormals or flush to zero. A matrix made
-// only of Q8_0 parts keeps e = 0 and its file's f16 scales bit for bit. Other
-// dtypes quantize each block with its stored scale d (decoded, times 2^-e):
-// q = round_half_even(x / d) in [-127, 127], so quants and scale agree.
-// Activation scales stay f32.
+// block's weight) lose bits as f16 subnormals, down to the smallest one
+// (2^-24 * 2^-e), where their quants shrink toward 0. A matrix made only of
+// Q8_0 parts keeps e = 0 and its file's f16 scales bit for bit. Other dtypes
+// store d = the smallest f16 (times 2^-e) >= max |x| / 127, rounded up so that
+// |x| / d <= 127 (no quant is clamped), and quantize the block with that d:
+// q = round_half_even(x / d), so quants and scale agree. Activation scales
+// stay f32.
 #ifndef SAFEROUTE_CPU_Q8_GEMM_H_
 #define SAFEROUTE_CPU_Q8_GEMM_H_
 
@@ -78,6 +80,14 @@ inline bool Q8IsaTakesU8(Q8Isa isa) { return isa == Q8Isa::kAvxVnni || isa == Q8
 // stored XOR 0x80 (q + 128 as u8) when `as_u8`. q: [Blocks(k) * 32], scale: [Blocks(k)].
 void QuantizeRowQ8(const float* x, int64_t k, bool as_u8, int8_t* q, float* scale);
 inline int64_t Q8Blocks(int64_t k) { return (k + kQ8Block - 1) / kQ8Block; }
+
+// The weights' side of Q8Weights::Pack (dtypes other than Q8_0; see the
+// scale format above): the exponent e of a matrix whose largest block scale
+// (max |x| / 127) is `max_scale`, and one row x [k] (finite) quantized with
+// it: q [Q8Blocks(k) * 32], f16 scale bits [Q8Blocks(k)], standing for
+// F16ToF32(bits) * 2^-e.
+int Q8WeightExponent(float max_scale);
+void QuantizeWeightRowQ8(const float* x, int64_t k, int exponent, int8_t* q, uint16_t* scale_bits);
 
 class Q8Weights {
  public:

@@ -73,28 +73,25 @@ TEST(Q8Gemm, QuantizeRowMatchesScalarReference) {
   }
 }
 
-// The IEEE f16 bits nearest to v in [0, 65504], ties to the even bits: a
+// The bits of the smallest IEEE f16 value >= v, for v in [0, 65504]: a
 // search over F16ToF32's values (increasing in the bits), not a narrowing.
-uint16_t NearestF16(double v) {
-  uint16_t lo = 0, hi = 0x7bff;  // F16ToF32(lo) <= v < F16ToF32(hi + 1) at the end
+uint16_t RoundUpToF16(double v) {
+  uint16_t lo = 0, hi = 0x7bff;  // F16ToF32(lo - 1) < v <= F16ToF32(hi) throughout
   while (lo < hi) {
-    const auto mid = static_cast<uint16_t>((lo + hi + 1) / 2);
-    if (F16ToF32(mid) <= v) {
-      lo = mid;
+    const auto mid = static_cast<uint16_t>((lo + hi) / 2);
+    if (F16ToF32(mid) >= v) {
+      hi = mid;
     } else {
-      hi = static_cast<uint16_t>(mid - 1);
+      lo = static_cast<uint16_t>(mid + 1);
     }
   }
-  if (lo == 0x7bff) return lo;
-  const double below = v - F16ToF32(lo), above = F16ToF32(static_cast<uint16_t>(lo + 1)) - v;
-  if (below < above || (below == above && lo % 2 == 0)) return lo;
-  return static_cast<uint16_t>(lo + 1);
+  return lo;
 }
 
 // Plain scalar reference of a converted (non-Q8_0) weight's packing, as
 // q8_gemm.h defines it: rows [n, k] (dequantized) -> the exponent e that puts
 // the largest block scale (amax / 127, f32; `other_max` for other parts of the
-// matrix) in [2^14, 2^15), each block's f16 scale bits nearest to s * 2^e,
+// matrix) in [2^14, 2^15), each block's f16 scale bits: s * 2^e rounded up,
 // and q = round_half_even(x / d) (f32 quotient) in [-127, 127] with d the
 // decoded scale times 2^-e.
 struct ReferenceWeights {
@@ -127,7 +124,7 @@ ReferenceWeights ReferencePack(const std::vector<float>& rows, int64_t n, int64_
   ref.q.assign(static_cast<size_t>(n * kb * 32), 0);
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t b = 0; b < kb; ++b) {
-      const uint16_t bits = NearestF16(std::ldexp(double{s[r * kb + b]}, ref.exponent));
+      const uint16_t bits = RoundUpToF16(std::ldexp(double{s[r * kb + b]}, ref.exponent));
       ref.bits[r * kb + b] = bits;
       const float d = F16ToF32(bits) * std::ldexp(1.0f, -ref.exponent);
       if (d == 0) continue;
@@ -182,24 +179,27 @@ TEST(Q8Gemm, PacksFloatWeightsAsTheirBlockQuantization) {
   ExpectPackedAsReference(*packed, 0, ref, 19, k);
 }
 
-TEST(Q8Gemm, ScaleTiesRoundToEvenBits) {
+TEST(Q8Gemm, ScalesRoundUpToF16) {
   // Row 0's scale is 1 (e = 14: stored 2^14); each other row's block scale
-  // is 2^-14 times the midpoint between two neighbouring f16 values, which
-  // must round to the even bits: down from an even lower neighbour, up from
-  // an odd one, into the exponent (0x77ff -> 0x7800) and from the subnormals
-  // into the normals (0x03ff -> 0x0400).
-  struct Tie {
-    uint16_t lower, want;
+  // is 2^-14 times an f16 value (kept), or a value just above one, or the
+  // midpoint to the next (both up to the next): in the normals, into the
+  // exponent (0x77ff -> 0x7800), in the subnormals and from them into the
+  // normals (0x03ff -> 0x0400).
+  struct Case {
+    uint16_t lower;
+    double above;  // fraction of the step to the next f16 value
+    uint16_t want;
   };
-  const Tie ties[] = {{0x3c00, 0x3c00}, {0x3c01, 0x3c02}, {0x77ff, 0x7800},
-                      {0x0002, 0x0002}, {0x0003, 0x0004}, {0x03ff, 0x0400}};
-  const auto n = static_cast<int64_t>(1 + std::size(ties)), k = int64_t{32};
+  const Case cases[] = {{0x3c00, 0.0, 0x3c00},    {0x3c00, 0x1p-12, 0x3c01}, {0x3c01, 0.5, 0x3c02},
+                        {0x77ff, 0.5, 0x7800},    {0x0002, 0.0, 0x0002},     {0x0002, 0.5, 0x0003},
+                        {0x03ff, 0x1p-6, 0x0400}, {0x0000, 0x1p-6, 0x0001}};
+  const auto n = static_cast<int64_t>(1 + std::size(cases)), k = int64_t{32};
   std::vector<float> rows(static_cast<size_t>(n * k));
   std::vector<float> scale = {1.0f};
-  for (const Tie& t : ties) {
-    const double mid =
-        (double{F16ToF32(t.lower)} + F16ToF32(static_cast<uint16_t>(t.lower + 1))) / 2;
-    scale.push_back(static_cast<float>(std::ldexp(mid, -14)));  // exact: 12 significant bits
+  for (const Case& c : cases) {
+    const double lower = F16ToF32(c.lower), next = F16ToF32(static_cast<uint16_t>(c.lower + 1));
+    // Exact in f32 (at most 17 significant bits), as is 127 * it below.
+    scale.push_back(static_cast<float>(std::ldexp(lower + c.above * (next - lower), -14)));
   }
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t c = 0; c < k; ++c) {
@@ -209,13 +209,13 @@ TEST(Q8Gemm, ScaleTiesRoundToEvenBits) {
     }
   }
   const WeightMatrix w{DType::kF32, reinterpret_cast<const std::byte*>(rows.data()), n, k};
-  auto packed = Q8Weights::Pack({&w, 1}, "ties");
+  auto packed = Q8Weights::Pack({&w, 1}, "steps");
   ASSERT_TRUE(packed.ok()) << packed.status();
   EXPECT_EQ(packed->scale_exp2(), 0x1p-14f);
   EXPECT_EQ(packed->scale_bits(0, 0), 0x7400);  // 2^14
-  for (size_t i = 0; i < std::size(ties); ++i) {
-    EXPECT_EQ(packed->scale_bits(static_cast<int64_t>(i) + 1, 0), ties[i].want)
-        << std::hex << "tie above 0x" << ties[i].lower;
+  for (size_t i = 0; i < std::size(cases); ++i) {
+    EXPECT_EQ(packed->scale_bits(static_cast<int64_t>(i) + 1, 0), cases[i].want)
+        << std::hex << "0x" << cases[i].lower << " + " << cases[i].above;
   }
   const ReferenceWeights ref = ReferencePack(rows, n, k);
   ExpectPackedAsReference(*packed, 0, ref, n, k);
@@ -236,7 +236,8 @@ std::vector<float> SpanningMatrix(int64_t n, int64_t k, std::mt19937& rng,
 
 TEST(Q8Gemm, BlockScalesSpanningManyBinades) {
   // The blocks within 2^28 of the largest keep f16's 11-bit scales, the
-  // smaller ones flush toward zero, and nothing is NaN or infinite.
+  // smaller ones round up to f16's subnormals, and nothing is NaN or
+  // infinite.
   std::mt19937 rng(15);
   const int64_t n = 40, k = 96;
   std::vector<float> factor;
@@ -250,7 +251,7 @@ TEST(Q8Gemm, BlockScalesSpanningManyBinades) {
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t b = 0; b < 3; ++b) max_scale = std::max(max_scale, packed->scale(r, b));
   }
-  int exact = 0, flushed = 0;
+  int exact = 0, smallest = 0;
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t b = 0; b < 3; ++b) {
       float amax = 0;
@@ -259,18 +260,19 @@ TEST(Q8Gemm, BlockScalesSpanningManyBinades) {
       }
       const float s = amax / 127.0f, got = packed->scale(r, b);
       ASSERT_TRUE(std::isfinite(got)) << r;
+      EXPECT_GE(got, s) << "row " << r << " block " << b;
       if (s >= std::ldexp(max_scale, -28)) {
-        // f16's 11 significant bits: within half an ulp, 2^-11 relative.
-        EXPECT_LE(std::fabs(got - s), std::ldexp(s, -11)) << "row " << r << " block " << b;
+        // f16's 11 significant bits: rounded up by under an ulp, 2^-10 relative.
+        EXPECT_LT(got - s, std::ldexp(s, -10)) << "row " << r << " block " << b;
         ++exact;
       } else {
         EXPECT_LE(got, std::ldexp(max_scale, -27)) << "row " << r;
-        flushed += got == 0.0f ? 1 : 0;
+        smallest += packed->scale_bits(r, b) == 1 ? 1 : 0;
       }
     }
   }
   EXPECT_GT(exact, 3 * 20);
-  EXPECT_GT(flushed, 0);  // 1e-12 against 1e3: under f16's subnormals
+  EXPECT_GT(smallest, 0);  // 1e-12 against 1e3: under f16's smallest subnormal
 }
 
 // A Q8_0 matrix [rows, k]: random quants (-128 in row 0, block 0), scales
