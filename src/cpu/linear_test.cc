@@ -68,7 +68,8 @@ struct Expected {
   std::vector<double> tol;
 };
 
-// int8: both operands in blocks of 32 (QuantizeRowQ8, checked against its
+// int8: both operands in blocks of 32 (QuantizeRowQ8 and, for the weights,
+// QuantizeWeightRowQ8 with f16 scales times 2^-e: each checked against its
 // own scalar reference in q8_gemm_test); exact s32 block sums, scaled.
 Expected BlockReference(const std::vector<float>& x, int64_t m, const TestWeights& w,
                         const std::vector<float>& y0, bool accumulate) {
@@ -80,9 +81,16 @@ Expected BlockReference(const std::vector<float>& x, int64_t m, const TestWeight
     s.resize(static_cast<size_t>(kb));
     QuantizeRowQ8(row, k, /*as_u8=*/false, q.data(), s.data());
   };
-  std::vector<std::vector<int8_t>> wq(n);
-  std::vector<std::vector<float>> ws(n);
-  for (int64_t j = 0; j < n; ++j) quantize(w.values.data() + j * k, wq[j], ws[j]);
+  float max_abs = 0;
+  for (float v : w.values) max_abs = std::max(max_abs, std::fabs(v));
+  const int exponent = Q8WeightExponent(max_abs / 127.0f);
+  std::vector<std::vector<int8_t>> wq(n, std::vector<int8_t>(static_cast<size_t>(kb * kQ8Block)));
+  std::vector<std::vector<float>> ws(n, std::vector<float>(static_cast<size_t>(kb)));
+  std::vector<uint16_t> bits(static_cast<size_t>(kb));
+  for (int64_t j = 0; j < n; ++j) {
+    QuantizeWeightRowQ8(w.values.data() + j * k, k, exponent, wq[j].data(), bits.data());
+    for (int64_t b = 0; b < kb; ++b) ws[j][b] = F16ToF32(bits[b]) * std::ldexp(1.0f, -exponent);
+  }
   std::vector<int8_t> xq;
   std::vector<float> xs;
   for (int64_t i = 0; i < m; ++i) {
