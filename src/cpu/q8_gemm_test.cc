@@ -161,12 +161,15 @@ TEST(Q8Gemm, PacksFloatWeightsAsTheirBlockQuantization) {
   std::vector<float> a = RandomMatrix(5, k, rng), b = RandomMatrix(14, k, rng);
   std::vector<uint16_t> b_bf16(b.size());
   for (size_t i = 0; i < b.size(); ++i) b_bf16[i] = F32ToBf16(b[i]);
+  std::vector<uint16_t> c_f16(static_cast<size_t>(6 * k));
+  for (uint16_t& v : c_f16) v = static_cast<uint16_t>(rng() & 0xbfff);  // finite, |x| < 2
   const WeightMatrix parts[] = {
       {DType::kF32, reinterpret_cast<const std::byte*>(a.data()), 5, k},
-      {DType::kBF16, reinterpret_cast<const std::byte*>(b_bf16.data()), 14, k}};
+      {DType::kBF16, reinterpret_cast<const std::byte*>(b_bf16.data()), 14, k},
+      {DType::kF16, reinterpret_cast<const std::byte*>(c_f16.data()), 6, k}};
   auto packed = Q8Weights::Pack(parts, "w");
   ASSERT_TRUE(packed.ok()) << packed.status();
-  EXPECT_EQ(packed->rows(), 19);
+  EXPECT_EQ(packed->rows(), 25);
   EXPECT_EQ(packed->tiles(), 2);
   EXPECT_EQ(packed->blocks(), 3);
   // Per tile and block: 512 quants, 16 f16 scales (2 bytes, f32 took 4), 16
@@ -174,9 +177,10 @@ TEST(Q8Gemm, PacksFloatWeightsAsTheirBlockQuantization) {
   EXPECT_EQ(packed->bytes(), size_t{2 * 3} * (16 * 32 + 16 * 2 + 16 * 2));
   std::vector<float> rows = a;
   for (uint16_t v : b_bf16) rows.push_back(Bf16ToF32(v));
-  const ReferenceWeights ref = ReferencePack(rows, 19, k);
+  for (uint16_t v : c_f16) rows.push_back(F16ToF32(v));
+  const ReferenceWeights ref = ReferencePack(rows, 25, k);
   EXPECT_GT(ref.exponent, 14);  // scales ~ 1 (40-sigma outliers / 127) need a shift
-  ExpectPackedAsReference(*packed, 0, ref, 19, k);
+  ExpectPackedAsReference(*packed, 0, ref, 25, k);
 }
 
 TEST(Q8Gemm, ScalesRoundUpToF16) {
@@ -366,6 +370,42 @@ TEST(Q8Gemm, NonFiniteScalesAndWeightsAreErrors) {
                 ::testing::AllOf(::testing::HasSubstr("qkv: part 1 (F32) row 0"),
                                  ::testing::HasSubstr("not finite")));
   }
+  // 16-bit floats (read as stored): inf, -inf, NaN.
+  struct Bad16 {
+    DType dtype;
+    uint16_t one, bad;
+    const char* name;
+  };
+  const Bad16 bad16[] = {
+      {DType::kBF16, 0x3f80, 0x7f80, "BF16"}, {DType::kBF16, 0x3f80, 0xff80, "BF16"},
+      {DType::kBF16, 0x3f80, 0x7fc1, "BF16"}, {DType::kF16, 0x3c00, 0x7c00, "F16"},
+      {DType::kF16, 0x3c00, 0xfc00, "F16"},   {DType::kF16, 0x3c00, 0x7e00, "F16"}};
+  for (const Bad16& c : bad16) {
+    std::vector<uint16_t> a(4 * 64, c.one);
+    a[2 * 64 + 37] = c.bad;
+    const WeightMatrix parts[] = {
+        {c.dtype, reinterpret_cast<const std::byte*>(a.data()), 2, 64},
+        {c.dtype, reinterpret_cast<const std::byte*>(a.data() + 128), 2, 64}};
+    auto packed = Q8Weights::Pack(parts, "qkv");
+    ASSERT_FALSE(packed.ok()) << c.name << " " << std::hex << c.bad;
+    EXPECT_THAT(
+        std::string(packed.status().message()),
+        ::testing::AllOf(::testing::HasSubstr(std::string("qkv: part 1 (") + c.name + ") row 0"),
+                         ::testing::HasSubstr("not finite")));
+  }
+  // A block type read through DequantizeRows: Q4_0 (f16 d, 16 bytes of
+  // nibbles), an infinite d in row 1, block 1.
+  std::vector<std::byte> q4(static_cast<size_t>(2 * 2 * 18), std::byte{0x12});
+  const uint16_t one = 0x3c00, inf = 0x7c00;
+  for (int blk = 0; blk < 4; ++blk) std::memcpy(q4.data() + blk * 18, blk == 3 ? &inf : &one, 2);
+  const WeightMatrix q4_matrix{DType::kQ4_0, q4.data(), 2, 64};
+  auto packed = Q8Weights::Pack({&q4_matrix, 1}, "wo");
+  ASSERT_FALSE(packed.ok());
+  EXPECT_THAT(std::string(packed.status().message()),
+              ::testing::AllOf(::testing::HasSubstr("wo: part 0 (Q4_0) row 1"),
+                               ::testing::HasSubstr("not finite")));
+  std::memcpy(q4.data() + 3 * 18, &one, 2);
+  EXPECT_TRUE(Q8Weights::Pack({&q4_matrix, 1}, "wo").ok()) << "the same matrix with a finite d";
 }
 
 // The product as defined, in double: activations through the reference
