@@ -190,6 +190,36 @@ namespace {
 
 // ---- micro-kernels ----------------------------------------------------------
 
+// zmm: up to 5 rows x 3 tiles: 15 s32 chains (enough to hide vpdpbusd's
+// latency at two per cycle) and 15 f32 sums, of 32 registers (a few f32 sums
+// spill in the per-block epilogue). Measured on Zen 5, one thread, M=300, the
+// 1B shape's projections, alternating: 4x2 580-660 GFLOP/s, 6x2 550-600,
+// 5x3 600-675 (oneDNN's u8s8 matmul ~1000). ymm: up to 2 rows x 1 tile (4 +
+// 4 of 16 registers).
+constexpr int kMr512 = 5, kNr512 = 3, kMr256 = 2;
+// Blocks per K chunk: the unit's weights (kNr512 * 512 B per block: 12 KiB)
+// stay in L1 while every row passes (16 or 4 blocks measured slower).
+constexpr int64_t kChunkBlocks = 8;
+
+// A chunk's weight scales, decoded once for every row block that passes:
+// [tile j of the unit][block b - b0][16], times 2^-e.
+using ChunkScales = std::array<float, kNr512 * kChunkBlocks * Q8Weights::kTile>;
+
+SR_TARGET_AVX2 void DecodeChunkScales(const Q8Weights& w, int64_t t0, int nr, int64_t b0,
+                                      int64_t b1, ChunkScales& out) {
+  const __m256 scale_exp2 = _mm256_set1_ps(w.scale_exp2());
+  for (int j = 0; j < nr; ++j) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const uint16_t* bits = w.scales(t0 + j, b);
+      float* dst = out.data() + (j * kChunkBlocks + (b - b0)) * kTile;
+      for (int h = 0; h < 2; ++h) {
+        const __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + 8 * h));
+        _mm256_storeu_ps(dst + 8 * h, _mm256_mul_ps(_mm256_cvtph_ps(half), scale_exp2));
+      }
+    }
+  }
+}
+
 struct TileArgs {
   const int8_t* xq;  // [m, kb * 32]
   const float* xs;   // [m, kb]
@@ -209,8 +239,8 @@ inline int32_t Load4(const int8_t* p) {
 // Rows m0 .. m0+MR, tiles t0 .. t0+NR, 16 columns per zmm, blocks b0 .. b1:
 // y is set (b0 == 0 without accumulate) or added to.
 template <int MR, int NR>
-SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, int64_t m0, int64_t t0, int64_t b0,
-                                          int64_t b1) {
+SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, const ChunkScales& scales, int64_t m0,
+                                          int64_t t0, int64_t b0, int64_t b1) {
   const int64_t ldq = a.kb * kQ8Block;
   const bool add = b0 > 0 || a.accumulate;
   __mmask16 mask[NR];
@@ -218,7 +248,6 @@ SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, int64_t m0, int64_t
     const int64_t valid = std::min<int64_t>(kTile, a.w->rows() - (t0 + j) * kTile);
     mask[j] = static_cast<__mmask16>((1u << valid) - 1);
   }
-  const __m512 scale_exp2 = _mm512_set1_ps(a.w->scale_exp2());
   __m512 out[MR][NR];
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) {
@@ -256,9 +285,7 @@ SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, int64_t m0, int64_t
     }
     __m512 sw[NR];
     for (int j = 0; j < NR; ++j) {
-      const __m256i bits =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w->scales(t0 + j, b)));
-      sw[j] = _mm512_mul_ps(_mm512_cvtph_ps(bits), scale_exp2);
+      sw[j] = _mm512_loadu_ps(scales.data() + (j * kChunkBlocks + (b - b0)) * kTile);
     }
     for (int i = 0; i < MR; ++i) {
       const __m512 sx = _mm512_set1_ps(a.xs[(m0 + i) * a.kb + b]);
@@ -300,12 +327,12 @@ struct DotAvx2 {
 // over column N).
 #define SR_YMM_TILE_KERNEL(Name, Target, Ops)                                                      \
   template <int MR>                                                                                \
-  Target void Name(const TileArgs& a, int64_t m0, int64_t t, int64_t b0, int64_t b1) {             \
+  Target void Name(const TileArgs& a, const ChunkScales& scales, int64_t m0, int64_t t,            \
+                   int64_t b0, int64_t b1) {                                                       \
     const int64_t ldq = a.kb * kQ8Block;                                                           \
     const int64_t n0 = t * kTile;                                                                  \
     const int64_t valid = std::min<int64_t>(kTile, a.w->rows() - n0);                              \
     const bool add = b0 > 0 || a.accumulate;                                                       \
-    const __m256 scale_exp2 = _mm256_set1_ps(a.w->scale_exp2());                                   \
     alignas(32) float row[kTile] = {};                                                             \
     __m256 out[MR][2];                                                                             \
     for (int i = 0; i < MR; ++i) {                                                                 \
@@ -331,12 +358,8 @@ struct DotAvx2 {
           acc[i][1] = Ops::Dot(acc[i][1], xv, w1);                                                 \
         }                                                                                          \
       }                                                                                            \
-      const uint16_t* scale = a.w->scales(t, b);                                                   \
-      const __m256 sw0 = _mm256_mul_ps(                                                            \
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scale))), scale_exp2);  \
-      const __m256 sw1 = _mm256_mul_ps(                                                            \
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scale + 8))),           \
-          scale_exp2);                                                                             \
+      const float* scale = scales.data() + (b - b0) * kTile;                                       \
+      const __m256 sw0 = _mm256_loadu_ps(scale), sw1 = _mm256_loadu_ps(scale + 8);                 \
       for (int i = 0; i < MR; ++i) {                                                               \
         const __m256 sx = _mm256_set1_ps(a.xs[(m0 + i) * a.kb + b]);                               \
         out[i][0] =                                                                                \
@@ -356,18 +379,7 @@ SR_YMM_TILE_KERNEL(TileAvxVnni, SR_TARGET_AVX_VNNI, DotAvxVnni)
 SR_YMM_TILE_KERNEL(TileAvx2, SR_TARGET_AVX2, DotAvx2)
 #undef SR_YMM_TILE_KERNEL
 
-using TileFn = void (*)(const TileArgs&, int64_t, int64_t, int64_t, int64_t);
-
-// zmm: up to 5 rows x 3 tiles: 15 s32 chains (enough to hide vpdpbusd's
-// latency at two per cycle) and 15 f32 sums, of 32 registers (a few f32 sums
-// spill in the per-block epilogue). Measured on Zen 5, one thread, M=300, the
-// 1B shape's projections, alternating: 4x2 580-660 GFLOP/s, 6x2 550-600,
-// 5x3 600-675 (oneDNN's u8s8 matmul ~1000). ymm: up to 2 rows x 1 tile (4 +
-// 4 of 16 registers).
-constexpr int kMr512 = 5, kNr512 = 3, kMr256 = 2;
-// Blocks per K chunk: the unit's weights (kNr512 * 512 B per block: 12 KiB)
-// stay in L1 while every row passes (16 or 4 blocks measured slower).
-constexpr int64_t kChunkBlocks = 8;
+using TileFn = void (*)(const TileArgs&, const ChunkScales&, int64_t, int64_t, int64_t, int64_t);
 
 template <int NR, size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> Avx512Rows(std::index_sequence<I...>) {
@@ -722,20 +734,22 @@ void Q8Gemm::RunQuantized(const int8_t* xq, const float* xs, int64_t m, const Q8
   const TileFn* ymm_tiles = isa_ == Q8Isa::kAvxVnni ? kAvxVnniTiles : kAvx2Tiles;
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (int64_t u = 0; u < units; ++u) {
+    const int64_t t0 = zmm ? u * kNr512 : u;
+    const int nr = zmm ? static_cast<int>(std::min<int64_t>(kNr512, w.tiles() - t0)) : 1;
+    ChunkScales scales;
     // K in chunks whose weights (per unit) stay in L1 while every row passes.
     for (int64_t b0 = 0; b0 < w.blocks(); b0 += kChunkBlocks) {
       const int64_t b1 = std::min(w.blocks(), b0 + kChunkBlocks);
+      DecodeChunkScales(w, t0, nr, b0, b1, scales);
       if (zmm) {
-        const int64_t t0 = u * kNr512;
-        const int nr = static_cast<int>(std::min<int64_t>(kNr512, w.tiles() - t0));
         for (int64_t m0 = 0; m0 < m; m0 += kMr512) {
           const int mr = static_cast<int>(std::min<int64_t>(kMr512, m - m0));
-          kAvx512Tiles[nr - 1][mr - 1](args, m0, t0, b0, b1);
+          kAvx512Tiles[nr - 1][mr - 1](args, scales, m0, t0, b0, b1);
         }
       } else {
         for (int64_t m0 = 0; m0 < m; m0 += kMr256) {
           const int mr = static_cast<int>(std::min<int64_t>(kMr256, m - m0));
-          ymm_tiles[mr - 1](args, m0, u, b0, b1);
+          ymm_tiles[mr - 1](args, scales, m0, t0, b0, b1);
         }
       }
     }

@@ -15,8 +15,8 @@
 // once, at load, with the activations' quantizer.
 //
 // Kernels (chosen at run time, see BestQ8Isa; each is compiled with its own
-// function-level target attribute, so the library needs no -march; all of
-// them convert the f16 scales with F16C):
+// function-level target attribute, so the library needs no -march; each
+// K chunk's f16 weight scales are converted (F16C) once for all its rows):
 //   avx512_vnni  vpdpbusd on zmm (16 columns per register)
 //   avx_vnni     vpdpbusd on ymm (VEX; Alder Lake and later, Zen 5)
 //   avx2         vpmaddubsw + vpmaddwd on ymm (AVX2 without VNNI)
