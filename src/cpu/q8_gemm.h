@@ -1,7 +1,8 @@
 // Block-scaled int8 GEMM, the int8 path's kernel (cpu/linear.h):
 //   y[M, N] (+)= x[M, K] W^T,  W [N, K] row-major,
 // both operands quantized symmetrically in blocks of 32 along K, each block
-// with its own f32 scale (the layout of GGML's Q8_0):
+// with its own scale (the layout of GGML's Q8_0; f32 for the activations, f16
+// times one power of two per matrix for the weights, see below):
 //   y[m, n] = sum_b sx[m, b] * sw[n, b] * (sum_{k in block b} qx[m, k] * qw[n, k])
 // The integer block sums are exact (s32); the scaled block sums are
 // accumulated in f32. A per-block scale keeps an activation's outlier
