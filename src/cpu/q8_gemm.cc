@@ -574,8 +574,8 @@ absl::StatusOr<float> MaxBlockScale(const WeightMatrix& w, const std::string& na
     return max_scale;
   }
   static const auto abs_max = CpuRunsQ8Isa(Q8Isa::kAvx2) ? &AbsMaxAvx2 : &AbsMaxScalar;
-  // Float dtypes are read as stored (a third of the time of widening them
-  // first on the 1B shape); the others a few dequantized rows at a time.
+  // Float dtypes are read as stored (no widening); the others a few
+  // dequantized rows at a time.
   const bool float_bits = HasFloatBits(w.dtype);
   const int64_t rows_per_step = float_bits ? 1 : 16;  // f32 rows stay in cache
   const int64_t steps = (w.rows + rows_per_step - 1) / rows_per_step;
