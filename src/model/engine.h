@@ -33,9 +33,10 @@ namespace saferoute {
 //         the CPU has bf16 units, else bf16-widened (the same products in fp32
 //         sgemm: bf16*bf16 is exact in fp32). Error vs HF fp32: kBf16*Tol;
 //         native vs widened: kNativeBf16*Tol (accumulation order only).
-//   int8: weights and GEMM inputs int8 in blocks of 32 along K, each with an
-//         f32 scale (Q8_0-like; a Q8_0 GGUF weight used as stored), exact s32
-//         block sums, everything else fp32 (cpu/q8_gemm.h); the LM head's
+//   int8: weights and GEMM inputs int8 in blocks of 32 along K, each with a
+//         scale (weights: f16 times one power of two per matrix, as Q8_0's
+//         f16, a Q8_0 GGUF weight used as stored; activations: f32), exact
+//         s32 block sums, everything else fp32 (cpu/q8_gemm.h); the LM head's
 //         full-vocabulary logits on bf16 (cpu::HeadPath). Error: kInt8*Tol.
 //   auto: the fastest path documented as guard-safe on this CPU (ChoosePath).
 using Precision = cpu::Precision;
