@@ -440,8 +440,64 @@ absl::Status SetFromToml(const Target& target, const TomlNode& node) {
 // '{' (bounding any nesting; no serve key takes an array or a table value:
 // a config needs ten, one per [section]) and the digits after "0b". The scan
 // is of raw text, so it counts what a string or comment holds as well.
+// And it dereferences the last element of an EMPTY array when a later dotted
+// key or [table] goes through that key ("a = []" then "a.b = 1": a segfault
+// in release, 16 bytes of config); no serve key takes an array, so array
+// values and [[arrays of tables]] are refused first (FindArray).
 constexpr int kMaxOpeningBrackets = 100;
 constexpr int kMaxBinaryDigits = 62;
+
+// The line of the first array in `text` (TOML): a '[' in a value, or a
+// "[[" table header; 0 if none. Strings (basic, literal, multi-line) and
+// comments are skipped; a '[' that starts a line is a [table] header.
+int FindArray(std::string_view text) {
+  int line = 1;
+  bool line_start = true;  // only blanks since the last newline
+  size_t i = 0;
+  auto skip_string = [&](std::string_view quote, bool escapes) {
+    const char mark = quote[0];
+    i += quote.size();
+    while (i < text.size() && text.substr(i, quote.size()) != quote) {
+      const bool escape = escapes && text[i] == '\\' && i + 1 < text.size();
+      if (text[i + escape] == '\n') ++line;
+      i += escape ? 2 : 1;
+    }
+    i += quote.size();
+    // A multi-line string may end with one or two more quotes ("""a""""").
+    for (int extra = 0; quote.size() == 3 && extra < 2 && i < text.size() && text[i] == mark;
+         ++extra) {
+      ++i;
+    }
+  };
+  while (i < text.size()) {
+    const char ch = text[i];
+    if (ch == '\n') {
+      ++line;
+      line_start = true;
+      ++i;
+      continue;
+    }
+    if (ch == ' ' || ch == '\t' || ch == '\r') {
+      ++i;
+      continue;
+    }
+    const bool at_line_start = line_start;
+    line_start = false;
+    if (ch == '#') {
+      while (i < text.size() && text[i] != '\n') ++i;
+    } else if (text.substr(i, 3) == "\"\"\"" || text.substr(i, 3) == "'''") {
+      skip_string(text.substr(i, 3), ch == '"');
+    } else if (ch == '"' || ch == '\'') {
+      skip_string(text.substr(i, 1), ch == '"');
+    } else if (ch == '[') {
+      if (!at_line_start || text.substr(i, 2) == "[[") return line;
+      ++i;  // a [table] header
+    } else {
+      ++i;
+    }
+  }
+  return 0;
+}
 
 absl::Status CheckWithinReaderLimits(std::string_view text, const std::string& name) {
   if (text.size() > kMaxConfigFileBytes) {
@@ -477,6 +533,10 @@ absl::Status CheckWithinReaderLimits(std::string_view text, const std::string& n
                          " digits is out of range for a TOML integer (64-bit signed)"));
       }
     }
+  }
+  if (const int array_line = FindArray(text); array_line > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ":", array_line, ": an array (or [[array of tables]]): no serve setting takes one"));
   }
   return absl::OkStatus();
 }
