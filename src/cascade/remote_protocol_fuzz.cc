@@ -29,8 +29,8 @@
 
 #include "cascade/remote_protocol.h"
 #include "nlohmann/json.hpp"
-#include "util/utf8.h"
 #include "util/status.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

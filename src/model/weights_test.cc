@@ -389,8 +389,9 @@ TEST(LoadModelTest, AnEnginePackingTheWeightsLeavesThemInThePageCache) {
   auto engine = Engine::Create(*model, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   const long after = MappingRssKb(wq);
-  std::printf("path %s: mapping Rss %ld kB before the engine, %ld kB after (layer weights %zu kB)\n",
-              cpu::GemmPathName(packed[0]), before, after, layer_bytes / 1024);
+  std::printf(
+      "path %s: mapping Rss %ld kB before the engine, %ld kB after (layer weights %zu kB)\n",
+      cpu::GemmPathName(packed[0]), before, after, layer_bytes / 1024);
   // Packing read every layer weight through the mapping; they are not
   // resident in it any more (what stays: the embedding rows and norms).
   EXPECT_LE(after * 1024, static_cast<long>((*model)->weight_bytes() - layer_bytes * 9 / 10));

@@ -24,8 +24,8 @@
 #include "nlohmann/json.hpp"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/load_tokenizer.h"
-#include "util/utf8.h"
 #include "util/test_jsonl.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {

@@ -11,8 +11,8 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/bpe_tokenizer.h"
-#include "util/utf8.h"
 #include "util/test_jsonl.h"
+#include "util/utf8.h"
 
 namespace saferoute {
 namespace {
