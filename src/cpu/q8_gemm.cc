@@ -91,6 +91,29 @@ SR_TARGET_AVX2 void QuantizeBlockAvx2(const float* x, bool as_u8, int8_t* q, flo
   StoreBlockAvx2(i32, as_u8, q);
 }
 
+// 16-bit activations (Q8Activations::kInt16): q = round_half_even(x * 16383
+// / amax) in [-16383, 16383], split q = 128 h + l, h = q >> 7 in [-128, 127]
+// (XOR 0x80 when `as_u8`), l = q & 127 in [0, 127].
+void QuantizeBlockWideScalar(const float* x, bool as_u8, int8_t* high, uint8_t* low, float* scale) {
+  float amax = 0.0f;
+  for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const uint8_t flip = as_u8 ? 0x80 : 0;
+  if (!(amax > 0.0f)) {
+    std::memset(high, flip, kQ8Block);
+    std::memset(low, 0, kQ8Block);
+    *scale = 0.0f;
+    return;
+  }
+  *scale = amax / kQ16Max;
+  const float inv = kQ16Max / amax;
+  for (int i = 0; i < kQ8Block; ++i) {
+    const auto q = static_cast<int32_t>(
+        std::clamp(std::nearbyint(x[i] * inv), -static_cast<float>(kQ16Max), kQ16Max * 1.0f));
+    high[i] = static_cast<int8_t>(static_cast<uint8_t>(q >> 7) ^ flip);  // arithmetic shift
+    low[i] = static_cast<uint8_t>(q & 127);
+  }
+}
+
 // ---- weight blocks: quantized with their stored (f16) scale ----------------
 
 // max |x[i]| of x [n], or +inf where an element is not finite (NaN too).
@@ -197,6 +220,9 @@ namespace {
 // 5x3 600-675 (oneDNN's u8s8 matmul ~1000). ymm: up to 2 rows x 1 tile (4 +
 // 4 of 16 registers).
 constexpr int kMr512 = 5, kNr512 = 3, kMr256 = 2;
+// 16-bit activations take a second s32 chain per output (the low bytes):
+// 2 rows x 3 tiles (12 + 12 chains, 6 sums) and 1 row on ymm.
+constexpr int kMr512Wide = 2, kMr256Wide = 1;
 // Blocks per K chunk: the unit's weights (kNr512 * 512 B per block: 12 KiB)
 // stay in L1 while every row passes (16 or 4 blocks measured slower).
 constexpr int64_t kChunkBlocks = 8;
@@ -221,8 +247,9 @@ SR_TARGET_AVX2 void DecodeChunkScales(const Q8Weights& w, int64_t t0, int nr, in
 }
 
 struct TileArgs {
-  const int8_t* xq;  // [m, kb * 32]
-  const float* xs;   // [m, kb]
+  const int8_t* xq;   // [m, kb * 32]: the quants, or with 16-bit activations their high bytes
+  const uint8_t* xl;  // [m, kb * 32]: 16-bit activations' low bytes (nullptr for 8-bit)
+  const float* xs;    // [m, kb]
   int64_t kb;
   const Q8Weights* w;
   float* y;
@@ -230,15 +257,16 @@ struct TileArgs {
   bool accumulate;
 };
 
-inline int32_t Load4(const int8_t* p) {
+inline int32_t Load4(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return v;
 }
 
 // Rows m0 .. m0+MR, tiles t0 .. t0+NR, 16 columns per zmm, blocks b0 .. b1:
-// y is set (b0 == 0 without accumulate) or added to.
-template <int MR, int NR>
+// y is set (b0 == 0 without accumulate) or added to. kWide: 16-bit
+// activations, whose block sum is 128 (high bytes . w) + (low bytes . w).
+template <int MR, int NR, bool kWide>
 SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, const ChunkScales& scales, int64_t m0,
                                           int64_t t0, int64_t b0, int64_t b1) {
   const int64_t ldq = a.kb * kQ8Block;
@@ -257,6 +285,7 @@ SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, const ChunkScales& 
   }
   for (int64_t b = b0; b < b1; ++b) {
     __m512i acc[MR][NR];
+    __m512i acc_low[kWide ? MR : 1][kWide ? NR : 1];
     const int8_t* wq[NR];
     for (int j = 0; j < NR; ++j) {
       // -128 * block sum: the s32 sum of the u8 activations (q + 128) starts there.
@@ -264,10 +293,14 @@ SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, const ChunkScales& 
           _mm512_cvtepi16_epi32(
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w->neg_sums(t0 + j, b)))),
           7);
-      for (int i = 0; i < MR; ++i) acc[i][j] = offset;
+      for (int i = 0; i < MR; ++i) {
+        acc[i][j] = offset;
+        if constexpr (kWide) acc_low[i][j] = _mm512_setzero_si512();
+      }
       wq[j] = a.w->quants(t0 + j, b);
     }
     const int8_t* x = a.xq + m0 * ldq + b * kQ8Block;
+    const uint8_t* xl = kWide ? a.xl + m0 * ldq + b * kQ8Block : nullptr;
 #pragma GCC unroll 8
     for (int g = 0; g < kGroups; ++g) {
       __m512i wv[NR];
@@ -281,6 +314,19 @@ SR_TARGET_AVX512_VNNI void TileAvx512Vnni(const TileArgs& a, const ChunkScales& 
       for (int i = 0; i < MR; ++i) {
         const __m512i xv = _mm512_set1_epi32(Load4(x + i * ldq + g * 4));
         for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);
+        if constexpr (kWide) {
+          const __m512i lv = _mm512_set1_epi32(Load4(xl + i * ldq + g * 4));
+          for (int j = 0; j < NR; ++j) {
+            acc_low[i][j] = _mm512_dpbusd_epi32(acc_low[i][j], lv, wv[j]);
+          }
+        }
+      }
+    }
+    if constexpr (kWide) {
+      for (int i = 0; i < MR; ++i) {
+        for (int j = 0; j < NR; ++j) {
+          acc[i][j] = _mm512_add_epi32(_mm512_slli_epi32(acc[i][j], 7), acc_low[i][j]);
+        }
       }
     }
     __m512 sw[NR];
@@ -308,6 +354,10 @@ struct DotAvxVnni {
   static SR_TARGET_AVX_VNNI __m256i Dot(__m256i acc, __m256i x, __m256i w) {
     return _mm256_dpbusd_avx_epi32(acc, x, w);
   }
+  // 16-bit activations' low bytes (u8, at most 127).
+  static SR_TARGET_AVX_VNNI __m256i DotLow(__m256i acc, __m256i x, __m256i w) {
+    return _mm256_dpbusd_avx_epi32(acc, x, w);
+  }
   static SR_TARGET_AVX_VNNI __m256i Init(const int16_t* neg_sums) {  // -128 * sums
     return _mm256_slli_epi32(
         _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(neg_sums))), 7);
@@ -319,14 +369,19 @@ struct DotAvx2 {
     const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
+  // Low bytes are u8 of at most 127: pairs of at most 2 * 127 * 127 as they are.
+  static SR_TARGET_AVX2 __m256i DotLow(__m256i acc, __m256i x, __m256i w) {
+    return _mm256_add_epi32(acc,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
+  }
   static SR_TARGET_AVX2 __m256i Init(const int16_t*) { return _mm256_setzero_si256(); }
 };
 
 // ymm kernels: one tile (two 8-column halves) of rows m0 .. m0+MR, blocks
 // b0 .. b1; y's rows go through a 16-float staging row (the tile may hang
-// over column N).
+// over column N). kWide: 16-bit activations, as in TileAvx512Vnni.
 #define SR_YMM_TILE_KERNEL(Name, Target, Ops)                                                      \
-  template <int MR>                                                                                \
+  template <int MR, bool kWide>                                                                    \
   Target void Name(const TileArgs& a, const ChunkScales& scales, int64_t m0, int64_t t,            \
                    int64_t b0, int64_t b1) {                                                       \
     const int64_t ldq = a.kb * kQ8Block;                                                           \
@@ -341,14 +396,16 @@ struct DotAvx2 {
       out[i][1] = _mm256_load_ps(row + 8);                                                         \
     }                                                                                              \
     for (int64_t b = b0; b < b1; ++b) {                                                            \
-      __m256i acc[MR][2];                                                                          \
+      __m256i acc[MR][2], acc_low[kWide ? MR : 1][2];                                              \
       const int16_t* neg_sums = a.w->neg_sums(t, b);                                               \
       for (int i = 0; i < MR; ++i) {                                                               \
         acc[i][0] = Ops::Init(neg_sums);                                                           \
         acc[i][1] = Ops::Init(neg_sums + 8);                                                       \
+        if constexpr (kWide) acc_low[i][0] = acc_low[i][1] = _mm256_setzero_si256();               \
       }                                                                                            \
       const int8_t* wq = a.w->quants(t, b);                                                        \
       const int8_t* x = a.xq + m0 * ldq + b * kQ8Block;                                            \
+      const uint8_t* xl = kWide ? a.xl + m0 * ldq + b * kQ8Block : nullptr;                        \
       _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                                  \
         const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + g * 64));      \
         const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + g * 64 + 32)); \
@@ -356,6 +413,18 @@ struct DotAvx2 {
           const __m256i xv = _mm256_set1_epi32(Load4(x + i * ldq + g * 4));                        \
           acc[i][0] = Ops::Dot(acc[i][0], xv, w0);                                                 \
           acc[i][1] = Ops::Dot(acc[i][1], xv, w1);                                                 \
+          if constexpr (kWide) {                                                                   \
+            const __m256i lv = _mm256_set1_epi32(Load4(xl + i * ldq + g * 4));                     \
+            acc_low[i][0] = Ops::DotLow(acc_low[i][0], lv, w0);                                    \
+            acc_low[i][1] = Ops::DotLow(acc_low[i][1], lv, w1);                                    \
+          }                                                                                        \
+        }                                                                                          \
+      }                                                                                            \
+      if constexpr (kWide) {                                                                       \
+        for (int i = 0; i < MR; ++i) {                                                             \
+          for (int h = 0; h < 2; ++h) {                                                            \
+            acc[i][h] = _mm256_add_epi32(_mm256_slli_epi32(acc[i][h], 7), acc_low[i][h]);          \
+          }                                                                                        \
         }                                                                                          \
       }                                                                                            \
       const float* scale = scales.data() + (b - b0) * kTile;                                       \
@@ -381,19 +450,22 @@ SR_YMM_TILE_KERNEL(TileAvx2, SR_TARGET_AVX2, DotAvx2)
 
 using TileFn = void (*)(const TileArgs&, const ChunkScales&, int64_t, int64_t, int64_t, int64_t);
 
-template <int NR, size_t... I>
-constexpr std::array<TileFn, sizeof...(I)> Avx512Rows(std::index_sequence<I...>) {
-  return {&TileAvx512Vnni<static_cast<int>(I) + 1, NR>...};
+template <int NR, bool kWide, size_t... I>
+constexpr std::array<TileFn, kMr512> Avx512Rows(std::index_sequence<I...>) {
+  return {&TileAvx512Vnni<static_cast<int>(I) + 1, NR, kWide>...};  // the rest stay null
 }
-template <size_t... J>
+template <bool kWide, int kMr, size_t... J>
 constexpr std::array<std::array<TileFn, kMr512>, sizeof...(J)> Avx512Table(
     std::index_sequence<J...>) {
-  return {Avx512Rows<static_cast<int>(J) + 1>(std::make_index_sequence<kMr512>())...};
+  return {Avx512Rows<static_cast<int>(J) + 1, kWide>(std::make_index_sequence<kMr>())...};
 }
 // [nr - 1][mr - 1]
-constexpr auto kAvx512Tiles = Avx512Table(std::make_index_sequence<kNr512>());
-constexpr TileFn kAvxVnniTiles[kMr256] = {&TileAvxVnni<1>, &TileAvxVnni<2>};
-constexpr TileFn kAvx2Tiles[kMr256] = {&TileAvx2<1>, &TileAvx2<2>};
+constexpr auto kAvx512Tiles = Avx512Table<false, kMr512>(std::make_index_sequence<kNr512>());
+constexpr auto kAvx512WideTiles = Avx512Table<true, kMr512Wide>(std::make_index_sequence<kNr512>());
+constexpr TileFn kAvxVnniTiles[kMr256] = {&TileAvxVnni<1, false>, &TileAvxVnni<2, false>};
+constexpr TileFn kAvx2Tiles[kMr256] = {&TileAvx2<1, false>, &TileAvx2<2, false>};
+constexpr TileFn kAvxVnniWideTiles[kMr256Wide] = {&TileAvxVnni<1, true>};
+constexpr TileFn kAvx2WideTiles[kMr256Wide] = {&TileAvx2<1, true>};
 
 }  // namespace
 
@@ -475,6 +547,21 @@ void QuantizeRowQ8(const float* x, int64_t k, bool as_u8, int8_t* q, float* scal
     float padded[kQ8Block] = {};
     std::copy(x + full * kQ8Block, x + k, padded);
     block(padded, as_u8, q + full * kQ8Block, scale + full);
+  }
+}
+
+void QuantizeRowQ16(const float* x, int64_t k, bool as_u8, int8_t* high, uint8_t* low,
+                    float* scale) {
+  const int64_t full = k / kQ8Block;
+  for (int64_t b = 0; b < full; ++b) {
+    QuantizeBlockWideScalar(x + b * kQ8Block, as_u8, high + b * kQ8Block, low + b * kQ8Block,
+                            scale + b);
+  }
+  if (k % kQ8Block != 0) {
+    float padded[kQ8Block] = {};
+    std::copy(x + full * kQ8Block, x + k, padded);
+    QuantizeBlockWideScalar(padded, as_u8, high + full * kQ8Block, low + full * kQ8Block,
+                            scale + full);
   }
 }
 
@@ -702,7 +789,8 @@ absl::StatusOr<Q8Weights> Q8Weights::Pack(std::span<const WeightMatrix> parts,
 
 // ---- the product ------------------------------------------------------------
 
-Q8Gemm::Q8Gemm(Q8Isa isa, int num_threads) : isa_(isa), num_threads_(std::max(1, num_threads)) {
+Q8Gemm::Q8Gemm(Q8Isa isa, int num_threads, Q8Activations activations)
+    : isa_(isa), activations_(activations), num_threads_(std::max(1, num_threads)) {
   SR_CHECK(isa != Q8Isa::kNone && CpuRunsQ8Isa(isa));
 }
 
@@ -712,26 +800,43 @@ void Q8Gemm::Run(const float* x, int64_t m, int64_t ldx, const Q8Weights& w, flo
   const int64_t kb = w.blocks(), ldq = kb * kQ8Block;
   if (xq_.size() < static_cast<size_t>(m * ldq)) xq_.resize(static_cast<size_t>(m * ldq));
   if (xs_.size() < static_cast<size_t>(m * kb)) xs_.resize(static_cast<size_t>(m * kb));
+  const bool wide = activations_ == Q8Activations::kInt16;
+  if (wide && xl_.size() < static_cast<size_t>(m * ldq)) xl_.resize(static_cast<size_t>(m * ldq));
   const bool as_u8 = Q8IsaTakesU8(isa_);
   const int threads = m * w.cols() < (int64_t{1} << 16) ? 1 : num_threads_;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < m; ++r) {
-    QuantizeRowQ8(x + r * ldx, w.cols(), as_u8, xq_.data() + r * ldq, xs_.data() + r * kb);
+    if (wide) {
+      QuantizeRowQ16(x + r * ldx, w.cols(), as_u8, xq_.data() + r * ldq, xl_.data() + r * ldq,
+                     xs_.data() + r * kb);
+    } else {
+      QuantizeRowQ8(x + r * ldx, w.cols(), as_u8, xq_.data() + r * ldq, xs_.data() + r * kb);
+    }
   }
-  RunQuantized(xq_.data(), xs_.data(), m, w, y, ldy, accumulate);
+  RunPlanes(xq_.data(), wide ? xl_.data() : nullptr, xs_.data(), m, w, y, ldy, accumulate);
 }
 
 void Q8Gemm::RunQuantized(const int8_t* xq, const float* xs, int64_t m, const Q8Weights& w,
                           float* y, int64_t ldy, bool accumulate) const {
+  SR_CHECK(activations_ == Q8Activations::kInt8);
+  RunPlanes(xq, nullptr, xs, m, w, y, ldy, accumulate);
+}
+
+void Q8Gemm::RunPlanes(const int8_t* xq, const uint8_t* xl, const float* xs, int64_t m,
+                       const Q8Weights& w, float* y, int64_t ldy, bool accumulate) const {
   if (m <= 0) return;
-  const TileArgs args{xq, xs, w.blocks(), &w, y, ldy, accumulate};
+  const TileArgs args{xq, xl, xs, w.blocks(), &w, y, ldy, accumulate};
+  const bool wide = xl != nullptr;
   // Units of work: kNr512 tiles (zmm) or one tile (ymm), shared by the threads.
   const bool zmm = isa_ == Q8Isa::kAvx512Vnni;
   const int64_t units = zmm ? (w.tiles() + kNr512 - 1) / kNr512 : w.tiles();
   const int64_t work = m * w.rows() * w.cols();
   const int threads =
       static_cast<int>(work < (int64_t{1} << 20) ? 1 : std::min<int64_t>(num_threads_, units));
-  const TileFn* ymm_tiles = isa_ == Q8Isa::kAvxVnni ? kAvxVnniTiles : kAvx2Tiles;
+  const TileFn* ymm_tiles = isa_ == Q8Isa::kAvxVnni ? (wide ? kAvxVnniWideTiles : kAvxVnniTiles)
+                                                    : (wide ? kAvx2WideTiles : kAvx2Tiles);
+  const auto& zmm_tiles = wide ? kAvx512WideTiles : kAvx512Tiles;
+  const int mr_max = zmm ? (wide ? kMr512Wide : kMr512) : (wide ? kMr256Wide : kMr256);
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (int64_t u = 0; u < units; ++u) {
     const int64_t t0 = zmm ? u * kNr512 : u;
@@ -742,13 +847,13 @@ void Q8Gemm::RunQuantized(const int8_t* xq, const float* xs, int64_t m, const Q8
       const int64_t b1 = std::min(w.blocks(), b0 + kChunkBlocks);
       DecodeChunkScales(w, t0, nr, b0, b1, scales);
       if (zmm) {
-        for (int64_t m0 = 0; m0 < m; m0 += kMr512) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMr512, m - m0));
-          kAvx512Tiles[nr - 1][mr - 1](args, scales, m0, t0, b0, b1);
+        for (int64_t m0 = 0; m0 < m; m0 += mr_max) {
+          const int mr = static_cast<int>(std::min<int64_t>(mr_max, m - m0));
+          zmm_tiles[nr - 1][mr - 1](args, scales, m0, t0, b0, b1);
         }
       } else {
-        for (int64_t m0 = 0; m0 < m; m0 += kMr256) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMr256, m - m0));
+        for (int64_t m0 = 0; m0 < m; m0 += mr_max) {
+          const int mr = static_cast<int>(std::min<int64_t>(mr_max, m - m0));
           ymm_tiles[mr - 1](args, scales, m0, t0, b0, b1);
         }
       }

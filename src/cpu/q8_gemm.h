@@ -82,6 +82,25 @@ inline bool Q8IsaTakesU8(Q8Isa isa) { return isa == Q8Isa::kAvxVnni || isa == Q8
 void QuantizeRowQ8(const float* x, int64_t k, bool as_u8, int8_t* q, float* scale);
 inline int64_t Q8Blocks(int64_t k) { return (k + kQ8Block - 1) / kQ8Block; }
 
+// 16-bit activations (Q8Activations::kInt16): one row x [k] in blocks of 32,
+//   scale[b] = max |x[block b]| / 16383   (0 for an all-zero block)
+//   q[i]     = round_half_even(x[i] * (16383 / max |x[block b]|))  in [-16383, 16383]
+// split into two byte planes, q = 128 * high + low: high[i] = q >> 7 in
+// [-128, 127] (stored XOR 0x80, as u8, when `as_u8`) and low[i] = q & 127.
+// The kernels multiply each plane by the int8 weights (u8 x s8 products,
+// exact) and sum a block as 128 * (high . w) + (low . w): at most
+// 32 * 16383 * 127 < 2^31, exact in s32. 14 bits of magnitude against
+// int8's 7: an activation's rounding error is 1/129 of int8's.
+inline constexpr int kQ16Max = 16383;
+void QuantizeRowQ16(const float* x, int64_t k, bool as_u8, int8_t* high, uint8_t* low,
+                    float* scale);
+
+// The activations' format of a Q8Gemm.
+enum class Q8Activations : uint8_t {
+  kInt8,   // QuantizeRowQ8: the int8 path (GGML's Q8_0 x Q8_0)
+  kInt16,  // QuantizeRowQ16: the int8-a16 path (int8 weights, 16-bit activations)
+};
+
 // The weights' side of Q8Weights::Pack (dtypes other than Q8_0; see the
 // scale format above): the exponent e of a matrix whose largest block scale
 // (max |x| / 127) is `max_scale`, and one row x [k] (finite) quantized with
@@ -145,10 +164,13 @@ class Q8Weights {
 // shrunk). Not thread-safe: one per engine.
 class Q8Gemm {
  public:
-  // isa must be one CpuRunsQ8Isa accepts (SR_CHECK).
-  Q8Gemm(Q8Isa isa, int num_threads);
+  // isa must be one CpuRunsQ8Isa accepts (SR_CHECK). kInt16 activations cost
+  // two u8 x s8 products per weight (the high and low byte planes) where
+  // kInt8 takes one.
+  Q8Gemm(Q8Isa isa, int num_threads, Q8Activations activations = Q8Activations::kInt8);
 
   Q8Isa isa() const { return isa_; }
+  Q8Activations activations() const { return activations_; }
 
   // y [m, w.rows()] (row stride ldy) (+)= x [m, w.cols()] (row stride ldx) W^T.
   void Run(const float* x, int64_t m, int64_t ldx, const Q8Weights& w, float* y, int64_t ldy,
@@ -156,15 +178,21 @@ class Q8Gemm {
 
   // The product alone, on activations already quantized for this variant
   // (as QuantizeRowQ8 with as_u8 = Q8IsaTakesU8(isa)): xq [m, blocks * 32],
-  // xs [m, blocks]. Run = quantize + this.
+  // xs [m, blocks]. Run = quantize + this. kInt8 activations only (SR_CHECK).
   void RunQuantized(const int8_t* xq, const float* xs, int64_t m, const Q8Weights& w, float* y,
                     int64_t ldy, bool accumulate) const;
 
  private:
+  // xl: the low byte plane of kInt16 activations, nullptr for kInt8.
+  void RunPlanes(const int8_t* xq, const uint8_t* xl, const float* xs, int64_t m,
+                 const Q8Weights& w, float* y, int64_t ldy, bool accumulate) const;
+
   Q8Isa isa_;
+  Q8Activations activations_;
   int num_threads_;
-  std::vector<int8_t> xq_;  // [m, blocks * 32]
-  std::vector<float> xs_;   // [m, blocks]
+  std::vector<int8_t> xq_;   // [m, blocks * 32]: the quants (kInt16: their high bytes)
+  std::vector<uint8_t> xl_;  // [m, blocks * 32]: kInt16's low bytes
+  std::vector<float> xs_;    // [m, blocks]
 };
 
 }  // namespace saferoute::cpu

@@ -17,24 +17,31 @@
 namespace saferoute::cpu {
 namespace {
 
-// Plain scalar reference of QuantizeRowQ8 (q as s8, whatever the variant
-// stores): per block of 32, zero-padded.
-void ReferenceQuantize(const float* x, int64_t k, std::vector<int8_t>& q,
+// Plain scalar reference of QuantizeRowQ8 (qmax 127) and QuantizeRowQ16
+// (qmax 16383), q as signed integers whatever the variant stores: per block
+// of 32, zero-padded.
+void ReferenceQuantize(const float* x, int64_t k, int qmax, std::vector<int32_t>& q,
                        std::vector<float>& scale) {
   const int64_t kb = (k + 31) / 32;
   q.assign(static_cast<size_t>(kb * 32), 0);
   scale.assign(static_cast<size_t>(kb), 0.0f);
+  const auto top = static_cast<float>(qmax);
   for (int64_t b = 0; b < kb; ++b) {
     float amax = 0;
     for (int64_t i = b * 32; i < std::min(k, b * 32 + 32); ++i)
       amax = std::max(amax, std::fabs(x[i]));
     if (amax == 0) continue;
-    scale[b] = amax / 127.0f;
+    scale[b] = amax / top;
     for (int64_t i = b * 32; i < std::min(k, b * 32 + 32); ++i) {
-      const float v = std::nearbyint(x[i] * (127.0f / amax));
-      q[i] = static_cast<int8_t>(std::min(std::max(v, -127.0f), 127.0f));
+      const float v = std::nearbyint(x[i] * (top / amax));
+      q[i] = static_cast<int32_t>(std::min(std::max(v, -top), top));
     }
   }
+}
+
+int QMax(Q8Activations activations) { return activations == Q8Activations::kInt16 ? kQ16Max : 127; }
+const char* ActivationsName(Q8Activations activations) {
+  return activations == Q8Activations::kInt16 ? "16-bit activations" : "8-bit activations";
 }
 
 std::vector<float> RandomMatrix(int64_t rows, int64_t cols, std::mt19937& rng) {
@@ -48,6 +55,33 @@ std::vector<float> RandomMatrix(int64_t rows, int64_t cols, std::mt19937& rng) {
   return x;
 }
 
+TEST(Q8Gemm, QuantizeRow16MatchesScalarReference) {
+  std::mt19937 rng(12);
+  for (int64_t k : {1, 31, 32, 33, 100, 2048}) {
+    std::vector<float> x = RandomMatrix(1, k, rng);
+    if (k >= 64) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero block
+    if (k >= 100) {
+      for (int64_t i = 64; i < 96; ++i) x[i] = -1.0f;  // every q -16383: high -128, low 1
+    }
+    std::vector<int32_t> want_q;
+    std::vector<float> want_scale;
+    ReferenceQuantize(x.data(), k, kQ16Max, want_q, want_scale);
+    for (bool as_u8 : {false, true}) {
+      std::vector<int8_t> high(want_q.size(), 99);
+      std::vector<uint8_t> low(want_q.size(), 200);
+      std::vector<float> scale(want_scale.size(), -1.0f);
+      QuantizeRowQ16(x.data(), k, as_u8, high.data(), low.data(), scale.data());
+      for (size_t b = 0; b < scale.size(); ++b) EXPECT_EQ(scale[b], want_scale[b]) << k << " " << b;
+      for (size_t i = 0; i < want_q.size(); ++i) {
+        const int h = as_u8 ? static_cast<uint8_t>(high[i]) - 128 : high[i];
+        ASSERT_LE(low[i], 127) << "k " << k << " element " << i;
+        ASSERT_EQ(128 * h + low[i], want_q[i])
+            << "k " << k << " element " << i << " as_u8 " << as_u8;
+      }
+    }
+  }
+}
+
 TEST(Q8Gemm, QuantizeRowMatchesScalarReference) {
   std::mt19937 rng(11);
   for (int64_t k : {1, 31, 32, 33, 100, 2048}) {
@@ -57,9 +91,9 @@ TEST(Q8Gemm, QuantizeRowMatchesScalarReference) {
       for (int64_t i = 64; i < 96; ++i) x[i] = static_cast<float>(i % 9) - 4.5f;  // ties
       x[64] = 127.0f;  // scale 1: x * 127 / 127 lands exactly on the .5 ties
     }
-    std::vector<int8_t> want_q;
+    std::vector<int32_t> want_q;
     std::vector<float> want_scale;
-    ReferenceQuantize(x.data(), k, want_q, want_scale);
+    ReferenceQuantize(x.data(), k, 127, want_q, want_scale);
     for (bool as_u8 : {false, true}) {
       std::vector<int8_t> q(want_q.size(), 99);
       std::vector<float> scale(want_scale.size(), -1.0f);
@@ -412,14 +446,14 @@ TEST(Q8Gemm, NonFiniteScalesAndWeightsAreErrors) {
 // quantizer, weights as stored (quants, f16 scale bits decoded here with the
 // scalar F16ToF32, times 2^-e). bound: the sum of |scaled block sums|.
 std::vector<double> ReferenceProduct(const std::vector<float>& x, int64_t m, const Q8Weights& w,
-                                     std::vector<double>& bound) {
+                                     Q8Activations activations, std::vector<double>& bound) {
   const int64_t k = w.cols(), n = w.rows();
   std::vector<double> y(static_cast<size_t>(m * n), 0.0);
   bound.assign(y.size(), 0.0);
   for (int64_t i = 0; i < m; ++i) {
-    std::vector<int8_t> xq;
+    std::vector<int32_t> xq;
     std::vector<float> xs;
-    ReferenceQuantize(x.data() + i * k, k, xq, xs);
+    ReferenceQuantize(x.data() + i * k, k, QMax(activations), xq, xs);
     for (int64_t j = 0; j < n; ++j) {
       for (int64_t b = 0; b < static_cast<int64_t>(xs.size()); ++b) {
         int64_t dot = 0;
@@ -437,13 +471,14 @@ std::vector<double> ReferenceProduct(const std::vector<float>& x, int64_t m, con
 // Runs `isa` on x [m, w.cols()] and compares with ReferenceProduct; returns
 // y [m, w.rows()] (accumulated onto 0.5 when `accumulate`, taken off here).
 std::vector<double> RunAndCompare(Q8Isa isa, const std::vector<float>& x, int64_t m,
-                                  const Q8Weights& w, bool accumulate) {
+                                  const Q8Weights& w, bool accumulate,
+                                  Q8Activations activations = Q8Activations::kInt8) {
   const int64_t k = w.cols(), n = w.rows();
   std::vector<double> bound;
-  const std::vector<double> want = ReferenceProduct(x, m, w, bound);
+  const std::vector<double> want = ReferenceProduct(x, m, w, activations, bound);
   const int64_t ldy = n + 3;  // strided output
   std::vector<float> y(static_cast<size_t>(m * ldy), 0.5f);
-  Q8Gemm gemm(isa, 2);
+  Q8Gemm gemm(isa, 2, activations);
   gemm.Run(x.data(), m, k, w, y.data(), ldy, accumulate);
   std::vector<double> got(static_cast<size_t>(m * n));
   for (int64_t i = 0; i < m; ++i) {
@@ -453,7 +488,8 @@ std::vector<double> RunAndCompare(Q8Isa isa, const std::vector<float>& x, int64_
       // f32 accumulation of the scaled block sums: a few ulps of the sum of
       // their magnitudes.
       EXPECT_NEAR(got[i * n + j], want[i * n + j], 1e-6 * bound[i * n + j] + 1e-6)
-          << Q8IsaName(isa) << " m " << m << " k " << k << " n " << n << " at " << i << "," << j;
+          << Q8IsaName(isa) << ", " << ActivationsName(activations) << ", m " << m << " k " << k
+          << " n " << n << " at " << i << "," << j;
     }
     for (int64_t j = n; j < ldy; ++j) EXPECT_EQ(y[i * ldy + j], 0.5f) << "past column N";
   }
@@ -485,6 +521,9 @@ TEST(Q8Gemm, EveryKernelMatchesScalarReference) {
   if (isas.empty()) GTEST_SKIP() << "no q8 kernel runs on this CPU (needs AVX2, FMA, F16C)";
   for (Q8Isa isa : isas) {
     std::mt19937 rng(14);
+    // Squared distance from the real product and its norm, over all shapes,
+    // with 8- and 16-bit activations.
+    double total_err[2] = {}, total_norm[2] = {};
     for (const Shape& s : shapes) {
       for (bool accumulate : {false, true}) {
         const std::vector<float> x = RandomMatrix(s.m, s.k, rng), w = RandomMatrix(s.n, s.k, rng);
@@ -492,20 +531,66 @@ TEST(Q8Gemm, EveryKernelMatchesScalarReference) {
                                   s.k};
         auto packed = Q8Weights::Pack({&matrix, 1}, "w");
         ASSERT_TRUE(packed.ok()) << packed.status();
-        const std::vector<double> got = RunAndCompare(isa, x, s.m, *packed, accumulate);
-        ASSERT_FALSE(HasFailure());
-        // And the quantized product is close to the real one (both operands
-        // at 8 bits per block): relative RMS error under 2%.
-        double exact_err = 0, norm = 0;
-        for (int64_t i = 0; i < s.m; ++i) {
-          for (int64_t j = 0; j < s.n; ++j) {
-            double exact = 0;
-            for (int64_t c = 0; c < s.k; ++c) exact += double{x[i * s.k + c]} * w[j * s.k + c];
-            exact_err += (got[i * s.n + j] - exact) * (got[i * s.n + j] - exact);
-            norm += exact * exact;
+        for (Q8Activations activations : {Q8Activations::kInt8, Q8Activations::kInt16}) {
+          const std::vector<double> got =
+              RunAndCompare(isa, x, s.m, *packed, accumulate, activations);
+          ASSERT_FALSE(HasFailure());
+          double exact_err = 0, norm = 0;
+          for (int64_t i = 0; i < s.m; ++i) {
+            for (int64_t j = 0; j < s.n; ++j) {
+              double exact = 0;
+              for (int64_t c = 0; c < s.k; ++c) exact += double{x[i * s.k + c]} * w[j * s.k + c];
+              exact_err += (got[i * s.n + j] - exact) * (got[i * s.n + j] - exact);
+              norm += exact * exact;
+            }
           }
+          // The quantized product is close to the real one (both operands
+          // at 8 bits per block or better): relative RMS error under 2%.
+          EXPECT_LT(std::sqrt(exact_err / norm), 0.02)
+              << Q8IsaName(isa) << ", " << ActivationsName(activations) << ", k " << s.k;
+          total_err[activations == Q8Activations::kInt16] += exact_err;
+          total_norm[activations == Q8Activations::kInt16] += norm;
         }
-        EXPECT_LT(std::sqrt(exact_err / norm), 0.02) << Q8IsaName(isa) << " k " << s.k;
+      }
+    }
+    // With 16-bit activations only the weights' rounding is left: over all
+    // shapes the product is closer (these inputs have outlier channels, as
+    // real activations do).
+    const double error8 = std::sqrt(total_err[0] / total_norm[0]);
+    const double error16 = std::sqrt(total_err[1] / total_norm[1]);
+    std::printf(
+        "%s: relative RMS error from the real product: 8-bit activations %.5f, 16-bit %.5f\n",
+        Q8IsaName(isa), error8, error16);
+    EXPECT_LT(error16, error8) << Q8IsaName(isa);
+  }
+}
+
+TEST(Q8Gemm, SixteenBitActivationsAtTheExtremesSumExactly) {
+  // Every activation q = -16383 (high byte -128, low 1) or +16383 against
+  // weights of +-127: block sums of 32 * 16383 * 127 (66.6M), and on AVX2
+  // byte pairs of 2 * 128 * 127 (just under the 16-bit saturation): the
+  // kernels must equal the reference, which sums in int64.
+  const std::vector<Q8Isa> isas = RunnableIsas();
+  if (isas.empty()) GTEST_SKIP() << "no q8 kernel runs on this CPU (needs AVX2, FMA, F16C)";
+  const int64_t m = 3, n = 20, k = 96;
+  std::vector<float> x(static_cast<size_t>(m * k)), w(static_cast<size_t>(n * k));
+  for (int64_t i = 0; i < m * k; ++i) x[i] = (i / k) == 1 ? 2.5f : -2.5f;
+  for (int64_t i = 0; i < n * k; ++i)
+    w[i] = ((i / k) % 2 == 0) == (i % 3 == 0)
+               ? 0.9921875f
+               : -0.9921875f;  // 127 * 2^-7: the scale 2^-7 is exact in f16
+  const WeightMatrix matrix{DType::kF32, reinterpret_cast<const std::byte*>(w.data()), n, k};
+  auto packed = Q8Weights::Pack({&matrix, 1}, "w");
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  for (Q8Isa isa : isas) {
+    const std::vector<double> got =
+        RunAndCompare(isa, x, m, *packed, /*accumulate=*/false, Q8Activations::kInt16);
+    // x and w are exact on both grids: the product itself.
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double exact = 0;
+        for (int64_t c = 0; c < k; ++c) exact += double{x[i * k + c]} * w[j * k + c];
+        EXPECT_NEAR(got[i * n + j], exact, 1e-5 * std::fabs(exact) + 1e-6) << Q8IsaName(isa);
       }
     }
   }
@@ -534,6 +619,8 @@ TEST(Q8Gemm, EveryKernelReadsSpanningAndQ8_0Scales) {
   for (Q8Isa isa : isas) {
     for (bool accumulate : {false, true}) {
       RunAndCompare(isa, x, m, *q8_packed, accumulate);
+      RunAndCompare(isa, x, m, *q8_packed, accumulate, Q8Activations::kInt16);
+      RunAndCompare(isa, x, m, *packed, accumulate, Q8Activations::kInt16);
       const std::vector<double> got = RunAndCompare(isa, x, m, *packed, accumulate);
       for (int64_t j = 0; j < n; ++j) {
         if (factor[j] < factor[n - 1] * 0x1p-26f) continue;  // far below the largest rows
