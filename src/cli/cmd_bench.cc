@@ -129,7 +129,8 @@ absl::StatusOr<std::vector<BenchTarget>> ParseTargets(const std::string& text) {
     if (!precision.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--precision: '", name,
-                       "' is not auto, fp32, bf16, int8, bf16-widened, bf16-native or int8-rows"));
+                       "' is not auto, fp32, bf16, int8, int8-a16, bf16-widened, bf16-native or "
+                       "int8-rows"));
     }
     targets.push_back({*precision, std::nullopt, name});
   }
@@ -405,9 +406,8 @@ CommandRunner SetupBenchCommand(CLI::App& cmd) {
       ->excludes(config);
   cmd.add_option("--threads", flags->threads, "Threads")->capture_default_str();
   cmd.add_option("--precision", flags->precision,
-                 "Comma-separated: auto, fp32, bf16, int8, or a path (bf16-widened, bf16-native, "
-                 "int8-rows); "
-                 "each runs every cell")
+                 "Comma-separated: auto, fp32, bf16, int8, int8-a16, or a path (bf16-widened, "
+                 "bf16-native, int8-rows); each runs every cell")
       ->capture_default_str();
   cmd.add_option("--batches", flags->batches, "Batch sizes, comma-separated")
       ->capture_default_str();

@@ -1,7 +1,7 @@
 // `saferoute classify`: one guard call on a local model directory, printing
 // the verdict as JSON.
 //   saferoute classify --model DIR [--format F] [--response T] [--categories FILE]
-//                      [--exclude S2,S14] [--precision auto|fp32|bf16|int8] TEXT
+//                      [--exclude S2,S14] [--precision auto|fp32|bf16|int8|int8-a16] TEXT
 // Output: {"verdict": "safe"|"unsafe", "p_unsafe" (two-way, the verdict's
 // score), "p_unsafe_full", "p_safe_full", "health" (= p_safe_full +
 // p_unsafe_full; near 1 for a real guard), "logit_safe", "logit_unsafe",

@@ -13,9 +13,11 @@ void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
   cmd.add_option("--" + prefix + "format", flags.format,
                  what + ": " + GuardFormatNameList() + " (default: guessed from the shape)");
   cmd.add_option("--" + prefix + "precision", flags.precision,
-                 what + ": auto (fastest guard-safe path) | fp32 (parity) | bf16 | int8")
+                 what +
+                     ": auto (fastest guard-safe path) | fp32 (parity) | bf16 | int8 | int8-a16 "
+                     "(int8 weights, 16-bit activations)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "bf16", "int8"}));
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "int8", "int8-a16"}));
   cmd.add_option("--" + prefix + "batch", flags.batch, what + ": examples per forward pass")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

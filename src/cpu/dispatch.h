@@ -24,6 +24,11 @@
 //                 s32 block sums (AVX512-VNNI, AVX-VNNI or AVX2), scaled and
 //                 summed in f32. What `--precision int8` runs; its LM head
 //                 (full-vocabulary logits) runs on bf16 (HeadPath).
+//   int8-a16      the same int8 weights and kernels with 16-bit activations
+//                 (q8_gemm.h, Q8Activations::kInt16: two byte planes, two u8
+//                 x s8 products per weight, exact s32 block sums): only the
+//                 weights' rounding is left, at about half int8's multiply
+//                 rate. What `--precision int8-a16` runs; head on bf16.
 //   int8-rows     oneDNN s8 x s8 -> s32 matmul (AMX-INT8, AVX512-VNNI,
 //                 AVX-VNNI, or AVX2/AVX512 without VNNI with 7-bit weights);
 //                 weights per output channel, activations per row, both
@@ -47,21 +52,23 @@ namespace saferoute::cpu {
 
 // What the user asks for (`--precision`, the service's `precision` key).
 enum class Precision : uint8_t {
-  kAuto,  // the fastest path documented as guard-safe on this CPU (ChoosePath)
-  kFp32,  // the parity path
-  kBf16,  // bf16 activations into bf16 GEMMs (native where the CPU has bf16 units)
-  kInt8,  // int8 weights and activations, s32 accumulation
+  kAuto,     // the fastest path documented as guard-safe on this CPU (ChoosePath)
+  kFp32,     // the parity path
+  kBf16,     // bf16 activations into bf16 GEMMs (native where the CPU has bf16 units)
+  kInt8,     // int8 weights and activations, s32 accumulation
+  kInt8A16,  // int8 weights, 16-bit integer activations, s32 accumulation
 };
-const char* PrecisionName(Precision precision);  // "auto", "fp32", "bf16", "int8"
-// Parses "auto" | "fp32" | "bf16" | "int8"; the error names the value and the choices.
+// "auto", "fp32", "bf16", "int8", "int8-a16"
+const char* PrecisionName(Precision precision);
+// Parses a PrecisionName; the error names the value and the choices.
 absl::StatusOr<Precision> ParsePrecision(std::string_view name);
 
-enum class GemmPath : uint8_t { kFp32, kBf16Widened, kBf16Native, kInt8, kInt8Rows };
-// "fp32", "bf16-widened", "bf16-native", "int8", "int8-rows"
+enum class GemmPath : uint8_t { kFp32, kBf16Widened, kBf16Native, kInt8, kInt8Rows, kInt8A16 };
+// "fp32", "bf16-widened", "bf16-native", "int8", "int8-rows", "int8-a16"
 const char* GemmPathName(GemmPath path);
 std::optional<GemmPath> ParseGemmPath(std::string_view name);  // inverse of GemmPathName
 // The precision whose numbers a path computes (kBf16 for both bf16 paths,
-// kInt8 for both int8 paths).
+// kInt8 for int8 and int8-rows, kInt8A16 for int8-a16).
 Precision PathPrecision(GemmPath path);
 
 // What this process's oneDNN offers (see the file comment).
@@ -85,8 +92,9 @@ struct CpuSupport {
 const CpuSupport& DetectCpuSupport();
 
 // The path a request runs on, given what the CPU offers:
-//   fp32 -> fp32; bf16 -> bf16-native, else bf16-widened; int8 -> int8 (an
-//   error naming the ISA where the CPU has no AVX2);
+//   fp32 -> fp32; bf16 -> bf16-native, else bf16-widened; int8 -> int8,
+//   int8-a16 -> int8-a16 (each an error naming the ISA where the CPU has no
+//   AVX2);
 //   auto -> bf16-native where the CPU has bf16 units, else bf16-widened.
 // `forced`, if set (tests and benchmarks), must compute the requested
 // precision's numbers and be available, else InvalidArgument.
@@ -95,13 +103,15 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
 
 // The path whose library matmul is the peak a path is compared with in
 // `saferoute bench` (the peak of its precision on this machine):
-// bf16-widened -> fp32 (it multiplies in fp32 sgemm); int8 -> int8-rows
-// (oneDNN's int8 matmul) where oneDNN has one; any other path -> itself.
+// bf16-widened -> fp32 (it multiplies in fp32 sgemm); int8 and int8-a16 ->
+// int8-rows (oneDNN's int8 matmul) where oneDNN has one; any other path ->
+// itself. int8-a16 makes two int8 products per weight: its ratio to that
+// peak is at most about half int8's.
 GemmPath PeakPath(GemmPath path, const CpuSupport& support);
 
 // The path a model's LM head runs on for full-vocabulary logits (a guard's
 // verdict logits are computed from fp32 head rows on every path): the path
-// itself, except int8, whose head runs on bf16 (bf16-native where the CPU
+// itself, except int8 and int8-a16, whose heads run on bf16 (bf16-native where the CPU
 // has bf16 units, else bf16-widened). Measured on SmolLM2-135M (200 prompts,
 // see ChoosePath): an int8 head is the largest single share of int8's KL
 // (0.00586 with it, 0.00520 with a bf16 one; llama.cpp Q8_0 0.00540).

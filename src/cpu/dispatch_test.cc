@@ -31,7 +31,8 @@ std::string Cap() {
 }
 
 TEST(Dispatch, PrecisionNamesRoundTrip) {
-  for (Precision p : {Precision::kAuto, Precision::kFp32, Precision::kBf16, Precision::kInt8}) {
+  for (Precision p : {Precision::kAuto, Precision::kFp32, Precision::kBf16, Precision::kInt8,
+                      Precision::kInt8A16}) {
     auto parsed = ParsePrecision(PrecisionName(p));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(*parsed, p);
@@ -72,6 +73,14 @@ TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
   auto refused = ChoosePath(Precision::kInt8, no_int8);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("sse41"), std::string::npos) << refused.status();
+  EXPECT_EQ(*ChoosePath(Precision::kInt8A16, bf16_cpu), GemmPath::kInt8A16);
+  EXPECT_EQ(*ChoosePath(Precision::kInt8A16, avx2_cpu), GemmPath::kInt8A16);
+  auto refused_a16 = ChoosePath(Precision::kInt8A16, no_int8);
+  ASSERT_FALSE(refused_a16.ok());
+  EXPECT_NE(refused_a16.status().message().find("int8-a16"), std::string::npos)
+      << refused_a16.status();
+  EXPECT_FALSE(ChoosePath(Precision::kInt8, bf16_cpu, GemmPath::kInt8A16).ok())
+      << "int8-a16 does not compute int8's numbers";
   EXPECT_EQ(*ChoosePath(Precision::kAuto, bf16_cpu), GemmPath::kBf16Native);
   EXPECT_EQ(*ChoosePath(Precision::kAuto, avx2_cpu), GemmPath::kBf16Widened);
   // Forcing: a path of the requested precision that the CPU has.
@@ -89,10 +98,12 @@ TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
   // The LM head: int8's on bf16; every other path's on itself.
   EXPECT_EQ(HeadPath(GemmPath::kInt8, bf16_cpu), GemmPath::kBf16Native);
   EXPECT_EQ(HeadPath(GemmPath::kInt8, avx2_cpu), GemmPath::kBf16Widened);
+  EXPECT_EQ(HeadPath(GemmPath::kInt8A16, bf16_cpu), GemmPath::kBf16Native);
+  EXPECT_EQ(PeakPath(GemmPath::kInt8A16, avx2_cpu), GemmPath::kInt8Rows);
   EXPECT_EQ(HeadPath(GemmPath::kInt8Rows, avx2_cpu), GemmPath::kInt8Rows);
   EXPECT_EQ(HeadPath(GemmPath::kFp32, bf16_cpu), GemmPath::kFp32);
   for (GemmPath path : {GemmPath::kFp32, GemmPath::kBf16Widened, GemmPath::kBf16Native,
-                        GemmPath::kInt8, GemmPath::kInt8Rows}) {
+                        GemmPath::kInt8, GemmPath::kInt8Rows, GemmPath::kInt8A16}) {
     EXPECT_EQ(ParseGemmPath(GemmPathName(path)), path);
   }
 }
@@ -145,8 +156,10 @@ TEST(Dispatch, DetectionAgreesWithCpuidAndCap) {
   EXPECT_STREQ(Q8IsaName(s.int8_block_isa), Q8IsaName(want_block));
   if (s.int8_block_isa != Q8Isa::kNone) {
     EXPECT_EQ(*ChoosePath(Precision::kInt8, s), GemmPath::kInt8);
+    EXPECT_EQ(*ChoosePath(Precision::kInt8A16, s), GemmPath::kInt8A16);
     EXPECT_NE(DescribePath(GemmPath::kInt8, s).find(Q8IsaName(s.int8_block_isa)),
               std::string::npos);
+    EXPECT_NE(DescribePath(GemmPath::kInt8A16, s).find("16-bit activations"), std::string::npos);
   }
   EXPECT_NE(DescribePath(GemmPath::kInt8Rows, s).find(s.isa), std::string::npos);
 }

@@ -232,14 +232,15 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
   for (const WeightMatrix& w : parts) packed.n_ += w.rows;
   if (path == GemmPath::kFp32 || path == GemmPath::kBf16Widened) return packed;
   if ((path == GemmPath::kBf16Native && !support.bf16_native) ||
-      (path == GemmPath::kInt8 && support.int8_block_isa == Q8Isa::kNone) ||
+      ((path == GemmPath::kInt8 || path == GemmPath::kInt8A16) &&
+       support.int8_block_isa == Q8Isa::kNone) ||
       (path == GemmPath::kInt8Rows && !support.int8)) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": path ", GemmPathName(path), " is not available on this CPU"));
   }
 
   auto native = std::make_unique<Native>();
-  if (path == GemmPath::kInt8) {
+  if (path == GemmPath::kInt8 || path == GemmPath::kInt8A16) {  // the same weights
     SR_ASSIGN_OR_RETURN(Q8Weights q8, Q8Weights::Pack(parts, name));
     native->q8 = std::move(q8);
     packed.native_ = std::move(native);
@@ -414,13 +415,15 @@ absl::Status LinearRunner::Run(const float* x, int64_t m, int64_t ldx, const Pac
   }
 
   Impl& s = *impl_;
-  if (path_ == GemmPath::kInt8) {
+  if (path_ == GemmPath::kInt8 || path_ == GemmPath::kInt8A16) {
     if (!s.q8) {
       const Q8Isa isa = DetectCpuSupport().int8_block_isa;
       if (isa == Q8Isa::kNone) {
-        return absl::FailedPreconditionError("linear: the int8 path needs AVX2 on this CPU");
+        return absl::FailedPreconditionError(
+            absl::StrCat("linear: the ", GemmPathName(path_), " path needs AVX2 on this CPU"));
       }
-      s.q8.emplace(isa, num_threads_);
+      s.q8.emplace(isa, num_threads_,
+                   path_ == GemmPath::kInt8A16 ? Q8Activations::kInt16 : Q8Activations::kInt8);
     }
     s.q8->Run(x, m, ldx, *w.native_->q8, y, ldy, accumulate);
     return absl::OkStatus();
@@ -522,6 +525,15 @@ absl::StatusOr<double> PathMatmulGflops(GemmPath path, const CpuSupport& support
     return best;
   };
   const double flops = 2.0 * static_cast<double>(m) * n * k;
+  if (path == GemmPath::kInt8A16) {  // the kernel with its activations' quantization
+    Q8Gemm gemm(support.int8_block_isa, threads, Q8Activations::kInt16);
+    std::vector<float> x(static_cast<size_t>(m * k)), y(static_cast<size_t>(m * n));
+    for (float& v : x) v = uniform(rng);
+    return flops / best_seconds([&] {
+             gemm.Run(x.data(), m, k, *packed.native_->q8, y.data(), n, false);
+           }) /
+           1e9;
+  }
   if (path == GemmPath::kInt8) {  // the kernel alone, on activations already quantized
     const Q8Gemm gemm(support.int8_block_isa, threads);
     const int64_t kb = Q8Blocks(k);

@@ -57,7 +57,8 @@ TestWeights MakeWeights(DType dtype, int64_t k, std::vector<int64_t> part_rows, 
 
 bool Available(GemmPath path, const CpuSupport& s) {
   return (path != GemmPath::kBf16Native || s.bf16_native) &&
-         (path != GemmPath::kInt8 || s.int8_block_isa != Q8Isa::kNone) &&
+         ((path != GemmPath::kInt8 && path != GemmPath::kInt8A16) ||
+          s.int8_block_isa != Q8Isa::kNone) &&
          (path != GemmPath::kInt8Rows || s.int8);
 }
 
@@ -71,15 +72,25 @@ struct Expected {
 // int8: both operands in blocks of 32 (QuantizeRowQ8 and, for the weights,
 // QuantizeWeightRowQ8 with f16 scales times 2^-e: each checked against its
 // own scalar reference in q8_gemm_test); exact s32 block sums, scaled.
+// `wide`: 16-bit activations (QuantizeRowQ16, recombined here as 128 * high
+// + low), the int8-a16 path.
 Expected BlockReference(const std::vector<float>& x, int64_t m, const TestWeights& w,
-                        const std::vector<float>& y0, bool accumulate) {
+                        const std::vector<float>& y0, bool accumulate, bool wide) {
   const int64_t k = w.k, n = static_cast<int64_t>(w.values.size()) / k, kb = Q8Blocks(k);
   Expected e{std::vector<double>(static_cast<size_t>(m * n)),
              std::vector<double>(static_cast<size_t>(m * n))};
-  auto quantize = [&](const float* row, std::vector<int8_t>& q, std::vector<float>& s) {
-    q.resize(static_cast<size_t>(kb * kQ8Block));
+  auto quantize = [&](const float* row, std::vector<int32_t>& q, std::vector<float>& s) {
+    const auto size = static_cast<size_t>(kb * kQ8Block);
+    std::vector<int8_t> high(size);
+    std::vector<uint8_t> low(size, 0);
     s.resize(static_cast<size_t>(kb));
-    QuantizeRowQ8(row, k, /*as_u8=*/false, q.data(), s.data());
+    if (wide) {
+      QuantizeRowQ16(row, k, /*as_u8=*/false, high.data(), low.data(), s.data());
+    } else {
+      QuantizeRowQ8(row, k, /*as_u8=*/false, high.data(), s.data());
+    }
+    q.resize(size);
+    for (size_t i = 0; i < size; ++i) q[i] = wide ? 128 * high[i] + low[i] : high[i];
   };
   float max_abs = 0;
   for (float v : w.values) max_abs = std::max(max_abs, std::fabs(v));
@@ -91,7 +102,7 @@ Expected BlockReference(const std::vector<float>& x, int64_t m, const TestWeight
     QuantizeWeightRowQ8(w.values.data() + j * k, k, exponent, wq[j].data(), bits.data());
     for (int64_t b = 0; b < kb; ++b) ws[j][b] = F16ToF32(bits[b]) * std::ldexp(1.0f, -exponent);
   }
-  std::vector<int8_t> xq;
+  std::vector<int32_t> xq;
   std::vector<float> xs;
   for (int64_t i = 0; i < m; ++i) {
     quantize(x.data() + i * k, xq, xs);
@@ -120,7 +131,9 @@ Expected Reference(GemmPath path, const std::vector<float>& x, int64_t m, const 
              std::vector<double>(static_cast<size_t>(m * n))};
   std::vector<float> xq = x, wq = w.values;
   std::vector<float> x_scale(m, 1.0f), w_scale(n, 1.0f);
-  if (path == GemmPath::kInt8) return BlockReference(x, m, w, y0, accumulate);
+  if (path == GemmPath::kInt8 || path == GemmPath::kInt8A16) {
+    return BlockReference(x, m, w, y0, accumulate, path == GemmPath::kInt8A16);
+  }
   if (path == GemmPath::kBf16Widened || path == GemmPath::kBf16Native) {
     for (float& v : wq) v = RoundToBf16(v);  // x is already bf16 (the caller's contract)
   } else if (path == GemmPath::kInt8Rows) {
@@ -236,7 +249,9 @@ TEST_P(LinearPaths, TallPartsAreConvertedInChunks) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(m * k));
   for (float& v : x)
-    v = path == GemmPath::kFp32 || path == GemmPath::kInt8 ? normal(rng) : RoundToBf16(normal(rng));
+    v = path == GemmPath::kFp32 || path == GemmPath::kInt8 || path == GemmPath::kInt8A16
+            ? normal(rng)
+            : RoundToBf16(normal(rng));
   const int64_t n = packed->rows();
   std::vector<float> y0(static_cast<size_t>(m * n), 0.0f), y(y0);
   LinearRunner runner(path, 2);
@@ -250,7 +265,7 @@ TEST_P(LinearPaths, TallPartsAreConvertedInChunks) {
 INSTANTIATE_TEST_SUITE_P(Paths, LinearPaths,
                          ::testing::Values(GemmPath::kFp32, GemmPath::kBf16Widened,
                                            GemmPath::kBf16Native, GemmPath::kInt8,
-                                           GemmPath::kInt8Rows),
+                                           GemmPath::kInt8Rows, GemmPath::kInt8A16),
                          [](const auto& info) {
                            std::string name = GemmPathName(info.param);
                            std::replace(name.begin(), name.end(), '-', '_');

@@ -38,6 +38,9 @@ namespace saferoute {
 //         f16, a Q8_0 GGUF weight used as stored; activations: f32), exact
 //         s32 block sums, everything else fp32 (cpu/q8_gemm.h); the LM head's
 //         full-vocabulary logits on bf16 (cpu::HeadPath). Error: kInt8*Tol.
+//   int8-a16: the same int8 weights; GEMM inputs as 16-bit integers in
+//         blocks of 32 (an activation's step 1/16383 of its block's largest),
+//         so only the weights' rounding is left. Error: kInt8A16*Tol.
 //   auto: the fastest path documented as guard-safe on this CPU (ChoosePath).
 using Precision = cpu::Precision;
 
@@ -97,7 +100,7 @@ struct SequenceResult {
 
 // The path an engine runs on, for reports and metrics labels.
 struct EngineCompute {
-  std::string path;  // "fp32", "bf16-widened", "bf16-native", "int8"
+  std::string path;  // "fp32", "bf16-widened", "bf16-native", "int8", "int8-a16"
   std::string impl;  // "oneDNN brg:avx512_core_bf16", "oneDNN sgemm on widened weight panels"
   std::string isa;   // oneDNN's effective ISA, e.g. "avx512_core_bf16"
 };

@@ -311,7 +311,8 @@ TEST(ServerConfig, UnknownKeyAndBadValueNameTheKey) {
             "fail_closed, fail_open, degrade"},
            {"[large]\nmode = \"cloud\"\n", "large.mode", "none, local, remote"},
            {"[remote]\nkind = \"tgi\"\n", "remote.kind", "vllm, llamacpp"},
-           {"[small]\nprecision = \"fp16\"\n", "small.precision", "auto, fp32, bf16, int8"},
+           {"[small]\nprecision = \"fp16\"\n", "small.precision",
+            "auto, fp32, bf16, int8, int8-a16"},
        }) {
     ParsedConfig p = ParseServe({}, toml);
     EXPECT_FALSE(p.status.ok()) << toml;
