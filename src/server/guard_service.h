@@ -29,7 +29,7 @@ struct GuardServiceParts {
   // Optional: the metrics, when a part made before the service reports to
   // them (a remote large guard made with them as its observer). Null: the
   // service makes its own.
-  std::shared_ptr<ServiceMetrics> metrics;
+  std::shared_ptr<ServiceMetrics> metrics = nullptr;
 };
 
 inline SchedulerOptions LargeSchedulerDefaults() {
