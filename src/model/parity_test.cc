@@ -57,7 +57,8 @@ constexpr float kNativeBf16LogitTol = 0.12f;
 // over the fixtures (printed as "int8 max err"), Zen 5, the same on the
 // avx512_vnni and avx2 kernels (exact integer sums, the same f32 order):
 // hidden 0.109 (1b_like_f32), logits 0.388 (qwen3_like_bf16; 0.432 with an
-// int8 LM head, cpu::HeadPath). Logits reach
+// int8 LM head, cpu::HeadPath); with f16 weight scales and RoPE on GGUF row
+// order since: hidden 0.123 (llama_plain_rope_f32), logits 0.377. Logits reach
 // ~20 here. Limits: about 2x those. (oneDNN's per-row int8, the int8-rows
 // path, measured hidden 0.169 / logits 0.444 with 8-bit weights and 0.251 /
 // 0.663 with 7-bit ones.) The guard-level bound is guard_precision_test.cc's;
