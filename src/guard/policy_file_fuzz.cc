@@ -19,17 +19,12 @@
 namespace saferoute {
 namespace {
 
-bool IsAsciiSpace(char c) { return c == ' ' || c == '\t' || c == '\f' || c == '\v'; }
-
 // True if "KEY: NAME" lines reproduce this category exactly: no ':' in the
-// key, no '#' starting it, and nothing the line parser would strip. (The
-// check is conservative: any non-ASCII byte at either end counts as strippable.)
+// key, no '#' starting it, and nothing the line parser would strip: it strips
+// what Python's str.strip() does (PythonStrip), which includes the ASCII
+// separators 0x1c-0x1f (a JSON name "\u001dx" read back from a line was "x").
 bool FitsLine(const std::string& key, const std::string& name) {
-  auto bare = [](const std::string& s) {
-    return !s.empty() && !IsAsciiSpace(s.front()) && !IsAsciiSpace(s.back()) &&
-           static_cast<unsigned char>(s.front()) < 0x80 &&
-           static_cast<unsigned char>(s.back()) < 0x80;
-  };
+  auto bare = [](const std::string& s) { return !s.empty() && PythonStrip(s).size() == s.size(); };
   return bare(key) && bare(name) && key.find(':') == std::string::npos && key.front() != '#' &&
          key.front() != '{';
 }
