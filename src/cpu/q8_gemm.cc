@@ -107,8 +107,11 @@ void QuantizeBlockWideScalar(const float* x, bool as_u8, int8_t* high, uint8_t* 
   *scale = amax / kQ16Max;
   const float inv = kQ16Max / amax;
   for (int i = 0; i < kQ8Block; ++i) {
-    const auto q = static_cast<int32_t>(
-        std::clamp(std::nearbyint(x[i] * inv), -static_cast<float>(kQ16Max), kQ16Max * 1.0f));
+    const float r =
+        std::clamp(std::nearbyint(x[i] * inv), -static_cast<float>(kQ16Max), kQ16Max * 1.0f);
+    // A non-finite activation (an overflowed layer; inf * 0 where amax is
+    // inf) has no quant: 0, not an undefined float-to-int conversion.
+    const int32_t q = r == r ? static_cast<int32_t>(r) : 0;
     high[i] = static_cast<int8_t>(static_cast<uint8_t>(q >> 7) ^ flip);  // arithmetic shift
     low[i] = static_cast<uint8_t>(q & 127);
   }

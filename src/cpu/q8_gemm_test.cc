@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -80,6 +81,29 @@ TEST(Q8Gemm, QuantizeRow16MatchesScalarReference) {
       }
     }
   }
+}
+
+TEST(Q8Gemm, QuantizeRow16TakesNonFiniteActivationsWithoutUndefinedBehaviour) {
+  // An overflowed layer's inf or NaN: finite elements of such a block
+  // quantize to 0 (its scale is inf: x * 0), NaN and inf * 0 to 0 too. Built
+  // with clang's -fsanitize=float-cast-overflow this also shows that no
+  // float-to-int conversion is undefined (it reported one before the NaN
+  // guard; CI's sanitizer stages build only the server's tests).
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> x(64, 1.0f);
+  x[3] = inf;
+  x[40] = nan;
+  std::vector<int8_t> high(64, 99);
+  std::vector<uint8_t> low(64, 200);
+  std::vector<float> scale(2, -1.0f);
+  QuantizeRowQ16(x.data(), 64, /*as_u8=*/false, high.data(), low.data(), scale.data());
+  EXPECT_EQ(scale[0], inf);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(128 * high[i] + low[i], 0) << i;
+  // The second block's NaN is skipped by the max: the finite elements keep
+  // their quants (1.0 of max 1.0: 16383), the NaN gets 0.
+  EXPECT_EQ(scale[1], 1.0f / kQ16Max);
+  for (int i = 32; i < 64; ++i) EXPECT_EQ(128 * high[i] + low[i], i == 40 ? 0 : kQ16Max) << i;
 }
 
 TEST(Q8Gemm, QuantizeRowMatchesScalarReference) {
