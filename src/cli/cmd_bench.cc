@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/command.h"
 #include "cpu/dispatch.h"
@@ -127,10 +129,14 @@ absl::StatusOr<std::vector<BenchTarget>> ParseTargets(const std::string& text) {
     }
     auto precision = cpu::ParsePrecision(name);
     if (!precision.ok()) {
+      std::vector<std::string> paths;  // the paths that are not also a precision's name
+      for (cpu::GemmPath p : cpu::kGemmPaths) {
+        if (!cpu::ParsePrecision(cpu::GemmPathName(p)).ok()) paths.push_back(cpu::GemmPathName(p));
+      }
       return absl::InvalidArgumentError(
-          absl::StrCat("--precision: '", name,
-                       "' is not auto, fp32, bf16, int8, int8-a16, bf16-widened, bf16-native or "
-                       "int8-rows"));
+          absl::StrCat("--precision: '", name, "' is not a precision (",
+                       absl::StrJoin(cpu::PrecisionNames(), ", "), ") or a path (",
+                       absl::StrJoin(paths, ", "), ")"));
     }
     targets.push_back({*precision, std::nullopt, name});
   }

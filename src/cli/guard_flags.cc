@@ -17,7 +17,7 @@ void AddGuardFlags(CLI::App& cmd, GuardFlags& flags, const std::string& prefix,
                      ": auto (fastest guard-safe path) | fp32 (parity) | bf16 | int8 | int8-a16 "
                      "(int8 weights, 16-bit activations)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "bf16", "int8", "int8-a16"}));
+      ->check(CLI::IsMember(cpu::PrecisionNames()));
   cmd.add_option("--" + prefix + "batch", flags.batch, what + ": examples per forward pass")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

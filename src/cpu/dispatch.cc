@@ -4,6 +4,8 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace saferoute::cpu {
@@ -168,13 +170,18 @@ const char* PrecisionName(Precision precision) {
   return "?";
 }
 
+std::vector<std::string> PrecisionNames() {
+  std::vector<std::string> names;
+  for (Precision p : kPrecisions) names.push_back(PrecisionName(p));
+  return names;
+}
+
 absl::StatusOr<Precision> ParsePrecision(std::string_view name) {
-  for (Precision p : {Precision::kAuto, Precision::kFp32, Precision::kBf16, Precision::kInt8,
-                      Precision::kInt8A16}) {
+  for (Precision p : kPrecisions) {
     if (name == PrecisionName(p)) return p;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "precision '", std::string(name), "' is not one of auto, fp32, bf16, int8, int8-a16"));
+      "precision '", std::string(name), "' is not one of ", absl::StrJoin(PrecisionNames(), ", ")));
 }
 
 const char* GemmPathName(GemmPath path) {
@@ -196,8 +203,7 @@ const char* GemmPathName(GemmPath path) {
 }
 
 std::optional<GemmPath> ParseGemmPath(std::string_view name) {
-  for (GemmPath path : {GemmPath::kFp32, GemmPath::kBf16Widened, GemmPath::kBf16Native,
-                        GemmPath::kInt8, GemmPath::kInt8Rows, GemmPath::kInt8A16}) {
+  for (GemmPath path : kGemmPaths) {
     if (name == GemmPathName(path)) return path;
   }
   return std::nullopt;
@@ -319,14 +325,12 @@ std::string PathImplementation(GemmPath path, const CpuSupport& support) {
 
 GemmPath PeakPath(GemmPath path, const CpuSupport& support) {
   if (path == GemmPath::kBf16Widened) return GemmPath::kFp32;
-  if ((path == GemmPath::kInt8 || path == GemmPath::kInt8A16) && support.int8) {
-    return GemmPath::kInt8Rows;
-  }
+  if (RunsQ8Kernels(path)) return support.int8 ? GemmPath::kInt8Rows : GemmPath::kInt8;
   return path;
 }
 
 GemmPath HeadPath(GemmPath path, const CpuSupport& support) {
-  if (path != GemmPath::kInt8 && path != GemmPath::kInt8A16) return path;
+  if (!RunsQ8Kernels(path)) return path;
   return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
 }
 

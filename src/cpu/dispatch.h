@@ -44,6 +44,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cpu/q8_gemm.h"
 #include "util/status.h"
@@ -58,14 +59,27 @@ enum class Precision : uint8_t {
   kInt8,     // int8 weights and activations, s32 accumulation
   kInt8A16,  // int8 weights, 16-bit integer activations, s32 accumulation
 };
+// Every precision, in the order they are listed to users.
+inline constexpr Precision kPrecisions[] = {Precision::kAuto, Precision::kFp32, Precision::kBf16,
+                                            Precision::kInt8, Precision::kInt8A16};
 // "auto", "fp32", "bf16", "int8", "int8-a16"
 const char* PrecisionName(Precision precision);
+// The names of kPrecisions, e.g. for a command-line check.
+std::vector<std::string> PrecisionNames();
 // Parses a PrecisionName; the error names the value and the choices.
 absl::StatusOr<Precision> ParsePrecision(std::string_view name);
 
 enum class GemmPath : uint8_t { kFp32, kBf16Widened, kBf16Native, kInt8, kInt8Rows, kInt8A16 };
+inline constexpr GemmPath kGemmPaths[] = {GemmPath::kFp32,       GemmPath::kBf16Widened,
+                                          GemmPath::kBf16Native, GemmPath::kInt8,
+                                          GemmPath::kInt8Rows,   GemmPath::kInt8A16};
 // "fp32", "bf16-widened", "bf16-native", "int8", "int8-rows", "int8-a16"
 const char* GemmPathName(GemmPath path);
+// Whether a path runs the block-scaled kernels of cpu/q8_gemm.h (int8 and
+// int8-a16: the same packed weights, 8- or 16-bit activations).
+inline bool RunsQ8Kernels(GemmPath path) {
+  return path == GemmPath::kInt8 || path == GemmPath::kInt8A16;
+}
 std::optional<GemmPath> ParseGemmPath(std::string_view name);  // inverse of GemmPathName
 // The precision whose numbers a path computes (kBf16 for both bf16 paths,
 // kInt8 for int8 and int8-rows, kInt8A16 for int8-a16).
@@ -104,9 +118,9 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
 // The path whose library matmul is the peak a path is compared with in
 // `saferoute bench` (the peak of its precision on this machine):
 // bf16-widened -> fp32 (it multiplies in fp32 sgemm); int8 and int8-a16 ->
-// int8-rows (oneDNN's int8 matmul) where oneDNN has one; any other path ->
-// itself. int8-a16 makes two int8 products per weight: its ratio to that
-// peak is at most about half int8's.
+// int8-rows (oneDNN's int8 matmul) where oneDNN has one, else int8 (the q8
+// kernel); any other path -> itself. int8-a16 makes two int8 products per
+// weight: its ratio to that peak is at most about half int8's.
 GemmPath PeakPath(GemmPath path, const CpuSupport& support);
 
 // The path a model's LM head runs on for full-vocabulary logits (a guard's

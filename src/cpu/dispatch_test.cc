@@ -31,8 +31,7 @@ std::string Cap() {
 }
 
 TEST(Dispatch, PrecisionNamesRoundTrip) {
-  for (Precision p : {Precision::kAuto, Precision::kFp32, Precision::kBf16, Precision::kInt8,
-                      Precision::kInt8A16}) {
+  for (Precision p : kPrecisions) {
     auto parsed = ParsePrecision(PrecisionName(p));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(*parsed, p);
@@ -100,10 +99,10 @@ TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
   EXPECT_EQ(HeadPath(GemmPath::kInt8, avx2_cpu), GemmPath::kBf16Widened);
   EXPECT_EQ(HeadPath(GemmPath::kInt8A16, bf16_cpu), GemmPath::kBf16Native);
   EXPECT_EQ(PeakPath(GemmPath::kInt8A16, avx2_cpu), GemmPath::kInt8Rows);
+  EXPECT_EQ(PeakPath(GemmPath::kInt8A16, no_int8), GemmPath::kInt8);
   EXPECT_EQ(HeadPath(GemmPath::kInt8Rows, avx2_cpu), GemmPath::kInt8Rows);
   EXPECT_EQ(HeadPath(GemmPath::kFp32, bf16_cpu), GemmPath::kFp32);
-  for (GemmPath path : {GemmPath::kFp32, GemmPath::kBf16Widened, GemmPath::kBf16Native,
-                        GemmPath::kInt8, GemmPath::kInt8Rows, GemmPath::kInt8A16}) {
+  for (GemmPath path : kGemmPaths) {
     EXPECT_EQ(ParseGemmPath(GemmPathName(path)), path);
   }
 }

@@ -232,15 +232,14 @@ absl::StatusOr<PackedLinear> PackedLinear::Pack(GemmPath path, std::span<const W
   for (const WeightMatrix& w : parts) packed.n_ += w.rows;
   if (path == GemmPath::kFp32 || path == GemmPath::kBf16Widened) return packed;
   if ((path == GemmPath::kBf16Native && !support.bf16_native) ||
-      ((path == GemmPath::kInt8 || path == GemmPath::kInt8A16) &&
-       support.int8_block_isa == Q8Isa::kNone) ||
+      (RunsQ8Kernels(path) && support.int8_block_isa == Q8Isa::kNone) ||
       (path == GemmPath::kInt8Rows && !support.int8)) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": path ", GemmPathName(path), " is not available on this CPU"));
   }
 
   auto native = std::make_unique<Native>();
-  if (path == GemmPath::kInt8 || path == GemmPath::kInt8A16) {  // the same weights
+  if (RunsQ8Kernels(path)) {  // int8 and int8-a16 pack the same weights
     SR_ASSIGN_OR_RETURN(Q8Weights q8, Q8Weights::Pack(parts, name));
     native->q8 = std::move(q8);
     packed.native_ = std::move(native);
@@ -415,7 +414,7 @@ absl::Status LinearRunner::Run(const float* x, int64_t m, int64_t ldx, const Pac
   }
 
   Impl& s = *impl_;
-  if (path_ == GemmPath::kInt8 || path_ == GemmPath::kInt8A16) {
+  if (RunsQ8Kernels(path_)) {
     if (!s.q8) {
       const Q8Isa isa = DetectCpuSupport().int8_block_isa;
       if (isa == Q8Isa::kNone) {
@@ -525,15 +524,6 @@ absl::StatusOr<double> PathMatmulGflops(GemmPath path, const CpuSupport& support
     return best;
   };
   const double flops = 2.0 * static_cast<double>(m) * n * k;
-  if (path == GemmPath::kInt8A16) {  // the kernel with its activations' quantization
-    Q8Gemm gemm(support.int8_block_isa, threads, Q8Activations::kInt16);
-    std::vector<float> x(static_cast<size_t>(m * k)), y(static_cast<size_t>(m * n));
-    for (float& v : x) v = uniform(rng);
-    return flops / best_seconds([&] {
-             gemm.Run(x.data(), m, k, *packed.native_->q8, y.data(), n, false);
-           }) /
-           1e9;
-  }
   if (path == GemmPath::kInt8) {  // the kernel alone, on activations already quantized
     const Q8Gemm gemm(support.int8_block_isa, threads);
     const int64_t kb = Q8Blocks(k);

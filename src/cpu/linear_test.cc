@@ -57,8 +57,7 @@ TestWeights MakeWeights(DType dtype, int64_t k, std::vector<int64_t> part_rows, 
 
 bool Available(GemmPath path, const CpuSupport& s) {
   return (path != GemmPath::kBf16Native || s.bf16_native) &&
-         ((path != GemmPath::kInt8 && path != GemmPath::kInt8A16) ||
-          s.int8_block_isa != Q8Isa::kNone) &&
+         (!RunsQ8Kernels(path) || s.int8_block_isa != Q8Isa::kNone) &&
          (path != GemmPath::kInt8Rows || s.int8);
 }
 
@@ -131,7 +130,7 @@ Expected Reference(GemmPath path, const std::vector<float>& x, int64_t m, const 
              std::vector<double>(static_cast<size_t>(m * n))};
   std::vector<float> xq = x, wq = w.values;
   std::vector<float> x_scale(m, 1.0f), w_scale(n, 1.0f);
-  if (path == GemmPath::kInt8 || path == GemmPath::kInt8A16) {
+  if (RunsQ8Kernels(path)) {
     return BlockReference(x, m, w, y0, accumulate, path == GemmPath::kInt8A16);
   }
   if (path == GemmPath::kBf16Widened || path == GemmPath::kBf16Native) {
@@ -249,9 +248,7 @@ TEST_P(LinearPaths, TallPartsAreConvertedInChunks) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(m * k));
   for (float& v : x)
-    v = path == GemmPath::kFp32 || path == GemmPath::kInt8 || path == GemmPath::kInt8A16
-            ? normal(rng)
-            : RoundToBf16(normal(rng));
+    v = path == GemmPath::kFp32 || RunsQ8Kernels(path) ? normal(rng) : RoundToBf16(normal(rng));
   const int64_t n = packed->rows();
   std::vector<float> y0(static_cast<size_t>(m * n), 0.0f), y(y0);
   LinearRunner runner(path, 2);

@@ -78,8 +78,7 @@ struct Key {
 
 std::vector<std::pair<std::string, cpu::Precision>> PrecisionNames() {
   std::vector<std::pair<std::string, cpu::Precision>> names;
-  for (cpu::Precision p : {cpu::Precision::kAuto, cpu::Precision::kFp32, cpu::Precision::kBf16,
-                           cpu::Precision::kInt8, cpu::Precision::kInt8A16}) {
+  for (cpu::Precision p : cpu::kPrecisions) {
     names.push_back({cpu::PrecisionName(p), p});
   }
   return names;
