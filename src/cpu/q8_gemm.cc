@@ -34,6 +34,19 @@ constexpr int kGroups = kQ8Block / 4;  // groups of 4 k per block (one VNNI step
 
 // ---- quantization of one block of 32 ------------------------------------
 
+// Calls fn(block, b) for every block b of the row x [k]: 32 floats, the last
+// one zero-padded.
+template <typename Fn>
+void ForEachPaddedBlock(const float* x, int64_t k, Fn fn) {
+  const int64_t full = k / kQ8Block;
+  for (int64_t b = 0; b < full; ++b) fn(x + b * kQ8Block, b);
+  if (k % kQ8Block != 0) {
+    float padded[kQ8Block] = {};
+    std::copy(x + full * kQ8Block, x + k, padded);
+    fn(padded, full);
+  }
+}
+
 void QuantizeBlockScalar(const float* x, bool as_u8, int8_t* q, float* scale) {
   float amax = 0.0f;
   for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(x[i]));
@@ -190,13 +203,7 @@ void QuantizeWeightRowQ8(const float* x, int64_t k, int exponent, int8_t* q, uin
   const auto abs_max = avx2 ? &AbsMaxAvx2 : &AbsMaxScalar;
   const auto quantize = avx2 ? &QuantizeWeightBlockAvx2 : &QuantizeWeightBlockScalar;
   const float two_to_e = std::ldexp(1.0f, exponent), two_to_minus_e = std::ldexp(1.0f, -exponent);
-  for (int64_t b = 0; b < Q8Blocks(k); ++b) {
-    float padded[kQ8Block] = {};
-    const float* block = x + b * kQ8Block;
-    if ((b + 1) * kQ8Block > k) {
-      std::copy(block, x + k, padded);
-      block = padded;
-    }
+  ForEachPaddedBlock(x, k, [&](const float* block, int64_t b) {
     bits[b] = ScaleBits(abs_max(block, kQ8Block) / 127.0f, two_to_e);
     const float d = F16ToF32(bits[b]) * two_to_minus_e;
     if (d > 0.0f) {
@@ -204,7 +211,7 @@ void QuantizeWeightRowQ8(const float* x, int64_t k, int exponent, int8_t* q, uin
     } else {  // an all-zero block
       std::memset(q + b * kQ8Block, 0, kQ8Block);
     }
-  }
+  });
 }
 
 // At most 126, so that 2^-e is a normal float (scales under 2^-112 lose bits).
@@ -357,9 +364,9 @@ struct DotAvxVnni {
   static SR_TARGET_AVX_VNNI __m256i Dot(__m256i acc, __m256i x, __m256i w) {
     return _mm256_dpbusd_avx_epi32(acc, x, w);
   }
-  // 16-bit activations' low bytes (u8, at most 127).
+  // 16-bit activations' low bytes: u8 already, as Dot takes them.
   static SR_TARGET_AVX_VNNI __m256i DotLow(__m256i acc, __m256i x, __m256i w) {
-    return _mm256_dpbusd_avx_epi32(acc, x, w);
+    return Dot(acc, x, w);
   }
   static SR_TARGET_AVX_VNNI __m256i Init(const int16_t* neg_sums) {  // -128 * sums
     return _mm256_slli_epi32(
@@ -541,31 +548,17 @@ Q8Isa BestQ8Isa(std::string_view onednn_isa) {
 
 void QuantizeRowQ8(const float* x, int64_t k, bool as_u8, int8_t* q, float* scale) {
   static const bool avx2 = CpuRunsQ8Isa(Q8Isa::kAvx2);
-  const auto block = avx2 ? &QuantizeBlockAvx2 : &QuantizeBlockScalar;
-  const int64_t full = k / kQ8Block;
-  for (int64_t b = 0; b < full; ++b) {
-    block(x + b * kQ8Block, as_u8, q + b * kQ8Block, scale + b);
-  }
-  if (k % kQ8Block != 0) {
-    float padded[kQ8Block] = {};
-    std::copy(x + full * kQ8Block, x + k, padded);
-    block(padded, as_u8, q + full * kQ8Block, scale + full);
-  }
+  const auto quantize = avx2 ? &QuantizeBlockAvx2 : &QuantizeBlockScalar;
+  ForEachPaddedBlock(x, k, [&](const float* block, int64_t b) {
+    quantize(block, as_u8, q + b * kQ8Block, scale + b);
+  });
 }
 
 void QuantizeRowQ16(const float* x, int64_t k, bool as_u8, int8_t* high, uint8_t* low,
                     float* scale) {
-  const int64_t full = k / kQ8Block;
-  for (int64_t b = 0; b < full; ++b) {
-    QuantizeBlockWideScalar(x + b * kQ8Block, as_u8, high + b * kQ8Block, low + b * kQ8Block,
-                            scale + b);
-  }
-  if (k % kQ8Block != 0) {
-    float padded[kQ8Block] = {};
-    std::copy(x + full * kQ8Block, x + k, padded);
-    QuantizeBlockWideScalar(padded, as_u8, high + full * kQ8Block, low + full * kQ8Block,
-                            scale + full);
-  }
+  ForEachPaddedBlock(x, k, [&](const float* block, int64_t b) {
+    QuantizeBlockWideScalar(block, as_u8, high + b * kQ8Block, low + b * kQ8Block, scale + b);
+  });
 }
 
 // ---- weights ----------------------------------------------------------------

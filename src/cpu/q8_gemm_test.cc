@@ -56,28 +56,58 @@ std::vector<float> RandomMatrix(int64_t rows, int64_t cols, std::mt19937& rng) {
   return x;
 }
 
-TEST(Q8Gemm, QuantizeRow16MatchesScalarReference) {
-  std::mt19937 rng(12);
-  for (int64_t k : {1, 31, 32, 33, 100, 2048}) {
-    std::vector<float> x = RandomMatrix(1, k, rng);
-    if (k >= 64) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero block
-    if (k >= 100) {
-      for (int64_t i = 64; i < 96; ++i) x[i] = -1.0f;  // every q -16383: high -128, low 1
+// QuantizeRowQ8 or QuantizeRowQ16 (`activations`) of x [k], the quants
+// decoded to signed integers whatever the variant stores (u8 q + 128, or the
+// 16-bit split 128 * high + low, low checked to be in [0, 127]).
+void QuantizeDecoded(Q8Activations activations, const float* x, int64_t k, bool as_u8,
+                     std::vector<int32_t>& q, std::vector<float>& scale) {
+  const auto size = static_cast<size_t>(Q8Blocks(k) * kQ8Block);
+  std::vector<int8_t> high(size, 99);
+  std::vector<uint8_t> low(size, 200);
+  scale.assign(static_cast<size_t>(Q8Blocks(k)), -1.0f);
+  if (activations == Q8Activations::kInt16) {
+    QuantizeRowQ16(x, k, as_u8, high.data(), low.data(), scale.data());
+  } else {
+    QuantizeRowQ8(x, k, as_u8, high.data(), scale.data());
+  }
+  q.resize(size);
+  for (size_t i = 0; i < size; ++i) {
+    const int h = as_u8 ? static_cast<uint8_t>(high[i]) - 128 : high[i];
+    if (activations == Q8Activations::kInt16) {
+      EXPECT_LE(low[i], 127) << "element " << i;
+      q[i] = 128 * h + low[i];
+    } else {
+      q[i] = h;
     }
-    std::vector<int32_t> want_q;
-    std::vector<float> want_scale;
-    ReferenceQuantize(x.data(), k, kQ16Max, want_q, want_scale);
-    for (bool as_u8 : {false, true}) {
-      std::vector<int8_t> high(want_q.size(), 99);
-      std::vector<uint8_t> low(want_q.size(), 200);
-      std::vector<float> scale(want_scale.size(), -1.0f);
-      QuantizeRowQ16(x.data(), k, as_u8, high.data(), low.data(), scale.data());
-      for (size_t b = 0; b < scale.size(); ++b) EXPECT_EQ(scale[b], want_scale[b]) << k << " " << b;
-      for (size_t i = 0; i < want_q.size(); ++i) {
-        const int h = as_u8 ? static_cast<uint8_t>(high[i]) - 128 : high[i];
-        ASSERT_LE(low[i], 127) << "k " << k << " element " << i;
-        ASSERT_EQ(128 * h + low[i], want_q[i])
-            << "k " << k << " element " << i << " as_u8 " << as_u8;
+  }
+}
+
+TEST(Q8Gemm, QuantizeRowMatchesScalarReference) {
+  for (Q8Activations activations : {Q8Activations::kInt8, Q8Activations::kInt16}) {
+    const int qmax = QMax(activations);
+    std::mt19937 rng(11);
+    for (int64_t k : {1, 31, 32, 33, 100, 2048}) {
+      std::vector<float> x = RandomMatrix(1, k, rng);
+      if (k >= 64) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero block
+      if (k >= 100) {
+        for (int64_t i = 64; i < 96; ++i) x[i] = static_cast<float>(i % 9) - 4.5f;  // ties
+        x[64] = static_cast<float>(qmax);  // scale 1: x * qmax / qmax lands exactly on the ties
+      }
+      if (k >= 128) {
+        // Every q -qmax (16-bit: high byte -128, low 1).
+        std::fill(x.begin() + 96, x.begin() + 128, -1.0f);
+      }
+      std::vector<int32_t> want_q, got_q;
+      std::vector<float> want_scale, got_scale;
+      ReferenceQuantize(x.data(), k, qmax, want_q, want_scale);
+      for (bool as_u8 : {false, true}) {
+        QuantizeDecoded(activations, x.data(), k, as_u8, got_q, got_scale);
+        ASSERT_FALSE(HasFailure());
+        EXPECT_EQ(got_scale, want_scale) << ActivationsName(activations) << ", k " << k;
+        for (size_t i = 0; i < want_q.size(); ++i) {
+          ASSERT_EQ(got_q[i], want_q[i]) << ActivationsName(activations) << ", k " << k
+                                         << " element " << i << " as_u8 " << as_u8;
+        }
       }
     }
   }
@@ -89,46 +119,18 @@ TEST(Q8Gemm, QuantizeRow16TakesNonFiniteActivationsWithoutUndefinedBehaviour) {
   // with clang's -fsanitize=float-cast-overflow this also shows that no
   // float-to-int conversion is undefined (it reported one before the NaN
   // guard; CI's sanitizer stages build only the server's tests).
-  const float inf = std::numeric_limits<float>::infinity();
-  const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> x(64, 1.0f);
-  x[3] = inf;
-  x[40] = nan;
-  std::vector<int8_t> high(64, 99);
-  std::vector<uint8_t> low(64, 200);
-  std::vector<float> scale(2, -1.0f);
-  QuantizeRowQ16(x.data(), 64, /*as_u8=*/false, high.data(), low.data(), scale.data());
-  EXPECT_EQ(scale[0], inf);
-  for (int i = 0; i < 32; ++i) EXPECT_EQ(128 * high[i] + low[i], 0) << i;
+  x[3] = std::numeric_limits<float>::infinity();
+  x[40] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<int32_t> q;
+  std::vector<float> scale;
+  QuantizeDecoded(Q8Activations::kInt16, x.data(), 64, /*as_u8=*/false, q, scale);
+  EXPECT_EQ(scale[0], std::numeric_limits<float>::infinity());
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(q[i], 0) << i;
   // The second block's NaN is skipped by the max: the finite elements keep
   // their quants (1.0 of max 1.0: 16383), the NaN gets 0.
   EXPECT_EQ(scale[1], 1.0f / kQ16Max);
-  for (int i = 32; i < 64; ++i) EXPECT_EQ(128 * high[i] + low[i], i == 40 ? 0 : kQ16Max) << i;
-}
-
-TEST(Q8Gemm, QuantizeRowMatchesScalarReference) {
-  std::mt19937 rng(11);
-  for (int64_t k : {1, 31, 32, 33, 100, 2048}) {
-    std::vector<float> x = RandomMatrix(1, k, rng);
-    if (k >= 64) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero block
-    if (k >= 100) {
-      for (int64_t i = 64; i < 96; ++i) x[i] = static_cast<float>(i % 9) - 4.5f;  // ties
-      x[64] = 127.0f;  // scale 1: x * 127 / 127 lands exactly on the .5 ties
-    }
-    std::vector<int32_t> want_q;
-    std::vector<float> want_scale;
-    ReferenceQuantize(x.data(), k, 127, want_q, want_scale);
-    for (bool as_u8 : {false, true}) {
-      std::vector<int8_t> q(want_q.size(), 99);
-      std::vector<float> scale(want_scale.size(), -1.0f);
-      QuantizeRowQ8(x.data(), k, as_u8, q.data(), scale.data());
-      for (size_t b = 0; b < scale.size(); ++b) EXPECT_EQ(scale[b], want_scale[b]) << k << " " << b;
-      for (size_t i = 0; i < q.size(); ++i) {
-        const int8_t got = as_u8 ? static_cast<int8_t>(static_cast<uint8_t>(q[i]) - 128) : q[i];
-        ASSERT_EQ(got, want_q[i]) << "k " << k << " element " << i << " as_u8 " << as_u8;
-      }
-    }
-  }
+  for (int i = 32; i < 64; ++i) EXPECT_EQ(q[i], i == 40 ? 0 : kQ16Max) << i;
 }
 
 // The bits of the smallest IEEE f16 value >= v, for v in [0, 65504]: a
