@@ -21,8 +21,6 @@
 // numbers measured here do not depend on timing, so the bench re-runs
 // itself with OMP_WAIT_POLICY=passive unless the variable is set. The
 // reference's log-softmax is computed once per position, not once per path.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -44,6 +42,7 @@
 #include "model/engine.h"
 #include "model/weights.h"
 #include "nlohmann/json.hpp"
+#include "passive_omp.h"
 
 namespace saferoute {
 namespace {
@@ -353,11 +352,7 @@ absl::Status Run(const std::string& model_path, const std::string& path_model_pa
 }  // namespace saferoute
 
 int main(int argc, char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {  // see the file comment
-    ::setenv("OMP_WAIT_POLICY", "passive", 1);
-    ::execv("/proc/self/exe", argv);
-    std::perror("precision_quality_bench: re-exec with OMP_WAIT_POLICY=passive");  // runs on
-  }
+  saferoute::bench::RerunWithPassiveOmpWait(argv, "precision_quality_bench");  // file comment
   CLI::App app("KL and top-1 agreement of the reduced-precision paths against fp32");
   std::string model, path_model, prompts = "tests/data/smollm2/quant_kl_prompts.jsonl",
                                  reference = "tests/data/smollm2/llamacpp_quant_kl.json",

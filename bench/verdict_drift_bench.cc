@@ -21,8 +21,6 @@
 // Timing plays no part in what is measured, so, as precision_quality_bench
 // does, the bench re-runs itself with OMP_WAIT_POLICY=passive unless the
 // variable is set (busy-waiting workers slow a shared machine ~20x).
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -40,6 +38,7 @@
 #include "model/engine.h"
 #include "model/weights.h"
 #include "nlohmann/json.hpp"
+#include "passive_omp.h"
 #include "tokenizer/load_tokenizer.h"
 
 namespace saferoute {
@@ -133,10 +132,7 @@ int Main(int argc, char** argv) {
   app.add_option("--max-prompt-tokens", max_prompt_tokens)->check(CLI::Range(1, 900));
   app.add_option("--json", json_path, "also write the JSON here");
   CLI11_PARSE(app, argc, argv);
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    ::setenv("OMP_WAIT_POLICY", "passive", 1);
-    ::execv("/proc/self/exe", argv);  // falls through only if exec fails
-  }
+  bench::RerunWithPassiveOmpWait(argv, "verdict_drift_bench");
 
   auto fail = [](const absl::Status& status) {
     std::fprintf(stderr, "verdict_drift_bench: %s\n", std::string(status.message()).c_str());
