@@ -7,7 +7,10 @@
 // all positions): KL(P_fp32 || Q_path) = sum_v p(v) (log p(v) - log q(v)) in
 // nats through a float64 log-softmax of the float32 logits, and whether the
 // argmax agrees. Prints a table and JSON (mean KL over positions, median, p99,
-// max, top-1 agreement), for each path asked for.
+// max, top-1 agreement), for each path asked for; and the same after the
+// prompts' shared prefix, where every position is a distinct computation, with
+// top-1 also over the positions fp32 itself decides clearly (its top two
+// tokens kClearMargin nat or more apart).
 //
 //   precision_quality_bench --model DIR|FILE.gguf [--path-model FILE.gguf]
 //       [--prompts tests/data/smollm2/quant_kl_prompts.jsonl]
@@ -80,8 +83,15 @@ void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
   for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = logits[i] - lse;
 }
 
+// A position whose fp32 top-two log-probabilities differ by less than this
+// (nats; 0.1: the top token under 1.105x as likely as the runner-up) is a
+// near-tie whose argmax any rounding may flip (bf16's disagreements have a
+// median gap of 0.02 on SmolLM2-135M); top-1 is reported apart without them.
+constexpr double kClearMargin = 0.1;
+
 struct Stats {
-  std::vector<double> kl;  // per position
+  std::vector<double> kl;       // per position
+  std::vector<uint8_t> agrees;  // per position: the argmax equals fp32's
   int64_t top1_agree = 0;
   double prepare_seconds = 0, run_seconds = 0;
   nlohmann::json per_prompt = nlohmann::json::array();  // {id, positions, mean_kl, top1_agree}
@@ -214,6 +224,7 @@ absl::Status Run(const std::string& model_path, const std::string& path_model_pa
     runs.push_back(std::move(run));
   }
   std::vector<double> log_p, p_ref, log_q;
+  std::vector<double> reference_margin;  // per position: fp32's top-1 minus top-2 log-probability
   for (size_t i = 0; i < prompts.size(); ++i) {
     SR_ASSIGN_OR_RETURN(std::vector<float> reference, AllLogits(fp32, prompts[i], vocab));
     const auto positions = static_cast<int64_t>(prompts[i].ids.size());
@@ -228,14 +239,26 @@ absl::Status Run(const std::string& model_path, const std::string& path_model_pa
       LogSoftmax(pr, vocab, log_p);
       p_ref.resize(log_p.size());
       for (size_t v = 0; v < log_p.size(); ++v) p_ref[v] = std::exp(log_p[v]);
+      double first = -INFINITY, second = -INFINITY;
+      for (double lp : log_p) {
+        if (lp > first) {
+          second = first;
+          first = lp;
+        } else if (lp > second) {
+          second = lp;
+        }
+      }
+      reference_margin.push_back(first - second);
       for (size_t p = 0; p < paths.size(); ++p) {
         const float* qr = got[p].data() + t * vocab;
         LogSoftmax(qr, vocab, log_q);
         double kl = 0;
         for (int64_t v = 0; v < vocab; ++v) kl += p_ref[v] * (log_p[v] - log_q[v]);
         stats[p].kl.push_back(kl);
-        stats[p].top1_agree +=
+        const bool agrees =
             (std::max_element(pr, pr + vocab) - pr) == (std::max_element(qr, qr + vocab) - qr);
+        stats[p].agrees.push_back(agrees);
+        stats[p].top1_agree += agrees;
       }
     }
     for (Stats& st : stats) {
@@ -279,25 +302,44 @@ absl::Status Run(const std::string& model_path, const std::string& path_model_pa
     // The prompts share a chat-template prefix (the system prompt): its
     // positions are the same computation in every prompt, one sample counted
     // once per prompt, and a single unlucky position there moves every
-    // prompt's mean alike. Reported apart: its KL summed once, and the mean
-    // over the positions after it.
+    // prompt's mean alike (one flipped argmax there is 200 of 23235
+    // positions, 0.86 points of top-1, on the SmolLM2 prompts). Reported
+    // apart: its KL summed once and its flipped positions counted once; KL
+    // and top-1 over the positions after it; and top-1 over those of them
+    // that fp32 decides clearly (kClearMargin).
     double prefix_sum = 0, rest_sum = 0;
-    int64_t rest_positions = 0;
+    int64_t rest_positions = 0, rest_agree = 0, clear_positions = 0, clear_agree = 0;
+    nlohmann::json prefix_flips = nlohmann::json::array();
     for (size_t i = 0, at = 0; i < prompts.size(); at += prompts[i].ids.size(), ++i) {
       for (size_t t = 0; t < prompts[i].ids.size(); ++t) {
         const double kl = stats[p].kl[at + t];
+        const bool agrees = stats[p].agrees[at + t] != 0;
         if (t >= common_prefix) {
           rest_sum += kl;
           ++rest_positions;
+          rest_agree += agrees;
+          if (reference_margin[at + t] >= kClearMargin) {
+            ++clear_positions;
+            clear_agree += agrees;
+          }
         } else if (i == 0) {
           prefix_sum += kl;
+          if (!agrees) prefix_flips.push_back(t);
         }
       }
     }
+    auto share = [](int64_t part, int64_t whole) {
+      return whole > 0 ? static_cast<double>(part) / static_cast<double>(whole) : 0.0;
+    };
     s["shared_prefix_positions"] = common_prefix;
     s["shared_prefix_kl_sum"] = prefix_sum;
+    s["shared_prefix_flipped_positions"] = prefix_flips;
     s["after_prefix_positions"] = rest_positions;
     s["after_prefix_mean_kl"] = rest_positions > 0 ? rest_sum / rest_positions : 0.0;
+    s["after_prefix_top1_agreement"] = share(rest_agree, rest_positions);
+    s["clear_margin_nats"] = kClearMargin;
+    s["after_prefix_clear_positions"] = clear_positions;
+    s["after_prefix_clear_top1_agreement"] = share(clear_agree, clear_positions);
 
     s["description"] = runs[p].engine->path_description();
     std::printf("%-22s %9lld %10.5f %10.5f %10.4f %10.4f %7.2f%%\n", paths[p].name.c_str(),
@@ -305,10 +347,13 @@ absl::Status Run(const std::string& model_path, const std::string& path_model_pa
                 s["median_kl"].get<double>(), s["p99_kl"].get<double>(), s["max_kl"].get<double>(),
                 100 * s["top1_agreement"].get<double>());
     std::printf(
-        "%-22s shared prefix (%zu positions, counted once): KL sum %.4f; after it: %lld "
-        "positions, mean KL %.5f\n",
-        "", common_prefix, prefix_sum, static_cast<long long>(rest_positions),
-        s["after_prefix_mean_kl"].get<double>());
+        "%-22s shared prefix (%zu positions, counted once): KL sum %.4f, argmax flipped at %s\n"
+        "%-22s after it: %lld positions, mean KL %.5f, top-1 %.2f%%; at the %lld where fp32's "
+        "top two are >= %.1f nat apart, top-1 %.2f%%\n",
+        "", common_prefix, prefix_sum, prefix_flips.empty() ? "none" : prefix_flips.dump().c_str(),
+        "", static_cast<long long>(rest_positions), s["after_prefix_mean_kl"].get<double>(),
+        100 * share(rest_agree, rest_positions), static_cast<long long>(clear_positions),
+        kClearMargin, 100 * share(clear_agree, clear_positions));
     out["paths"][paths[p].name] = s;
   }
   // llama.cpp Q8_0 over the same prompts (its per-prompt statistics).
