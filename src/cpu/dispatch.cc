@@ -330,7 +330,12 @@ GemmPath PeakPath(GemmPath path, const CpuSupport& support) {
 }
 
 GemmPath HeadPath(GemmPath path, const CpuSupport& support) {
-  if (!RunsQ8Kernels(path)) return path;
+  if (path != GemmPath::kInt8) return path;
+  return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
+}
+
+GemmPath AttentionInputPath(GemmPath path, const CpuSupport& support) {
+  if (path != GemmPath::kInt8A16) return path;
   return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
 }
 

@@ -28,7 +28,10 @@
 //                 (q8_gemm.h, Q8Activations::kInt16: two byte planes, two u8
 //                 x s8 products per weight, exact s32 block sums): only the
 //                 weights' rounding is left, at about half int8's multiply
-//                 rate. What `--precision int8-a16` runs; head on bf16.
+//                 rate. What `--precision int8-a16` runs, with two
+//                 exceptions: each layer's Q/K/V projection runs on bf16
+//                 (AttentionInputPath) and the LM head on int8-a16 itself
+//                 (HeadPath).
 //   int8-rows     oneDNN s8 x s8 -> s32 matmul (AMX-INT8, AVX512-VNNI,
 //                 AVX-VNNI, or AVX2/AVX512 without VNNI with 7-bit weights);
 //                 weights per output channel, activations per row, both
@@ -125,11 +128,29 @@ GemmPath PeakPath(GemmPath path, const CpuSupport& support);
 
 // The path a model's LM head runs on for full-vocabulary logits (a guard's
 // verdict logits are computed from fp32 head rows on every path): the path
-// itself, except int8 and int8-a16, whose heads run on bf16 (bf16-native where the CPU
-// has bf16 units, else bf16-widened). Measured on SmolLM2-135M (200 prompts,
-// see ChoosePath): an int8 head is the largest single share of int8's KL
-// (0.00586 with it, 0.00520 with a bf16 one; llama.cpp Q8_0 0.00540).
+// itself, except int8, whose head runs on bf16 (bf16-native where the CPU has
+// bf16 units, else bf16-widened). Measured on SmolLM2-135M (200 prompts, see
+// ChoosePath): an int8 head is the largest single share of int8's KL (0.00586
+// with it, 0.00520 with a bf16 one; llama.cpp Q8_0 0.00540). With 16-bit
+// activations the head's share is gone (int8-a16 with its head on int8-a16:
+// 0.00120, on bf16: 0.00123), so int8-a16 keeps it in int8, which pays for
+// its bf16 Q/K/V on an 8B model (its head: 0.59 GB in int8, 1.05 in bf16).
 GemmPath HeadPath(GemmPath path, const CpuSupport& support);
+
+// The path a layer's attention input projection (Q, K and V, one packed
+// matrix) runs on: the path itself, except int8-a16, whose Q/K/V run on bf16
+// (bf16-native where the CPU has bf16 units, else bf16-widened). Why: on
+// SmolLM2-135M (bench/precision_quality_bench, 200 prompts, fp32 reference)
+// int8 weights with exact activations agree on the top-1 token at 97.66% of
+// the positions after the prompts' shared 24-token prefix, whatever the
+// rounding (per-block MSE scales, blocks of 16: 97.72-97.79%); with Q/K/V
+// unquantized 98.10%, and no flipped prefix position. No other single
+// projection comes close (down 97.55% over all positions against Q/K/V's
+// 98.49%), and Q, K or V alone recovers almost nothing (96.43-96.69%): only
+// the three together do. Q/K/V are 12% of a Llama-3-8B layer's
+// weights: in bf16 they add 0.70 GB to an 8B model, less the 0.46 GB its
+// int8 head saves.
+GemmPath AttentionInputPath(GemmPath path, const CpuSupport& support);
 
 // The implementation a path runs: "oneDNN brg:avx512_core_bf16", ...
 std::string PathImplementation(GemmPath path, const CpuSupport& support);

@@ -97,7 +97,12 @@ TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
   // The LM head: int8's on bf16; every other path's on itself.
   EXPECT_EQ(HeadPath(GemmPath::kInt8, bf16_cpu), GemmPath::kBf16Native);
   EXPECT_EQ(HeadPath(GemmPath::kInt8, avx2_cpu), GemmPath::kBf16Widened);
-  EXPECT_EQ(HeadPath(GemmPath::kInt8A16, bf16_cpu), GemmPath::kBf16Native);
+  EXPECT_EQ(HeadPath(GemmPath::kInt8A16, bf16_cpu), GemmPath::kInt8A16);
+  EXPECT_EQ(AttentionInputPath(GemmPath::kInt8A16, bf16_cpu), GemmPath::kBf16Native);
+  EXPECT_EQ(AttentionInputPath(GemmPath::kInt8A16, avx2_cpu), GemmPath::kBf16Widened);
+  for (GemmPath path : kGemmPaths) {
+    if (path != GemmPath::kInt8A16) EXPECT_EQ(AttentionInputPath(path, bf16_cpu), path);
+  }
   EXPECT_EQ(PeakPath(GemmPath::kInt8A16, avx2_cpu), GemmPath::kInt8Rows);
   EXPECT_EQ(PeakPath(GemmPath::kInt8A16, no_int8), GemmPath::kInt8);
   EXPECT_EQ(HeadPath(GemmPath::kInt8Rows, avx2_cpu), GemmPath::kInt8Rows);

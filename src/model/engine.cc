@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "model/forward.h"
 #include "model/prefix_cache.h"
 
@@ -83,12 +86,40 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
 const Model& Engine::model() const { return *impl_->model; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 cpu::GemmPath Engine::path() const { return impl_->forward->path(); }
+namespace {
+
+// For a path whose Q/K/V may run elsewhere (int8-a16: cpu::AttentionInputPath),
+// where they do: "; Q/K/V on bf16-native (oneDNN ...)", or "on int8-a16 (as
+// stored)" for a checkpoint that holds them quantized, with the layer count
+// per path where the layers differ. "" for every other path.
+std::string AttentionInputNote(const CpuForward& forward) {
+  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
+  if (cpu::AttentionInputPath(forward.path(), support) == forward.path()) return "";
+  std::map<cpu::GemmPath, int> layers;
+  for (cpu::GemmPath qkv : forward.attention_input_paths()) ++layers[qkv];
+  std::vector<std::string> parts;
+  for (const auto& [qkv, count] : layers) {
+    const std::string where =
+        qkv == forward.path() ? "as stored" : cpu::PathImplementation(qkv, support);
+    parts.push_back(layers.size() == 1 ? absl::StrCat(cpu::GemmPathName(qkv), " (", where, ")")
+                                       : absl::StrCat(cpu::GemmPathName(qkv), " (", where, ") in ",
+                                                      count, " layers"));
+  }
+  return absl::StrCat("; Q/K/V on ", absl::StrJoin(parts, ", "));
+}
+
+}  // namespace
+
 std::string Engine::path_description() const {
-  return cpu::DescribePath(path(), cpu::DetectCpuSupport());
+  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
+  return absl::StrCat(cpu::GemmPathName(path()), " (", cpu::PathImplementation(path(), support),
+                      AttentionInputNote(*impl_->forward), ", isa ", support.isa, ")");
 }
 EngineCompute Engine::compute() const {
   const cpu::CpuSupport& support = cpu::DetectCpuSupport();
-  return {cpu::GemmPathName(path()), cpu::PathImplementation(path(), support), support.isa};
+  return {cpu::GemmPathName(path()),
+          cpu::PathImplementation(path(), support) + AttentionInputNote(*impl_->forward),
+          support.isa};
 }
 size_t Engine::packed_weight_bytes() const { return impl_->forward->packed_weight_bytes(); }
 int64_t Engine::kept_kv_bytes_per_position() const {

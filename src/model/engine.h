@@ -40,7 +40,10 @@ namespace saferoute {
 //         full-vocabulary logits on bf16 (cpu::HeadPath). Error: kInt8*Tol.
 //   int8-a16: the same int8 weights; GEMM inputs as 16-bit integers in
 //         blocks of 32 (an activation's step 1/16383 of its block's largest),
-//         so only the weights' rounding is left. Error: kInt8A16*Tol.
+//         so only the weights' rounding is left; the LM head too. Q/K/V
+//         stay bf16 (bf16 weights and inputs, cpu::AttentionInputPath)
+//         unless the checkpoint holds them quantized, then they are used as
+//         stored. Error: kInt8A16*Tol.
 //   auto: the fastest path documented as guard-safe on this CPU (ChoosePath).
 using Precision = cpu::Precision;
 

@@ -133,6 +133,7 @@ CpuForward::CpuForward(const Model& model, const EngineOptions& options, int num
       eps_(static_cast<float>(config_.rms_norm_eps)),
       attn_scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)))),
       gemm_(path, num_threads),
+      qkv_gemm_(cpu::AttentionInputPath(path, cpu::DetectCpuSupport()), num_threads),
       head_gemm_(cpu::HeadPath(path, cpu::DetectCpuSupport()), num_threads) {
   (void)options;
 }
@@ -201,7 +202,14 @@ absl::Status CpuForward::Prepare(const Model& model) {
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_gate, Matrix(w.w_gate, ffn_, h_, at + "w_gate"));
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_up, Matrix(w.w_up, ffn_, h_, at + "w_up"));
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_down, Matrix(w.w_down, h_, ffn_, at + "w_down"));
-    SR_ASSIGN_OR_RETURN(p.qkv, pack({wq, wk, wv}, at + "wq|wk|wv", path));
+    // Q/K/V run on their own path where the checkpoint holds them in a float
+    // dtype. Weights a GGUF file already holds quantized stay on the layer's
+    // path: bf16 cannot restore what the file's quantization dropped, and
+    // would round Q8_0's values (8-bit q times an f16 scale) a second time.
+    const bool stored_quantized =
+        IsQuantized(wq.dtype) || IsQuantized(wk.dtype) || IsQuantized(wv.dtype);
+    SR_ASSIGN_OR_RETURN(
+        p.qkv, pack({wq, wk, wv}, at + "wq|wk|wv", stored_quantized ? path : qkv_gemm_.path()));
     SR_ASSIGN_OR_RETURN(p.wo, pack({wo}, at + "wo", path));
     SR_ASSIGN_OR_RETURN(p.gate_up, pack({w_gate, w_up}, at + "w_gate|w_up", path));
     SR_ASSIGN_OR_RETURN(p.down, pack({w_down}, at + "w_down", path));
@@ -213,6 +221,13 @@ absl::Status CpuForward::Prepare(const Model& model) {
   // a lookup faults in the few rows it reads.
   SR_ASSIGN_OR_RETURN(lm_head_packed_, pack({lm_head_}, "lm_head", head_gemm_.path()));
   return absl::OkStatus();
+}
+
+std::vector<cpu::GemmPath> CpuForward::attention_input_paths() const {
+  std::vector<cpu::GemmPath> paths;
+  paths.reserve(layers_.size());
+  for (const LayerPlan& p : layers_) paths.push_back(p.qkv.path());
+  return paths;
 }
 
 size_t CpuForward::packed_weight_bytes() const {
@@ -300,6 +315,9 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
   const LayerPlan& p = layers_[static_cast<size_t>(layer)];
   const int64_t q_width = n_heads_ * d_, kv_width = n_kv_ * d_;
   const bool round = round_bf16_;
+  // Q/K/V on cpu::AttentionInputPath where they were packed for it (see Prepare).
+  cpu::LinearRunner& qkv_gemm = p.qkv.path() == gemm_.path() ? gemm_ : qkv_gemm_;
+  const bool round_qkv_input = cpu::PathPrecision(qkv_gemm.path()) == Precision::kBf16;
   // Row r of q|k|v: q at qkv + r*qkv_width_, k after it, v after k.
   float* q = qkv_.data();
   float* k = q + q_width;
@@ -307,10 +325,10 @@ absl::Status CpuForward::Layer(int64_t layer, std::span<const ForwardSequence> s
 
   // --- attention block ---
   ParallelRows(rows_, [&](int64_t r0, int64_t r1) {
-    cpu::RmsNorm(x_.data() + r0 * h_, h_, p.attn_norm.data(), r1 - r0, h_, eps_, round,
+    cpu::RmsNorm(x_.data() + r0 * h_, h_, p.attn_norm.data(), r1 - r0, h_, eps_, round_qkv_input,
                  xn_.data() + r0 * h_, h_);
   });
-  SR_RETURN_IF_ERROR(gemm_.Run(xn_.data(), rows_, h_, p.qkv, q, qkv_width_, false));
+  SR_RETURN_IF_ERROR(qkv_gemm.Run(xn_.data(), rows_, h_, p.qkv, q, qkv_width_, false));
 
   // Qwen3: RMSNorm over each head of q and k, before RoPE. RoPE per sequence
   // (positions continue after its past).

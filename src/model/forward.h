@@ -82,6 +82,8 @@ class CpuForward {
   int num_threads() const { return num_threads_; }
   bool round_bf16() const { return round_bf16_; }
   cpu::GemmPath path() const { return gemm_.path(); }
+  // The path each layer's Q/K/V projection runs on (see Prepare).
+  std::vector<cpu::GemmPath> attention_input_paths() const;
   size_t packed_weight_bytes() const;
 
  private:
@@ -101,6 +103,7 @@ class CpuForward {
   int64_t qkv_width_;  // nH*d + 2*nKV*d: one row of q|k|v
   float eps_, attn_scale_;
   cpu::LinearRunner gemm_;
+  cpu::LinearRunner qkv_gemm_;   // Q/K/V, on cpu::AttentionInputPath (int8-a16: bf16)
   cpu::LinearRunner head_gemm_;  // full logits, on cpu::HeadPath (int8: bf16)
   cpu::RopeTable rope_;
   cpu::WeightMatrix token_embd_, lm_head_;  // checkpoint views (rows read on demand)

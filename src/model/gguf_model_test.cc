@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -48,9 +49,10 @@ ModelConfig TinyQwen3() {
 }
 
 // Last-position logits of `ids` on the fp32 path.
-std::vector<float> Logits(std::shared_ptr<const Model> model, const std::vector<int32_t>& ids) {
+std::vector<float> Logits(std::shared_ptr<const Model> model, const std::vector<int32_t>& ids,
+                          Precision precision = Precision::kFp32) {
   EngineOptions options;
-  options.precision = Precision::kFp32;
+  options.precision = precision;
   options.num_threads = 1;
   options.max_tokens = 64;
   auto engine = Engine::Create(std::move(model), options);
@@ -61,6 +63,16 @@ std::vector<float> Logits(std::shared_ptr<const Model> model, const std::vector<
   auto results = (*engine)->Prefill({&request, 1});
   EXPECT_TRUE(results.ok()) << results.status();
   return (*results)[0].logits;
+}
+
+std::string Description(std::shared_ptr<const Model> model, Precision precision) {
+  EngineOptions options;
+  options.precision = precision;
+  options.num_threads = 1;
+  options.max_tokens = 64;
+  auto engine = Engine::Create(std::move(model), options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return engine.ok() ? (*engine)->path_description() : "";
 }
 
 float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -300,6 +312,38 @@ TEST_P(GgufQuantizedModelTest, LoadsAndComputesWhatItsDequantizedValuesCompute) 
   EXPECT_GT(scale, 0.0f);
   EXPECT_LE(MaxAbsDiff(expected, actual), 1e-5f * std::max(1.0f, scale));
   fs::remove(path);
+}
+
+// int8-a16 runs Q/K/V on bf16 (cpu::AttentionInputPath), except where the
+// checkpoint already holds them quantized: Q8_0 blocks go through the q8
+// kernels as stored, since bf16 would round their values (8-bit q times an
+// f16 scale) once more. The engine says which it did; and the Q8_0 model,
+// whose every weight is then used exactly, stays closer to its values' fp32
+// logits than the same values held as F32 (re-rounded: Q/K/V to bf16, the
+// rest to int8 blocks again).
+TEST(GgufModelTest, Int8A16KeepsQ8_0AttentionWeightsAsStored) {
+  if (cpu::DetectCpuSupport().int8_block_isa == cpu::Q8Isa::kNone) {
+    GTEST_SKIP() << "int8-a16 needs AVX2 (oneDNN ISA " << cpu::DetectCpuSupport().isa << ")";
+  }
+  ModelConfig config = TinyLlama();
+  config.rope_scaling = {};
+  const QuantizedTwins twins = MakeQuantizedTwins(config, DType::kQ8_0);
+  const std::vector<float> expected = Logits(twins.dequantized, kIds);
+  float scale = 0;
+  for (float v : expected) scale = std::max(scale, std::fabs(v));
+  ASSERT_GT(scale, 0.0f);
+  EXPECT_NE(Description(twins.quantized, Precision::kInt8A16).find("Q/K/V on int8-a16 (as stored)"),
+            std::string::npos)
+      << Description(twins.quantized, Precision::kInt8A16);
+  EXPECT_NE(Description(twins.dequantized, Precision::kInt8A16).find("Q/K/V on bf16-"),
+            std::string::npos)
+      << Description(twins.dequantized, Precision::kInt8A16);
+  const float stored = MaxAbsDiff(expected, Logits(twins.quantized, kIds, Precision::kInt8A16));
+  const float refloated =
+      MaxAbsDiff(expected, Logits(twins.dequantized, kIds, Precision::kInt8A16));
+  std::printf("int8-a16 max |logit error| / max |logit|: held as Q8_0 %.3g, as F32 %.3g\n",
+              stored / scale, refloated / scale);
+  EXPECT_LT(stored, refloated);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryBlockType, GgufQuantizedModelTest,
