@@ -268,29 +268,31 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
     // (guard_precision_test) int8 moves p(unsafe) by up to 0.021 from fp32
     // (0.040 with f32 weight scales: it swings with one-part-in-10^4 scale
     // changes), over the 0.02 guard bound that bf16 meets (0.013); int8-a16
-    // moves it by 0.0045. On real weights (bench/precision_quality_bench,
+    // moves it by 0.0044. On real weights (bench/precision_quality_bench,
     // SmolLM2-135M-Instruct F32 GGUF, fp32 path as reference, 200 prompts,
-    // 23235 positions, Zen 5, main at the int8-a16 commit):
-    //   int8 (blocks of 32; head on bf16)     mean KL 0.00534, top-1 96.02%
-    //   int8-a16 (16-bit activations)         mean KL 0.00191, top-1 96.40%
-    //   bf16-native                           mean KL 0.00055, top-1 98.95%
-    //   llama.cpp Q8_0 (KV f32), same prompts mean KL 0.00540, top-1 95.76%
+    // 23235 positions, Zen 5; top-1 over all positions, then after the
+    // prompts' shared 24-token prefix, whose positions count 200 times):
+    //   int8 (blocks of 32; head on bf16)      mean KL 0.00534, top-1 96.02% / 96.07%
+    //   int8-a16 (16-bit activations, Q/K/V
+    //     on bf16, head on int8-a16)           mean KL 0.00126, top-1 98.55% / 98.18%
+    //   bf16-native                            mean KL 0.00055, top-1 98.95% / 98.68%
+    //   llama.cpp Q8_0 (KV f32), same prompts  mean KL 0.00540, top-1 95.76%
     //   llama.cpp's Q8_0 weights on our fp32 path (--path-model): 0.00174, 97.35%
-    // (earlier, with f32 weight scales: int8 0.00520 / 95.21%, an int8 LM
-    // head 0.00586 / 94.78%, int8-rows 0.0603 / 85.49%.) int8-a16 is what
-    // int8 weights cost with the activations' rounding gone, and top-1 >= 98%
-    // is out of reach of 8-bit weights on this model: perturbations of one
-    // part in 2000 of the weight scales move it between 96.4% and 97.3%.
-    // int8-a16 meets the guard bound on the fixture, and on a real model's
-    // verdicts (bench/verdict_drift_bench, 200 prompts each) drifts between
-    // bf16 and int8: mean |dp| 0.0076 / 0.0064 (toxicchat / openai
-    // moderation) against bf16's 0.0037 / 0.0042 and int8's 0.0133 / 0.0117,
-    // no verdict flipped. But it is slower than bf16 on every CPU class
-    // measured (saferoute bench, 1B shape, 300 tokens, 2 threads, Zen 5):
-    // 344 tok/s against bf16-native's 446; with oneDNN capped at AVX2, 92
-    // against bf16-widened's 126 (int8 554 and 95): auto, the fastest
-    // guard-safe path, stays bf16. int8-a16 is for memory: int8's 1.125
-    // bytes per weight (an 8B guard in under 10 GB) at guard-safe accuracy.
+    // On rows 100-199 of the same sets (held out from the Q/K/V choice,
+    // 27867 positions): int8-a16 0.00121, 98.47% / 98.16%; llama.cpp Q8_0
+    // 0.00541, 95.46%. (Before Q/K/V moved to bf16, int8-a16 was 0.00191 /
+    // 96.40% / 97.63%, see AttentionInputPath; earlier, with f32 weight
+    // scales: int8 0.00520 / 95.21%, an int8 LM head 0.00586 / 94.78%,
+    // int8-rows 0.0603 / 85.49%.) On a real model's verdicts
+    // (bench/verdict_drift_bench, 200 prompts each) int8-a16 drifts as
+    // little as bf16: mean |dp| 0.0039 / 0.0042 (toxicchat / openai
+    // moderation) against bf16's 0.0037 / 0.0042 and int8's 0.0133 /
+    // 0.0117, no verdict flipped. But it is slower than bf16 on every CPU
+    // class measured (saferoute bench, 1B shape, 300 tokens, 2 threads, Zen
+    // 5): 332 tok/s against bf16-native's 447; with oneDNN capped at AVX2,
+    // 96 against bf16-widened's 122 (int8 543 and 133): auto, the fastest
+    // guard-safe path, stays bf16. int8-a16 is for memory: an 8B guard in
+    // 9.35 GB (bf16 15.15 GB) at bf16's verdict accuracy.
     case Precision::kBf16:
       return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
     case Precision::kInt8:
