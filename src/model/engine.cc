@@ -8,6 +8,8 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -16,6 +18,26 @@
 
 namespace saferoute {
 namespace {
+
+// For a path whose Q/K/V may run elsewhere (int8-a16: cpu::AttentionInputPath),
+// where they do: "; Q/K/V on bf16-native (oneDNN ...)", or "on int8-a16 (as
+// stored)" for a checkpoint that holds them quantized, with the layer count
+// per path where the layers differ. "" for every other path.
+std::string AttentionInputNote(const CpuForward& forward) {
+  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
+  if (cpu::AttentionInputPath(forward.path(), support) == forward.path()) return "";
+  std::map<cpu::GemmPath, int> layers;
+  for (cpu::GemmPath qkv : forward.attention_input_paths()) ++layers[qkv];
+  std::vector<std::string> parts;
+  for (const auto& [qkv, count] : layers) {
+    const std::string where =
+        qkv == forward.path() ? "as stored" : cpu::PathImplementation(qkv, support);
+    parts.push_back(layers.size() == 1 ? absl::StrCat(cpu::GemmPathName(qkv), " (", where, ")")
+                                       : absl::StrCat(cpu::GemmPathName(qkv), " (", where, ") in ",
+                                                      count, " layers"));
+  }
+  return absl::StrCat("; Q/K/V on ", absl::StrJoin(parts, ", "));
+}
 
 // Index of the largest of n values, the first one on ties (torch.argmax).
 int32_t ArgMax(const float* values, int64_t n) {
@@ -86,30 +108,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
 const Model& Engine::model() const { return *impl_->model; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 cpu::GemmPath Engine::path() const { return impl_->forward->path(); }
-namespace {
-
-// For a path whose Q/K/V may run elsewhere (int8-a16: cpu::AttentionInputPath),
-// where they do: "; Q/K/V on bf16-native (oneDNN ...)", or "on int8-a16 (as
-// stored)" for a checkpoint that holds them quantized, with the layer count
-// per path where the layers differ. "" for every other path.
-std::string AttentionInputNote(const CpuForward& forward) {
-  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
-  if (cpu::AttentionInputPath(forward.path(), support) == forward.path()) return "";
-  std::map<cpu::GemmPath, int> layers;
-  for (cpu::GemmPath qkv : forward.attention_input_paths()) ++layers[qkv];
-  std::vector<std::string> parts;
-  for (const auto& [qkv, count] : layers) {
-    const std::string where =
-        qkv == forward.path() ? "as stored" : cpu::PathImplementation(qkv, support);
-    parts.push_back(layers.size() == 1 ? absl::StrCat(cpu::GemmPathName(qkv), " (", where, ")")
-                                       : absl::StrCat(cpu::GemmPathName(qkv), " (", where, ") in ",
-                                                      count, " layers"));
-  }
-  return absl::StrCat("; Q/K/V on ", absl::StrJoin(parts, ", "));
-}
-
-}  // namespace
-
 std::string Engine::path_description() const {
   const cpu::CpuSupport& support = cpu::DetectCpuSupport();
   return absl::StrCat(cpu::GemmPathName(path()), " (", cpu::PathImplementation(path(), support),
