@@ -294,7 +294,7 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
     // guard-safe path, stays bf16. int8-a16 is for memory: an 8B guard in
     // 9.35 GB (bf16 15.15 GB) at bf16's verdict accuracy.
     case Precision::kBf16:
-      return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
+      return Bf16Path(support);
     case Precision::kInt8:
     case Precision::kInt8A16:
       if (support.int8_block_isa == Q8Isa::kNone) {
@@ -331,14 +331,16 @@ GemmPath PeakPath(GemmPath path, const CpuSupport& support) {
   return path;
 }
 
-GemmPath HeadPath(GemmPath path, const CpuSupport& support) {
-  if (path != GemmPath::kInt8) return path;
+GemmPath Bf16Path(const CpuSupport& support) {
   return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
 }
 
-GemmPath AttentionInputPath(GemmPath path, const CpuSupport& support) {
-  if (path != GemmPath::kInt8A16) return path;
-  return support.bf16_native ? GemmPath::kBf16Native : GemmPath::kBf16Widened;
+GemmPath HeadPath(GemmPath path, const CpuSupport& support) {
+  return path == GemmPath::kInt8 ? Bf16Path(support) : path;
+}
+
+GemmPath AttentionInputPath(GemmPath path, const CpuSupport& support, bool stored_quantized) {
+  return path == GemmPath::kInt8A16 && !stored_quantized ? Bf16Path(support) : path;
 }
 
 std::string DescribePath(GemmPath path, const CpuSupport& support) {

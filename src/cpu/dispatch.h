@@ -126,6 +126,10 @@ absl::StatusOr<GemmPath> ChoosePath(Precision requested, const CpuSupport& suppo
 // weight: its ratio to that peak is at most about half int8's.
 GemmPath PeakPath(GemmPath path, const CpuSupport& support);
 
+// What bf16 runs on this CPU: bf16-native where it has bf16 units (and
+// oneDNN a bf16 matmul for them), else bf16-widened.
+GemmPath Bf16Path(const CpuSupport& support);
+
 // The path a model's LM head runs on for full-vocabulary logits (a guard's
 // verdict logits are computed from fp32 head rows on every path): the path
 // itself, except int8, whose head runs on bf16 (bf16-native where the CPU has
@@ -139,7 +143,10 @@ GemmPath HeadPath(GemmPath path, const CpuSupport& support);
 
 // The path a layer's attention input projection (Q, K and V, one packed
 // matrix) runs on: the path itself, except int8-a16, whose Q/K/V run on bf16
-// (bf16-native where the CPU has bf16 units, else bf16-widened). Why: on
+// (Bf16Path) unless the checkpoint stores them quantized (a GGUF's Q8_0,
+// Q4_K, ...): those stay on int8-a16, used as stored, since bf16 cannot
+// restore what the file's quantization dropped and would round Q8_0's values
+// (8-bit q times an f16 scale) a second time. Why bf16: on
 // SmolLM2-135M (bench/precision_quality_bench, 200 prompts, fp32 reference)
 // int8 weights with exact activations agree on the top-1 token at 97.66% of
 // the positions after the prompts' shared 24-token prefix, whatever the
@@ -150,7 +157,7 @@ GemmPath HeadPath(GemmPath path, const CpuSupport& support);
 // the three together do. Q/K/V are 12% of a Llama-3-8B layer's
 // weights: in bf16 they add 0.70 GB to an 8B model, less the 0.46 GB its
 // int8 head saves.
-GemmPath AttentionInputPath(GemmPath path, const CpuSupport& support);
+GemmPath AttentionInputPath(GemmPath path, const CpuSupport& support, bool stored_quantized);
 
 // The implementation a path runs: "oneDNN brg:avx512_core_bf16", ...
 std::string PathImplementation(GemmPath path, const CpuSupport& support);

@@ -98,10 +98,14 @@ TEST(Dispatch, ChoosesByWhatTheCpuOffers) {
   EXPECT_EQ(HeadPath(GemmPath::kInt8, bf16_cpu), GemmPath::kBf16Native);
   EXPECT_EQ(HeadPath(GemmPath::kInt8, avx2_cpu), GemmPath::kBf16Widened);
   EXPECT_EQ(HeadPath(GemmPath::kInt8A16, bf16_cpu), GemmPath::kInt8A16);
-  EXPECT_EQ(AttentionInputPath(GemmPath::kInt8A16, bf16_cpu), GemmPath::kBf16Native);
-  EXPECT_EQ(AttentionInputPath(GemmPath::kInt8A16, avx2_cpu), GemmPath::kBf16Widened);
+  EXPECT_EQ(AttentionInputPath(GemmPath::kInt8A16, bf16_cpu, false), GemmPath::kBf16Native);
+  EXPECT_EQ(AttentionInputPath(GemmPath::kInt8A16, avx2_cpu, false), GemmPath::kBf16Widened);
+  EXPECT_EQ(AttentionInputPath(GemmPath::kInt8A16, bf16_cpu, true), GemmPath::kInt8A16)
+      << "Q/K/V a checkpoint stores quantized are used as stored";
   for (GemmPath path : kGemmPaths) {
-    if (path != GemmPath::kInt8A16) EXPECT_EQ(AttentionInputPath(path, bf16_cpu), path);
+    if (path == GemmPath::kInt8A16) continue;
+    EXPECT_EQ(AttentionInputPath(path, bf16_cpu, false), path);
+    EXPECT_EQ(AttentionInputPath(path, bf16_cpu, true), path);
   }
   EXPECT_EQ(PeakPath(GemmPath::kInt8A16, avx2_cpu), GemmPath::kInt8Rows);
   EXPECT_EQ(PeakPath(GemmPath::kInt8A16, no_int8), GemmPath::kInt8);

@@ -25,7 +25,7 @@ namespace {
 // per path where the layers differ. "" for every other path.
 std::string AttentionInputNote(const CpuForward& forward) {
   const cpu::CpuSupport& support = cpu::DetectCpuSupport();
-  if (cpu::AttentionInputPath(forward.path(), support) == forward.path()) return "";
+  if (cpu::AttentionInputPath(forward.path(), support, false) == forward.path()) return "";
   std::map<cpu::GemmPath, int> layers;
   for (cpu::GemmPath qkv : forward.attention_input_paths()) ++layers[qkv];
   std::vector<std::string> parts;

@@ -133,7 +133,8 @@ CpuForward::CpuForward(const Model& model, const EngineOptions& options, int num
       eps_(static_cast<float>(config_.rms_norm_eps)),
       attn_scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)))),
       gemm_(path, num_threads),
-      qkv_gemm_(cpu::AttentionInputPath(path, cpu::DetectCpuSupport()), num_threads),
+      qkv_gemm_(cpu::AttentionInputPath(path, cpu::DetectCpuSupport(), /*stored_quantized=*/false),
+                num_threads),
       head_gemm_(cpu::HeadPath(path, cpu::DetectCpuSupport()), num_threads) {
   (void)options;
 }
@@ -212,14 +213,10 @@ absl::Status CpuForward::Prepare(const Model& model) {
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_gate, Matrix(w.w_gate, ffn_, h_, at + "w_gate"));
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_up, Matrix(w.w_up, ffn_, h_, at + "w_up"));
     SR_ASSIGN_OR_RETURN(cpu::WeightMatrix w_down, Matrix(w.w_down, h_, ffn_, at + "w_down"));
-    // Q/K/V run on their own path where the checkpoint holds them in a float
-    // dtype. Weights a GGUF file already holds quantized stay on the layer's
-    // path: bf16 cannot restore what the file's quantization dropped, and
-    // would round Q8_0's values (8-bit q times an f16 scale) a second time.
     const bool stored_quantized =
         IsQuantized(wq.dtype) || IsQuantized(wk.dtype) || IsQuantized(wv.dtype);
-    SR_ASSIGN_OR_RETURN(
-        p.qkv, pack({wq, wk, wv}, at + "wq|wk|wv", stored_quantized ? path : qkv_gemm_.path()));
+    SR_ASSIGN_OR_RETURN(p.qkv, pack({wq, wk, wv}, at + "wq|wk|wv",
+                                    cpu::AttentionInputPath(path, support, stored_quantized)));
     SR_ASSIGN_OR_RETURN(p.wo, pack({wo}, at + "wo", path));
     SR_ASSIGN_OR_RETURN(p.gate_up, pack({w_gate, w_up}, at + "w_gate|w_up", path));
     SR_ASSIGN_OR_RETURN(p.down, pack({w_down}, at + "w_down", path));
