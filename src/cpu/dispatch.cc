@@ -344,8 +344,12 @@ GemmPath AttentionInputPath(GemmPath path, const CpuSupport& support, bool store
 }
 
 std::string DescribePath(GemmPath path, const CpuSupport& support) {
-  return absl::StrCat(GemmPathName(path), " (", PathImplementation(path, support), ", isa ",
-                      support.isa, ")");
+  return DescribePath(path, support, PathImplementation(path, support));
+}
+
+std::string DescribePath(GemmPath path, const CpuSupport& support,
+                         const std::string& implementation) {
+  return absl::StrCat(GemmPathName(path), " (", implementation, ", isa ", support.isa, ")");
 }
 
 }  // namespace saferoute::cpu

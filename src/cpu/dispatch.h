@@ -164,6 +164,10 @@ std::string PathImplementation(GemmPath path, const CpuSupport& support);
 
 // One line for logs and reports: "bf16-native (oneDNN brg:avx512_core_bf16, isa avx512_core_bf16)".
 std::string DescribePath(GemmPath path, const CpuSupport& support);
+// The same with `implementation` in place of PathImplementation's (an engine
+// adds where its Q/K/V run).
+std::string DescribePath(GemmPath path, const CpuSupport& support,
+                         const std::string& implementation);
 
 }  // namespace saferoute::cpu
 

@@ -109,9 +109,7 @@ const Model& Engine::model() const { return *impl_->model; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 cpu::GemmPath Engine::path() const { return impl_->forward->path(); }
 std::string Engine::path_description() const {
-  const cpu::CpuSupport& support = cpu::DetectCpuSupport();
-  return absl::StrCat(cpu::GemmPathName(path()), " (", cpu::PathImplementation(path(), support),
-                      AttentionInputNote(*impl_->forward), ", isa ", support.isa, ")");
+  return cpu::DescribePath(path(), cpu::DetectCpuSupport(), compute().impl);
 }
 EngineCompute Engine::compute() const {
   const cpu::CpuSupport& support = cpu::DetectCpuSupport();
