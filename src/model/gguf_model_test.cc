@@ -48,31 +48,32 @@ ModelConfig TinyQwen3() {
   return c;
 }
 
-// Last-position logits of `ids` on the fp32 path.
-std::vector<float> Logits(std::shared_ptr<const Model> model, const std::vector<int32_t>& ids,
-                          Precision precision = Precision::kFp32) {
+// A one-thread engine on `precision`.
+std::unique_ptr<Engine> TestEngine(std::shared_ptr<const Model> model,
+                                   Precision precision = Precision::kFp32) {
   EngineOptions options;
   options.precision = precision;
   options.num_threads = 1;
   options.max_tokens = 64;
   auto engine = Engine::Create(std::move(model), options);
   EXPECT_TRUE(engine.ok()) << engine.status();
+  return engine.ok() ? std::move(*engine) : nullptr;
+}
+
+// Last-position logits of `ids` (empty if the engine could not be made).
+std::vector<float> Logits(Engine* engine, const std::vector<int32_t>& ids) {
+  if (engine == nullptr) return {};
   SequenceRequest request;
   request.tokens = ids;
   request.logits = LogitsMode::kFull;
-  auto results = (*engine)->Prefill({&request, 1});
+  auto results = engine->Prefill({&request, 1});
   EXPECT_TRUE(results.ok()) << results.status();
-  return (*results)[0].logits;
+  return results.ok() ? (*results)[0].logits : std::vector<float>{};
 }
 
-std::string Description(std::shared_ptr<const Model> model, Precision precision) {
-  EngineOptions options;
-  options.precision = precision;
-  options.num_threads = 1;
-  options.max_tokens = 64;
-  auto engine = Engine::Create(std::move(model), options);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return engine.ok() ? (*engine)->path_description() : "";
+// The same on the fp32 path.
+std::vector<float> Logits(std::shared_ptr<const Model> model, const std::vector<int32_t>& ids) {
+  return Logits(TestEngine(std::move(model)).get(), ids);
 }
 
 float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -332,15 +333,16 @@ TEST(GgufModelTest, Int8A16KeepsQ8_0AttentionWeightsAsStored) {
   float scale = 0;
   for (float v : expected) scale = std::max(scale, std::fabs(v));
   ASSERT_GT(scale, 0.0f);
-  EXPECT_NE(Description(twins.quantized, Precision::kInt8A16).find("Q/K/V on int8-a16 (as stored)"),
-            std::string::npos)
-      << Description(twins.quantized, Precision::kInt8A16);
-  EXPECT_NE(Description(twins.dequantized, Precision::kInt8A16).find("Q/K/V on bf16-"),
-            std::string::npos)
-      << Description(twins.dequantized, Precision::kInt8A16);
-  const float stored = MaxAbsDiff(expected, Logits(twins.quantized, kIds, Precision::kInt8A16));
-  const float refloated =
-      MaxAbsDiff(expected, Logits(twins.dequantized, kIds, Precision::kInt8A16));
+  const std::unique_ptr<Engine> held_q8 = TestEngine(twins.quantized, Precision::kInt8A16);
+  const std::unique_ptr<Engine> held_f32 = TestEngine(twins.dequantized, Precision::kInt8A16);
+  ASSERT_NE(held_q8, nullptr);
+  ASSERT_NE(held_f32, nullptr);
+  EXPECT_NE(held_q8->path_description().find("Q/K/V on int8-a16 (as stored)"), std::string::npos)
+      << held_q8->path_description();
+  EXPECT_NE(held_f32->path_description().find("Q/K/V on bf16-"), std::string::npos)
+      << held_f32->path_description();
+  const float stored = MaxAbsDiff(expected, Logits(held_q8.get(), kIds));
+  const float refloated = MaxAbsDiff(expected, Logits(held_f32.get(), kIds));
   std::printf("int8-a16 max |logit error| / max |logit|: held as Q8_0 %.3g, as F32 %.3g\n",
               stored / scale, refloated / scale);
   EXPECT_LT(stored, refloated);
