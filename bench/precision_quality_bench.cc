@@ -92,7 +92,6 @@ constexpr double kClearMargin = 0.1;
 struct Stats {
   std::vector<double> kl;       // per position
   std::vector<uint8_t> agrees;  // per position: the argmax equals fp32's
-  int64_t top1_agree = 0;
   double prepare_seconds = 0, run_seconds = 0;
   nlohmann::json per_prompt = nlohmann::json::array();  // {id, positions, mean_kl, top1_agree}
   nlohmann::json ToJson() const {
@@ -108,7 +107,8 @@ struct Stats {
             {"median_kl", quantile(0.5)},
             {"p99_kl", quantile(0.99)},
             {"max_kl", sorted.empty() ? 0.0 : sorted.back()},
-            {"top1_agreement", kl.empty() ? 0.0 : double(top1_agree) / kl.size()},
+            {"top1_agreement",
+             kl.empty() ? 0.0 : double(std::count(agrees.begin(), agrees.end(), 1)) / kl.size()},
             {"prepare_seconds", prepare_seconds},
             {"per_prompt", per_prompt},
             {"run_seconds", run_seconds}};
@@ -258,21 +258,19 @@ absl::Status Run(const std::string& model_path, const std::string& path_model_pa
         const bool agrees =
             (std::max_element(pr, pr + vocab) - pr) == (std::max_element(qr, qr + vocab) - qr);
         stats[p].agrees.push_back(agrees);
-        stats[p].top1_agree += agrees;
       }
     }
     for (Stats& st : stats) {
       double sum = 0;
+      int64_t agree = 0;
       for (size_t t = st.kl.size() - static_cast<size_t>(positions); t < st.kl.size(); ++t) {
         sum += st.kl[t];
+        agree += st.agrees[t];
       }
-      const int64_t agree_before =
-          st.per_prompt.empty() ? 0 : st.per_prompt.back()["agree_total"].get<int64_t>();
       st.per_prompt.push_back({{"id", prompts[i].id},
                                {"positions", positions},
                                {"mean_kl", sum / static_cast<double>(positions)},
-                               {"top1_agree", st.top1_agree - agree_before},
-                               {"agree_total", st.top1_agree}});
+                               {"top1_agree", agree}});
     }
     if ((i + 1) % 10 == 0) std::fprintf(stderr, "%zu/%zu prompts\n", i + 1, prompts.size());
   }
